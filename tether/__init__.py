@@ -1,0 +1,105 @@
+"""tether: Gun, the Erlang HTTP/Websocket client, for Python on pykka actors.
+
+Layout: ``tether.protocol`` is sans-I/O (h11 and wsproto, no sockets or
+threads), ``tether.actors`` holds the connection actor, its I/O and the
+``Inbox``, ``tether.supervision`` restarts crashed actors. Events, frames,
+errors and options are leaf modules everyone imports. This module
+re-exports the public names of the contract (``docs/`` and ``API.md``).
+"""
+
+from tether._errors import ClosedByUser as ClosedByUser
+from tether._errors import ConnectionClosed as ConnectionClosed
+from tether._errors import ConnectionDownError as ConnectionDownError
+from tether._errors import ConnectionStoppedError as ConnectionStoppedError
+from tether._errors import ConnectTimeout as ConnectTimeout
+from tether._errors import Crashed as Crashed
+from tether._errors import InboxClosedError as InboxClosedError
+from tether._errors import InvalidRequestError as InvalidRequestError
+from tether._errors import NotUpgradedError as NotUpgradedError
+from tether._errors import OwnerDown as OwnerDown
+from tether._errors import OwnerError as OwnerError
+from tether._errors import ProtocolError as ProtocolError
+from tether._errors import ReceiveTimeout as ReceiveTimeout
+from tether._errors import RemoteProtocolError as RemoteProtocolError
+from tether._errors import RetriesExhausted as RetriesExhausted
+from tether._errors import StreamLost as StreamLost
+from tether._errors import TetherError as TetherError
+from tether._errors import UpgradedError as UpgradedError
+from tether._errors import UpgradeError as UpgradeError
+from tether._errors import WriteTimeout as WriteTimeout
+from tether._errors import WsClosed as WsClosed
+from tether._events import Data as Data
+from tether._events import Down as Down
+from tether._events import Error as Error
+from tether._events import Event as Event
+from tether._events import Inform as Inform
+from tether._events import Response as Response
+from tether._events import StreamRef as StreamRef
+from tether._events import Trailers as Trailers
+from tether._events import Up as Up
+from tether._events import Upgrade as Upgrade
+from tether._events import Ws as Ws
+from tether._frames import Binary as Binary
+from tether._frames import Close as Close
+from tether._frames import Frame as Frame
+from tether._frames import Ping as Ping
+from tether._frames import Pong as Pong
+from tether._frames import Text as Text
+from tether._options import ExponentialBackoff as ExponentialBackoff
+from tether._options import HttpOpts as HttpOpts
+from tether._options import WsOpts as WsOpts
+from tether.actors import Connection as Connection
+from tether.actors import ConnectionInfo as ConnectionInfo
+from tether.actors import Inbox as Inbox
+from tether.actors import Owner as Owner
+from tether.actors import open as open  # noqa: A004 - Gun's name, like builtins.open's role
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Binary",
+    "Close",
+    "ClosedByUser",
+    "ConnectTimeout",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionDownError",
+    "ConnectionInfo",
+    "ConnectionStoppedError",
+    "Crashed",
+    "Data",
+    "Down",
+    "Error",
+    "Event",
+    "ExponentialBackoff",
+    "Frame",
+    "HttpOpts",
+    "Inbox",
+    "InboxClosedError",
+    "Inform",
+    "InvalidRequestError",
+    "NotUpgradedError",
+    "OwnerDown",
+    "OwnerError",
+    "Ping",
+    "Pong",
+    "ProtocolError",
+    "ReceiveTimeout",
+    "RemoteProtocolError",
+    "Response",
+    "RetriesExhausted",
+    "StreamLost",
+    "StreamRef",
+    "TetherError",
+    "Text",
+    "Trailers",
+    "Up",
+    "Upgrade",
+    "UpgradeError",
+    "UpgradedError",
+    "WriteTimeout",
+    "Ws",
+    "WsClosed",
+    "WsOpts",
+    "open",
+]

@@ -1,0 +1,205 @@
+"""Every exception tether raises or reports, in one tree.
+
+``reason`` in a :class:`~tether.Down` or :class:`~tether.Error` event is an
+instance of one of these (or the :class:`OSError` / :class:`ssl.SSLError`
+the operating system gave), never a bare string::
+
+    TetherError
+    ├── OwnerError              await_* needs the owner to be an Inbox
+    ├── UpgradedError           a request on a connection that speaks Websocket
+    ├── NotUpgradedError        ws_send with no Websocket up (names the frames)
+    ├── ConnectionStoppedError  a call on a connection that stopped for good
+    ├── InboxClosedError        tell() on, or receive() from, a closed Inbox
+    ├── ReceiveTimeout          (also TimeoutError) receive/await_* timed out
+    ├── ConnectTimeout          (also TimeoutError) connect_timeout elapsed
+    ├── WriteTimeout            (also TimeoutError) the peer stopped reading
+    ├── ProtocolError
+    │   ├── RemoteProtocolError the server broke HTTP or Websocket
+    │   └── UpgradeError        the upgrade cannot be done or was botched
+    ├── ConnectionClosed        the server closed the TCP connection
+    ├── WsClosed                the Websocket close handshake ended it
+    ├── StreamLost              await_* on a stream the connection lost
+    ├── ConnectionDownError     await_up saw the connection go down first
+    ├── ClosedByUser            close() / shutdown() ended it
+    ├── OwnerDown               the owner stopped, so the connection did
+    ├── RetriesExhausted        no reconnect attempts left (carries the last reason)
+    └── Crashed                 the connection actor crashed (carries the exception)
+
+Errors about arguments are also :class:`ValueError` or :class:`TypeError`
+(``InvalidRequestError`` and friends subclass both families where it makes
+``except ValueError`` keep working).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tether._frames import Frame
+
+__all__ = [
+    "ClosedByUser",
+    "ConnectTimeout",
+    "ConnectionDownError",
+    "ConnectionClosed",
+    "ConnectionStoppedError",
+    "Crashed",
+    "InboxClosedError",
+    "InvalidRequestError",
+    "NotUpgradedError",
+    "OwnerDown",
+    "OwnerError",
+    "ProtocolError",
+    "ReceiveTimeout",
+    "RemoteProtocolError",
+    "RetriesExhausted",
+    "StreamLost",
+    "TetherError",
+    "UpgradeError",
+    "UpgradedError",
+    "WriteTimeout",
+    "WsClosed",
+]
+
+
+class TetherError(Exception):
+    """The root of every error tether defines."""
+
+
+class InvalidRequestError(TetherError, ValueError):
+    """A request argument is invalid (a bad header name or value, a bad path)."""
+
+
+class OwnerError(TetherError):
+    """``await_up``/``await_``/``await_body`` need the owner to be a :class:`tether.Inbox`."""
+
+
+class UpgradedError(TetherError):
+    """The connection speaks Websocket: HTTP requests are no longer possible (as in Gun)."""
+
+
+class NotUpgradedError(TetherError):
+    """``ws_send`` while no Websocket is up; ``frames`` are the frames that were not sent."""
+
+    def __init__(self, message: str, frames: tuple[Frame, ...] = ()) -> None:
+        super().__init__(message)
+        self.frames = frames
+
+
+class ConnectionStoppedError(TetherError):
+    """The connection has stopped for good; the call cannot be carried out."""
+
+
+class InboxClosedError(TetherError):
+    """The :class:`tether.Inbox` was closed."""
+
+
+class ReceiveTimeout(TetherError, TimeoutError):
+    """No matching message arrived within the timeout."""
+
+
+class ConnectTimeout(TetherError, TimeoutError):
+    """A connection attempt took longer than ``connect_timeout``."""
+
+
+class WriteTimeout(TetherError, TimeoutError):
+    """The peer stopped reading: a write could not complete in time."""
+
+
+class ProtocolError(TetherError):
+    """HTTP or Websocket was violated. Abstract: one of the two subclasses is raised."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The server broke the protocol (a malformed response, a bad frame).
+
+    Attributes:
+        close_code: for Websocket, the close code tether sent back (1002, 1007,
+            1009, ...); ``None`` for HTTP.
+    """
+
+    def __init__(self, message: str, close_code: int | None = None) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class UpgradeError(ProtocolError):
+    """The Websocket upgrade cannot be attempted, or the server's 101 was invalid."""
+
+
+class ConnectionClosed(TetherError):
+    """The server closed the TCP connection."""
+
+    def __init__(self, message: str = "the server closed the connection") -> None:
+        super().__init__(message)
+
+
+class WsClosed(TetherError):
+    """The Websocket closing handshake ended the connection.
+
+    Attributes:
+        code: the close code of the frame that started the handshake.
+        reason: its reason text.
+        by_server: True if the server sent the first close frame.
+    """
+
+    def __init__(self, code: int, reason: str, *, by_server: bool) -> None:
+        who = "server" if by_server else "client"
+        super().__init__(f"websocket closed by the {who}: {code} {reason!r}")
+        self.code = code
+        self.reason = reason
+        self.by_server = by_server
+
+
+class StreamLost(TetherError):
+    """The connection went down (or stopped) before the stream was fully answered.
+
+    Attributes:
+        reason: why the connection was lost.
+    """
+
+    def __init__(self, message: str, reason: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ConnectionDownError(TetherError):
+    """``await_up`` saw a ``Down`` (or the final ``Error``) before an ``Up``.
+
+    Attributes:
+        reason: the reason carried by that event.
+    """
+
+    def __init__(self, message: str, reason: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ClosedByUser(TetherError):
+    """The user called ``close()`` or ``shutdown()``."""
+
+
+class OwnerDown(TetherError):
+    """The owner stopped (a dead actor, a closed Inbox), so the connection stopped."""
+
+
+class RetriesExhausted(TetherError):
+    """All reconnect attempts failed; the connection has stopped.
+
+    Attributes:
+        attempts: how many connection attempts were made since the last success.
+        last_reason: the error of the last attempt (or of the lost connection).
+    """
+
+    def __init__(self, attempts: int, last_reason: BaseException | None) -> None:
+        super().__init__(f"gave up after {attempts} attempt(s); last error: {last_reason!r}")
+        self.attempts = attempts
+        self.last_reason = last_reason
+
+
+class Crashed(TetherError):
+    """The connection actor crashed; ``exception`` is what escaped it."""
+
+    def __init__(self, exception: BaseException) -> None:
+        super().__init__(f"connection actor crashed: {exception!r}")
+        self.exception = exception

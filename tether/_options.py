@@ -1,0 +1,234 @@
+"""Typed, validated options for ``tether.open``, with Gun's defaults.
+
+Gun 2.4's manual (``doc/src/manual/gun.asciidoc``) is the reference for
+every option tether shares with it; times are seconds here where Gun uses
+milliseconds. ``http_opts`` and ``ws_opts`` accept a plain dict (as Gun's
+maps) or the dataclass; unknown keys are an error naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+__all__ = [
+    "ConnectOpts",
+    "ExponentialBackoff",
+    "HttpOpts",
+    "WsOpts",
+    "check_positive_seconds",
+]
+
+RetryBackoff = Callable[[int], float]
+"""``(attempt) -> seconds`` before reconnect attempt ``attempt`` (1, 2, ...)."""
+
+EventHandler = Callable[[str, dict[str, Any]], None]
+
+
+def _check_number(name: str, value: object, *, allow_none: bool = False,
+                  allow_zero: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, not {value!r}")
+
+
+def check_positive_seconds(name: str, value: object, *, allow_none: bool = True) -> None:
+    """Validate a timeout argument: a positive number of seconds (or None for none)."""
+    _check_number(name, value, allow_none=allow_none, allow_zero=False)
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
+
+
+def _check_size(name: str, value: object, *, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int number of bytes, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpOpts:
+    """HTTP options (Gun's ``http_opts``).
+
+    Attributes:
+        version: ``"HTTP/1.1"`` (default) or ``"HTTP/1.0"``. A Websocket upgrade
+            needs HTTP/1.1.
+        keepalive: seconds of idleness before tether checks the connection
+            (``None``: off, Gun's default for HTTP/1.1 is ``infinity``).
+        closing_timeout: seconds ``shutdown()`` waits for in-flight streams.
+        max_header_block_size: largest response head accepted, in bytes.
+    """
+
+    version: Literal["HTTP/1.1", "HTTP/1.0"] = "HTTP/1.1"
+    keepalive: float | None = None
+    closing_timeout: float = 15.0
+    max_header_block_size: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.version not in ("HTTP/1.1", "HTTP/1.0"):
+            raise ValueError(f"http_opts version must be 'HTTP/1.1' or 'HTTP/1.0', "
+                             f"not {self.version!r}")
+        check_positive_seconds("http_opts keepalive", self.keepalive)
+        check_positive_seconds("http_opts closing_timeout", self.closing_timeout,
+                               allow_none=False)
+        _check_size("http_opts max_header_block_size", self.max_header_block_size,
+                    allow_none=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WsOpts:
+    """Websocket options (Gun's ``ws_opts``, plus tether's ``reupgrade``).
+
+    Attributes:
+        compress: offer permessage-deflate.
+        protocols: subprotocols to offer in ``sec-websocket-protocol`` (in
+            addition to one given as an upgrade header).
+        keepalive: seconds between automatic pings (``None``: off).
+        pong_timeout: seconds to wait for a pong before the connection counts
+            as lost (used with ``keepalive``).
+        silence_pings: don't tell the owner about ping and pong frames (the
+            pong reply to a ping is always sent).
+        closing_timeout: seconds to wait for the close handshake.
+        max_message_size: largest message accepted, in bytes (``None``: no
+            limit); a larger one closes with 1009 and an ``Error``.
+        reupgrade: repeat the last successful upgrade after a reconnect.
+    """
+
+    compress: bool = False
+    protocols: tuple[str, ...] = ()
+    keepalive: float | None = None
+    pong_timeout: float | None = None
+    silence_pings: bool = True
+    closing_timeout: float = 15.0
+    max_message_size: int | None = 1 << 20
+    reupgrade: bool = False
+
+    def __post_init__(self) -> None:
+        _check_bool("ws_opts compress", self.compress)
+        protocols: object = self.protocols  # users pass lists, or a str by mistake
+        if isinstance(protocols, str | bytes) or not all(
+            isinstance(p, str) and p for p in self.protocols
+        ):
+            raise TypeError("ws_opts protocols must be a sequence of non-empty str")
+        object.__setattr__(self, "protocols", tuple(self.protocols))
+        check_positive_seconds("ws_opts keepalive", self.keepalive)
+        check_positive_seconds("ws_opts pong_timeout", self.pong_timeout)
+        _check_bool("ws_opts silence_pings", self.silence_pings)
+        check_positive_seconds("ws_opts closing_timeout", self.closing_timeout,
+                               allow_none=False)
+        _check_size("ws_opts max_message_size", self.max_message_size, allow_none=True)
+        _check_bool("ws_opts reupgrade", self.reupgrade)
+
+
+_O = TypeVar("_O", HttpOpts, WsOpts)
+
+
+def coerce_opts(name: str, cls: type[_O], value: object) -> _O:
+    """Accept ``None``, an instance of ``cls`` or a mapping of its field names."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, Mapping):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in value if k not in known)
+        if unknown:
+            raise ValueError(f"unknown {name} option(s): {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(known))})")
+        return cls(**value)
+    raise TypeError(f"{name} must be a dict or tether.{cls.__name__}, "
+                    f"not {type(value).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class ExponentialBackoff:
+    """Exponential backoff with full jitter: a random delay in ``[0, min(cap, base * 2**(n-1))]``.
+
+    "Full jitter" spreads the reconnects of many clients that lost the same
+    server, instead of having them all retry in lock-step.
+
+    Args:
+        base: the upper bound of the first delay, in seconds.
+        cap: the largest delay, in seconds.
+    """
+
+    base: float = 0.5
+    cap: float = 30.0
+    _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_positive_seconds("ExponentialBackoff base", self.base, allow_none=False)
+        check_positive_seconds("ExponentialBackoff cap", self.cap, allow_none=False)
+
+    def __call__(self, attempt: int) -> float:
+        """Return the delay before reconnect attempt ``attempt`` (1-based)."""
+        ceiling = min(self.cap, self.base * 2.0 ** min(max(attempt - 1, 0), 64))
+        return self._rng.uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectOpts:
+    """All options of ``tether.open``, validated. Gun's defaults: retry 5, retry_timeout 5 s."""
+
+    transport: Literal["tcp", "tls"] = "tcp"
+    tls_context: ssl.SSLContext | None = None
+    connect_timeout: float | None = None
+    retry: int = 5
+    retry_timeout: float = 5.0
+    retry_backoff: RetryBackoff | None = None
+    http_opts: HttpOpts = field(default_factory=HttpOpts)
+    ws_opts: WsOpts = field(default_factory=WsOpts)
+    event_handler: EventHandler | None = None
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("tcp", "tls"):
+            raise ValueError(f"transport must be 'tcp' or 'tls', not {self.transport!r}")
+        if self.tls_context is not None and not isinstance(self.tls_context, ssl.SSLContext):
+            raise TypeError("tls_context must be an ssl.SSLContext")
+        check_positive_seconds("connect_timeout", self.connect_timeout)
+        if isinstance(self.retry, bool) or not isinstance(self.retry, int):
+            raise TypeError(f"retry must be an int, not {type(self.retry).__name__}")
+        if self.retry < 0:
+            raise ValueError(f"retry must be >= 0, not {self.retry}")
+        _check_number("retry_timeout", self.retry_timeout)
+        if self.retry_backoff is not None and not callable(self.retry_backoff):
+            raise TypeError("retry_backoff must be a callable (attempt) -> seconds")
+        if self.event_handler is not None and not callable(self.event_handler):
+            raise TypeError("event_handler must be a callable (name, data) -> None")
+
+    @classmethod
+    def build(cls, **kwargs: Any) -> ConnectOpts:
+        """Build from ``open()``'s keyword arguments, coercing the two option maps."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in kwargs if k not in known)
+        if unknown:
+            raise TypeError(f"unknown option(s) for tether.open: {', '.join(unknown)}")
+        kwargs["http_opts"] = coerce_opts("http_opts", HttpOpts, kwargs.get("http_opts"))
+        kwargs["ws_opts"] = coerce_opts("ws_opts", WsOpts, kwargs.get("ws_opts"))
+        return cls(**kwargs)
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait before reconnect attempt ``attempt`` (1-based).
+
+        As Gun's default ``retry_fun``: the first attempt after a lost
+        connection is immediate, the next ones ``retry_timeout`` apart, unless
+        a ``retry_backoff`` policy says otherwise. A policy that raises or
+        returns a bad value is the caller's problem (see the connection actor).
+        """
+        if self.retry_backoff is not None:
+            return float(self.retry_backoff(attempt))
+        return 0.0 if attempt == 1 else float(self.retry_timeout)

@@ -1,0 +1,52 @@
+"""The actor layer: pykka actors, sockets and threads live here and only here.
+
+``ConnectionActor`` owns one socket at a time and drives a sans-I/O
+:class:`tether.protocol.ClientProtocol`; ``Connection`` is the thread-safe
+handle users hold; ``Inbox`` is the owner for plain threads.
+"""
+
+from __future__ import annotations
+
+import atexit
+from typing import Any
+
+import pykka
+
+from tether.actors._connection import ConnectionActor as ConnectionActor
+from tether.actors._handle import Connection as Connection
+from tether.actors._handle import ConnectionInfo as ConnectionInfo
+from tether.actors._handle import Owner as Owner
+from tether.actors._handle import open_connection
+from tether.actors._inbox import Inbox as Inbox
+
+__all__ = ["Connection", "ConnectionActor", "ConnectionInfo", "Inbox", "Owner", "open"]
+
+# How long interpreter exit waits for connections to close their sockets.
+_EXIT_GRACE = 1.0
+
+
+def open(host: str, port: int, owner: Owner | None = None, **options: Any) -> Connection:  # noqa: A001
+    """Open a connection (Gun's ``gun:open``); see :func:`tether.open`."""
+
+    def start(conn: Connection) -> pykka.ActorRef[Any]:
+        return ConnectionActor.start(conn)
+
+    return open_connection(host, port, owner, start, **options)
+
+
+@atexit.register
+def _close_connections_at_exit() -> None:
+    # Connection actors run on daemon threads so that a forgotten connection
+    # does not keep the interpreter alive; close their sockets on the way out.
+    refs = pykka.ActorRegistry.get_by_class(ConnectionActor)
+    futures = []
+    for ref in refs:
+        try:
+            futures.append(ref.stop(block=False))
+        except pykka.ActorDeadError:
+            continue
+    for future in futures:
+        try:
+            future.get(timeout=_EXIT_GRACE / max(len(futures), 1))
+        except (pykka.Timeout, pykka.ActorDeadError):
+            continue

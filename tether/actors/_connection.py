@@ -1,0 +1,396 @@
+"""The connection actor: one pykka ThreadingActor per connection.
+
+States and the events the owner sees on each transition (Gun's state
+machine, ``gun.erl``)::
+
+    connecting --Connected--> up  ......................... Up(conn, "http")
+    up --lost / close frame done--> (retry wait) .......... Down(...)
+    connecting --ConnectFailed--> (retry wait)              (nothing: never up)
+    (retry wait) --timer--> connecting
+    any --retries used up--> stopped ...................... Error(conn, None, RetriesExhausted)
+    any --close()/shutdown() done--> stopped .............. Down(reason=ClosedByUser) if up
+
+All state is touched by the actor thread only. Everything reaches it by
+``tell`` (bytes from the reader thread, timers, user commands), so an
+exception in any of it is a crash pykka reports to ``on_failure``, never an
+exception lost in a future. The protocol work is delegated to
+:class:`~tether.protocol.ClientProtocol`; this module only moves bytes and
+events between it, the transport and the owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Literal
+
+import pykka
+
+from tether._errors import (
+    ClosedByUser,
+    ConnectionClosed,
+    Crashed,
+    InboxClosedError,
+    NotUpgradedError,
+    OwnerDown,
+    RetriesExhausted,
+)
+from tether._events import Down, Error, Event, StreamRef, Up, Upgrade
+from tether._frames import Close as CloseFrame
+from tether.actors import _messages as msg
+from tether.actors._handle import Connection, ConnectionInfo
+from tether.actors._scheduler import TimerHandle, default_scheduler
+from tether.actors._transport import TcpTransport, Transport
+from tether.protocol import ClientProtocol
+
+__all__ = ["ConnectionActor"]
+
+log = logging.getLogger("tether.connection")
+
+State = Literal["connecting", "up", "waiting", "closing", "stopped"]
+
+
+class ConnectionActor(pykka.ThreadingActor):
+    """Owns one socket at a time and tells the owner about everything.
+
+    Daemon thread: a connection the program forgot to close must not keep
+    the interpreter alive (an ``atexit`` hook closes the remaining ones).
+    """
+
+    use_daemon_thread = True
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self._conn = conn
+        self._opts = conn.opts
+        self._epoch = 0
+        self._state: State = "connecting"
+        self._transport: Transport | None = None
+        self._proto: ClientProtocol | None = None
+        # Commands given while no connection is up, replayed at the next Up.
+        self._pending: list[msg.Command] = []
+        self._retries_left = self._opts.retry
+        self._attempt = 0
+        self._attempts_since_up = 0
+        self._timer: TimerHandle | None = None
+
+    # -- pykka hooks -------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Start the first connection attempt."""
+        self._connect()
+
+    def on_stop(self) -> None:
+        """Stopped from outside (``ActorRegistry.stop_all``, interpreter exit): close quietly."""
+        if self._state != "stopped":
+            self._state = "stopped"
+            self._close_transport()
+            self._conn._mark_stopped()  # noqa: SLF001
+
+    def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        """A crash: close the socket and tell the owner why the connection is gone."""
+        reason = Crashed(exc_value)
+        if self._proto is not None and self._state in ("up", "closing"):
+            self._down(reason)
+        self._finish(reason, final_error=True)
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch a command or an I/O report."""
+        if self._state == "stopped":
+            return None
+        match message:
+            case msg.BytesIn(epoch=epoch, data=data) if epoch == self._epoch:
+                assert self._proto is not None  # noqa: S101 - BytesIn only after Connected
+                self._proto.receive_data(data)
+                self._flush()
+            case msg.Connected(epoch=epoch) if epoch == self._epoch:
+                self._on_connected()
+            case msg.ConnectFailed(epoch=epoch, reason=reason) if epoch == self._epoch:
+                self._transport = None
+                self._retry_or_stop(reason)
+            case msg.Closed(epoch=epoch, reason=reason) if epoch == self._epoch:
+                self._on_closed(reason)
+            case msg.Tick(epoch=epoch, kind=kind) if epoch == self._epoch:
+                self._on_tick(kind)
+            case msg.BytesIn() | msg.Connected() | msg.ConnectFailed() | msg.Closed() | \
+                    msg.Tick():
+                pass  # from a connection that was already replaced
+            case msg.InfoQuery():
+                return self._info()
+            case msg.Close():
+                self._stop_now(ClosedByUser("close() was called"))
+            case msg.Shutdown():
+                self._start_shutdown()
+            case msg.WsSend() | msg.RequestCmd() | msg.HeadersCmd() | msg.DataCmd() | \
+                    msg.Cancel() | msg.WsUpgrade():
+                self._command(message)
+            case _:
+                return super().on_receive(message)
+        return None
+
+    # -- connecting ----------------------------------------------------------------
+
+    def _report(self, report: msg.IoReport) -> None:
+        """Called from the reader thread: hand a report to the actor."""
+        try:
+            self.actor_ref.tell(report)
+        except pykka.ActorDeadError:
+            pass  # the actor is gone; so is interest in this socket
+
+    def _connect(self) -> None:
+        self._epoch += 1
+        self._attempts_since_up += 1
+        self._state = "connecting"
+        self._handler("connect_start", {"host": self._conn.host, "port": self._conn.port})
+        self._transport = TcpTransport(self._report, self._epoch, self._conn.host,
+                                       self._conn.port, self._opts.connect_timeout)
+        self._transport.start()
+
+    def _on_connected(self) -> None:
+        self._state = "up"
+        self._retries_left = self._opts.retry  # a successful connect resets the count
+        self._attempt = 0
+        self._attempts_since_up = 0
+        port = self._conn.port
+        default_port = 443 if self._opts.transport == "tls" else 80
+        authority = self._conn.host if port == default_port else f"{self._conn.host}:{port}"
+        if ":" in self._conn.host and not self._conn.host.startswith("["):
+            authority = f"[{self._conn.host}]" + ("" if port == default_port else f":{port}")
+        self._proto = ClientProtocol(self._conn, authority=authority,
+                                     http_opts=self._opts.http_opts, ws_opts=self._opts.ws_opts)
+        self._handler("connect_end", {"protocol": "http"})
+        if not self._deliver(Up(self._conn, "http")):
+            return
+        pending, self._pending = self._pending, []
+        for command in pending:
+            self._command(command)
+            if not self._is_up():
+                break
+
+    def _is_up(self) -> bool:
+        return self._state == "up"
+
+    def _retry_or_stop(self, reason: BaseException) -> None:
+        """After a failed attempt or a lost connection: wait and retry, or give up."""
+        if self._retries_left <= 0:
+            self._finish(RetriesExhausted(self._attempts_since_up, reason),
+                         final_error=True)
+            return
+        self._retries_left -= 1
+        self._attempt += 1
+        try:
+            delay = self._opts.retry_delay(self._attempt)
+            if math.isnan(delay) or delay < 0:
+                raise ValueError(f"retry_backoff returned {delay!r}")
+        except Exception as exc:  # noqa: BLE001 - a user policy must not kill the connection
+            self._deliver(Error(self._conn, None, exc))
+            delay = self._opts.retry_timeout
+        self._state = "waiting"
+        if delay <= 0:
+            self._connect()
+            return
+        epoch = self._epoch
+        self._timer = default_scheduler().call_later(
+            delay, lambda: self._report(msg.Tick(epoch, "retry")))
+
+    def _on_tick(self, kind: str) -> None:
+        if kind == "retry" and self._state == "waiting":
+            self._connect()
+        elif kind == "closing" and self._state == "closing":
+            self._stop_now(ClosedByUser("shutdown() timed out; closed"))
+
+    # -- up ----------------------------------------------------------------------
+
+    def _command(self, command: msg.Command) -> None:
+        proto = self._proto
+        if self._state == "closing":
+            self._refuse(command, ClosedByUser("the connection is shutting down"))
+            return
+        if self._state != "up" or proto is None:
+            if isinstance(command, msg.WsSend):
+                self._refuse(command, NotUpgradedError(
+                    "the connection is down; frames not sent", command.frames))
+            elif isinstance(command, msg.Cancel):
+                self._pending = [c for c in self._pending
+                                 if getattr(c, "stream", None) is not command.stream]
+            else:
+                self._pending.append(command)
+            return
+        match command:
+            case msg.RequestCmd(stream, method, target, headers, body):
+                self._handler("request_start", {"stream": stream, "method": method})
+                proto.request(stream, method, target, headers, body)
+            case msg.HeadersCmd(stream, method, target, headers):
+                self._handler("request_start", {"stream": stream, "method": method})
+                proto.headers(stream, method, target, headers)
+            case msg.DataCmd(stream, fin, data):
+                proto.data(stream, fin, data)
+            case msg.Cancel(stream):
+                proto.cancel(stream)
+            case msg.WsUpgrade(stream, target, headers, opts):
+                proto.ws_upgrade(stream, target, headers, opts)
+            case msg.WsSend(frames, stream):
+                for frame in frames:
+                    self._handler("ws_send_frame", {"frame": frame})
+                proto.ws_send(frames, stream)
+            case _:  # pragma: no cover - Close/Shutdown are handled by on_receive
+                pass
+        self._flush()
+
+    def _refuse(self, command: msg.Command, reason: BaseException) -> None:
+        stream: StreamRef | None = getattr(command, "stream", None)
+        if isinstance(command, msg.Cancel):
+            return
+        self._deliver(Error(self._conn, stream, reason))
+
+    def _flush(self) -> None:
+        """Write what the protocol produced, deliver its events, act on a close."""
+        proto = self._proto
+        if proto is None:
+            return
+        out = proto.data_to_send()
+        if out and self._transport is not None:
+            try:
+                self._transport.write(out)
+            except OSError as exc:  # WriteTimeout included
+                for event in proto.events():
+                    self._deliver(event)
+                self._lost(exc)
+                return
+        for event in proto.events():
+            if isinstance(event, Upgrade):
+                self._conn._set_ws_stream(event.stream)  # noqa: SLF001
+                self._handler("ws_upgrade", {"stream": event.stream})
+            if not self._deliver(event):
+                return
+        if proto.close_reason is not None:
+            self._lost(proto.close_reason)
+        elif self._state == "closing" and proto.protocol == "http" and not proto.busy:
+            self._stop_now(ClosedByUser("shutdown() completed"))
+
+    def _on_closed(self, reason: BaseException | None) -> None:
+        """The reader saw the socket close (EOF or error)."""
+        proto = self._proto
+        if proto is None:
+            return
+        if reason is None:
+            proto.receive_data(b"")
+            self._flush()
+            if self._proto is None:
+                return  # handled as a protocol close
+        self._lost(reason or ConnectionClosed())
+
+    def _lost(self, reason: BaseException) -> None:
+        """The connection ended: Down, then reconnect (or stop if shutting down)."""
+        shutting_down = self._state == "closing"
+        self._down(reason)
+        if shutting_down:
+            self._finish(ClosedByUser("shutdown() completed"), final_error=False)
+            return
+        self._retry_or_stop(reason)
+
+    def _down(self, reason: BaseException) -> None:
+        proto = self._proto
+        assert proto is not None  # noqa: S101 - only called while up
+        self._close_transport()
+        killed, unprocessed = proto.lost_streams()
+        protocol = proto.protocol
+        self._proto = None
+        self._conn._set_ws_stream(None)  # noqa: SLF001
+        self._handler("disconnect", {"reason": reason})
+        self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
+
+    def _close_transport(self) -> None:
+        # A new epoch first: whatever the old reader still reports is stale.
+        self._epoch += 1
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- stopping ------------------------------------------------------------------
+
+    def _start_shutdown(self) -> None:
+        proto = self._proto
+        if self._state != "up" or proto is None:
+            self._stop_now(ClosedByUser("shutdown() was called"))
+            return
+        self._state = "closing"
+        if proto.protocol == "ws":
+            timeout = self._opts.ws_opts.closing_timeout
+            proto.ws_send((CloseFrame(1000),))
+        else:
+            timeout = self._opts.http_opts.closing_timeout
+        epoch = self._epoch
+        self._timer = default_scheduler().call_later(
+            timeout, lambda: self._report(msg.Tick(epoch, "closing")))
+        self._flush()
+
+    def _stop_now(self, reason: BaseException) -> None:
+        if self._proto is not None:
+            self._down(reason)
+        self._finish(reason, final_error=False)
+
+    def _finish(self, reason: BaseException, *, final_error: bool) -> None:
+        """Stop for good: fail pending streams, mark the handle, tell the owner last."""
+        self._close_transport()
+        self._state = "stopped"
+        pending, self._pending = self._pending, []
+        for command in pending:
+            self._refuse(command, reason)
+        self._conn._mark_stopped()  # noqa: SLF001
+        if final_error:
+            self._deliver(Error(self._conn, None, reason))
+        self._handler_safe("terminate", {"reason": reason})
+        self._stop_actor()
+
+    def _stop_actor(self) -> None:
+        try:
+            self.stop()
+        except pykka.ActorDeadError:
+            pass  # on_failure: pykka has stopped the actor already
+
+    # -- the owner -----------------------------------------------------------------
+
+    def _deliver(self, event: Event) -> bool:
+        """Tell the owner; if it is gone, stop the connection (owner monitoring)."""
+        try:
+            self._conn.owner.tell(event)
+        except (pykka.ActorDeadError, InboxClosedError):
+            if self._state != "stopped":
+                self._close_transport()
+                self._proto = None
+                self._state = "stopped"
+                self._pending = []
+                self._conn._mark_stopped()  # noqa: SLF001
+                self._handler_safe("terminate", {"reason": OwnerDown("the owner stopped")})
+                self._stop_actor()
+            return False
+        return True
+
+    def _handler(self, name: str, data: dict[str, Any]) -> None:
+        # As in Gun, the event handler runs in the connection process: if it
+        # raises, the actor crashes and its supervisor takes over.
+        handler = self._opts.event_handler
+        if handler is not None:
+            handler(name, data)
+
+    def _handler_safe(self, name: str, data: dict[str, Any]) -> None:
+        try:
+            self._handler(name, data)
+        except Exception:
+            log.exception("event handler failed on %r while stopping", name)
+
+    def _info(self) -> ConnectionInfo:
+        proto = self._proto
+        addresses = self._transport.addresses() if self._transport else None
+        return ConnectionInfo(
+            host=self._conn.host, port=self._conn.port, transport=self._opts.transport,
+            protocol=proto.protocol if proto is not None else None, state=self._state,
+            owner=self._conn.owner,
+            local_address=addresses[0] if addresses else None,
+            peer_address=addresses[1] if addresses else None,
+            ws_stream=proto.ws_stream if proto is not None else None)
+

@@ -1,0 +1,472 @@
+"""Connection: the thread-safe handle users hold, and ``open()``.
+
+Every request method validates its arguments in the caller's thread (so a
+mistake raises at the call), issues the ``StreamRef`` at once and *tells*
+the connection actor a command: it never blocks, like Gun's casts. Only
+``info()`` asks, with a timeout. The handle, not an ``ActorRef``, is what
+events carry as ``conn``, so that it can outlive the actor behind it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import pykka
+
+from tether._errors import (
+    ConnectionDownError,
+    ConnectionStoppedError,
+    InvalidRequestError,
+    NotUpgradedError,
+    OwnerError,
+    ReceiveTimeout,
+    StreamLost,
+    UpgradedError,
+)
+from tether._events import (
+    Data,
+    Down,
+    Error,
+    Inform,
+    ProtocolName,
+    Response,
+    StreamRef,
+    Trailers,
+    Up,
+    Upgrade,
+    Ws,
+)
+from tether._frames import coerce_frames
+from tether._options import ConnectOpts, WsOpts, check_positive_seconds, coerce_opts
+from tether.actors import _messages as msg
+from tether.actors._inbox import Inbox
+from tether.protocol import check_body, check_method, check_path, normalize_headers
+
+__all__ = ["Connection", "ConnectionInfo", "Owner", "open_connection"]
+
+_STREAM_EVENTS = (Inform, Response, Data, Trailers, Upgrade, Ws, Error)
+_INFO_TIMEOUT = 5.0
+
+
+class Owner(Protocol):
+    """Anything that can be told events: a ``pykka.ActorRef`` or a :class:`tether.Inbox`."""
+
+    def tell(self, message: Any, /) -> None:
+        """Deliver one event; raise (e.g. ``ActorDeadError``) if the owner is gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """A snapshot of a connection (Gun's ``gun:info/1``).
+
+    Attributes:
+        host: the host given to ``open``.
+        port: the port given to ``open``.
+        transport: ``"tcp"`` or ``"tls"``.
+        protocol: ``"http"`` or ``"ws"`` while up, else ``None``.
+        state: ``"connecting"``, ``"up"``, ``"waiting"`` (before a retry),
+            ``"closing"`` or ``"stopped"``.
+        owner: the owner events go to.
+        local_address: ``(host, port)`` of our end while up.
+        peer_address: ``(host, port)`` of the server while up.
+        ws_stream: the Websocket's stream while upgraded.
+    """
+
+    host: str
+    port: int
+    transport: str
+    protocol: ProtocolName | None
+    state: Literal["connecting", "up", "waiting", "closing", "stopped"]
+    owner: Owner
+    local_address: tuple[str, int] | None = None
+    peer_address: tuple[str, int] | None = None
+    ws_stream: StreamRef | None = None
+
+
+class Connection:
+    """A handle to one connection (Gun's ``ConnPid``). Every method is thread-safe.
+
+    Obtained from :func:`tether.open`. Request methods return a
+    :class:`~tether.StreamRef` at once; the answer arrives at the owner as
+    events. The handle stays valid across reconnects.
+    """
+
+    def __init__(self, host: str, port: int, opts: ConnectOpts, owner: Owner) -> None:
+        self.host = host
+        self.port = port
+        self.opts = opts
+        self.owner = owner
+        self._lock = threading.Lock()
+        self._ref: pykka.ActorRef[Any] | None = None
+        self._ws_stream: StreamRef | None = None
+        self._stopped = threading.Event()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped.is_set() else "alive"
+        return f"<tether.Connection {self.host}:{self.port} {state}>"
+
+    # -- hooks for the actor (its thread) and the supervisor ----------------
+
+    def _attach(self, ref: pykka.ActorRef[Any]) -> None:
+        with self._lock:
+            self._ref = ref
+
+    def _set_ws_stream(self, stream: StreamRef | None) -> None:
+        # Set before the owner is told Upgrade (or Down), so that a call made
+        # in reaction to the event sees the new state.
+        with self._lock:
+            self._ws_stream = stream
+
+    def _mark_stopped(self) -> None:
+        with self._lock:
+            self._ws_stream = None
+        self._stopped.set()
+
+    def _tell(self, command: msg.Command) -> None:
+        ref = self._ref
+        if ref is None or self._stopped.is_set():
+            raise ConnectionStoppedError(f"{self!r} has stopped")
+        try:
+            ref.tell(command)
+        except pykka.ActorDeadError:
+            raise ConnectionStoppedError(f"{self!r} has stopped") from None
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def inbox(self) -> Inbox | None:
+        """The owner if it is an :class:`~tether.Inbox` (the default owner), else None."""
+        return self.owner if isinstance(self.owner, Inbox) else None
+
+    @property
+    def upgraded(self) -> bool:
+        """True while the connection speaks Websocket (set before ``Upgrade`` is told)."""
+        return self._ws_stream is not None
+
+    def is_alive(self) -> bool:
+        """False once the connection has stopped for good (not during reconnects)."""
+        return not self._stopped.is_set()
+
+    def info(self, timeout: float = _INFO_TIMEOUT) -> ConnectionInfo:
+        """A snapshot of the connection's state (asks the actor, bounded by ``timeout``)."""
+        ref = self._ref
+        if ref is not None and not self._stopped.is_set():
+            try:
+                info = ref.ask(msg.InfoQuery(), timeout=timeout)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+            else:
+                if isinstance(info, ConnectionInfo):
+                    return info
+        return ConnectionInfo(self.host, self.port, self.opts.transport, None, "stopped",
+                              self.owner)
+
+    # -- HTTP ------------------------------------------------------------------
+
+    def _check_http(self) -> None:
+        if self._ws_stream is not None:
+            raise UpgradedError("the connection speaks Websocket: HTTP requests are no "
+                                "longer possible (as in Gun)")
+
+    def request(self, method: str, path: str, headers: Any = None,
+                body: bytes | None = None) -> StreamRef:
+        """Send a request (Gun's ``gun:request``); ``body=None`` sends no body.
+
+        Raises:
+            InvalidRequestError: a bad method, path or header (also ``ValueError``).
+            TypeError: a body that is not ``bytes``.
+            UpgradedError: the connection speaks Websocket.
+            ConnectionStoppedError: the connection has stopped.
+        """
+        command_body = check_body(body)
+        raw_method, target, raw_headers = (check_method(method), check_path(path),
+                                           normalize_headers(headers))
+        self._check_http()
+        stream = StreamRef()
+        self._tell(msg.RequestCmd(stream, raw_method, target, raw_headers, command_body))
+        return stream
+
+    def get(self, path: str, headers: Any = None) -> StreamRef:
+        """``GET path`` (Gun's ``gun:get``)."""
+        return self.request("GET", path, headers)
+
+    def head(self, path: str, headers: Any = None) -> StreamRef:
+        """``HEAD path``; the response has ``fin=True`` (Gun's ``gun:head``)."""
+        return self.request("HEAD", path, headers)
+
+    def options(self, path: str, headers: Any = None) -> StreamRef:
+        """``OPTIONS path`` (Gun's ``gun:options``)."""
+        return self.request("OPTIONS", path, headers)
+
+    def delete(self, path: str, headers: Any = None) -> StreamRef:
+        """``DELETE path`` (Gun's ``gun:delete``)."""
+        return self.request("DELETE", path, headers)
+
+    def post(self, path: str, headers: Any = None, body: bytes = b"") -> StreamRef:
+        """``POST path`` with a body (Gun's ``gun:post``)."""
+        return self.request("POST", path, headers, body)
+
+    def put(self, path: str, headers: Any = None, body: bytes = b"") -> StreamRef:
+        """``PUT path`` with a body (Gun's ``gun:put``)."""
+        return self.request("PUT", path, headers, body)
+
+    def patch(self, path: str, headers: Any = None, body: bytes = b"") -> StreamRef:
+        """``PATCH path`` with a body (Gun's ``gun:patch``)."""
+        return self.request("PATCH", path, headers, body)
+
+    def headers(self, method: str, path: str, headers: Any = None) -> StreamRef:
+        """Start a request whose body follows with :meth:`data` (Gun's ``gun:headers``).
+
+        Without a ``content-length`` header the body is sent chunked, which
+        HTTP/1.0 cannot do: there the header is required.
+        """
+        raw_method, target, raw_headers = (check_method(method), check_path(path),
+                                           normalize_headers(headers))
+        self._check_http()
+        if self.opts.http_opts.version == "HTTP/1.0" and not any(
+                name == b"content-length" for name, _ in raw_headers):
+            raise InvalidRequestError("a streamed body on HTTP/1.0 needs a content-length "
+                                      "header (HTTP/1.0 has no chunked encoding)")
+        stream = StreamRef()
+        self._tell(msg.HeadersCmd(stream, raw_method, target, raw_headers))
+        return stream
+
+    def data(self, stream: StreamRef, fin: bool, data: bytes) -> None:
+        """Send a piece of a streamed request body; ``fin=True`` on the last one."""
+        if not isinstance(stream, StreamRef):
+            raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
+        checked = check_body(data)
+        assert checked is not None  # noqa: S101 - check_body(bytes) returns bytes
+        self._check_http()
+        self._tell(msg.DataCmd(stream, bool(fin), checked))
+
+    def cancel(self, stream: StreamRef) -> None:
+        """Stop receiving events for ``stream`` (Gun's ``gun:cancel``)."""
+        if not isinstance(stream, StreamRef):
+            raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
+        self._tell(msg.Cancel(stream))
+
+    # -- Websocket -------------------------------------------------------------
+
+    def ws_upgrade(self, path: str, headers: Any = None, opts: Any = None) -> StreamRef:
+        """Ask to upgrade to Websocket (Gun's ``gun:ws_upgrade``).
+
+        Success arrives as ``Upgrade``; a refusal as ``Response`` (+ ``Data``);
+        an upgrade that cannot be attempted (HTTP/1.0) as ``Error``. ``opts``
+        (a dict or :class:`~tether.WsOpts`) overrides the ``ws_opts`` of ``open``
+        key by key.
+        """
+        target, raw_headers = check_path(path), normalize_headers(headers)
+        ws_opts = self._merge_ws_opts(opts)
+        self._check_http()
+        stream = StreamRef()
+        self._tell(msg.WsUpgrade(stream, target, raw_headers, ws_opts))
+        return stream
+
+    def _merge_ws_opts(self, opts: Any) -> WsOpts:
+        if opts is None:
+            return self.opts.ws_opts
+        if isinstance(opts, WsOpts):
+            return opts
+        coerce_opts("ws_opts", WsOpts, opts)  # validates names and values
+        return dataclasses.replace(self.opts.ws_opts, **opts)
+
+    def ws_send(self, frames: Any, stream: StreamRef | None = None) -> None:
+        """Send one frame, or a list of frames in order (Gun's ``gun:ws_send``).
+
+        A ``str`` is a Text frame, ``bytes`` a Binary frame. Without ``stream``
+        the frames go to the current Websocket.
+
+        Raises:
+            TypeError: something that is not a frame.
+            NotUpgradedError: no Websocket is up (the frames are in the error).
+        """
+        checked = coerce_frames(frames)
+        current = self._ws_stream
+        if current is None or (stream is not None and stream is not current):
+            raise NotUpgradedError("no Websocket is up on this connection"
+                                   if current is None else f"{stream!r} is not the Websocket",
+                                   checked)
+        self._tell(msg.WsSend(checked, stream))
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close at once (Gun's ``gun:close``): streams are killed, no reconnect."""
+        if self._stopped.is_set():
+            return
+        self._tell(msg.Close())
+
+    def shutdown(self) -> None:
+        """Close gracefully (Gun's ``gun:shutdown``): let streams finish, then stop.
+
+        A Websocket is closed with a close frame; both waits are bounded by the
+        ``closing_timeout`` options.
+        """
+        if self._stopped.is_set():
+            return
+        self._tell(msg.Shutdown())
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until the connection has stopped for good; False on timeout."""
+        return self._stopped.wait(timeout)
+
+    # -- receiving (Inbox owners only) -----------------------------------------
+
+    def _require_inbox(self) -> Inbox:
+        inbox = self.inbox
+        if inbox is None:
+            raise OwnerError(f"await_*/flush need the owner to be a tether.Inbox, not "
+                             f"{type(self.owner).__name__}; receive events in the owner")
+        return inbox
+
+    def _mine(self, message: object) -> bool:
+        return getattr(message, "conn", None) is self
+
+    def await_up(self, timeout: float = 5.0) -> ProtocolName:
+        """Wait for ``Up`` and return its protocol (Gun's ``gun:await_up``).
+
+        Raises:
+            OwnerError: the owner is not an Inbox.
+            ConnectionDownError: a ``Down`` or connection ``Error`` came first.
+            ReceiveTimeout: nothing came in time.
+        """
+        inbox = self._require_inbox()
+        check_positive_seconds("timeout", timeout)
+
+        def match(m: object) -> bool:
+            return self._mine(m) and (isinstance(m, Up | Down) or (
+                isinstance(m, Error) and m.stream is None))
+
+        event = self._take(inbox, match, timeout)
+        if isinstance(event, Up):
+            return event.protocol
+        assert isinstance(event, Down | Error)  # noqa: S101 - by match
+        raise ConnectionDownError(f"the connection went down before Up: {event.reason!r}",
+                                  event.reason)
+
+    def _take(self, inbox: Inbox, match: Callable[[object], bool], timeout: float | None,
+              remove: Callable[[object], bool] | None = None) -> object:
+        if not self.is_alive():
+            # Nothing more will come: don't make the caller wait out the timeout.
+            try:
+                return inbox.take(match, 0, remove)
+            except ReceiveTimeout:
+                raise ConnectionStoppedError(f"{self!r} has stopped") from None
+        return inbox.take(match, timeout, remove)
+
+    def await_(self, stream: StreamRef, timeout: float = 5.0) -> object:
+        """Remove and return the next event of ``stream`` (Gun's ``gun:await``).
+
+        Returns an ``Inform``, ``Response``, ``Data``, ``Trailers``,
+        ``Upgrade``, ``Ws`` or ``Error`` event.
+
+        Raises:
+            OwnerError: the owner is not an Inbox.
+            StreamLost: the connection went down (or stopped) without answering it.
+            ReceiveTimeout: nothing came in time.
+        """
+        return self._await_stream(stream, timeout, remove_trailers=True)
+
+    def _await_stream(self, stream: StreamRef, timeout: float | None, *,
+                      remove_trailers: bool) -> object:
+        inbox = self._require_inbox()
+        check_positive_seconds("timeout", timeout)
+
+        def match(m: object) -> bool:
+            if not self._mine(m):
+                return False
+            if isinstance(m, _STREAM_EVENTS) and m.stream is stream:
+                return True
+            if isinstance(m, Down):
+                return stream in m.killed_streams or stream in m.unprocessed_streams
+            return isinstance(m, Error) and m.stream is None
+
+        def remove(m: object) -> bool:
+            # Connection-wide events stay for await_up and the owner's loop.
+            if isinstance(m, Trailers):
+                return remove_trailers
+            return not isinstance(m, Down) and not (isinstance(m, Error) and m.stream is None)
+
+        event = self._take(inbox, match, timeout, remove)
+        if isinstance(event, Down | Error) and not (isinstance(event, Error) and
+                                                     event.stream is stream):
+            raise StreamLost(f"{stream!r} was lost: {event.reason!r}", event.reason)
+        return event
+
+    def await_body(self, stream: StreamRef, timeout: float = 5.0) -> bytes:
+        """Wait for the rest of the response body and return it (Gun's ``gun:await_body``).
+
+        Consumes the stream's ``Response``/``Inform``/``Data`` events; a
+        ``Trailers`` event ends the body and is left for :meth:`await_`.
+        ``timeout`` bounds the whole wait.
+
+        Raises:
+            OwnerError: the owner is not an Inbox.
+            StreamLost: the connection went down without finishing the body.
+            TetherError: the stream's ``Error`` reason, or ``UpgradedError``
+                if the stream was upgraded instead.
+            ReceiveTimeout: the body did not complete in time.
+        """
+        check_positive_seconds("timeout", timeout)
+        deadline = time.monotonic() + timeout
+        chunks: list[bytes] = []
+        while True:
+            remaining = max(deadline - time.monotonic(), 0.0)
+            event = self._await_stream(stream, remaining or 1e-9, remove_trailers=False)
+            match event:
+                case Response(fin=True):
+                    return b""
+                case Data(fin=fin, data=data):
+                    chunks.append(data)
+                    if fin:
+                        return b"".join(chunks)
+                case Trailers():
+                    return b"".join(chunks)
+                case Error(reason=reason):
+                    raise reason
+                case Upgrade() | Ws():
+                    raise UpgradedError(f"{stream!r} was upgraded to Websocket: no body")
+                case _:
+                    continue  # Inform, Response(fin=False)
+
+    def flush(self, stream: StreamRef | None = None) -> int:
+        """Drop the waiting events of this connection, or of one stream (Gun's ``gun:flush``).
+
+        Returns how many were dropped. Needs an Inbox owner.
+        """
+        inbox = self._require_inbox()
+
+        def match(m: object) -> bool:
+            if not self._mine(m):
+                return False
+            return stream is None or getattr(m, "stream", None) is stream
+
+        return len(inbox.flush(match))
+
+
+def open_connection(host: str, port: int, owner: Owner | None,
+                    start: Callable[[Connection], pykka.ActorRef[Any]],
+                    **options: Any) -> Connection:
+    """Validate, build the handle and start its actor with ``start``. See ``tether.open``."""
+    if not isinstance(host, str) or not host:
+        raise TypeError(f"host must be a non-empty str, not {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be in 1..65535, not {port}")
+    opts = ConnectOpts.build(**options)
+    if owner is None:
+        owner = Inbox()
+    elif not callable(getattr(owner, "tell", None)):
+        raise TypeError("owner must have a tell(message) method (a pykka.ActorRef or a "
+                        "tether.Inbox)")
+    conn = Connection(host, port, opts, owner)
+    conn._attach(start(conn))  # noqa: SLF001 - the module owns the handle
+    return conn
+

@@ -1,0 +1,113 @@
+"""Inbox: a mailbox with selective receive, the owner for plain threads.
+
+Erlang's ``receive`` lets a process pick the first message matching a
+pattern and leave the rest in order; Gun's ``await`` functions rely on it.
+:class:`Inbox` gives plain Python threads the same: connections ``tell`` it
+events, and ``receive(match=...)`` takes the oldest one that matches.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from tether._errors import InboxClosedError, ReceiveTimeout
+
+__all__ = ["Inbox"]
+
+Match = Callable[[object], bool]
+
+
+class Inbox:
+    """A thread-safe mailbox with selective receive. Every method is thread-safe.
+
+    Closing an Inbox tells the connections it owns that their owner is gone:
+    their next ``tell`` fails and they shut down (owner monitoring).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._messages: deque[object] = deque()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<tether.Inbox {state}, {len(self._messages)} message(s)>"
+
+    def __len__(self) -> int:
+        """How many messages wait in the inbox."""
+        with self._cond:
+            return len(self._messages)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def tell(self, message: object, /) -> None:
+        """Add a message (what connections call; same shape as ``ActorRef.tell``).
+
+        Raises:
+            InboxClosedError: the inbox was closed.
+        """
+        with self._cond:
+            if self._closed:
+                raise InboxClosedError("the inbox is closed")
+            self._messages.append(message)
+            self._cond.notify_all()
+
+    def receive(self, timeout: float | None = None, match: Match | None = None) -> object:
+        """Remove and return the oldest message for which ``match`` is true.
+
+        Args:
+            timeout: seconds to wait (``None``: forever).
+            match: a predicate; ``None`` matches any message.
+
+        Raises:
+            ReceiveTimeout: nothing matched in time (a ``TimeoutError``).
+            InboxClosedError: the inbox is closed and holds no matching message.
+        """
+        return self.take(match, timeout)
+
+    def take(self, match: Match | None, timeout: float | None,
+             remove: Match | None = None) -> object:
+        """Like :meth:`receive`, but only remove the message if ``remove(message)``.
+
+        Used by ``await_`` to look at a connection-wide event (a ``Down``)
+        without consuming it.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for index, message in enumerate(self._messages):
+                    if match is None or match(message):
+                        if remove is None or remove(message):
+                            del self._messages[index]
+                        return message
+                if self._closed:
+                    raise InboxClosedError("the inbox is closed")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ReceiveTimeout(f"no matching message within {timeout} s")
+                self._cond.wait(remaining)
+
+    def flush(self, match: Match | None = None) -> list[object]:
+        """Remove and return every message for which ``match`` is true (all if None)."""
+        with self._cond:
+            kept: deque[object] = deque()
+            removed: list[object] = []
+            for message in self._messages:
+                (removed if match is None or match(message) else kept).append(message)
+            self._messages = kept
+            return removed
+
+    def close(self) -> None:
+        """Close the inbox: later ``tell`` calls raise, waiting receivers wake up.
+
+        Messages already in it can still be received.
+        """
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

@@ -1,0 +1,140 @@
+"""What reaches a connection actor's mailbox: user commands and I/O reports.
+
+Every message is a frozen, slotted dataclass (pykka does not copy messages).
+I/O reports carry the connection *epoch* they belong to: bytes from a socket
+that was already replaced can still be queued after a reconnect, and the
+actor drops anything whose epoch is not current.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from tether._events import StreamRef
+from tether._frames import Frame
+from tether._options import WsOpts
+from tether.protocol._validate import HeaderList
+
+__all__ = [
+    "BytesIn",
+    "Cancel",
+    "Close",
+    "Closed",
+    "Command",
+    "ConnectFailed",
+    "Connected",
+    "DataCmd",
+    "HeadersCmd",
+    "InfoQuery",
+    "IoReport",
+    "RequestCmd",
+    "Shutdown",
+    "Tick",
+    "WsSend",
+    "WsUpgrade",
+]
+
+
+# -- user commands (told by the Connection handle) ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCmd:
+    stream: StreamRef
+    method: bytes
+    target: bytes
+    headers: HeaderList
+    body: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeadersCmd:
+    stream: StreamRef
+    method: bytes
+    target: bytes
+    headers: HeaderList
+
+
+@dataclass(frozen=True, slots=True)
+class DataCmd:
+    stream: StreamRef
+    fin: bool
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    stream: StreamRef
+
+
+@dataclass(frozen=True, slots=True)
+class WsUpgrade:
+    stream: StreamRef
+    target: bytes
+    headers: HeaderList
+    opts: WsOpts
+
+
+@dataclass(frozen=True, slots=True)
+class WsSend:
+    frames: tuple[Frame, ...]
+    stream: StreamRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Brutal close: stop now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Graceful close: let in-flight streams finish (bounded by closing_timeout)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InfoQuery:
+    """Asked (not told) by ``Connection.info()``."""
+
+
+Command: TypeAlias = (
+    RequestCmd | HeadersCmd | DataCmd | Cancel | WsUpgrade | WsSend | Close | Shutdown
+)
+StreamCommand: TypeAlias = RequestCmd | HeadersCmd | DataCmd | Cancel | WsUpgrade
+
+
+# -- I/O reports (told by the transport thread and the scheduler) --------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectFailed:
+    epoch: int
+    reason: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class BytesIn:
+    epoch: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    epoch: int
+    reason: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A timer fired; ``kind`` says which (``"retry"``, ``"closing"``)."""
+
+    epoch: int
+    kind: str
+
+
+IoReport: TypeAlias = Connected | ConnectFailed | BytesIn | Closed | Tick

@@ -1,0 +1,204 @@
+"""One client connection, sans-I/O: HTTP/1.1 until an upgrade, then Websocket.
+
+The contract, in the style of h11 and websockets' ``Protocol``:
+
+- call the intent methods (:meth:`ClientProtocol.request`, ``headers``,
+  ``data``, ``cancel``, ``ws_upgrade``, ``ws_send``) and feed received
+  bytes to :meth:`ClientProtocol.receive_data` (``b""`` when the server
+  closed the connection);
+- after each call, send :meth:`ClientProtocol.data_to_send` to the network
+  and deliver :meth:`ClientProtocol.events` to the owner, in order;
+- once :attr:`ClientProtocol.close_reason` is set, send what is left and
+  close the TCP connection; :meth:`ClientProtocol.lost_streams` then gives
+  the two stream lists of the ``Down`` event.
+
+One instance serves one TCP connection: a reconnect gets a new one. It
+never touches a socket, a thread or a clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tether._errors import NotUpgradedError, UpgradedError, UpgradeError
+from tether._events import Error, Event, ProtocolName, StreamRef, Upgrade
+from tether._frames import Frame
+from tether._options import HttpOpts, WsOpts
+from tether.protocol._http import HttpClient, Outgoing
+from tether.protocol._validate import HeaderList
+from tether.protocol._ws import WsClient, WsHandshake
+
+__all__ = ["ClientProtocol"]
+
+
+def _has(headers: HeaderList, name: bytes) -> bool:
+    return any(n == name for n, _ in headers)
+
+
+class ClientProtocol:
+    """A client connection state machine; see the module docstring for the contract.
+
+    Args:
+        conn: the object events carry as ``conn`` (the user's handle);
+            the protocol never looks at it.
+        authority: the ``host`` header value (``host[:port]``).
+        http_opts: HTTP options.
+        ws_opts: default Websocket options for upgrades.
+
+    Not thread-safe: one thread (the connection actor) drives it.
+    """
+
+    def __init__(self, conn: Any, *, authority: str, http_opts: HttpOpts,
+                 ws_opts: WsOpts) -> None:
+        self._conn = conn
+        self._authority = authority.encode("idna") if not authority.isascii() \
+            else authority.encode()
+        self._http_opts = http_opts
+        self._ws_opts = ws_opts
+        self._events: list[Event] = []
+        self._out = bytearray()
+        self._http = HttpClient(conn, http_opts, self._events.append, self._out.extend)
+        self._ws: WsClient | None = None
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def protocol(self) -> ProtocolName:
+        """``"http"``, or ``"ws"`` once upgraded."""
+        return "http" if self._ws is None else "ws"
+
+    @property
+    def ws_stream(self) -> StreamRef | None:
+        """The Websocket's stream, once upgraded."""
+        return None if self._ws is None else self._ws.stream
+
+    @property
+    def close_reason(self) -> BaseException | None:
+        """Why the TCP connection must now be closed, or None while it goes on."""
+        if self._ws is not None:
+            return self._ws.close_reason
+        return self._http.close_reason
+
+    @property
+    def busy(self) -> bool:
+        """True while an HTTP request is queued or waiting for its response."""
+        return self._http.busy
+
+    def events(self) -> list[Event]:
+        """Remove and return the events produced so far, oldest first."""
+        events = self._events[:]
+        self._events.clear()
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Remove and return the bytes to write to the socket."""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    def lost_streams(self) -> tuple[tuple[StreamRef, ...], tuple[StreamRef, ...]]:
+        """``(killed, unprocessed)`` for the ``Down`` of this connection."""
+        killed, unprocessed = self._http.lost_streams()
+        if self._ws is not None:
+            killed = [self._ws.stream]
+        return tuple(killed), tuple(unprocessed)
+
+    # -- intents -----------------------------------------------------------
+
+    def _base_headers(self, headers: HeaderList) -> HeaderList:
+        if _has(headers, b"host"):
+            return list(headers)
+        return [(b"host", self._authority), *headers]
+
+    def _refuse_if_upgraded(self, stream: StreamRef) -> bool:
+        if self._ws is None:
+            return False
+        self._events.append(Error(self._conn, stream, UpgradedError(
+            "the connection was upgraded to Websocket before this request was sent")))
+        return True
+
+    def request(self, stream: StreamRef, method: bytes, target: bytes, headers: HeaderList,
+                body: bytes | None) -> None:
+        """Queue a request with its whole body (``None``: no body at all)."""
+        if self._refuse_if_upgraded(stream):
+            return
+        all_headers = self._base_headers(headers)
+        if body is not None and not (_has(headers, b"content-length")
+                                     or _has(headers, b"transfer-encoding")):
+            all_headers.append((b"content-length", str(len(body)).encode()))
+        self._http.submit(Outgoing(stream, method, target, all_headers,
+                                   [body] if body else [], fin=True))
+
+    def headers(self, stream: StreamRef, method: bytes, target: bytes,
+                headers: HeaderList) -> None:
+        """Queue a request whose body follows through :meth:`data`."""
+        if self._refuse_if_upgraded(stream):
+            return
+        all_headers = self._base_headers(headers)
+        if not (_has(headers, b"content-length") or _has(headers, b"transfer-encoding")):
+            all_headers.append((b"transfer-encoding", b"chunked"))
+        self._http.submit(Outgoing(stream, method, target, all_headers, fin=False))
+
+    def data(self, stream: StreamRef, fin: bool, data: bytes) -> None:
+        """Send a piece of a streamed request body; ``fin`` marks the last one."""
+        if self._refuse_if_upgraded(stream):
+            return
+        self._http.data(stream, fin, data)
+
+    def cancel(self, stream: StreamRef) -> None:
+        """Stop the stream: a queued request is dropped, a running one goes silent."""
+        if self._ws is None:
+            self._http.cancel(stream)
+
+    def ws_upgrade(self, stream: StreamRef, target: bytes, headers: HeaderList,
+                   opts: WsOpts | None = None) -> None:
+        """Queue a Websocket upgrade request (a GET with the handshake headers)."""
+        if self._refuse_if_upgraded(stream):
+            return
+        if self._http_opts.version != "HTTP/1.1":
+            self._events.append(Error(self._conn, stream, UpgradeError(
+                "Websocket needs HTTP/1.1; this connection uses HTTP/1.0")))
+            return
+        handshake = WsHandshake(headers, opts or self._ws_opts)
+        all_headers = self._base_headers(handshake.request_headers())
+        self._http.submit(Outgoing(stream, b"GET", target, all_headers, fin=True,
+                                   handshake=handshake))
+
+    def ws_send(self, frames: tuple[Frame, ...], stream: StreamRef | None = None) -> None:
+        """Send frames on the Websocket (``stream``, if given, must be its stream)."""
+        ws = self._ws
+        if ws is None or (stream is not None and stream is not ws.stream):
+            self._events.append(Error(self._conn, stream, NotUpgradedError(
+                f"no Websocket is up on this stream; {len(frames)} frame(s) not sent",
+                frames)))
+            return
+        ws.send(frames)
+
+    # -- bytes in ------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the socket; ``b""`` when the server closed it."""
+        if self._ws is not None:
+            self._ws.receive_data(data)
+            return
+        self._http.receive_data(data)
+        switch = self._http.switch
+        if switch is None:
+            return
+        request = switch.request
+        assert request.handshake is not None  # noqa: S101 - only upgrades switch
+        try:
+            extensions = request.handshake.accept(switch.headers)
+        except UpgradeError as exc:
+            # h11 has switched protocols already: there is no going back to
+            # HTTP on this connection, so it must be closed.
+            self._events.append(Error(self._conn, request.stream, exc))
+            self._http.close_reason = exc
+            return
+        self._ws = WsClient(self._conn, request.stream, request.handshake.opts, extensions,
+                            switch.trailing_data, self._events.append, self._out.extend)
+        self._events.append(Upgrade(self._conn, request.stream, ("websocket",),
+                                    switch.headers))
+        for raced in self._http.take_queue():
+            self._refuse_if_upgraded(raced.stream)
+        self._ws.start()

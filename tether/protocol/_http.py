@@ -1,0 +1,290 @@
+"""HTTP/1.1 client streams over h11 (sans-I/O).
+
+h11 runs one request/response cycle at a time. Gun lets the user fire any
+number of requests at once, so :class:`HttpClient` keeps a queue: every
+request gets its ``StreamRef`` at once, the first is sent, and each next one
+goes out when the previous cycle ends. What a lost connection means for each
+stream follows from where it is: the one in the cycle was sent and is
+*killed*; the queued ones never left and are *unprocessed* (Gun 1.0's two
+lists in ``gun_down``).
+
+Events are turned into Gun's messages with one event of lookahead, so that
+``fin`` can be set on the ``Response`` (no body) or on the last ``Data``
+when h11 has already seen the end of the message in the same read, instead
+of always sending an extra empty ``Data(fin=True)``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+
+from tether._errors import ConnectionClosed, InvalidRequestError, RemoteProtocolError
+from tether._events import Data, Error, Event, Headers, Inform, Response, StreamRef, Trailers
+from tether._options import HttpOpts
+from tether.protocol._validate import HeaderList
+from tether.protocol._ws import WsHandshake
+
+__all__ = ["HttpClient", "Outgoing", "Switch"]
+
+
+@dataclass(eq=False, slots=True)
+class Outgoing:
+    """A request waiting in the queue or in its cycle.
+
+    ``body`` holds pieces not yet written; ``fin`` says the user has given
+    the whole body. ``handshake`` is set for a Websocket upgrade request.
+    """
+
+    stream: StreamRef
+    method: bytes
+    target: bytes
+    headers: HeaderList
+    body: list[bytes] = field(default_factory=list)
+    fin: bool = True
+    handshake: WsHandshake | None = None
+    cancelled: bool = False
+    answered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """A completed Websocket handshake: what the frame layer needs to take over."""
+
+    request: Outgoing
+    headers: Headers
+    trailing_data: bytes
+
+
+def _headers(raw: list[tuple[bytes, bytes]] | h11._headers.Headers) -> Headers:
+    # h11 lower-cases names; latin-1 maps every byte, so nothing is lost.
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+
+
+class HttpClient:
+    """The HTTP/1.1 half of a client connection; see the module docstring."""
+
+    def __init__(
+        self,
+        conn: Any,
+        opts: HttpOpts,
+        emit: Callable[[Event], None],
+        write: Callable[[bytes], None],
+    ) -> None:
+        self._conn = conn
+        self._http10 = opts.version == "HTTP/1.0"
+        self._emit = emit
+        self._write = write
+        self._h11 = h11.Connection(h11.CLIENT,
+                                   max_incomplete_event_size=opts.max_header_block_size)
+        self._queue: deque[Outgoing] = deque()
+        self._current: Outgoing | None = None
+        self._informational_101: Headers = ()
+        self.close_reason: BaseException | None = None
+        self.switch: Switch | None = None
+
+    # -- user intents ------------------------------------------------------
+
+    def submit(self, request: Outgoing) -> None:
+        """Queue a request; it is sent when every earlier cycle has ended."""
+        self._queue.append(request)
+        self._pump()
+
+    def data(self, stream: StreamRef, fin: bool, data: bytes) -> None:
+        """Add a piece of a streamed request body (see ``headers``)."""
+        target = self._find(stream)
+        if target is None or target.fin:
+            self._emit(Error(self._conn, stream, InvalidRequestError(
+                "data() for a stream that is not sending a body (unknown, or fin already "
+                "sent)")))
+            return
+        if data:
+            target.body.append(data)
+        target.fin = fin
+        if target is self._current:
+            self._send_body(target)
+            self._end_cycle_and_continue()
+
+    def cancel(self, stream: StreamRef) -> None:
+        """Stop delivering events for ``stream``; a queued request is never sent.
+
+        HTTP/1.1 cannot abort a request in the middle of its body, so
+        cancelling one whose body is still being streamed closes the
+        connection (the owner sees ``Down``), as the only way to stop it.
+        """
+        current = self._current
+        if current is not None and current.stream is stream:
+            current.cancelled = True
+            if not current.fin:
+                self._set_close_reason(ConnectionClosed(
+                    "closed to abort a cancelled request whose body was incomplete"))
+            return
+        for request in self._queue:
+            if request.stream is stream:
+                self._queue.remove(request)
+                return
+
+    @property
+    def busy(self) -> bool:
+        """True while a request is queued or its cycle has not ended."""
+        return bool(self._queue) or self._current is not None
+
+    def take_queue(self) -> list[Outgoing]:
+        """Remove and return the requests that were never sent."""
+        queued = [r for r in self._queue if not r.cancelled]
+        self._queue.clear()
+        return queued
+
+    def lost_streams(self) -> tuple[list[StreamRef], list[StreamRef]]:
+        """(killed, unprocessed) streams if the connection were lost now."""
+        current = self._current
+        killed = [current.stream] if current and not (current.answered or current.cancelled) \
+            else []
+        return killed, [r.stream for r in self._queue]
+
+    # -- bytes from the server --------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the socket; ``b""`` means the server closed the connection."""
+        if self.close_reason is not None or self.switch is not None:
+            return
+        self._h11.receive_data(data)
+        while True:
+            events: list[Any] = []
+            try:
+                while True:
+                    event = self._h11.next_event()
+                    if event is h11.NEED_DATA or event is h11.PAUSED:
+                        break
+                    events.append(event)
+                    if type(event) is h11.ConnectionClosed:
+                        break
+            except h11.RemoteProtocolError as exc:
+                self._handle(events)
+                self._on_remote_error(exc, eof=not data)
+                return
+            self._handle(events)
+            if self.close_reason is not None or self._check_switch():
+                return
+            if not self._end_cycle_and_continue():
+                return
+
+    # -- internals -----------------------------------------------------------
+
+    def _find(self, stream: StreamRef) -> Outgoing | None:
+        if self._current is not None and self._current.stream is stream:
+            return self._current
+        return next((r for r in self._queue if r.stream is stream), None)
+
+    def _set_close_reason(self, reason: BaseException) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+
+    def _pump(self) -> None:
+        """Send the next queued request if no cycle is in progress."""
+        if self._current is not None or not self._queue or self.close_reason is not None:
+            return
+        if self._h11.our_state is not h11.IDLE:
+            return
+        request = self._queue.popleft()
+        self._current = request
+        head = self._h11.send(h11.Request(method=request.method, target=request.target,
+                                          headers=request.headers))
+        if self._http10:
+            # h11 only writes HTTP/1.1; the request line is all that differs
+            # for an HTTP/1.0 request (the body framing was checked at the call).
+            head = head.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+        self._write(head)
+        self._send_body(request)
+
+    def _send_body(self, request: Outgoing) -> None:
+        for piece in request.body:
+            self._write(self._h11.send(h11.Data(data=piece)))
+        request.body.clear()
+        if request.fin and self._h11.our_state is h11.SEND_BODY:
+            self._write(self._h11.send(h11.EndOfMessage()))
+
+    def _end_cycle_and_continue(self) -> bool:
+        """Start the next cycle if this one is over on both sides; True if it did."""
+        ours, theirs = self._h11.our_state, self._h11.their_state
+        if ours is h11.DONE and theirs is h11.DONE:
+            self._h11.start_next_cycle()
+            self._current = None
+            self._pump()
+            return True
+        if h11.MUST_CLOSE in (ours, theirs) and {ours, theirs} <= {h11.DONE, h11.MUST_CLOSE}:
+            self._set_close_reason(ConnectionClosed(
+                "the server ended the connection after the response (no keep-alive)"))
+        return False
+
+    def _check_switch(self) -> bool:
+        if self._h11.their_state is not h11.SWITCHED_PROTOCOL:
+            return False
+        request = self._current
+        assert request is not None and request.handshake is not None  # noqa: S101 - h11 invariant
+        request.answered = True
+        self.switch = Switch(request, self._informational_101,
+                             bytes(self._h11.trailing_data[0]))
+        return True
+
+    def _emit_for(self, request: Outgoing, event: Event) -> None:
+        if not request.cancelled:
+            self._emit(event)
+
+    def _handle(self, events: list[Any]) -> None:
+        request = self._current
+        skip_end = False
+        for index, event in enumerate(events):
+            nxt = events[index + 1] if index + 1 < len(events) else None
+            # The message ends right here if h11 already has its end, without trailers.
+            ends_next = type(nxt) is h11.EndOfMessage and not nxt.headers
+            kind = type(event)
+            if kind is h11.ConnectionClosed:
+                self._set_close_reason(ConnectionClosed())
+                continue
+            if request is None:  # pragma: no cover - h11 rejects responses without requests
+                continue
+            stream = request.stream
+            if kind is h11.InformationalResponse:
+                if event.status_code == 101:
+                    self._informational_101 = _headers(event.headers)
+                else:
+                    self._emit_for(request, Inform(self._conn, stream, event.status_code,
+                                                   _headers(event.headers)))
+            elif kind is h11.Response:
+                skip_end = ends_next
+                request.answered = ends_next
+                self._emit_for(request, Response(self._conn, stream, ends_next,
+                                                 event.status_code, _headers(event.headers)))
+            elif kind is h11.Data:
+                skip_end = ends_next
+                request.answered = ends_next
+                self._emit_for(request, Data(self._conn, stream, ends_next, bytes(event.data)))
+            elif kind is h11.EndOfMessage:
+                request.answered = True
+                if skip_end:
+                    continue
+                if event.headers:
+                    self._emit_for(request, Trailers(self._conn, stream,
+                                                     _headers(event.headers)))
+                else:
+                    self._emit_for(request, Data(self._conn, stream, True, b""))
+
+    def _on_remote_error(self, exc: h11.RemoteProtocolError, *, eof: bool) -> None:
+        if eof:
+            # A close in the middle of a response: the stream is reported as
+            # killed in Down, not as a malformed response.
+            self._set_close_reason(ConnectionClosed(
+                f"the server closed the connection mid-response ({exc})"))
+            return
+        error = RemoteProtocolError(f"malformed response from the server: {exc}")
+        current = self._current
+        stream = current.stream if current is not None and not current.cancelled else None
+        self._emit(Error(self._conn, stream, error))
+        if current is not None:
+            current.answered = True  # reported by this Error, not again in Down
+        self._set_close_reason(error)

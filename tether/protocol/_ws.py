@@ -1,0 +1,264 @@
+"""Websocket over wsproto: the client handshake and the frame layer.
+
+The upgrade request travels on tether's own h11 connection (so it queues
+behind earlier requests like any other), which is why this module does not
+use ``wsproto.WSConnection``: it builds the handshake headers itself, checks
+the 101 response (RFC 6455 4.1, steps 1-6 of the client's validation), and
+then hands the bytes h11 read past the 101 to a frame-level
+``wsproto.connection.Connection``, as wsproto's own ``H11Handshake`` does.
+
+wsproto delivers messages in fragments and leaves the pong and the close
+reply to its user; :class:`WsClient` reassembles messages (enforcing
+``max_message_size`` as data arrives, not after), answers pings, completes
+the close handshake and says when the TCP connection should be closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import wsproto.events as wse
+from wsproto.connection import Connection as WsConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.handshake import client_extensions_handshake
+from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
+from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
+from wsproto.utilities import generate_accept_token, generate_nonce, split_comma_header
+
+from tether._errors import (
+    ConnectionClosed,
+    NotUpgradedError,
+    RemoteProtocolError,
+    UpgradeError,
+    WsClosed,
+)
+from tether._events import Error, Event, Headers, StreamRef, Ws
+from tether._frames import Binary, Close, Frame, Ping, Pong, Text
+from tether._options import WsOpts
+from tether.protocol._validate import HeaderList
+
+__all__ = ["WsClient", "WsHandshake"]
+
+# Close codes (RFC 6455 7.4.1).
+_MESSAGE_TOO_BIG = 1009
+
+
+class WsHandshake:
+    """One upgrade attempt: the request headers to send and the check of the reply."""
+
+    def __init__(self, user_headers: HeaderList, opts: WsOpts) -> None:
+        self.opts = opts
+        self._nonce = generate_nonce()
+        self._extensions: list[Extension] = [PerMessageDeflate()] if opts.compress else []
+        self.offered_protocols = list(opts.protocols)
+        for name, value in user_headers:
+            if name == b"sec-websocket-protocol":
+                self.offered_protocols += split_comma_header(value)
+        self.user_headers = user_headers
+
+    def request_headers(self) -> HeaderList:
+        """The handshake headers, then the user's (user values win for the ones they set)."""
+        given = {name for name, _ in self.user_headers}
+        headers: HeaderList = [
+            (b"connection", b"upgrade"),
+            (b"upgrade", b"websocket"),
+            (b"sec-websocket-version", b"13"),
+            (b"sec-websocket-key", self._nonce),
+        ]
+        if self.opts.protocols and b"sec-websocket-protocol" not in given:
+            headers.append((b"sec-websocket-protocol", ", ".join(self.opts.protocols).encode()))
+        offers = []
+        for ext in self._extensions:
+            params = ext.offer()
+            if params is True:
+                offers.append(ext.name)
+            elif params:
+                offers.append(f"{ext.name}; {params}")
+        if offers and b"sec-websocket-extensions" not in given:
+            headers.append((b"sec-websocket-extensions", ", ".join(offers).encode()))
+        headers = [h for h in headers if h[0] not in given or h[0] == b"sec-websocket-key"]
+        return headers + [h for h in self.user_headers if h[0] != b"sec-websocket-key"]
+
+    def accept(self, headers: Headers) -> list[Extension]:
+        """Check the server's 101 headers; return the negotiated extensions.
+
+        Raises:
+            UpgradeError: the 101 does not complete a valid Websocket handshake.
+        """
+        values: dict[str, list[str]] = {}
+        for name, value in headers:
+            values.setdefault(name, []).append(value)
+
+        def tokens(name: str) -> list[str]:
+            return [t.lower() for v in values.get(name, []) for t in split_comma_header(
+                v.encode("latin-1"))]
+
+        if "websocket" not in tokens("upgrade"):
+            raise UpgradeError("101 response without 'upgrade: websocket'")
+        if "upgrade" not in tokens("connection"):
+            raise UpgradeError("101 response without 'connection: upgrade'")
+        expected = generate_accept_token(self._nonce).decode()
+        if values.get("sec-websocket-accept") != [expected]:
+            raise UpgradeError("101 response with a wrong sec-websocket-accept")
+        chosen = values.get("sec-websocket-protocol", [])
+        if chosen and (len(chosen) > 1 or chosen[0] not in self.offered_protocols):
+            raise UpgradeError(f"server chose subprotocol {chosen!r}, which was not offered")
+        accepted = [e for v in values.get("sec-websocket-extensions", []) for e in
+                    split_comma_header(v.encode("latin-1"))]
+        try:
+            return client_extensions_handshake(accepted, self._extensions)
+        except WsRemoteProtocolError as exc:
+            raise UpgradeError(f"server accepted an extension that was not offered: {exc}") from exc
+
+
+def _to_wsproto(frame: Frame) -> wse.Event:
+    match frame:
+        case Text(data=text):
+            return wse.TextMessage(data=text)
+        case Binary(data=data):
+            return wse.BytesMessage(data=data)
+        case Ping(payload=payload):
+            return wse.Ping(payload=payload)
+        case Pong(payload=payload):
+            return wse.Pong(payload=payload)
+        case Close(code=code, reason=reason):
+            return wse.CloseConnection(code=code, reason=reason)
+
+
+class WsClient:
+    """The Websocket frame layer of one upgraded connection (sans-I/O).
+
+    ``emit`` receives events for the owner, ``write`` bytes for the wire;
+    :attr:`close_reason` becomes non-None once the TCP connection should be
+    closed (after the bytes written so far are sent).
+    """
+
+    def __init__(
+        self,
+        conn: Any,
+        stream: StreamRef,
+        opts: WsOpts,
+        extensions: list[Extension],
+        trailing_data: bytes,
+        emit: Callable[[Event], None],
+        write: Callable[[bytes], None],
+    ) -> None:
+        self._conn = conn
+        self.stream = stream
+        self._opts = opts
+        self._emit = emit
+        self._write = write
+        self._ws = WsConnection(ConnectionType.CLIENT, extensions, trailing_data)
+        self._parts: list[str] | list[bytes] = []
+        self._size = 0
+        self._sent_close: Close | None = None
+        self.close_reason: BaseException | None = None
+
+    @property
+    def closing(self) -> bool:
+        """True once a close frame went out or came in: no more messages can be sent."""
+        return self._ws.state is not ConnectionState.OPEN
+
+    def start(self) -> None:
+        """Process frames that arrived together with the 101 response."""
+        self._process()
+
+    def send(self, frames: tuple[Frame, ...]) -> None:
+        """Send frames in order; frames that cannot go out are reported in one ``Error``."""
+        for index, frame in enumerate(frames):
+            if self.close_reason is not None or self.closing:
+                unsent = frames[index:]
+                self._emit(Error(self._conn, self.stream, NotUpgradedError(
+                    f"the websocket is closing; {len(unsent)} frame(s) not sent", unsent)))
+                return
+            try:
+                self._write(self._ws.send(_to_wsproto(frame)))
+            except WsLocalProtocolError as exc:  # pragma: no cover - guarded by `closing`
+                unsent = frames[index:]
+                self._emit(Error(self._conn, self.stream, NotUpgradedError(str(exc), unsent)))
+                return
+            if isinstance(frame, Close):
+                self._sent_close = frame
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the socket; ``b""`` means the server closed TCP."""
+        if self.close_reason is not None:
+            return  # failing or closed: anything more is ignored (RFC 6455 7.1.7)
+        if not data:
+            self._ws.receive_data(None)
+            self._set_close_reason(self._lost_reason())
+            return
+        self._ws.receive_data(data)
+        self._process()
+
+    def _lost_reason(self) -> BaseException:
+        if self._ws.state is ConnectionState.CLOSED and self._sent_close is not None:
+            return WsClosed(self._sent_close.code, self._sent_close.reason, by_server=False)
+        return ConnectionClosed("the server closed the connection without a close handshake")
+
+    def _set_close_reason(self, reason: BaseException) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+
+    def _process(self) -> None:
+        for event in self._ws.events():
+            if self.close_reason is not None:
+                return
+            match event:
+                case wse.TextMessage() | wse.BytesMessage():
+                    self._on_message_part(event)
+                case wse.Ping():
+                    self._write(self._ws.send(event.response()))
+                    if not self._opts.silence_pings:
+                        self._emit(Ws(self._conn, self.stream, Ping(bytes(event.payload))))
+                case wse.Pong():
+                    if not self._opts.silence_pings:
+                        self._emit(Ws(self._conn, self.stream, Pong(bytes(event.payload))))
+                case wse.CloseConnection():
+                    self._on_close(event)
+                case _:  # pragma: no cover - wsproto yields nothing else after the handshake
+                    pass
+
+    def _on_message_part(self, event: wse.TextMessage | wse.BytesMessage) -> None:
+        self._size += len(event.data)
+        limit = self._opts.max_message_size
+        if limit is not None and self._size > limit:
+            self._fail(RemoteProtocolError(
+                f"message larger than max_message_size ({limit} bytes)", _MESSAGE_TOO_BIG))
+            return
+        self._parts.append(event.data)  # type: ignore[arg-type]  # one kind per message
+        if not event.message_finished:
+            return
+        parts, self._parts, self._size = self._parts, [], 0
+        frame: Frame
+        if isinstance(event, wse.TextMessage):
+            frame = Text("".join(parts))  # type: ignore[arg-type]
+        else:
+            frame = Binary(b"".join(parts))  # type: ignore[arg-type]
+        self._emit(Ws(self._conn, self.stream, frame))
+
+    def _on_close(self, event: wse.CloseConnection) -> None:
+        state = self._ws.state
+        if state is ConnectionState.OPEN:
+            # wsproto reports a parse failure as a CloseConnection without
+            # changing state: fail the connection with the code it chose.
+            self._fail(RemoteProtocolError(event.reason or "invalid frame", event.code))
+            return
+        received = Close(event.code, event.reason or "")
+        self._emit(Ws(self._conn, self.stream, received))
+        if state is ConnectionState.REMOTE_CLOSING:
+            # The server started the handshake: echo its code (RFC 6455 5.5.1);
+            # wsproto answers a reserved code (1005 "no status") with an empty close.
+            self._write(self._ws.send(event.response()))
+            self._set_close_reason(WsClosed(event.code, event.reason or "", by_server=True))
+        else:  # CLOSED: this was the server's answer to our close frame
+            self._set_close_reason(self._lost_reason())
+
+    def _fail(self, error: RemoteProtocolError) -> None:
+        """Fail the Websocket connection (RFC 6455 7.1.7): close frame, then TCP close."""
+        self._emit(Error(self._conn, self.stream, error))
+        if self._ws.state is ConnectionState.OPEN and error.close_code is not None:
+            self._write(self._ws.send(wse.CloseConnection(code=error.close_code)))
+        self._set_close_reason(error)
