@@ -66,7 +66,7 @@ class StreamRef:
     Compared by identity; hashable. Thread-safe: immutable.
     """
 
-    __slots__ = ("id",)
+    __slots__ = ("__weakref__", "id")
 
     id: int
 

@@ -90,9 +90,15 @@ class ConnectionActor(pykka.ThreadingActor):
     def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         """A crash: close the socket and tell the owner why the connection is gone."""
         reason = Crashed(exc_value)
-        if self._proto is not None and self._state in ("up", "closing"):
-            self._down(reason)
-        self._finish(reason, final_error=True)
+        try:
+            if self._proto is not None and self._state in ("up", "closing"):
+                self._down(reason)
+            if not self._is_stopped():
+                self._finish(reason, final_error=True)
+        finally:
+            # Whatever else failed, the handle must not claim to be alive.
+            self._close_transport()
+            self._conn._mark_stopped()  # noqa: SLF001
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch a command or an I/O report."""
@@ -170,6 +176,9 @@ class ConnectionActor(pykka.ThreadingActor):
     def _is_up(self) -> bool:
         return self._state == "up"
 
+    def _is_stopped(self) -> bool:
+        return self._state == "stopped"
+
     def _retry_or_stop(self, reason: BaseException) -> None:
         """After a failed attempt or a lost connection: wait and retry, or give up."""
         if self._retries_left <= 0:
@@ -183,7 +192,8 @@ class ConnectionActor(pykka.ThreadingActor):
             if math.isnan(delay) or delay < 0:
                 raise ValueError(f"retry_backoff returned {delay!r}")
         except Exception as exc:  # noqa: BLE001 - a user policy must not kill the connection
-            self._deliver(Error(self._conn, None, exc))
+            if not self._deliver(Error(self._conn, None, exc)):
+                return
             delay = self._opts.retry_timeout
         self._state = "waiting"
         if delay <= 0:
@@ -284,6 +294,8 @@ class ConnectionActor(pykka.ThreadingActor):
         """The connection ended: Down, then reconnect (or stop if shutting down)."""
         shutting_down = self._state == "closing"
         self._down(reason)
+        if self._is_stopped():
+            return  # the owner vanished while being told
         if shutting_down:
             self._finish(ClosedByUser("shutdown() completed"), final_error=False)
             return

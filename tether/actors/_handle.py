@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -105,6 +106,10 @@ class Connection:
         self._ref: pykka.ActorRef[Any] | None = None
         self._ws_stream: StreamRef | None = None
         self._stopped = threading.Event()
+        # Streams whose last event an await_ call returned, so that a later
+        # await_body returns b"" at once instead of waiting (as Gun's does).
+        # Weak: forgotten StreamRefs cost nothing.
+        self._ended: weakref.WeakSet[StreamRef] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped.is_set() else "alive"
@@ -397,6 +402,10 @@ class Connection:
         if isinstance(event, Down | Error) and not (isinstance(event, Error) and
                                                      event.stream is stream):
             raise StreamLost(f"{stream!r} was lost: {event.reason!r}", event.reason)
+        if isinstance(event, Error | Trailers) or (isinstance(event, Response | Data)
+                                                   and event.fin):
+            with self._lock:
+                self._ended.add(stream)
         return event
 
     def await_body(self, stream: StreamRef, timeout: float = 5.0) -> bytes:
@@ -416,6 +425,9 @@ class Connection:
         check_positive_seconds("timeout", timeout)
         deadline = time.monotonic() + timeout
         chunks: list[bytes] = []
+        with self._lock:
+            if stream in self._ended:
+                return b""
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
             event = self._await_stream(stream, remaining or 1e-9, remove_trailers=False)
