@@ -18,6 +18,7 @@ from tether._errors import InvalidRequestError as InvalidRequestError
 from tether._errors import NotUpgradedError as NotUpgradedError
 from tether._errors import OwnerDown as OwnerDown
 from tether._errors import OwnerError as OwnerError
+from tether._errors import PongTimeout as PongTimeout
 from tether._errors import ProtocolError as ProtocolError
 from tether._errors import ReceiveTimeout as ReceiveTimeout
 from tether._errors import RemoteProtocolError as RemoteProtocolError
@@ -83,6 +84,7 @@ __all__ = [
     "OwnerError",
     "Ping",
     "Pong",
+    "PongTimeout",
     "ProtocolError",
     "ReceiveTimeout",
     "RemoteProtocolError",

@@ -13,6 +13,7 @@ the operating system gave), never a bare string::
     ├── ReceiveTimeout          (also TimeoutError) receive/await_* timed out
     ├── ConnectTimeout          (also TimeoutError) connect_timeout elapsed
     ├── WriteTimeout            (also TimeoutError) the peer stopped reading
+    ├── PongTimeout             (also TimeoutError) no pong: the peer is dead
     ├── ProtocolError
     │   ├── RemoteProtocolError the server broke HTTP or Websocket
     │   └── UpgradeError        the upgrade cannot be done or was botched
@@ -49,6 +50,7 @@ __all__ = [
     "NotUpgradedError",
     "OwnerDown",
     "OwnerError",
+    "PongTimeout",
     "ProtocolError",
     "ReceiveTimeout",
     "RemoteProtocolError",
@@ -104,6 +106,10 @@ class ConnectTimeout(TetherError, TimeoutError):
 
 class WriteTimeout(TetherError, TimeoutError):
     """The peer stopped reading: a write could not complete in time."""
+
+
+class PongTimeout(TetherError, TimeoutError):
+    """No pong came back within ``pong_timeout`` of a keepalive ping: the peer is dead."""
 
 
 class ProtocolError(TetherError):

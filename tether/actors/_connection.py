@@ -33,10 +33,12 @@ from tether._errors import (
     InboxClosedError,
     NotUpgradedError,
     OwnerDown,
+    PongTimeout,
     RetriesExhausted,
 )
 from tether._events import Down, Error, Event, StreamRef, Up, Upgrade
 from tether._frames import Close as CloseFrame
+from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
 from tether.actors._handle import Connection, ConnectionInfo
 from tether.actors._scheduler import TimerHandle, default_scheduler
@@ -48,6 +50,10 @@ __all__ = ["ConnectionActor"]
 log = logging.getLogger("tether.connection")
 
 State = Literal["connecting", "up", "waiting", "closing", "stopped"]
+
+# Seconds between owner liveness checks of a connection that is up. A tell
+# to a dead owner is noticed at once; this catches idle connections.
+OWNER_CHECK_INTERVAL = 2.0
 
 
 class ConnectionActor(pykka.ThreadingActor):
@@ -72,7 +78,13 @@ class ConnectionActor(pykka.ThreadingActor):
         self._retries_left = self._opts.retry
         self._attempt = 0
         self._attempts_since_up = 0
-        self._timer: TimerHandle | None = None
+        # Timers of the current connection; cancelled whenever it is dropped.
+        self._timers: list[TimerHandle] = []
+        # Upgrade commands of this connection by stream, to find the one that
+        # succeeded; with ws_opts reupgrade it is repeated after each reconnect.
+        self._upgrades: dict[StreamRef, msg.WsUpgrade] = {}
+        self._reupgrade: msg.WsUpgrade | None = None
+        self._pongs_at_ping = 0
 
     # -- pykka hooks -------------------------------------------------------------
 
@@ -118,8 +130,7 @@ class ConnectionActor(pykka.ThreadingActor):
                 self._on_closed(reason)
             case msg.Tick(epoch=epoch, kind=kind) if epoch == self._epoch:
                 self._on_tick(kind)
-            case msg.BytesIn() | msg.Connected() | msg.ConnectFailed() | msg.Closed() | \
-                    msg.Tick():
+            case msg.BytesIn() | msg.Connected() | msg.ConnectFailed() | msg.Closed() | msg.Tick():
                 pass  # from a connection that was already replaced
             case msg.InfoQuery():
                 return self._info()
@@ -127,8 +138,14 @@ class ConnectionActor(pykka.ThreadingActor):
                 self._stop_now(ClosedByUser("close() was called"))
             case msg.Shutdown():
                 self._start_shutdown()
-            case msg.WsSend() | msg.RequestCmd() | msg.HeadersCmd() | msg.DataCmd() | \
-                    msg.Cancel() | msg.WsUpgrade():
+            case (
+                msg.WsSend()
+                | msg.RequestCmd()
+                | msg.HeadersCmd()
+                | msg.DataCmd()
+                | msg.Cancel()
+                | msg.WsUpgrade()
+            ):
                 self._command(message)
             case _:
                 return super().on_receive(message)
@@ -148,8 +165,9 @@ class ConnectionActor(pykka.ThreadingActor):
         self._attempts_since_up += 1
         self._state = "connecting"
         self._handler("connect_start", {"host": self._conn.host, "port": self._conn.port})
-        self._transport = TcpTransport(self._report, self._epoch, self._conn.host,
-                                       self._conn.port, self._opts.connect_timeout)
+        self._transport = TcpTransport(
+            self._report, self._epoch, self._conn.host, self._conn.port, self._opts.connect_timeout
+        )
         self._transport.start()
 
     def _on_connected(self) -> None:
@@ -162,16 +180,24 @@ class ConnectionActor(pykka.ThreadingActor):
         authority = self._conn.host if port == default_port else f"{self._conn.host}:{port}"
         if ":" in self._conn.host and not self._conn.host.startswith("["):
             authority = f"[{self._conn.host}]" + ("" if port == default_port else f":{port}")
-        self._proto = ClientProtocol(self._conn, authority=authority,
-                                     http_opts=self._opts.http_opts, ws_opts=self._opts.ws_opts)
+        self._proto = ClientProtocol(
+            self._conn,
+            authority=authority,
+            http_opts=self._opts.http_opts,
+            ws_opts=self._opts.ws_opts,
+        )
         self._handler("connect_end", {"protocol": "http"})
         if not self._deliver(Up(self._conn, "http")):
             return
+        self._schedule("owner_check", OWNER_CHECK_INTERVAL)
         pending, self._pending = self._pending, []
         for command in pending:
             self._command(command)
             if not self._is_up():
-                break
+                return
+        if self._reupgrade is not None:
+            last = self._reupgrade
+            self._command(msg.WsUpgrade(StreamRef(), last.target, last.headers, last.opts))
 
     def _is_up(self) -> bool:
         return self._state == "up"
@@ -182,8 +208,7 @@ class ConnectionActor(pykka.ThreadingActor):
     def _retry_or_stop(self, reason: BaseException) -> None:
         """After a failed attempt or a lost connection: wait and retry, or give up."""
         if self._retries_left <= 0:
-            self._finish(RetriesExhausted(self._attempts_since_up, reason),
-                         final_error=True)
+            self._finish(RetriesExhausted(self._attempts_since_up, reason), final_error=True)
             return
         self._retries_left -= 1
         self._attempt += 1
@@ -199,15 +224,19 @@ class ConnectionActor(pykka.ThreadingActor):
         if delay <= 0:
             self._connect()
             return
-        epoch = self._epoch
-        self._timer = default_scheduler().call_later(
-            delay, lambda: self._report(msg.Tick(epoch, "retry")))
+        self._schedule("retry", delay)
 
     def _on_tick(self, kind: str) -> None:
         if kind == "retry" and self._state == "waiting":
             self._connect()
         elif kind == "closing" and self._state == "closing":
             self._stop_now(ClosedByUser("shutdown() timed out; closed"))
+        elif kind == "owner_check" and self._state == "up":
+            self._check_owner()
+        elif kind == "ws_ping" and self._state == "up":
+            self._ws_ping()
+        elif kind == "pong_deadline" and self._state == "up":
+            self._pong_deadline()
 
     # -- up ----------------------------------------------------------------------
 
@@ -218,11 +247,14 @@ class ConnectionActor(pykka.ThreadingActor):
             return
         if self._state != "up" or proto is None:
             if isinstance(command, msg.WsSend):
-                self._refuse(command, NotUpgradedError(
-                    "the connection is down; frames not sent", command.frames))
+                self._refuse(
+                    command,
+                    NotUpgradedError("the connection is down; frames not sent", command.frames),
+                )
             elif isinstance(command, msg.Cancel):
-                self._pending = [c for c in self._pending
-                                 if getattr(c, "stream", None) is not command.stream]
+                self._pending = [
+                    c for c in self._pending if getattr(c, "stream", None) is not command.stream
+                ]
             else:
                 self._pending.append(command)
             return
@@ -238,10 +270,13 @@ class ConnectionActor(pykka.ThreadingActor):
             case msg.Cancel(stream):
                 proto.cancel(stream)
             case msg.WsUpgrade(stream, target, headers, opts):
+                self._upgrades[stream] = command
                 proto.ws_upgrade(stream, target, headers, opts)
             case msg.WsSend(frames, stream):
                 for frame in frames:
                     self._handler("ws_send_frame", {"frame": frame})
+                    if isinstance(frame, CloseFrame):
+                        self._reupgrade = None  # a close the user sent is final (Gun)
                 proto.ws_send(frames, stream)
             case _:  # pragma: no cover - Close/Shutdown are handled by on_receive
                 pass
@@ -269,14 +304,65 @@ class ConnectionActor(pykka.ThreadingActor):
                 return
         for event in proto.events():
             if isinstance(event, Upgrade):
-                self._conn._set_ws_stream(event.stream)  # noqa: SLF001
-                self._handler("ws_upgrade", {"stream": event.stream})
+                self._on_upgraded(event.stream)
             if not self._deliver(event):
                 return
         if proto.close_reason is not None:
             self._lost(proto.close_reason)
         elif self._state == "closing" and proto.protocol == "http" and not proto.busy:
             self._stop_now(ClosedByUser("shutdown() completed"))
+
+    def _on_upgraded(self, stream: StreamRef) -> None:
+        self._conn._set_ws_stream(stream)  # noqa: SLF001 - before the owner hears of it
+        self._handler("ws_upgrade", {"stream": stream})
+        command = self._upgrades.pop(stream, None)
+        self._upgrades.clear()
+        if command is not None:
+            self._reupgrade = command if command.opts.reupgrade else None
+            if command.opts.keepalive is not None:
+                self._schedule("ws_ping", command.opts.keepalive)
+
+    def _ws_ping(self) -> None:
+        """Keepalive: ping the server; with a pong_timeout, check the answer came."""
+        proto = self._proto
+        ws = proto.ws if proto is not None else None
+        if proto is None or ws is None or ws.closing or ws.opts.keepalive is None:
+            return
+        self._pongs_at_ping = ws.pongs_received
+        proto.ws_send((PingFrame(b"tether-keepalive"),))
+        if ws.opts.pong_timeout is not None:
+            self._schedule("pong_deadline", ws.opts.pong_timeout)
+        self._schedule("ws_ping", ws.opts.keepalive)
+        self._flush()
+
+    def _pong_deadline(self) -> None:
+        proto = self._proto
+        ws = proto.ws if proto is not None else None
+        if ws is None or ws.pongs_received > self._pongs_at_ping:
+            return
+        self._lost(
+            PongTimeout(
+                f"no pong within {ws.opts.pong_timeout} s of a ping: "
+                "the connection is considered dead"
+            )
+        )
+
+    def _check_owner(self) -> None:
+        """Owner monitoring for idle connections, where no ``tell`` would fail."""
+        owner = self._conn.owner
+        is_alive = getattr(owner, "is_alive", None)
+        gone = bool(getattr(owner, "closed", False)) or (callable(is_alive) and not is_alive())
+        if gone:
+            self._owner_gone()
+        else:
+            self._schedule("owner_check", OWNER_CHECK_INTERVAL)
+
+    def _schedule(self, kind: str, delay: float) -> TimerHandle:
+        epoch = self._epoch
+        timer = default_scheduler().call_later(delay, lambda: self._report(msg.Tick(epoch, kind)))
+        self._timers = [t for t in self._timers if not t.done]
+        self._timers.append(timer)
+        return timer
 
     def _on_closed(self, reason: BaseException | None) -> None:
         """The reader saw the socket close (EOF or error)."""
@@ -308,6 +394,7 @@ class ConnectionActor(pykka.ThreadingActor):
         killed, unprocessed = proto.lost_streams()
         protocol = proto.protocol
         self._proto = None
+        self._upgrades.clear()
         self._conn._set_ws_stream(None)  # noqa: SLF001
         self._handler("disconnect", {"reason": reason})
         self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
@@ -318,9 +405,9 @@ class ConnectionActor(pykka.ThreadingActor):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
 
     # -- stopping ------------------------------------------------------------------
 
@@ -335,9 +422,7 @@ class ConnectionActor(pykka.ThreadingActor):
             proto.ws_send((CloseFrame(1000),))
         else:
             timeout = self._opts.http_opts.closing_timeout
-        epoch = self._epoch
-        self._timer = default_scheduler().call_later(
-            timeout, lambda: self._report(msg.Tick(epoch, "closing")))
+        self._schedule("closing", timeout)
         self._flush()
 
     def _stop_now(self, reason: BaseException) -> None:
@@ -371,16 +456,21 @@ class ConnectionActor(pykka.ThreadingActor):
         try:
             self._conn.owner.tell(event)
         except (pykka.ActorDeadError, InboxClosedError):
-            if self._state != "stopped":
-                self._close_transport()
-                self._proto = None
-                self._state = "stopped"
-                self._pending = []
-                self._conn._mark_stopped()  # noqa: SLF001
-                self._handler_safe("terminate", {"reason": OwnerDown("the owner stopped")})
-                self._stop_actor()
+            self._owner_gone()
             return False
         return True
+
+    def _owner_gone(self) -> None:
+        """The owner stopped: close and stop without a word (nobody is listening)."""
+        if self._state == "stopped":
+            return
+        self._close_transport()
+        self._proto = None
+        self._state = "stopped"
+        self._pending = []
+        self._conn._mark_stopped()  # noqa: SLF001
+        self._handler_safe("terminate", {"reason": OwnerDown("the owner stopped")})
+        self._stop_actor()
 
     def _handler(self, name: str, data: dict[str, Any]) -> None:
         # As in Gun, the event handler runs in the connection process: if it
@@ -399,10 +489,13 @@ class ConnectionActor(pykka.ThreadingActor):
         proto = self._proto
         addresses = self._transport.addresses() if self._transport else None
         return ConnectionInfo(
-            host=self._conn.host, port=self._conn.port, transport=self._opts.transport,
-            protocol=proto.protocol if proto is not None else None, state=self._state,
+            host=self._conn.host,
+            port=self._conn.port,
+            transport=self._opts.transport,
+            protocol=proto.protocol if proto is not None else None,
+            state=self._state,
             owner=self._conn.owner,
             local_address=addresses[0] if addresses else None,
             peer_address=addresses[1] if addresses else None,
-            ws_stream=proto.ws_stream if proto is not None else None)
-
+            ws_stream=proto.ws_stream if proto is not None else None,
+        )

@@ -168,18 +168,21 @@ class Connection:
             else:
                 if isinstance(info, ConnectionInfo):
                     return info
-        return ConnectionInfo(self.host, self.port, self.opts.transport, None, "stopped",
-                              self.owner)
+        return ConnectionInfo(
+            self.host, self.port, self.opts.transport, None, "stopped", self.owner
+        )
 
     # -- HTTP ------------------------------------------------------------------
 
     def _check_http(self) -> None:
         if self._ws_stream is not None:
-            raise UpgradedError("the connection speaks Websocket: HTTP requests are no "
-                                "longer possible (as in Gun)")
+            raise UpgradedError(
+                "the connection speaks Websocket: HTTP requests are no longer possible (as in Gun)"
+            )
 
-    def request(self, method: str, path: str, headers: Any = None,
-                body: bytes | None = None) -> StreamRef:
+    def request(
+        self, method: str, path: str, headers: Any = None, body: bytes | None = None
+    ) -> StreamRef:
         """Send a request (Gun's ``gun:request``); ``body=None`` sends no body.
 
         Raises:
@@ -189,8 +192,11 @@ class Connection:
             ConnectionStoppedError: the connection has stopped.
         """
         command_body = check_body(body)
-        raw_method, target, raw_headers = (check_method(method), check_path(path),
-                                           normalize_headers(headers))
+        raw_method, target, raw_headers = (
+            check_method(method),
+            check_path(path),
+            normalize_headers(headers),
+        )
         self._check_http()
         stream = StreamRef()
         self._tell(msg.RequestCmd(stream, raw_method, target, raw_headers, command_body))
@@ -230,13 +236,19 @@ class Connection:
         Without a ``content-length`` header the body is sent chunked, which
         HTTP/1.0 cannot do: there the header is required.
         """
-        raw_method, target, raw_headers = (check_method(method), check_path(path),
-                                           normalize_headers(headers))
+        raw_method, target, raw_headers = (
+            check_method(method),
+            check_path(path),
+            normalize_headers(headers),
+        )
         self._check_http()
         if self.opts.http_opts.version == "HTTP/1.0" and not any(
-                name == b"content-length" for name, _ in raw_headers):
-            raise InvalidRequestError("a streamed body on HTTP/1.0 needs a content-length "
-                                      "header (HTTP/1.0 has no chunked encoding)")
+            name == b"content-length" for name, _ in raw_headers
+        ):
+            raise InvalidRequestError(
+                "a streamed body on HTTP/1.0 needs a content-length "
+                "header (HTTP/1.0 has no chunked encoding)"
+            )
         stream = StreamRef()
         self._tell(msg.HeadersCmd(stream, raw_method, target, raw_headers))
         return stream
@@ -294,9 +306,12 @@ class Connection:
         checked = coerce_frames(frames)
         current = self._ws_stream
         if current is None or (stream is not None and stream is not current):
-            raise NotUpgradedError("no Websocket is up on this connection"
-                                   if current is None else f"{stream!r} is not the Websocket",
-                                   checked)
+            raise NotUpgradedError(
+                "no Websocket is up on this connection"
+                if current is None
+                else f"{stream!r} is not the Websocket",
+                checked,
+            )
         self._tell(msg.WsSend(checked, stream))
 
     # -- lifecycle ---------------------------------------------------------------
@@ -326,8 +341,10 @@ class Connection:
     def _require_inbox(self) -> Inbox:
         inbox = self.inbox
         if inbox is None:
-            raise OwnerError(f"await_*/flush need the owner to be a tether.Inbox, not "
-                             f"{type(self.owner).__name__}; receive events in the owner")
+            raise OwnerError(
+                f"await_*/flush need the owner to be a tether.Inbox, not "
+                f"{type(self.owner).__name__}; receive events in the owner"
+            )
         return inbox
 
     def _mine(self, message: object) -> bool:
@@ -345,18 +362,25 @@ class Connection:
         check_positive_seconds("timeout", timeout)
 
         def match(m: object) -> bool:
-            return self._mine(m) and (isinstance(m, Up | Down) or (
-                isinstance(m, Error) and m.stream is None))
+            return self._mine(m) and (
+                isinstance(m, Up | Down) or (isinstance(m, Error) and m.stream is None)
+            )
 
         event = self._take(inbox, match, timeout)
         if isinstance(event, Up):
             return event.protocol
         assert isinstance(event, Down | Error)  # noqa: S101 - by match
-        raise ConnectionDownError(f"the connection went down before Up: {event.reason!r}",
-                                  event.reason)
+        raise ConnectionDownError(
+            f"the connection went down before Up: {event.reason!r}", event.reason
+        )
 
-    def _take(self, inbox: Inbox, match: Callable[[object], bool], timeout: float | None,
-              remove: Callable[[object], bool] | None = None) -> object:
+    def _take(
+        self,
+        inbox: Inbox,
+        match: Callable[[object], bool],
+        timeout: float | None,
+        remove: Callable[[object], bool] | None = None,
+    ) -> object:
         if not self.is_alive():
             # Nothing more will come: don't make the caller wait out the timeout.
             try:
@@ -378,8 +402,9 @@ class Connection:
         """
         return self._await_stream(stream, timeout, remove_trailers=True)
 
-    def _await_stream(self, stream: StreamRef, timeout: float | None, *,
-                      remove_trailers: bool) -> object:
+    def _await_stream(
+        self, stream: StreamRef, timeout: float | None, *, remove_trailers: bool
+    ) -> object:
         inbox = self._require_inbox()
         check_positive_seconds("timeout", timeout)
 
@@ -399,11 +424,13 @@ class Connection:
             return not isinstance(m, Down) and not (isinstance(m, Error) and m.stream is None)
 
         event = self._take(inbox, match, timeout, remove)
-        if isinstance(event, Down | Error) and not (isinstance(event, Error) and
-                                                     event.stream is stream):
+        if isinstance(event, Down | Error) and not (
+            isinstance(event, Error) and event.stream is stream
+        ):
             raise StreamLost(f"{stream!r} was lost: {event.reason!r}", event.reason)
-        if isinstance(event, Error | Trailers) or (isinstance(event, Response | Data)
-                                                   and event.fin):
+        if isinstance(event, Error | Trailers) or (
+            isinstance(event, Response | Data) and event.fin
+        ):
             with self._lock:
                 self._ended.add(stream)
         return event
@@ -462,9 +489,13 @@ class Connection:
         return len(inbox.flush(match))
 
 
-def open_connection(host: str, port: int, owner: Owner | None,
-                    start: Callable[[Connection], pykka.ActorRef[Any]],
-                    **options: Any) -> Connection:
+def open_connection(
+    host: str,
+    port: int,
+    owner: Owner | None,
+    start: Callable[[Connection], pykka.ActorRef[Any]],
+    **options: Any,
+) -> Connection:
     """Validate, build the handle and start its actor with ``start``. See ``tether.open``."""
     if not isinstance(host, str) or not host:
         raise TypeError(f"host must be a non-empty str, not {host!r}")
@@ -476,9 +507,9 @@ def open_connection(host: str, port: int, owner: Owner | None,
     if owner is None:
         owner = Inbox()
     elif not callable(getattr(owner, "tell", None)):
-        raise TypeError("owner must have a tell(message) method (a pykka.ActorRef or a "
-                        "tether.Inbox)")
+        raise TypeError(
+            "owner must have a tell(message) method (a pykka.ActorRef or a tether.Inbox)"
+        )
     conn = Connection(host, port, opts, owner)
     conn._attach(start(conn))  # noqa: SLF001 - the module owns the handle
     return conn
-

@@ -71,8 +71,9 @@ class Inbox:
         """
         return self.take(match, timeout)
 
-    def take(self, match: Match | None, timeout: float | None,
-             remove: Match | None = None) -> object:
+    def take(
+        self, match: Match | None, timeout: float | None, remove: Match | None = None
+    ) -> object:
         """Like :meth:`receive`, but only remove the message if ``remove(message)``.
 
         Used by ``await_`` to look at a connection-wide event (a ``Down``)

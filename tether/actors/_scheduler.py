@@ -14,73 +14,132 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["Scheduler", "TimerHandle", "default_scheduler"]
+__all__ = [
+    "Scheduler",
+    "TimerHandle",
+    "VirtualClock",
+    "default_scheduler",
+    "set_default_scheduler",
+]
 
 
 class TimerHandle:
     """A pending call; :meth:`cancel` stops it from running. Thread-safe."""
 
-    __slots__ = ("_cancelled",)
+    __slots__ = ("_cancelled", "_done", "_scheduler")
 
-    def __init__(self) -> None:
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
         self._cancelled = False
+        self._done = False
 
     def cancel(self) -> None:
         """Do not run the callback (no effect if it already ran)."""
-        self._cancelled = True
+        if not self._done:
+            self._cancelled = self._done = True
+            self._scheduler.poke()  # lets the thread drop it (and exit if it was the last)
 
     @property
     def cancelled(self) -> bool:
         """True once :meth:`cancel` was called."""
         return self._cancelled
 
+    @property
+    def done(self) -> bool:
+        """True once the callback ran or was cancelled."""
+        return self._done
+
+
+class VirtualClock(Protocol):
+    """A clock that only moves when told to (``tether.testing.FakeClock``)."""
+
+    def __call__(self) -> float:
+        """The current virtual time, in seconds."""
+        ...
+
+    def attach(self, scheduler: Scheduler) -> None:
+        """Remember ``scheduler``, to :meth:`Scheduler.poke` it when time moves."""
+        ...
+
 
 class Scheduler:
     """Runs callbacks at deadlines on one shared thread.
 
     Args:
-        clock: monotonic seconds; ``time.monotonic`` unless a test gives another.
+        clock: monotonic seconds; ``time.monotonic`` unless a test gives a
+            virtual clock, whose time moves only when the test advances it
+            (the scheduler then waits for a poke instead of a timeout).
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] | VirtualClock = time.monotonic) -> None:
         self._clock = clock
+        self._virtual = hasattr(clock, "attach")
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, TimerHandle, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
+        if self._virtual:
+            clock.attach(self)  # type: ignore[union-attr]
+
+    def poke(self) -> None:
+        """Re-check the deadlines now (a virtual clock moved). Thread-safe."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        """How many timers wait to run (cancelled ones excluded). Thread-safe."""
+        with self._cond:
+            return sum(not entry[2].cancelled for entry in self._heap)
+
+    def wait_pending(self, count: int, timeout: float) -> bool:
+        """Block until at least ``count`` timers are pending; False on timeout.
+
+        For tests on a virtual clock: wait until the connection has
+        scheduled its retry, then advance the clock past it.
+        """
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: sum(not e[2].cancelled for e in self._heap) >= count, timeout
+            )
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         """Run ``callback`` on the timer thread after ``delay`` seconds. Thread-safe.
 
         The callback must be quick and must not raise (it is a ``tell``).
         """
-        handle = TimerHandle()
+        handle = TimerHandle(self)
         with self._cond:
-            heapq.heappush(self._heap, (self._clock() + max(delay, 0.0), next(self._seq),
-                                        handle, callback))
+            heapq.heappush(
+                self._heap, (self._clock() + max(delay, 0.0), next(self._seq), handle, callback)
+            )
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="tether-scheduler")
+                self._thread = threading.Thread(
+                    target=self._run, daemon=True, name="tether-scheduler"
+                )
                 self._thread.start()
-            self._cond.notify()
+            self._cond.notify_all()
         return handle
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while True:
+                    if any(entry[2].cancelled for entry in self._heap):
+                        self._heap = [e for e in self._heap if not e[2].cancelled]
+                        heapq.heapify(self._heap)
                     if not self._heap:
                         self._thread = None  # a new timer starts a new thread
                         return
                     deadline, _, handle, callback = self._heap[0]
                     wait = deadline - self._clock()
-                    if handle.cancelled or wait <= 0:
+                    if wait <= 0:
                         heapq.heappop(self._heap)
+                        handle._done = True  # noqa: SLF001 - the scheduler owns it
                         break
-                    self._cond.wait(wait)
-            if not handle.cancelled:
-                callback()
+                    self._cond.wait(None if self._virtual else wait)
+            callback()
 
 
 _default: Scheduler | None = None
@@ -94,3 +153,15 @@ def default_scheduler() -> Scheduler:
         if _default is None:
             _default = Scheduler()
         return _default
+
+
+def set_default_scheduler(scheduler: Scheduler | None) -> Scheduler | None:
+    """Replace the process-wide scheduler (``None``: a fresh real-time one on next use).
+
+    Returns the previous one. Connections pick the scheduler up each time
+    they set a timer. Meant for tests (``tether.testing.FakeClock``).
+    """
+    global _default
+    with _default_lock:
+        previous, _default = _default, scheduler
+        return previous

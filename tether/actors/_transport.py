@@ -62,8 +62,14 @@ class TcpTransport(Transport):
         connect_timeout: seconds for DNS + connect (``None``: the OS default).
     """
 
-    def __init__(self, report: Callable[[IoReport], None], epoch: int, host: str, port: int,
-                 connect_timeout: float | None) -> None:
+    def __init__(
+        self,
+        report: Callable[[IoReport], None],
+        epoch: int,
+        host: str,
+        port: int,
+        connect_timeout: float | None,
+    ) -> None:
         self._report = report
         self._epoch = epoch
         self._host = host
@@ -72,20 +78,28 @@ class TcpTransport(Transport):
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._closed = False
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"tether-io-{host}:{port}#{epoch}")
+        self._thread = threading.Thread(
+            target=self._run, daemon=True, name=f"tether-io-{host}:{port}#{epoch}"
+        )
 
     def start(self) -> None:  # noqa: D102 - documented on Transport
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            sock = socket.create_connection((self._host, self._port),
-                                            timeout=self._connect_timeout)
+            sock = socket.create_connection(
+                (self._host, self._port), timeout=self._connect_timeout
+            )
         except TimeoutError:
-            self._report(ConnectFailed(self._epoch, ConnectTimeout(
-                f"connecting to {self._host}:{self._port} took longer than "
-                f"{self._connect_timeout} s")))
+            self._report(
+                ConnectFailed(
+                    self._epoch,
+                    ConnectTimeout(
+                        f"connecting to {self._host}:{self._port} took longer than "
+                        f"{self._connect_timeout} s"
+                    ),
+                )
+            )
             return
         except OSError as exc:
             self._report(ConnectFailed(self._epoch, exc))
@@ -98,8 +112,11 @@ class TcpTransport(Transport):
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         seconds = int(SEND_TIMEOUT)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                        struct.pack("ll", seconds, int((SEND_TIMEOUT - seconds) * 1e6)))
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_SNDTIMEO,
+            struct.pack("ll", seconds, int((SEND_TIMEOUT - seconds) * 1e6)),
+        )
         self._report(Connected(self._epoch))
         self._read_loop(sock)
 

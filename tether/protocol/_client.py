@@ -73,6 +73,11 @@ class ClientProtocol:
         return None if self._ws is None else self._ws.stream
 
     @property
+    def ws(self) -> WsClient | None:
+        """The Websocket frame layer once upgraded (its options, pong count, state)."""
+        return self._ws
+
+    @property
     def close_reason(self) -> BaseException | None:
         """Why the TCP connection must now be closed, or None while it goes on."""
         if self._ws is not None:

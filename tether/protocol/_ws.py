@@ -155,6 +155,13 @@ class WsClient:
         self._size = 0
         self._sent_close: Close | None = None
         self.close_reason: BaseException | None = None
+        #: Pong frames received so far: keepalive compares it before and after a ping.
+        self.pongs_received = 0
+
+    @property
+    def opts(self) -> WsOpts:
+        """The options this Websocket was upgraded with."""
+        return self._opts
 
     @property
     def closing(self) -> bool:
@@ -214,6 +221,7 @@ class WsClient:
                     if not self._opts.silence_pings:
                         self._emit(Ws(self._conn, self.stream, Ping(bytes(event.payload))))
                 case wse.Pong():
+                    self.pongs_received += 1
                     if not self._opts.silence_pings:
                         self._emit(Ws(self._conn, self.stream, Pong(bytes(event.payload))))
                 case wse.CloseConnection():
