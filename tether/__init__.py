@@ -24,6 +24,8 @@ from tether._errors import ReceiveTimeout as ReceiveTimeout
 from tether._errors import RemoteProtocolError as RemoteProtocolError
 from tether._errors import RetriesExhausted as RetriesExhausted
 from tether._errors import StreamLost as StreamLost
+from tether._errors import SupervisorGaveUp as SupervisorGaveUp
+from tether._errors import SupervisorStopped as SupervisorStopped
 from tether._errors import TetherError as TetherError
 from tether._errors import UpgradedError as UpgradedError
 from tether._errors import UpgradeError as UpgradeError
@@ -53,12 +55,18 @@ from tether.actors import Connection as Connection
 from tether.actors import ConnectionInfo as ConnectionInfo
 from tether.actors import Inbox as Inbox
 from tether.actors import Owner as Owner
-from tether.actors import open as open  # noqa: A004 - Gun's name, like builtins.open's role
+from tether.supervision import ChildInfo as ChildInfo
+from tether.supervision import ChildSpec as ChildSpec
+from tether.supervision import Supervised as Supervised
+from tether.supervision import Supervisor as Supervisor
+from tether.supervision import open as open  # noqa: A004 - Gun's name
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Binary",
+    "ChildInfo",
+    "ChildSpec",
     "Close",
     "ClosedByUser",
     "ConnectTimeout",
@@ -92,6 +100,10 @@ __all__ = [
     "RetriesExhausted",
     "StreamLost",
     "StreamRef",
+    "Supervised",
+    "Supervisor",
+    "SupervisorGaveUp",
+    "SupervisorStopped",
     "TetherError",
     "Text",
     "Trailers",

@@ -24,7 +24,9 @@ the operating system gave), never a bare string::
     ├── ClosedByUser            close() / shutdown() ended it
     ├── OwnerDown               the owner stopped, so the connection did
     ├── RetriesExhausted        no reconnect attempts left (carries the last reason)
-    └── Crashed                 the connection actor crashed (carries the exception)
+    ├── Crashed                 the connection actor crashed (carries the exception)
+    ├── SupervisorStopped       a supervisor stopped (or gave up) and took its children
+    └── SupervisorGaveUp        restart intensity exceeded: the supervisor crashed
 
 Errors about arguments are also :class:`ValueError` or :class:`TypeError`
 (``InvalidRequestError`` and friends subclass both families where it makes
@@ -56,6 +58,8 @@ __all__ = [
     "RemoteProtocolError",
     "RetriesExhausted",
     "StreamLost",
+    "SupervisorGaveUp",
+    "SupervisorStopped",
     "TetherError",
     "UpgradeError",
     "UpgradedError",
@@ -209,3 +213,31 @@ class Crashed(TetherError):
     def __init__(self, exception: BaseException) -> None:
         super().__init__(f"connection actor crashed: {exception!r}")
         self.exception = exception
+
+
+class SupervisorStopped(TetherError):
+    """A supervisor stopped, or gave up, and stopped its children with it.
+
+    Attributes:
+        gave_up: True if it stopped because its restart intensity was exceeded.
+    """
+
+    def __init__(self, message: str, *, gave_up: bool = False) -> None:
+        super().__init__(message)
+        self.gave_up = gave_up
+
+
+class SupervisorGaveUp(TetherError):
+    """More than ``max_restarts`` restarts within ``period``: the supervisor crashed.
+
+    Attributes:
+        last_reason: the exit reason of the child whose restart was one too many.
+    """
+
+    def __init__(
+        self, max_restarts: int, period: float, last_reason: BaseException | None
+    ) -> None:
+        super().__init__(
+            f"more than {max_restarts} restart(s) within {period} s; last reason: {last_reason!r}"
+        )
+        self.last_reason = last_reason

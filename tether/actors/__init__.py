@@ -16,22 +16,24 @@ from tether.actors._connection import ConnectionActor as ConnectionActor
 from tether.actors._handle import Connection as Connection
 from tether.actors._handle import ConnectionInfo as ConnectionInfo
 from tether.actors._handle import Owner as Owner
-from tether.actors._handle import open_connection
 from tether.actors._inbox import Inbox as Inbox
+from tether.actors._supervised import ChildExited as ChildExited
+from tether.actors._supervised import Supervised as Supervised
+from tether.actors._supervised import starting_child as starting_child
 
-__all__ = ["Connection", "ConnectionActor", "ConnectionInfo", "Inbox", "Owner", "open"]
+__all__ = [
+    "ChildExited",
+    "Connection",
+    "ConnectionActor",
+    "ConnectionInfo",
+    "Inbox",
+    "Owner",
+    "Supervised",
+    "starting_child",
+]
 
 # How long interpreter exit waits for connections to close their sockets.
 _EXIT_GRACE = 1.0
-
-
-def open(host: str, port: int, owner: Owner | None = None, **options: Any) -> Connection:  # noqa: A001
-    """Open a connection (Gun's ``gun:open``); see :func:`tether.open`."""
-
-    def start(conn: Connection) -> pykka.ActorRef[Any]:
-        return ConnectionActor.start(conn)
-
-    return open_connection(host, port, owner, start, **options)
 
 
 @atexit.register

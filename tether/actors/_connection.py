@@ -42,6 +42,7 @@ from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
 from tether.actors._handle import Connection, ConnectionInfo
 from tether.actors._scheduler import TimerHandle, default_scheduler
+from tether.actors._supervised import Supervised
 from tether.actors._transport import TcpTransport, Transport
 from tether.protocol import ClientProtocol
 
@@ -56,14 +57,14 @@ State = Literal["connecting", "up", "waiting", "closing", "stopped"]
 OWNER_CHECK_INTERVAL = 2.0
 
 
-class ConnectionActor(pykka.ThreadingActor):
+class ConnectionActor(Supervised):
     """Owns one socket at a time and tells the owner about everything.
 
-    Daemon thread: a connection the program forgot to close must not keep
+    A ``Supervised`` actor: it reports its exit to its supervisor, which
+    restarts it with the same handle after a crash. Daemon thread (from
+    ``Supervised``): a connection the program forgot to close must not keep
     the interpreter alive (an ``atexit`` hook closes the remaining ones).
     """
-
-    use_daemon_thread = True
 
     def __init__(self, conn: Connection) -> None:
         super().__init__()
@@ -85,6 +86,7 @@ class ConnectionActor(pykka.ThreadingActor):
         self._upgrades: dict[StreamRef, msg.WsUpgrade] = {}
         self._reupgrade: msg.WsUpgrade | None = None
         self._pongs_at_ping = 0
+        self._handling: object = None  # the message being handled, for crash reports
 
     # -- pykka hooks -------------------------------------------------------------
 
@@ -93,29 +95,48 @@ class ConnectionActor(pykka.ThreadingActor):
         self._connect()
 
     def on_stop(self) -> None:
-        """Stopped from outside (``ActorRegistry.stop_all``, interpreter exit): close quietly."""
+        """Stopped from outside (a supervisor, interpreter exit): close quietly.
+
+        Under a supervisor, the supervisor's ``on_exit`` callback ends the
+        handle and tells the owner why; without one, the handle ends here.
+        """
         if self._state != "stopped":
             self._state = "stopped"
             self._close_transport()
-            self._conn._mark_stopped()  # noqa: SLF001
+            if self.supervisor_ref is None:
+                self._conn._mark_stopped()  # noqa: SLF001
 
     def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-        """A crash: close the socket and tell the owner why the connection is gone."""
+        """A crash: close the socket and tell the owner (``Down``) that it is lost.
+
+        Under a supervisor the handle stays alive: the restarted actor sends
+        ``Up`` again. Without one, the crash is final (``Error``).
+        """
         reason = Crashed(exc_value)
         try:
+            # The command being handled when the crash happened was lost with
+            # this generation: report its stream with the others.
+            crashed = getattr(self._handling, "stream", None)
             if self._proto is not None and self._state in ("up", "closing"):
-                self._down(reason)
-            if not self._is_stopped():
+                self._down(reason, also_killed=crashed)
+            elif crashed is not None:
+                self._deliver(Error(self._conn, crashed, reason))
+            for command in self._pending:
+                self._refuse(command, reason)
+            self._pending = []
+            if self.supervisor_ref is None and not self._is_stopped():
                 self._finish(reason, final_error=True)
         finally:
-            # Whatever else failed, the handle must not claim to be alive.
+            self._state = "stopped"
             self._close_transport()
-            self._conn._mark_stopped()  # noqa: SLF001
+            if self.supervisor_ref is None:
+                self._conn._mark_stopped()  # noqa: SLF001
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch a command or an I/O report."""
         if self._state == "stopped":
             return None
+        self._handling = message
         match message:
             case msg.BytesIn(epoch=epoch, data=data) if epoch == self._epoch:
                 assert self._proto is not None  # noqa: S101 - BytesIn only after Connected
@@ -387,11 +408,13 @@ class ConnectionActor(pykka.ThreadingActor):
             return
         self._retry_or_stop(reason)
 
-    def _down(self, reason: BaseException) -> None:
+    def _down(self, reason: BaseException, also_killed: StreamRef | None = None) -> None:
         proto = self._proto
         assert proto is not None  # noqa: S101 - only called while up
         self._close_transport()
         killed, unprocessed = proto.lost_streams()
+        if also_killed is not None and also_killed not in killed + unprocessed:
+            killed = (*killed, also_killed)
         protocol = proto.protocol
         self._proto = None
         self._upgrades.clear()

@@ -9,6 +9,7 @@ events carry as ``conn``, so that it can outlive the actor behind it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -22,6 +23,7 @@ import pykka
 from tether._errors import (
     ConnectionDownError,
     ConnectionStoppedError,
+    InboxClosedError,
     InvalidRequestError,
     NotUpgradedError,
     OwnerError,
@@ -52,6 +54,8 @@ __all__ = ["Connection", "ConnectionInfo", "Owner", "open_connection"]
 
 _STREAM_EVENTS = (Inform, Response, Data, Trailers, Upgrade, Ws, Error)
 _INFO_TIMEOUT = 5.0
+# How long a call waits for a supervisor to restart a crashed connection actor.
+_RESTART_WAIT = 2.0
 
 
 class Owner(Protocol):
@@ -103,6 +107,7 @@ class Connection:
         self.opts = opts
         self.owner = owner
         self._lock = threading.Lock()
+        self._generation = threading.Condition(self._lock)
         self._ref: pykka.ActorRef[Any] | None = None
         self._ws_stream: StreamRef | None = None
         self._stopped = threading.Event()
@@ -118,8 +123,19 @@ class Connection:
     # -- hooks for the actor (its thread) and the supervisor ----------------
 
     def _attach(self, ref: pykka.ActorRef[Any]) -> None:
-        with self._lock:
+        # A supervisor calls this for every generation of the actor.
+        with self._generation:
             self._ref = ref
+            self._generation.notify_all()
+
+    def _on_exit(self, reason: BaseException | None) -> None:
+        """The supervisor will not restart the actor: end the handle, tell the owner why."""
+        if self._stopped.is_set():
+            return  # the actor ended it already, with its own final event
+        self._mark_stopped()
+        if reason is not None:
+            with contextlib.suppress(pykka.ActorDeadError, InboxClosedError):
+                self.owner.tell(Error(self, None, reason))
 
     def _set_ws_stream(self, stream: StreamRef | None) -> None:
         # Set before the owner is told Upgrade (or Down), so that a call made
@@ -128,12 +144,28 @@ class Connection:
             self._ws_stream = stream
 
     def _mark_stopped(self) -> None:
-        with self._lock:
+        with self._generation:
             self._ws_stream = None
-        self._stopped.set()
+            self._stopped.set()
+            self._generation.notify_all()  # wakes calls waiting for a restart
 
     def _tell(self, command: msg.Command) -> None:
         ref = self._ref
+        if ref is None or self._stopped.is_set():
+            raise ConnectionStoppedError(f"{self!r} has stopped")
+        try:
+            ref.tell(command)
+        except pykka.ActorDeadError:
+            pass
+        else:
+            return
+        # The actor died: while its supervisor restarts it, wait (briefly)
+        # for the next generation instead of failing the call.
+        with self._generation:
+            self._generation.wait_for(
+                lambda: self._ref is not ref or self._stopped.is_set(), _RESTART_WAIT
+            )
+            ref = self._ref
         if ref is None or self._stopped.is_set():
             raise ConnectionStoppedError(f"{self!r} has stopped")
         try:
@@ -383,6 +415,11 @@ class Connection:
     ) -> object:
         if not self.is_alive():
             # Nothing more will come: don't make the caller wait out the timeout.
+            # But the handle is marked stopped just before the final Error is
+            # told; the actor stops right after telling it, so wait for that.
+            ref = self._ref
+            if ref is not None:
+                ref.actor_stopped.wait(timeout)
             try:
                 return inbox.take(match, 0, remove)
             except ReceiveTimeout:

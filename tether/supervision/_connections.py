@@ -1,0 +1,58 @@
+"""``tether.open``: a connection actor started as a child of a supervisor.
+
+The child spec restarts the connection actor with the same handle, options
+and owner after a crash (``transient``: retries running out or ``close()``
+are normal exits, not restarted), and re-attaches the handle to each new
+generation, so the ``Connection`` the user holds stays valid.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pykka
+
+from tether.actors import Connection, ConnectionActor, Owner
+from tether.actors._handle import open_connection
+from tether.supervision._default import CONNECTION_BUDGET, default_supervisor
+from tether.supervision._spec import ChildSpec
+from tether.supervision._supervisor import Supervisor
+
+__all__ = ["open"]
+
+_ids = itertools.count(1)
+
+
+def open(
+    host: str,
+    port: int,
+    owner: Owner | None = None,
+    *,  # noqa: A001 - Gun's name
+    supervisor: Supervisor | None = None,
+    **options: Any,
+) -> Connection:
+    """Open a connection (Gun's ``gun:open``) under a supervisor; see :func:`tether.open`."""
+    if supervisor is not None and not isinstance(supervisor, Supervisor):
+        raise TypeError(f"supervisor must be a tether.Supervisor, not {type(supervisor).__name__}")
+
+    def start_under_supervisor(conn: Connection) -> pykka.ActorRef[Any]:
+        def start_generation() -> pykka.ActorRef[Any]:
+            ref = ConnectionActor.start(conn)
+            conn._attach(ref)  # noqa: SLF001 - the handle follows each generation
+            return ref
+
+        parent = supervisor or default_supervisor()
+        budget = CONNECTION_BUDGET if supervisor is None else (None, 5.0)
+        return parent.start_child(
+            ChildSpec(
+                id=f"connection-{next(_ids)}-{host}:{port}",
+                start=start_generation,
+                restart="transient",
+                max_restarts=budget[0],
+                period=budget[1],
+                on_exit=conn._on_exit,
+            )
+        )  # noqa: SLF001
+
+    return open_connection(host, port, owner, start_under_supervisor, **options)
