@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 from typing import Any, Literal
 
 import pykka
@@ -36,13 +37,25 @@ from tether._errors import (
     PongTimeout,
     RetriesExhausted,
 )
-from tether._events import Down, Error, Event, StreamRef, Up, Upgrade
+from tether._events import (
+    Data,
+    Down,
+    Error,
+    Event,
+    Response,
+    StreamRef,
+    Trailers,
+    Up,
+    Upgrade,
+    Ws,
+)
 from tether._frames import Close as CloseFrame
 from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
 from tether.actors._handle import Connection, ConnectionInfo
 from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
+from tether.actors._tls import TlsLayer, default_context
 from tether.actors._transport import TcpTransport, Transport
 from tether.protocol import ClientProtocol
 
@@ -87,6 +100,7 @@ class ConnectionActor(Supervised):
         self._reupgrade: msg.WsUpgrade | None = None
         self._pongs_at_ping = 0
         self._handling: object = None  # the message being handled, for crash reports
+        self._tls: TlsLayer | None = None
 
     # -- pykka hooks -------------------------------------------------------------
 
@@ -139,11 +153,9 @@ class ConnectionActor(Supervised):
         self._handling = message
         match message:
             case msg.BytesIn(epoch=epoch, data=data) if epoch == self._epoch:
-                assert self._proto is not None  # noqa: S101 - BytesIn only after Connected
-                self._proto.receive_data(data)
-                self._flush()
+                self._on_bytes(data)
             case msg.Connected(epoch=epoch) if epoch == self._epoch:
-                self._on_connected()
+                self._on_tcp_connected()
             case msg.ConnectFailed(epoch=epoch, reason=reason) if epoch == self._epoch:
                 self._transport = None
                 self._retry_or_stop(reason)
@@ -190,6 +202,56 @@ class ConnectionActor(Supervised):
             self._report, self._epoch, self._conn.host, self._conn.port, self._opts.connect_timeout
         )
         self._transport.start()
+
+    def _on_tcp_connected(self) -> None:
+        if self._opts.transport != "tls":
+            self._on_connected()
+            return
+        # TLS: the connection is up only once the handshake has succeeded.
+        context = self._opts.tls_context or default_context()
+        self._tls = TlsLayer(context, self._conn.host)
+        self._write_raw(self._tls.start())
+
+    def _write_raw(self, data: bytes) -> bool:
+        """Write bytes to the socket; on failure the connection is lost (False)."""
+        if not data or self._transport is None:
+            return True
+        try:
+            self._transport.write(data)
+        except OSError as exc:  # WriteTimeout included
+            self._connection_failed(exc)
+            return False
+        return True
+
+    def _connection_failed(self, reason: BaseException) -> None:
+        """The socket failed: before Up it is a failed attempt, after it a lost connection."""
+        if self._proto is None:
+            self._close_transport()
+            self._retry_or_stop(reason)
+        else:
+            self._lost(reason)
+
+    def _on_bytes(self, data: bytes) -> None:
+        tls = self._tls
+        if tls is not None:
+            was_done = tls.handshake_done
+            try:
+                data, reply = tls.receive(data)
+            except ssl.SSLError as exc:
+                self._connection_failed(exc)
+                return
+            if not self._write_raw(reply):
+                return
+            if not was_done and tls.handshake_done:
+                self._on_connected()
+                if not self._is_up():
+                    return
+            if tls.closed and not data:
+                self._on_closed(None)
+                return
+        if self._proto is not None and data:
+            self._proto.receive_data(data)
+            self._flush()
 
     def _on_connected(self) -> None:
         self._state = "up"
@@ -315,6 +377,8 @@ class ConnectionActor(Supervised):
         if proto is None:
             return
         out = proto.data_to_send()
+        if out and self._tls is not None:
+            out = self._tls.send(out)
         if out and self._transport is not None:
             try:
                 self._transport.write(out)
@@ -326,6 +390,8 @@ class ConnectionActor(Supervised):
         for event in proto.events():
             if isinstance(event, Upgrade):
                 self._on_upgraded(event.stream)
+            if self._opts.event_handler is not None:
+                self._handler_for(event)
             if not self._deliver(event):
                 return
         if proto.close_reason is not None:
@@ -389,6 +455,13 @@ class ConnectionActor(Supervised):
         """The reader saw the socket close (EOF or error)."""
         proto = self._proto
         if proto is None:
+            if self._state == "connecting":  # during the TLS handshake
+                self._connection_failed(
+                    reason
+                    or ConnectionClosed(
+                        "the server closed the connection during the TLS handshake"
+                    )
+                )
             return
         if reason is None:
             proto.receive_data(b"")
@@ -425,6 +498,7 @@ class ConnectionActor(Supervised):
     def _close_transport(self) -> None:
         # A new epoch first: whatever the old reader still reports is stale.
         self._epoch += 1
+        self._tls = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -501,6 +575,20 @@ class ConnectionActor(Supervised):
         handler = self._opts.event_handler
         if handler is not None:
             handler(name, data)
+
+    def _handler_for(self, event: Event) -> None:
+        """The event handler phases that an event to the owner marks."""
+        match event:
+            case Response(stream=stream, status=status, fin=fin):
+                self._handler("response_start", {"stream": stream, "status": status})
+                if fin:
+                    self._handler("response_end", {"stream": stream})
+            case Data(stream=stream, fin=True) | Trailers(stream=stream):
+                self._handler("response_end", {"stream": stream})
+            case Ws(stream=stream, frame=frame):
+                self._handler("ws_recv_frame", {"stream": stream, "frame": frame})
+            case _:
+                pass
 
     def _handler_safe(self, name: str, data: dict[str, Any]) -> None:
         try:
