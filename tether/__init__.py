@@ -59,7 +59,7 @@ from tether.supervision import ChildInfo as ChildInfo
 from tether.supervision import ChildSpec as ChildSpec
 from tether.supervision import Supervised as Supervised
 from tether.supervision import Supervisor as Supervisor
-from tether.supervision import open as open  # noqa: A004 - Gun's name
+from tether.supervision import open as open
 
 __version__ = "0.1.0"
 

@@ -43,8 +43,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ClosedByUser",
     "ConnectTimeout",
-    "ConnectionDownError",
     "ConnectionClosed",
+    "ConnectionDownError",
     "ConnectionStoppedError",
     "Crashed",
     "InboxClosedError",

@@ -3,14 +3,15 @@
 | Gun                                   | tether                                  |
 | ------------------------------------- | --------------------------------------- |
 | ``{gun_up, C, P}``                    | ``Up(conn, protocol)``                  |
-| ``{gun_down, C, P, R, K, U}``         | ``Down(conn, protocol, reason, killed_streams, unprocessed_streams)`` |
+| ``{gun_down, C, P, R, K, U}``         | ``Down(conn, protocol, reason, killed, unprocessed)`` |
 | ``{gun_inform, C, S, Status, H}``     | ``Inform(conn, stream, status, headers)`` |
 | ``{gun_response, C, S, Fin, St, H}``  | ``Response(conn, stream, fin, status, headers)`` |
 | ``{gun_data, C, S, Fin, D}``          | ``Data(conn, stream, fin, data)``       |
 | ``{gun_trailers, C, S, H}``           | ``Trailers(conn, stream, headers)``     |
 | ``{gun_upgrade, C, S, Ps, H}``        | ``Upgrade(conn, stream, protocols, headers)`` |
 | ``{gun_ws, C, S, Frame}``             | ``Ws(conn, stream, frame)``             |
-| ``{gun_error, C, S, R}`` / ``{gun_error, C, R}`` | ``Error(conn, stream, reason)`` / ``Error(conn, None, reason)`` |
+| ``{gun_error, C, S, R}``              | ``Error(conn, stream, reason)``         |
+| ``{gun_error, C, R}``                 | ``Error(conn, None, reason)``           |
 
 All are frozen, slotted dataclasses, so they are cheap, immutable (pykka
 does not copy messages) and usable in ``match`` statements with keyword

@@ -67,8 +67,9 @@ class Pong:
 
 # Close codes an endpoint may send (RFC 6455 7.4.1/7.4.2): 1004-1006 and
 # 1015 are reserved for reporting, never for the wire.
-_SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
-                                   1013, 1014})
+_SENDABLE_CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 
 
 @dataclass(frozen=True, slots=True)

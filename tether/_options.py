@@ -30,8 +30,9 @@ RetryBackoff = Callable[[int], float]
 EventHandler = Callable[[str, dict[str, Any]], None]
 
 
-def _check_number(name: str, value: object, *, allow_none: bool = False,
-                  allow_zero: bool = True) -> None:
+def _check_number(
+    name: str, value: object, *, allow_none: bool = False, allow_zero: bool = True
+) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -80,13 +81,14 @@ class HttpOpts:
 
     def __post_init__(self) -> None:
         if self.version not in ("HTTP/1.1", "HTTP/1.0"):
-            raise ValueError(f"http_opts version must be 'HTTP/1.1' or 'HTTP/1.0', "
-                             f"not {self.version!r}")
+            raise ValueError(
+                f"http_opts version must be 'HTTP/1.1' or 'HTTP/1.0', not {self.version!r}"
+            )
         check_positive_seconds("http_opts keepalive", self.keepalive)
-        check_positive_seconds("http_opts closing_timeout", self.closing_timeout,
-                               allow_none=False)
-        _check_size("http_opts max_header_block_size", self.max_header_block_size,
-                    allow_none=False)
+        check_positive_seconds("http_opts closing_timeout", self.closing_timeout, allow_none=False)
+        _check_size(
+            "http_opts max_header_block_size", self.max_header_block_size, allow_none=False
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,8 +130,7 @@ class WsOpts:
         check_positive_seconds("ws_opts keepalive", self.keepalive)
         check_positive_seconds("ws_opts pong_timeout", self.pong_timeout)
         _check_bool("ws_opts silence_pings", self.silence_pings)
-        check_positive_seconds("ws_opts closing_timeout", self.closing_timeout,
-                               allow_none=False)
+        check_positive_seconds("ws_opts closing_timeout", self.closing_timeout, allow_none=False)
         _check_size("ws_opts max_message_size", self.max_message_size, allow_none=True)
         _check_bool("ws_opts reupgrade", self.reupgrade)
 
@@ -147,11 +148,12 @@ def coerce_opts(name: str, cls: type[_O], value: object) -> _O:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(str(k) for k in value if k not in known)
         if unknown:
-            raise ValueError(f"unknown {name} option(s): {', '.join(unknown)} "
-                             f"(known: {', '.join(sorted(known))})")
+            raise ValueError(
+                f"unknown {name} option(s): {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(known))})"
+            )
         return cls(**value)
-    raise TypeError(f"{name} must be a dict or tether.{cls.__name__}, "
-                    f"not {type(value).__name__}")
+    raise TypeError(f"{name} must be a dict or tether.{cls.__name__}, not {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ handle users hold; ``Inbox`` is the owner for plain threads.
 from __future__ import annotations
 
 import atexit
-from typing import Any
 
 import pykka
 

@@ -20,6 +20,7 @@ events between it, the transport and the owner.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import ssl
@@ -70,6 +71,12 @@ State = Literal["connecting", "up", "waiting", "closing", "stopped"]
 OWNER_CHECK_INTERVAL = 2.0
 
 
+def _checked_delay(delay: float) -> float:
+    if math.isnan(delay) or delay < 0:
+        raise ValueError(f"retry_backoff returned {delay!r}; a delay must be >= 0")
+    return delay
+
+
 class ConnectionActor(Supervised):
     """Owns one socket at a time and tells the owner about everything.
 
@@ -118,7 +125,7 @@ class ConnectionActor(Supervised):
             self._state = "stopped"
             self._close_transport()
             if self.supervisor_ref is None:
-                self._conn._mark_stopped()  # noqa: SLF001
+                self._conn._mark_stopped()
 
     def on_failure(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         """A crash: close the socket and tell the owner (``Down``) that it is lost.
@@ -144,7 +151,7 @@ class ConnectionActor(Supervised):
             self._state = "stopped"
             self._close_transport()
             if self.supervisor_ref is None:
-                self._conn._mark_stopped()  # noqa: SLF001
+                self._conn._mark_stopped()
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch a command or an I/O report."""
@@ -188,10 +195,9 @@ class ConnectionActor(Supervised):
 
     def _report(self, report: msg.IoReport) -> None:
         """Called from the reader thread: hand a report to the actor."""
-        try:
+        # If the actor is gone, so is interest in this socket.
+        with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(report)
-        except pykka.ActorDeadError:
-            pass  # the actor is gone; so is interest in this socket
 
     def _connect(self) -> None:
         self._epoch += 1
@@ -296,10 +302,8 @@ class ConnectionActor(Supervised):
         self._retries_left -= 1
         self._attempt += 1
         try:
-            delay = self._opts.retry_delay(self._attempt)
-            if math.isnan(delay) or delay < 0:
-                raise ValueError(f"retry_backoff returned {delay!r}")
-        except Exception as exc:  # noqa: BLE001 - a user policy must not kill the connection
+            delay = _checked_delay(self._opts.retry_delay(self._attempt))
+        except Exception as exc:
             if not self._deliver(Error(self._conn, None, exc)):
                 return
             delay = self._opts.retry_timeout
@@ -400,7 +404,7 @@ class ConnectionActor(Supervised):
             self._stop_now(ClosedByUser("shutdown() completed"))
 
     def _on_upgraded(self, stream: StreamRef) -> None:
-        self._conn._set_ws_stream(stream)  # noqa: SLF001 - before the owner hears of it
+        self._conn._set_ws_stream(stream)
         self._handler("ws_upgrade", {"stream": stream})
         command = self._upgrades.pop(stream, None)
         self._upgrades.clear()
@@ -483,7 +487,7 @@ class ConnectionActor(Supervised):
 
     def _down(self, reason: BaseException, also_killed: StreamRef | None = None) -> None:
         proto = self._proto
-        assert proto is not None  # noqa: S101 - only called while up
+        assert proto is not None
         self._close_transport()
         killed, unprocessed = proto.lost_streams()
         if also_killed is not None and also_killed not in killed + unprocessed:
@@ -491,7 +495,7 @@ class ConnectionActor(Supervised):
         protocol = proto.protocol
         self._proto = None
         self._upgrades.clear()
-        self._conn._set_ws_stream(None)  # noqa: SLF001
+        self._conn._set_ws_stream(None)
         self._handler("disconnect", {"reason": reason})
         self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
 
@@ -534,17 +538,16 @@ class ConnectionActor(Supervised):
         pending, self._pending = self._pending, []
         for command in pending:
             self._refuse(command, reason)
-        self._conn._mark_stopped()  # noqa: SLF001
+        self._conn._mark_stopped()
         if final_error:
             self._deliver(Error(self._conn, None, reason))
         self._handler_safe("terminate", {"reason": reason})
         self._stop_actor()
 
     def _stop_actor(self) -> None:
-        try:
+        # In on_failure pykka has stopped the actor already.
+        with contextlib.suppress(pykka.ActorDeadError):
             self.stop()
-        except pykka.ActorDeadError:
-            pass  # on_failure: pykka has stopped the actor already
 
     # -- the owner -----------------------------------------------------------------
 
@@ -565,7 +568,7 @@ class ConnectionActor(Supervised):
         self._proto = None
         self._state = "stopped"
         self._pending = []
-        self._conn._mark_stopped()  # noqa: SLF001
+        self._conn._mark_stopped()
         self._handler_safe("terminate", {"reason": OwnerDown("the owner stopped")})
         self._stop_actor()
 

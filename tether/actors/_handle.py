@@ -290,7 +290,7 @@ class Connection:
         if not isinstance(stream, StreamRef):
             raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
         checked = check_body(data)
-        assert checked is not None  # noqa: S101 - check_body(bytes) returns bytes
+        assert checked is not None
         self._check_http()
         self._tell(msg.DataCmd(stream, bool(fin), checked))
 
@@ -401,7 +401,7 @@ class Connection:
         event = self._take(inbox, match, timeout)
         if isinstance(event, Up):
             return event.protocol
-        assert isinstance(event, Down | Error)  # noqa: S101 - by match
+        assert isinstance(event, Down | Error)
         raise ConnectionDownError(
             f"the connection went down before Up: {event.reason!r}", event.reason
         )
@@ -548,5 +548,5 @@ def open_connection(
             "owner must have a tell(message) method (a pykka.ActorRef or a tether.Inbox)"
         )
     conn = Connection(host, port, opts, owner)
-    conn._attach(start(conn))  # noqa: SLF001 - the module owns the handle
+    conn._attach(start(conn))
     return conn

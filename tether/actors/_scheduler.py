@@ -136,7 +136,7 @@ class Scheduler:
                     wait = deadline - self._clock()
                     if wait <= 0:
                         heapq.heappop(self._heap)
-                        handle._done = True  # noqa: SLF001 - the scheduler owns it
+                        handle._done = True
                         break
                     self._cond.wait(None if self._virtual else wait)
             callback()

@@ -19,6 +19,7 @@ This lives in the actor layer because connection actors are ``Supervised``;
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterator
@@ -111,7 +112,6 @@ class Supervised(pykka.ThreadingActor):
         if self._exit_reported or self.supervisor_ref is None or self.child_id is None:
             return
         self._exit_reported = True
-        try:
+        # If the supervisor is gone, it stopped us or gave up: nobody to tell.
+        with contextlib.suppress(pykka.ActorDeadError):
             self.supervisor_ref.tell(ChildExited(self.child_id, self.actor_urn, reason))
-        except pykka.ActorDeadError:
-            pass  # the supervisor is gone; it stopped us or gave up

@@ -15,13 +15,14 @@ instance by one shared selector thread) without touching the actor.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
 from collections.abc import Callable
 
 from tether._errors import ConnectTimeout, WriteTimeout
-from tether.actors._messages import BytesIn, Closed, ConnectFailed, Connected, IoReport
+from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, IoReport
 
 __all__ = ["TcpTransport", "Transport"]
 
@@ -82,7 +83,7 @@ class TcpTransport(Transport):
             target=self._run, daemon=True, name=f"tether-io-{host}:{port}#{epoch}"
         )
 
-    def start(self) -> None:  # noqa: D102 - documented on Transport
+    def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
@@ -132,7 +133,7 @@ class TcpTransport(Transport):
                 return
             self._report(BytesIn(self._epoch, data))
 
-    def write(self, data: bytes) -> None:  # noqa: D102 - documented on Transport
+    def write(self, data: bytes) -> None:
         sock = self._sock
         if sock is None:
             raise OSError("not connected")
@@ -143,19 +144,17 @@ class TcpTransport(Transport):
                 f"the server did not read for {SEND_TIMEOUT} s; the connection is closed"
             ) from exc
 
-    def close(self) -> None:  # noqa: D102 - documented on Transport
+    def close(self) -> None:
         with self._lock:
             self._closed = True
             sock, self._sock = self._sock, None
         if sock is None:
             return
-        try:
+        with contextlib.suppress(OSError):  # already disconnected: nothing to wake
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already disconnected: nothing to wake
         sock.close()
 
-    def addresses(self) -> tuple[tuple[str, int], tuple[str, int]] | None:  # noqa: D102
+    def addresses(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
         sock = self._sock
         if sock is None:
             return None

@@ -48,11 +48,11 @@ class ClientProtocol:
     Not thread-safe: one thread (the connection actor) drives it.
     """
 
-    def __init__(self, conn: Any, *, authority: str, http_opts: HttpOpts,
-                 ws_opts: WsOpts) -> None:
+    def __init__(self, conn: Any, *, authority: str, http_opts: HttpOpts, ws_opts: WsOpts) -> None:
         self._conn = conn
-        self._authority = authority.encode("idna") if not authority.isascii() \
-            else authority.encode()
+        self._authority = (
+            authority.encode("idna") if not authority.isascii() else authority.encode()
+        )
         self._http_opts = http_opts
         self._ws_opts = ws_opts
         self._events: list[Event] = []
@@ -118,24 +118,40 @@ class ClientProtocol:
     def _refuse_if_upgraded(self, stream: StreamRef) -> bool:
         if self._ws is None:
             return False
-        self._events.append(Error(self._conn, stream, UpgradedError(
-            "the connection was upgraded to Websocket before this request was sent")))
+        self._events.append(
+            Error(
+                self._conn,
+                stream,
+                UpgradedError(
+                    "the connection was upgraded to Websocket before this request was sent"
+                ),
+            )
+        )
         return True
 
-    def request(self, stream: StreamRef, method: bytes, target: bytes, headers: HeaderList,
-                body: bytes | None) -> None:
+    def request(
+        self,
+        stream: StreamRef,
+        method: bytes,
+        target: bytes,
+        headers: HeaderList,
+        body: bytes | None,
+    ) -> None:
         """Queue a request with its whole body (``None``: no body at all)."""
         if self._refuse_if_upgraded(stream):
             return
         all_headers = self._base_headers(headers)
-        if body is not None and not (_has(headers, b"content-length")
-                                     or _has(headers, b"transfer-encoding")):
+        if body is not None and not (
+            _has(headers, b"content-length") or _has(headers, b"transfer-encoding")
+        ):
             all_headers.append((b"content-length", str(len(body)).encode()))
-        self._http.submit(Outgoing(stream, method, target, all_headers,
-                                   [body] if body else [], fin=True))
+        self._http.submit(
+            Outgoing(stream, method, target, all_headers, [body] if body else [], fin=True)
+        )
 
-    def headers(self, stream: StreamRef, method: bytes, target: bytes,
-                headers: HeaderList) -> None:
+    def headers(
+        self, stream: StreamRef, method: bytes, target: bytes, headers: HeaderList
+    ) -> None:
         """Queue a request whose body follows through :meth:`data`."""
         if self._refuse_if_upgraded(stream):
             return
@@ -155,27 +171,41 @@ class ClientProtocol:
         if self._ws is None:
             self._http.cancel(stream)
 
-    def ws_upgrade(self, stream: StreamRef, target: bytes, headers: HeaderList,
-                   opts: WsOpts | None = None) -> None:
+    def ws_upgrade(
+        self, stream: StreamRef, target: bytes, headers: HeaderList, opts: WsOpts | None = None
+    ) -> None:
         """Queue a Websocket upgrade request (a GET with the handshake headers)."""
         if self._refuse_if_upgraded(stream):
             return
         if self._http_opts.version != "HTTP/1.1":
-            self._events.append(Error(self._conn, stream, UpgradeError(
-                "Websocket needs HTTP/1.1; this connection uses HTTP/1.0")))
+            self._events.append(
+                Error(
+                    self._conn,
+                    stream,
+                    UpgradeError("Websocket needs HTTP/1.1; this connection uses HTTP/1.0"),
+                )
+            )
             return
         handshake = WsHandshake(headers, opts or self._ws_opts)
         all_headers = self._base_headers(handshake.request_headers())
-        self._http.submit(Outgoing(stream, b"GET", target, all_headers, fin=True,
-                                   handshake=handshake))
+        self._http.submit(
+            Outgoing(stream, b"GET", target, all_headers, fin=True, handshake=handshake)
+        )
 
     def ws_send(self, frames: tuple[Frame, ...], stream: StreamRef | None = None) -> None:
         """Send frames on the Websocket (``stream``, if given, must be its stream)."""
         ws = self._ws
         if ws is None or (stream is not None and stream is not ws.stream):
-            self._events.append(Error(self._conn, stream, NotUpgradedError(
-                f"no Websocket is up on this stream; {len(frames)} frame(s) not sent",
-                frames)))
+            self._events.append(
+                Error(
+                    self._conn,
+                    stream,
+                    NotUpgradedError(
+                        f"no Websocket is up on this stream; {len(frames)} frame(s) not sent",
+                        frames,
+                    ),
+                )
+            )
             return
         ws.send(frames)
 
@@ -183,6 +213,8 @@ class ClientProtocol:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the socket; ``b""`` when the server closed it."""
+        if self.close_reason is not None:
+            return  # the connection is over: nothing more is read from it
         if self._ws is not None:
             self._ws.receive_data(data)
             return
@@ -191,7 +223,7 @@ class ClientProtocol:
         if switch is None:
             return
         request = switch.request
-        assert request.handshake is not None  # noqa: S101 - only upgrades switch
+        assert request.handshake is not None
         try:
             extensions = request.handshake.accept(switch.headers)
         except UpgradeError as exc:
@@ -200,10 +232,16 @@ class ClientProtocol:
             self._events.append(Error(self._conn, request.stream, exc))
             self._http.close_reason = exc
             return
-        self._ws = WsClient(self._conn, request.stream, request.handshake.opts, extensions,
-                            switch.trailing_data, self._events.append, self._out.extend)
-        self._events.append(Upgrade(self._conn, request.stream, ("websocket",),
-                                    switch.headers))
+        self._ws = WsClient(
+            self._conn,
+            request.stream,
+            request.handshake.opts,
+            extensions=extensions,
+            trailing_data=switch.trailing_data,
+            emit=self._events.append,
+            write=self._out.extend,
+        )
+        self._events.append(Upgrade(self._conn, request.stream, ("websocket",), switch.headers))
         for raced in self._http.take_queue():
             self._refuse_if_upgraded(raced.stream)
         self._ws.start()

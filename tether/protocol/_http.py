@@ -60,6 +60,15 @@ class Switch:
     trailing_data: bytes
 
 
+def _head_size(event: h11.Response | h11.InformationalResponse) -> int:
+    # The head's size on the wire, less any whitespace h11 stripped.
+    return (
+        len(b"HTTP/1.1 000 \r\n\r\n")
+        + len(event.reason)
+        + sum(len(name) + len(value) + 4 for name, value in event.headers)
+    )
+
+
 def _headers(raw: list[tuple[bytes, bytes]] | h11._headers.Headers) -> Headers:
     # h11 lower-cases names; latin-1 maps every byte, so nothing is lost.
     return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
@@ -77,10 +86,12 @@ class HttpClient:
     ) -> None:
         self._conn = conn
         self._http10 = opts.version == "HTTP/1.0"
+        self._max_head = opts.max_header_block_size
         self._emit = emit
         self._write = write
-        self._h11 = h11.Connection(h11.CLIENT,
-                                   max_incomplete_event_size=opts.max_header_block_size)
+        self._h11 = h11.Connection(
+            h11.CLIENT, max_incomplete_event_size=opts.max_header_block_size
+        )
         self._queue: deque[Outgoing] = deque()
         self._current: Outgoing | None = None
         self._informational_101: Headers = ()
@@ -98,9 +109,16 @@ class HttpClient:
         """Add a piece of a streamed request body (see ``headers``)."""
         target = self._find(stream)
         if target is None or target.fin:
-            self._emit(Error(self._conn, stream, InvalidRequestError(
-                "data() for a stream that is not sending a body (unknown, or fin already "
-                "sent)")))
+            self._emit(
+                Error(
+                    self._conn,
+                    stream,
+                    InvalidRequestError(
+                        "data() for a stream that is not sending a body (unknown, or fin already "
+                        "sent)"
+                    ),
+                )
+            )
             return
         if data:
             target.body.append(data)
@@ -120,8 +138,11 @@ class HttpClient:
         if current is not None and current.stream is stream:
             current.cancelled = True
             if not current.fin:
-                self._set_close_reason(ConnectionClosed(
-                    "closed to abort a cancelled request whose body was incomplete"))
+                self._set_close_reason(
+                    ConnectionClosed(
+                        "closed to abort a cancelled request whose body was incomplete"
+                    )
+                )
             return
         for request in self._queue:
             if request.stream is stream:
@@ -142,8 +163,9 @@ class HttpClient:
     def lost_streams(self) -> tuple[list[StreamRef], list[StreamRef]]:
         """(killed, unprocessed) streams if the connection were lost now."""
         current = self._current
-        killed = [current.stream] if current and not (current.answered or current.cancelled) \
-            else []
+        killed = (
+            [current.stream] if current and not (current.answered or current.cancelled) else []
+        )
         return killed, [r.stream for r in self._queue]
 
     # -- bytes from the server --------------------------------------------
@@ -160,6 +182,7 @@ class HttpClient:
                     event = self._h11.next_event()
                     if event is h11.NEED_DATA or event is h11.PAUSED:
                         break
+                    self._check_head_size(event)
                     events.append(event)
                     if type(event) is h11.ConnectionClosed:
                         break
@@ -180,6 +203,14 @@ class HttpClient:
             return self._current
         return next((r for r in self._queue if r.stream is stream), None)
 
+    def _check_head_size(self, event: Any) -> None:
+        # h11 bounds only an incomplete head; one read can bring a whole big one.
+        if (
+            isinstance(event, h11.Response | h11.InformationalResponse)
+            and _head_size(event) > self._max_head
+        ):
+            raise h11.RemoteProtocolError("response head over max_header_block_size")
+
     def _set_close_reason(self, reason: BaseException) -> None:
         if self.close_reason is None:
             self.close_reason = reason
@@ -192,8 +223,9 @@ class HttpClient:
             return
         request = self._queue.popleft()
         self._current = request
-        head = self._h11.send(h11.Request(method=request.method, target=request.target,
-                                          headers=request.headers))
+        head = self._h11.send(
+            h11.Request(method=request.method, target=request.target, headers=request.headers)
+        )
         if self._http10:
             # h11 only writes HTTP/1.1; the request line is all that differs
             # for an HTTP/1.0 request (the body framing was checked at the call).
@@ -217,18 +249,21 @@ class HttpClient:
             self._pump()
             return True
         if h11.MUST_CLOSE in (ours, theirs) and {ours, theirs} <= {h11.DONE, h11.MUST_CLOSE}:
-            self._set_close_reason(ConnectionClosed(
-                "the server ended the connection after the response (no keep-alive)"))
+            self._set_close_reason(
+                ConnectionClosed(
+                    "the server ended the connection after the response (no keep-alive)"
+                )
+            )
         return False
 
     def _check_switch(self) -> bool:
         if self._h11.their_state is not h11.SWITCHED_PROTOCOL:
             return False
         request = self._current
-        assert request is not None and request.handshake is not None  # noqa: S101 - h11 invariant
+        assert request is not None
+        assert request.handshake is not None
         request.answered = True
-        self.switch = Switch(request, self._informational_101,
-                             bytes(self._h11.trailing_data[0]))
+        self.switch = Switch(request, self._informational_101, bytes(self._h11.trailing_data[0]))
         return True
 
     def _emit_for(self, request: Outgoing, event: Event) -> None:
@@ -253,13 +288,19 @@ class HttpClient:
                 if event.status_code == 101:
                     self._informational_101 = _headers(event.headers)
                 else:
-                    self._emit_for(request, Inform(self._conn, stream, event.status_code,
-                                                   _headers(event.headers)))
+                    self._emit_for(
+                        request,
+                        Inform(self._conn, stream, event.status_code, _headers(event.headers)),
+                    )
             elif kind is h11.Response:
                 skip_end = ends_next
                 request.answered = ends_next
-                self._emit_for(request, Response(self._conn, stream, ends_next,
-                                                 event.status_code, _headers(event.headers)))
+                self._emit_for(
+                    request,
+                    Response(
+                        self._conn, stream, ends_next, event.status_code, _headers(event.headers)
+                    ),
+                )
             elif kind is h11.Data:
                 skip_end = ends_next
                 request.answered = ends_next
@@ -269,8 +310,7 @@ class HttpClient:
                 if skip_end:
                     continue
                 if event.headers:
-                    self._emit_for(request, Trailers(self._conn, stream,
-                                                     _headers(event.headers)))
+                    self._emit_for(request, Trailers(self._conn, stream, _headers(event.headers)))
                 else:
                     self._emit_for(request, Data(self._conn, stream, True, b""))
 
@@ -278,8 +318,9 @@ class HttpClient:
         if eof:
             # A close in the middle of a response: the stream is reported as
             # killed in Down, not as a malformed response.
-            self._set_close_reason(ConnectionClosed(
-                f"the server closed the connection mid-response ({exc})"))
+            self._set_close_reason(
+                ConnectionClosed(f"the server closed the connection mid-response ({exc})")
+            )
             return
         error = RemoteProtocolError(f"malformed response from the server: {exc}")
         current = self._current

@@ -87,13 +87,22 @@ class WsHandshake:
         Raises:
             UpgradeError: the 101 does not complete a valid Websocket handshake.
         """
+        try:
+            return self._accept(headers)
+        except (ValueError, IndexError) as exc:  # wsproto's parsers: non-ASCII, bad params
+            raise UpgradeError(f"malformed handshake header in the 101 response: {exc}") from exc
+
+    def _accept(self, headers: Headers) -> list[Extension]:
         values: dict[str, list[str]] = {}
         for name, value in headers:
             values.setdefault(name, []).append(value)
 
         def tokens(name: str) -> list[str]:
-            return [t.lower() for v in values.get(name, []) for t in split_comma_header(
-                v.encode("latin-1"))]
+            return [
+                t.lower()
+                for v in values.get(name, [])
+                for t in split_comma_header(v.encode("latin-1"))
+            ]
 
         if "websocket" not in tokens("upgrade"):
             raise UpgradeError("101 response without 'upgrade: websocket'")
@@ -105,12 +114,15 @@ class WsHandshake:
         chosen = values.get("sec-websocket-protocol", [])
         if chosen and (len(chosen) > 1 or chosen[0] not in self.offered_protocols):
             raise UpgradeError(f"server chose subprotocol {chosen!r}, which was not offered")
-        accepted = [e for v in values.get("sec-websocket-extensions", []) for e in
-                    split_comma_header(v.encode("latin-1"))]
+        accepted = [
+            e
+            for v in values.get("sec-websocket-extensions", [])
+            for e in split_comma_header(v.encode("latin-1"))
+        ]
         try:
             return client_extensions_handshake(accepted, self._extensions)
         except WsRemoteProtocolError as exc:
-            raise UpgradeError(f"server accepted an extension that was not offered: {exc}") from exc
+            raise UpgradeError(f"server accepted an extension not offered: {exc}") from exc
 
 
 def _to_wsproto(frame: Frame) -> wse.Event:
@@ -140,6 +152,7 @@ class WsClient:
         conn: Any,
         stream: StreamRef,
         opts: WsOpts,
+        *,
         extensions: list[Extension],
         trailing_data: bytes,
         emit: Callable[[Event], None],
@@ -177,8 +190,15 @@ class WsClient:
         for index, frame in enumerate(frames):
             if self.close_reason is not None or self.closing:
                 unsent = frames[index:]
-                self._emit(Error(self._conn, self.stream, NotUpgradedError(
-                    f"the websocket is closing; {len(unsent)} frame(s) not sent", unsent)))
+                self._emit(
+                    Error(
+                        self._conn,
+                        self.stream,
+                        NotUpgradedError(
+                            f"the websocket is closing; {len(unsent)} frame(s) not sent", unsent
+                        ),
+                    )
+                )
                 return
             try:
                 self._write(self._ws.send(_to_wsproto(frame)))
@@ -217,7 +237,8 @@ class WsClient:
                 case wse.TextMessage() | wse.BytesMessage():
                     self._on_message_part(event)
                 case wse.Ping():
-                    self._write(self._ws.send(event.response()))
+                    if self._ws.state is ConnectionState.OPEN:  # no pong once we sent close
+                        self._write(self._ws.send(event.response()))
                     if not self._opts.silence_pings:
                         self._emit(Ws(self._conn, self.stream, Ping(bytes(event.payload))))
                 case wse.Pong():
@@ -233,8 +254,11 @@ class WsClient:
         self._size += len(event.data)
         limit = self._opts.max_message_size
         if limit is not None and self._size > limit:
-            self._fail(RemoteProtocolError(
-                f"message larger than max_message_size ({limit} bytes)", _MESSAGE_TOO_BIG))
+            self._fail(
+                RemoteProtocolError(
+                    f"message larger than max_message_size ({limit} bytes)", _MESSAGE_TOO_BIG
+                )
+            )
             return
         self._parts.append(event.data)  # type: ignore[arg-type]  # one kind per message
         if not event.message_finished:
@@ -249,18 +273,18 @@ class WsClient:
 
     def _on_close(self, event: wse.CloseConnection) -> None:
         state = self._ws.state
-        if state is ConnectionState.OPEN:
+        if state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
             # wsproto reports a parse failure as a CloseConnection without
             # changing state: fail the connection with the code it chose.
-            self._fail(RemoteProtocolError(event.reason or "invalid frame", event.code))
+            self._fail(RemoteProtocolError(event.reason or "invalid frame", int(event.code)))
             return
-        received = Close(event.code, event.reason or "")
+        received = Close(int(event.code), event.reason or "")
         self._emit(Ws(self._conn, self.stream, received))
         if state is ConnectionState.REMOTE_CLOSING:
             # The server started the handshake: echo its code (RFC 6455 5.5.1);
             # wsproto answers a reserved code (1005 "no status") with an empty close.
             self._write(self._ws.send(event.response()))
-            self._set_close_reason(WsClosed(event.code, event.reason or "", by_server=True))
+            self._set_close_reason(WsClosed(int(event.code), event.reason or "", by_server=True))
         else:  # CLOSED: this was the server's answer to our close frame
             self._set_close_reason(self._lost_reason())
 

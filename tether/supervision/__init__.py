@@ -8,7 +8,7 @@ connection under a supervisor (the process-wide default one unless
 """
 
 from tether.actors import Supervised as Supervised
-from tether.supervision._connections import open as open  # noqa: A004
+from tether.supervision._connections import open as open
 from tether.supervision._default import default_supervisor as default_supervisor
 from tether.supervision._spec import ChildInfo as ChildInfo
 from tether.supervision._spec import ChildSpec as ChildSpec

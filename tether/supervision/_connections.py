@@ -28,7 +28,7 @@ def open(
     host: str,
     port: int,
     owner: Owner | None = None,
-    *,  # noqa: A001 - Gun's name
+    *,
     supervisor: Supervisor | None = None,
     **options: Any,
 ) -> Connection:
@@ -39,7 +39,7 @@ def open(
     def start_under_supervisor(conn: Connection) -> pykka.ActorRef[Any]:
         def start_generation() -> pykka.ActorRef[Any]:
             ref = ConnectionActor.start(conn)
-            conn._attach(ref)  # noqa: SLF001 - the handle follows each generation
+            conn._attach(ref)
             return ref
 
         parent = supervisor or default_supervisor()
@@ -53,6 +53,6 @@ def open(
                 period=budget[1],
                 on_exit=conn._on_exit,
             )
-        )  # noqa: SLF001
+        )
 
     return open_connection(host, port, owner, start_under_supervisor, **options)

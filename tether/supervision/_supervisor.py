@@ -21,6 +21,7 @@ supervisor caused is recognised as stale and ignored.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -172,7 +173,7 @@ class SupervisorActor(Supervised):
             self._children.remove(child)
             _notify_exit(child, reason)
             return
-        assert reason is not None or restart == "permanent"  # noqa: S101
+        assert reason is not None or restart == "permanent"
         self._restart(child, reason)
 
     def _restart(self, child: _Child, reason: BaseException | None) -> None:
@@ -208,7 +209,7 @@ class SupervisorActor(Supervised):
             return  # a failed restart earlier in this round removed it
         try:
             child.ref = self._spawn(child.spec)
-        except Exception as exc:  # noqa: BLE001 - a failed restart counts as another crash
+        except Exception as exc:
             log.warning("restarting child %r failed: %r", child.spec.id, exc)
             self._restart(child, exc)
             return
@@ -265,7 +266,7 @@ def _watch(supervisor: pykka.ActorRef[Any], child_id: str, ref: pykka.ActorRef[A
 
     def wait() -> None:
         ref.actor_stopped.wait()
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             supervisor.tell(
                 ChildExited(
                     child_id,
@@ -273,8 +274,6 @@ def _watch(supervisor: pykka.ActorRef[Any], child_id: str, ref: pykka.ActorRef[A
                     RuntimeError(f"{ref.actor_class.__name__} stopped without reporting why"),
                 )
             )
-        except pykka.ActorDeadError:
-            pass
 
     threading.Thread(target=wait, daemon=True, name=f"tether-watch-{child_id}").start()
 
