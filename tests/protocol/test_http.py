@@ -248,6 +248,14 @@ def test_http10_mode_sends_an_http10_request_line():
     assert pair.requests[0].http_version == b"1.0"
 
 
+def test_http10_streamed_body_without_content_length_is_an_error_not_chunked():
+    pair = ProtocolPair(http_opts=HttpOpts(version="HTTP/1.0"))
+    stream = StreamRef()
+    pair.client.headers(stream, b"POST", b"/", [])
+    assert type(pair.single_error(stream)) is InvalidRequestError
+    assert pair.client.data_to_send() == b""
+
+
 def test_http10_response_is_framed_by_close_and_the_queue_is_unprocessed():
     pair = ProtocolPair(http_opts=HttpOpts(version="HTTP/1.0"))
     first, second = pair.request(b"GET", b"/1"), pair.request(b"GET", b"/2")

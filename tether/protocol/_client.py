@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tether._errors import NotUpgradedError, UpgradedError, UpgradeError
+from tether._errors import InvalidRequestError, NotUpgradedError, UpgradedError, UpgradeError
 from tether._events import Error, Event, ProtocolName, StreamRef, Upgrade
 from tether._frames import Frame
 from tether._options import HttpOpts, WsOpts
@@ -157,6 +157,18 @@ class ClientProtocol:
             return
         all_headers = self._base_headers(headers)
         if not (_has(headers, b"content-length") or _has(headers, b"transfer-encoding")):
+            if self._http_opts.version != "HTTP/1.1":
+                self._events.append(
+                    Error(
+                        self._conn,
+                        stream,
+                        InvalidRequestError(
+                            "a streamed body on HTTP/1.0 needs a content-length header "
+                            "(HTTP/1.0 has no chunked encoding)"
+                        ),
+                    )
+                )
+                return
             all_headers.append((b"transfer-encoding", b"chunked"))
         self._http.submit(Outgoing(stream, method, target, all_headers, fin=False))
 
