@@ -32,7 +32,30 @@ def open(
     supervisor: Supervisor | None = None,
     **options: Any,
 ) -> Connection:
-    """Open a connection (Gun's ``gun:open``) under a supervisor; see :func:`tether.open`."""
+    """Open a connection to ``host:port`` (Gun's ``gun:open``). Thread-safe.
+
+    Returns at once with a :class:`~tether.Connection`; connecting happens in
+    the background and succeeds with an ``Up`` event to the owner. The
+    connection actor runs under ``supervisor`` (the process-wide default
+    one if None), which restarts it, with the same handle, if it crashes.
+
+    Args:
+        host: host name or IP address.
+        port: TCP port.
+        owner: who is told the events: a ``pykka.ActorRef``, a
+            :class:`~tether.Inbox`, or anything with ``tell(message)``.
+            Default: a new Inbox, reachable as ``conn.inbox``.
+        supervisor: a :class:`~tether.Supervisor` to run under.
+        **options: ``transport`` (``"tcp"``/``"tls"``), ``tls_context``,
+            ``connect_timeout``, ``retry`` (5), ``retry_timeout`` (5.0),
+            ``retry_backoff``, ``http_opts``, ``ws_opts`` (dicts or
+            :class:`~tether.HttpOpts`/:class:`~tether.WsOpts`),
+            ``event_handler``.
+
+    Raises:
+        TypeError: an unknown option, or an option of the wrong type.
+        ValueError: an option with a wrong value (the message names it).
+    """
     if supervisor is not None and not isinstance(supervisor, Supervisor):
         raise TypeError(f"supervisor must be a tether.Supervisor, not {type(supervisor).__name__}")
 
