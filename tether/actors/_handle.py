@@ -130,12 +130,17 @@ class Connection:
 
     def _on_exit(self, reason: BaseException | None) -> None:
         """The supervisor will not restart the actor: end the handle, tell the owner why."""
-        if self._stopped.is_set():
-            return  # the actor ended it already, with its own final event
-        self._mark_stopped()
-        if reason is not None:
-            with contextlib.suppress(pykka.ActorDeadError, InboxClosedError):
-                self.owner.tell(Error(self, None, reason))
+        # Under the lock, so that an await_* that sees the handle stopped (it
+        # takes the lock first) also finds this final Error in the inbox.
+        with self._generation:
+            if self._stopped.is_set():
+                return  # the actor ended it already, with its own final event
+            self._ws_stream = None
+            self._stopped.set()
+            self._generation.notify_all()
+            if reason is not None:
+                with contextlib.suppress(pykka.ActorDeadError, InboxClosedError):
+                    self.owner.tell(Error(self, None, reason))
 
     def _set_ws_stream(self, stream: StreamRef | None) -> None:
         # Set before the owner is told Upgrade (or Down), so that a call made
@@ -420,6 +425,8 @@ class Connection:
             ref = self._ref
             if ref is not None:
                 ref.actor_stopped.wait(timeout)
+            with self._generation:
+                pass  # a supervisor's _on_exit tells its Error under this lock
             try:
                 return inbox.take(match, 0, remove)
             except ReceiveTimeout:

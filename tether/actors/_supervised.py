@@ -29,7 +29,7 @@ from typing import Any
 
 import pykka
 
-__all__ = ["ChildExited", "Supervised", "starting_child"]
+__all__ = ["ChildExited", "StartSignal", "Supervised", "starting_child"]
 
 _context = threading.local()
 
@@ -46,11 +46,26 @@ class ChildExited:
     reason: BaseException | None
 
 
+class StartSignal:
+    """Set when a ``Supervised`` child's ``on_start`` has returned or raised.
+
+    The supervisor's synchronous start waits on it. Asking the child
+    instead would race a child that exits right after ``on_start``.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.error: BaseException | None = None
+        self.attached = False  # a Supervised actor picked this signal up
+
+
 @contextmanager
-def starting_child(supervisor: pykka.ActorRef[Any], child_id: str) -> Iterator[None]:
+def starting_child(
+    supervisor: pykka.ActorRef[Any], child_id: str, signal: StartSignal | None = None
+) -> Iterator[None]:
     """Let a ``Supervised`` actor created in this block know its supervisor and id."""
     previous = getattr(_context, "value", None)
-    _context.value = (supervisor, child_id)
+    _context.value = (supervisor, child_id, signal)
     try:
         yield
     finally:
@@ -67,6 +82,23 @@ def _wrap(hook: Callable[..., None], crash: bool) -> Callable[..., None]:
             self.report_exit(_crash_reason(reason) if crash else None)
 
     return wrapper
+
+
+def _wrap_start(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    @functools.wraps(hook)
+    def on_start(self: Supervised) -> None:
+        signal = self._start_signal
+        try:
+            hook(self)
+        except BaseException as exc:
+            if signal is not None:
+                signal.error = exc
+            raise
+        finally:
+            if signal is not None:
+                signal.event.set()
+
+    return on_start
 
 
 def _crash_reason(value: object) -> BaseException:
@@ -90,14 +122,24 @@ class Supervised(pykka.ThreadingActor):
         context = getattr(_context, "value", None)
         self.supervisor_ref: pykka.ActorRef[Any] | None = context[0] if context else None
         self.child_id: str | None = context[1] if context else None
+        self._start_signal: StartSignal | None = context[2] if context else None
+        if self._start_signal is not None:
+            self._start_signal.attached = True
         self._exit_reported = False
+        # Only the first actor built in the start function is the child.
+        _context.value = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "on_start" in cls.__dict__:
+            cls.on_start = _wrap_start(cls.__dict__["on_start"])  # type: ignore[method-assign,assignment]
         if "on_stop" in cls.__dict__:
             cls.on_stop = _wrap(cls.__dict__["on_stop"], crash=False)  # type: ignore[method-assign]
         if "on_failure" in cls.__dict__:
             cls.on_failure = _wrap(cls.__dict__["on_failure"], crash=True)  # type: ignore[method-assign]
+
+    def on_start(self) -> None:
+        """Nothing to set up (the supervisor learns that it ran)."""
 
     def on_stop(self) -> None:
         """A normal exit: report it."""
@@ -115,3 +157,7 @@ class Supervised(pykka.ThreadingActor):
         # If the supervisor is gone, it stopped us or gave up: nobody to tell.
         with contextlib.suppress(pykka.ActorDeadError):
             self.supervisor_ref.tell(ChildExited(self.child_id, self.actor_urn, reason))
+
+
+# The base class's own on_start signals too (subclasses get it from __init_subclass__).
+Supervised.on_start = _wrap_start(Supervised.__dict__["on_start"])  # type: ignore[method-assign,assignment]

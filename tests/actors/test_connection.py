@@ -1,0 +1,238 @@
+"""A connection's life as its owner sees it: refused ports, retries, bad input, close, shutdown.
+
+All through the public API, on real sockets on 127.0.0.1 (the aiohttp
+server from ``tests/interop``, or a port nothing listens on).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import tether
+from tests.conftest import ConnectionTracker, inbox_of
+
+pytestmark = pytest.mark.usefixtures("thread_baseline")
+
+WAIT = 5.0
+
+Connect = Callable[..., tether.Connection]
+
+
+def drain(conn: tether.Connection) -> list[object]:
+    """Whatever events still wait in the connection's inbox."""
+    return inbox_of(conn).flush()
+
+
+def final_error(conn: tether.Connection) -> tether.RetriesExhausted:
+    """Wait for the owner's only event, the final Error, and return its reason."""
+    event = inbox_of(conn).receive(timeout=WAIT)
+    assert isinstance(event, tether.Error), event
+    assert event.conn is conn
+    assert event.stream is None
+    assert isinstance(event.reason, tether.RetriesExhausted)
+    assert conn.wait_stopped(WAIT)
+    assert not conn.is_alive()
+    assert drain(conn) == []  # no Up, nothing after the Error
+    return event.reason
+
+
+# -- refused ports and retries -------------------------------------------------------
+
+
+def test_refused_port_without_retry_ends_in_retries_exhausted(
+    open_conn: ConnectionTracker, refused_port: int
+) -> None:
+    conn = open_conn("127.0.0.1", refused_port, retry=0)
+    reason = final_error(conn)
+    assert reason.attempts == 1
+    assert isinstance(reason.last_reason, ConnectionRefusedError)
+
+
+def test_refused_port_with_retries_tries_retry_plus_one_times(
+    open_conn: ConnectionTracker, refused_port: int
+) -> None:
+    conn = open_conn("127.0.0.1", refused_port, retry=2, retry_timeout=0.05)
+    reason = final_error(conn)
+    assert reason.attempts == 3
+    assert isinstance(reason.last_reason, ConnectionRefusedError)
+
+
+def test_await_up_reports_a_connection_that_never_came_up(
+    open_conn: ConnectionTracker, refused_port: int
+) -> None:
+    conn = open_conn("127.0.0.1", refused_port, retry=0)
+    with pytest.raises(tether.ConnectionDownError) as info:
+        conn.await_up(timeout=30)
+    assert isinstance(info.value.reason, tether.RetriesExhausted)
+    assert conn.wait_stopped(WAIT)
+
+
+class HeldInbox(tether.Inbox):
+    """An Inbox that, once armed, holds an Error in ``tell`` until the test lets it through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = threading.Event()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def tell(self, message: object, /) -> None:
+        if self.armed.is_set() and isinstance(message, tether.Error):
+            self.holding.set()
+            self.release.wait(WAIT)
+        super().tell(message)
+
+
+def test_await_up_gets_the_final_error_told_after_the_stop(open_conn: ConnectionTracker) -> None:
+    # The handle is marked stopped just before the final Error is told: an
+    # await_up starting in between must still report that Error, not just
+    # "stopped" (regression: it raised ConnectionStoppedError, losing the reason).
+    inbox = HeldInbox()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(WAIT)
+        conn = open_conn("127.0.0.1", listener.getsockname()[1], owner=inbox, retry=0)
+        assert conn.await_up() == "http"
+        inbox.armed.set()
+        server_side, _ = listener.accept()
+        server_side.close()  # lost, and retry=0: Down, then the final Error
+    assert inbox.holding.wait(WAIT)
+    assert not conn.is_alive()
+    down = inbox.receive(timeout=WAIT)
+    assert isinstance(down, tether.Down)
+    outcome: list[BaseException] = []
+    calling = threading.Event()
+
+    def await_up() -> None:
+        calling.set()
+        try:
+            conn.await_up(timeout=WAIT)
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=await_up)
+    waiter.start()
+    assert calling.wait(WAIT)
+    inbox.release.set()
+    waiter.join(WAIT)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], tether.ConnectionDownError), outcome
+    assert isinstance(outcome[0].reason, tether.RetriesExhausted)
+
+
+# -- options are checked at open --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "named"),
+    [
+        ({"retry": -1}, ValueError, "retry"),
+        ({"retry": "3"}, TypeError, "retry"),
+        ({"transport": "udp"}, ValueError, "transport"),
+        ({"retry_timeout": -0.5}, ValueError, "retry_timeout"),
+        ({"no_such_option": 1}, TypeError, "no_such_option"),
+        ({"ws_opts": {"nope": 1}}, ValueError, "nope"),
+        ({"http_opts": {"version": "HTTP/2"}}, ValueError, "version"),
+    ],
+)
+def test_bad_options_raise_at_open(
+    open_conn: ConnectionTracker, options: dict[str, Any], error: type, named: str
+) -> None:
+    # Ports nothing listens on: nothing must be attempted anyway (no thread is left).
+    with pytest.raises(error, match=named):
+        open_conn("127.0.0.1", 9, **options)
+
+
+# -- bad input raises at the call, and sends nothing --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("bad name", "x")],
+        [("x-ok", "line\r\ninjected: yes")],
+        [("x-ok", "lf\nonly")],
+    ],
+)
+def test_invalid_header_raises_invalid_request_error(connect: Connect, headers: Any) -> None:
+    conn = connect()
+    conn.await_up()
+    with pytest.raises(tether.InvalidRequestError):
+        conn.get("/", headers)
+    with pytest.raises(ValueError):  # InvalidRequestError is a ValueError
+        conn.ws_upgrade("/websocket", headers)
+    assert_still_serves(conn)
+
+
+def test_bad_bodies_and_frames_raise_type_error(connect: Connect) -> None:
+    conn = connect()
+    conn.await_up()
+    with pytest.raises(TypeError):
+        conn.post("/echo", body="not bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        conn.ws_send(123)
+    assert_still_serves(conn)
+
+
+def test_ws_send_before_an_upgrade_raises_not_upgraded(connect: Connect) -> None:
+    conn = connect()
+    conn.await_up()
+    with pytest.raises(tether.NotUpgradedError) as info:
+        conn.ws_send("x")
+    assert info.value.frames == (tether.Text("x"),)
+    assert_still_serves(conn)
+
+
+def assert_still_serves(conn: tether.Connection) -> None:
+    """Nothing the refused calls did reached the owner, and HTTP works as before."""
+    assert drain(conn) == []
+    stream = conn.get("/")
+    assert conn.await_body(stream) == b"hello"
+
+
+# -- closing -------------------------------------------------------------------------------
+
+
+def test_close_tells_down_closed_by_user_and_stops(connect: Connect) -> None:
+    conn = connect()
+    conn.await_up()
+    conn.close()
+    down = inbox_of(conn).receive(timeout=WAIT)
+    assert isinstance(down, tether.Down)
+    assert down.protocol == "http"
+    assert isinstance(down.reason, tether.ClosedByUser)
+    assert conn.wait_stopped(WAIT)
+    assert not conn.is_alive()
+    with pytest.raises(tether.ConnectionStoppedError):
+        conn.get("/")
+
+
+def test_shutdown_of_an_idle_http_connection_stops_it(connect: Connect) -> None:
+    conn = connect()
+    conn.await_up()
+    conn.shutdown()
+    assert conn.wait_stopped(WAIT)
+    down = inbox_of(conn).receive(timeout=WAIT)
+    assert isinstance(down, tether.Down)
+    assert isinstance(down.reason, tether.ClosedByUser)
+    assert drain(conn) == []
+
+
+def test_shutdown_lets_a_running_request_finish(connect: Connect) -> None:
+    conn = connect()
+    conn.await_up()
+    stream = conn.post("/echo", body=b"last words")
+    conn.shutdown()
+    assert conn.await_body(stream) == b"last words"
+    assert conn.wait_stopped(WAIT)
+
+
+def test_closing_the_inbox_owner_stops_the_connection(connect: Connect) -> None:
+    conn = connect()
+    conn.await_up()
+    inbox_of(conn).close()  # the owner is gone: its periodic check notices (every 2 s)
+    assert conn.wait_stopped(WAIT)

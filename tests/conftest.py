@@ -1,0 +1,161 @@
+"""Shared fixtures: thread accounting, connection and actor cleanup, the aiohttp server.
+
+Teardown order matters and is fixed by fixture dependencies: connections
+and actors are stopped first, then the server, and ``thread_baseline``
+(which they all depend on, so it is set up first and torn down last)
+checks that every thread the test started has ended. Test modules that
+want the thread check on every test use
+``pytestmark = pytest.mark.usefixtures("thread_baseline")``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pykka
+import pytest
+
+import tether
+from tests.interop.aiohttp_server import AiohttpServer
+
+THREAD_GRACE = 5.0
+STOP_TIMEOUT = 5.0
+
+
+def _wait_for_threads(baseline: set[threading.Thread], deadline: float) -> list[threading.Thread]:
+    """Join every thread that is not in ``baseline`` until ``deadline``; return the leftovers."""
+    while True:
+        extra = [t for t in threading.enumerate() if t not in baseline]
+        remaining = deadline - time.monotonic()
+        if not extra or remaining <= 0:
+            return extra
+        extra[0].join(min(remaining, 0.5))
+
+
+def _free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def tether_started() -> None:
+    """Start tether's process-wide threads (e.g. a default supervisor) once per session.
+
+    They live as long as the process, by design; opening and closing one
+    connection through the public API starts them, so that
+    ``thread_baseline`` counts them in instead of reporting them as leaks.
+    (The kernel completes the TCP handshake from the listen backlog; nothing
+    needs to accept it.)
+    """
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        conn = tether.open("127.0.0.1", listener.getsockname()[1], retry=0)
+        assert conn.await_up(timeout=STOP_TIMEOUT) == "http"
+        conn.close()
+        assert conn.wait_stopped(STOP_TIMEOUT)
+
+
+@pytest.fixture
+def thread_baseline(tether_started: None) -> Iterator[int]:
+    """Record the threads; at teardown wait (bounded) until the count is back, and assert it.
+
+    Every thread started during the test must have ended (each is joined
+    until a shared deadline). A thread of the baseline may end too (the
+    last moments of the session warm-up's connection), hence ``<=``.
+    """
+    baseline = set(threading.enumerate())
+    count = threading.active_count()
+    yield count
+    leftovers = _wait_for_threads(baseline, time.monotonic() + THREAD_GRACE)
+    assert not leftovers, f"threads still running after the test: {[t.name for t in leftovers]}"
+    assert threading.active_count() <= count
+
+
+def inbox_of(conn: tether.Connection) -> tether.Inbox:
+    """The Inbox owner of ``conn`` (connections opened without ``owner=``)."""
+    inbox = conn.inbox
+    assert inbox is not None, f"{conn!r} is not owned by an Inbox"
+    return inbox
+
+
+class ConnectionTracker:
+    """Opens connections through ``tether.open`` and remembers them for cleanup."""
+
+    def __init__(self) -> None:
+        self._conns: list[tether.Connection] = []
+
+    def __call__(self, host: str, port: int, **options: Any) -> tether.Connection:
+        """``tether.open(host, port, **options)``, closed at teardown."""
+        conn = tether.open(host, port, **options)
+        self._conns.append(conn)
+        return conn
+
+    def track(self, conn: tether.Connection) -> tether.Connection:
+        """Close ``conn`` at teardown too (one opened elsewhere, e.g. by an actor)."""
+        self._conns.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        stuck = []
+        for conn in self._conns:
+            with contextlib.suppress(tether.ConnectionStoppedError):
+                conn.close()
+            if not conn.wait_stopped(STOP_TIMEOUT):
+                stuck.append(conn)
+        assert not stuck, f"connections did not stop: {stuck}"
+
+
+@pytest.fixture
+def open_conn(thread_baseline: int) -> Iterator[ConnectionTracker]:
+    """Open tether connections; every one is closed and awaited at teardown."""
+    tracker = ConnectionTracker()
+    yield tracker
+    tracker.close_all()
+
+
+@pytest.fixture
+def start_actor(open_conn: ConnectionTracker) -> Iterator[Callable[..., pykka.ActorRef[Any]]]:
+    """Start pykka actors; those still alive at teardown are stopped (only those)."""
+    refs: list[pykka.ActorRef[Any]] = []
+
+    def start(cls: type[pykka.Actor], *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:
+        ref = cls.start(*args, **kwargs)
+        refs.append(ref)
+        return ref
+
+    yield start
+    for ref in reversed(refs):
+        with contextlib.suppress(pykka.ActorDeadError):
+            ref.stop(block=True, timeout=STOP_TIMEOUT)
+
+
+@pytest.fixture
+def aiohttp_server(thread_baseline: int) -> Iterator[AiohttpServer]:
+    """A fresh aiohttp server on 127.0.0.1 (ephemeral port), stopped and joined at teardown."""
+    with AiohttpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def connect(
+    aiohttp_server: AiohttpServer, open_conn: ConnectionTracker
+) -> Callable[..., tether.Connection]:
+    """Open a connection to the aiohttp server (closed before the server stops)."""
+
+    def _connect(**options: Any) -> tether.Connection:
+        return open_conn(aiohttp_server.host, aiohttp_server.port, **options)
+
+    return _connect
+
+
+@pytest.fixture
+def refused_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    return _free_port()
