@@ -56,12 +56,12 @@ class _Link:
                 data = src.recv(_CHUNK)
             except OSError:
                 break
-            if not data or not self.proxy._forward(self, data, dst, downstream):  # noqa: SLF001
+            if not data or not self.proxy._forward(self, data, dst, downstream):
                 break
         self.close()
 
     def close(self) -> None:
-        with self.proxy._cond:  # noqa: SLF001
+        with self.proxy._cond:
             if self.closed:
                 return
             self.closed = True
@@ -69,8 +69,8 @@ class _Link:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
-        with self.proxy._cond:  # noqa: SLF001
-            self.proxy._cond.notify_all()  # noqa: SLF001
+        with self.proxy._cond:
+            self.proxy._cond.notify_all()
 
 
 class FaultProxy:
@@ -234,11 +234,15 @@ class FaultProxy:
             self._cond.wait_for(
                 lambda: not self._stalled or link.closed or self._stopping, timeout=60.0
             )
-            if link.closed:
+            # Once stopping, nothing more is forwarded: stop() lifts the stall only
+            # to wake the pumps, not to deliver what the stall held.
+            if link.closed or self._stopping:
                 return False
             if self._delay:
                 # A timed wait on the condition, so stop() and drop() cut it short.
                 self._cond.wait_for(lambda: link.closed or self._stopping, self._delay)
+                if link.closed or self._stopping:
+                    return False
             cut = False
             if downstream and self._cut_after is not None:
                 if len(data) >= self._cut_after:

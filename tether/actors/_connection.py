@@ -105,15 +105,21 @@ class ConnectionActor(Supervised):
         # succeeded; with ws_opts reupgrade it is repeated after each reconnect.
         self._upgrades: dict[StreamRef, msg.WsUpgrade] = {}
         self._reupgrade: msg.WsUpgrade | None = None
-        self._pongs_at_ping = 0
+        # One mark per keepalive ping awaiting its deadline: the pong count when it went out.
+        self._pong_marks: list[int] = []
         self._handling: object = None  # the message being handled, for crash reports
         self._tls: TlsLayer | None = None
 
     # -- pykka hooks -------------------------------------------------------------
 
     def on_start(self) -> None:
-        """Start the first connection attempt."""
-        self._connect()
+        """Start the first connection attempt, from a told message.
+
+        Not here: pykka calls neither ``on_failure`` nor ``on_stop`` for an
+        exception in ``on_start``, so an event handler raising on
+        ``connect_start`` would not be a crash its supervisor restarts.
+        """
+        self._report(msg.Tick(self._epoch, "connect"))
 
     def on_stop(self) -> None:
         """Stopped from outside (a supervisor, interpreter exit): close quietly.
@@ -314,7 +320,9 @@ class ConnectionActor(Supervised):
         self._schedule("retry", delay)
 
     def _on_tick(self, kind: str) -> None:
-        if kind == "retry" and self._state == "waiting":
+        if (kind == "retry" and self._state == "waiting") or (
+            kind == "connect" and self._state == "connecting"
+        ):
             self._connect()
         elif kind == "closing" and self._state == "closing":
             self._stop_now(ClosedByUser("shutdown() timed out; closed"))
@@ -402,12 +410,17 @@ class ConnectionActor(Supervised):
             self._lost(proto.close_reason)
         elif self._state == "closing" and proto.protocol == "http" and not proto.busy:
             self._stop_now(ClosedByUser("shutdown() completed"))
+        elif self._state == "closing" and proto.ws is not None and not proto.ws.closing:
+            # Upgraded while shutting down: close the new Websocket as shutdown() does.
+            proto.ws_send((CloseFrame(1000),))
+            self._flush()
 
     def _on_upgraded(self, stream: StreamRef) -> None:
         self._conn._set_ws_stream(stream)
         self._handler("ws_upgrade", {"stream": stream})
         command = self._upgrades.pop(stream, None)
         self._upgrades.clear()
+        self._pong_marks.clear()  # those of an earlier Websocket
         if command is not None:
             self._reupgrade = command if command.opts.reupgrade else None
             if command.opts.keepalive is not None:
@@ -419,9 +432,9 @@ class ConnectionActor(Supervised):
         ws = proto.ws if proto is not None else None
         if proto is None or ws is None or ws.closing or ws.opts.keepalive is None:
             return
-        self._pongs_at_ping = ws.pongs_received
         proto.ws_send((PingFrame(b"tether-keepalive"),))
         if ws.opts.pong_timeout is not None:
+            self._pong_marks.append(ws.pongs_received)
             self._schedule("pong_deadline", ws.opts.pong_timeout)
         self._schedule("ws_ping", ws.opts.keepalive)
         self._flush()
@@ -429,7 +442,9 @@ class ConnectionActor(Supervised):
     def _pong_deadline(self) -> None:
         proto = self._proto
         ws = proto.ws if proto is not None else None
-        if ws is None or ws.pongs_received > self._pongs_at_ping:
+        # Deadlines fire in the order of their pings: each checks its own ping's mark.
+        mark = self._pong_marks.pop(0) if self._pong_marks else None
+        if ws is None or mark is None or ws.pongs_received > mark:
             return
         self._lost(
             PongTimeout(
@@ -518,8 +533,8 @@ class ConnectionActor(Supervised):
             self._stop_now(ClosedByUser("shutdown() was called"))
             return
         self._state = "closing"
-        if proto.protocol == "ws":
-            timeout = self._opts.ws_opts.closing_timeout
+        if proto.ws is not None:
+            timeout = proto.ws.opts.closing_timeout  # ws_upgrade's opts win over open's
             proto.ws_send((CloseFrame(1000),))
         else:
             timeout = self._opts.http_opts.closing_timeout

@@ -23,12 +23,14 @@ import pykka
 from tether._errors import (
     ConnectionDownError,
     ConnectionStoppedError,
+    Crashed,
     InboxClosedError,
     InvalidRequestError,
     NotUpgradedError,
     OwnerError,
     ReceiveTimeout,
     StreamLost,
+    SupervisorStopped,
     UpgradedError,
 )
 from tether._events import (
@@ -139,6 +141,9 @@ class Connection:
             self._stopped.set()
             self._generation.notify_all()
             if reason is not None:
+                if not isinstance(reason, SupervisorStopped | Crashed):
+                    # The crash that spent the restart budget, as Down reports it.
+                    reason = Crashed(reason)
                 with contextlib.suppress(pykka.ActorDeadError, InboxClosedError):
                     self.owner.tell(Error(self, None, reason))
 
@@ -349,7 +354,9 @@ class Connection:
                 else f"{stream!r} is not the Websocket",
                 checked,
             )
-        self._tell(msg.WsSend(checked, stream))
+        # The resolved stream, so that frames that race a drop come back as an
+        # Error of that Websocket's stream, not as a connection-wide Error.
+        self._tell(msg.WsSend(checked, current))
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -555,5 +562,10 @@ def open_connection(
             "owner must have a tell(message) method (a pykka.ActorRef or a tether.Inbox)"
         )
     conn = Connection(host, port, opts, owner)
-    conn._attach(start(conn))
+    ref = start(conn)
+    # A supervisor's start function attaches each generation itself; by now
+    # it may have restarted a first one that crashed at once, and the ref
+    # returned here must not replace the newer one.
+    if conn._ref is None:
+        conn._attach(ref)
     return conn
