@@ -68,8 +68,9 @@ class HttpOpts:
     Attributes:
         version: ``"HTTP/1.1"`` (default) or ``"HTTP/1.0"``. A Websocket upgrade
             needs HTTP/1.1.
-        keepalive: seconds of idleness before tether checks the connection
-            (``None``: off, Gun's default for HTTP/1.1 is ``infinity``).
+        keepalive: seconds between keepalive empty lines sent while the
+            connection is idle (Gun's behaviour; ``None``: off, Gun's default).
+            Servers built on h11 reject the empty line, hence off by default.
         closing_timeout: seconds ``shutdown()`` waits for in-flight streams.
         max_header_block_size: largest response head accepted, in bytes.
     """

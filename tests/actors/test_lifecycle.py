@@ -918,3 +918,73 @@ def test_close_kills_the_streams_at_once(direct: Opener) -> None:
     assert inbox(conn).flush() == []  # no final Error after a close
     with pytest.raises(tether.ConnectionStoppedError):
         conn.get("/")
+
+
+# -- HTTP keepalive (Gun's http_opts keepalive: an empty line while idle) ---------------
+
+
+class _RecordingServer:
+    """One-connection raw server: records every byte and answers each request with 200."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.received = b""
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        client, _ = self.listener.accept()
+        with client:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    return
+                with self.cond:
+                    self.received += data
+                    self.cond.notify_all()
+                if b"GET " in data:
+                    client.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    def wait_for(self, predicate: Callable[[bytes], bool]) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: predicate(self.received), WAIT)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(WAIT)
+
+
+def test_http_keepalive_sends_empty_lines_while_idle_and_requests_still_work(
+    fake: FakeTime, open_conn: ConnectionTracker
+) -> None:
+    raw = _RecordingServer()
+    try:
+        conn = open_conn("127.0.0.1", raw.port, http_opts={"keepalive": 1.0})
+        expect_up(conn)
+        assert fake.wait_pending(2)  # the owner check and the keepalive timer
+        fake.advance(1.0)
+        settle(conn)  # the first ping went out and the next one is scheduled
+        fake.advance(1.0)
+        settle(conn)
+        assert raw.wait_for(lambda data: data == b"\r\n\r\n")
+        assert conn.await_body(conn.get("/")) == b"ok"
+        assert raw.wait_for(lambda data: data.startswith(b"\r\n\r\nGET / HTTP/1.1\r\n"))
+    finally:
+        open_conn.close_all()
+        raw.close()
+
+
+def test_http_keepalive_is_off_by_default(fake: FakeTime, open_conn: ConnectionTracker) -> None:
+    raw = _RecordingServer()
+    try:
+        conn = open_conn("127.0.0.1", raw.port)
+        expect_up(conn)
+        assert fake.wait_pending(1)  # the owner check only
+        fake.advance(30.0)
+        assert conn.await_body(conn.get("/")) == b"ok"
+        assert raw.wait_for(lambda data: data.startswith(b"GET / HTTP/1.1\r\n"))
+    finally:
+        open_conn.close_all()
+        raw.close()

@@ -455,3 +455,18 @@ def test_informational_head_over_the_limit_is_an_error():
     pair, stream = sent_pair(http_opts=HttpOpts(max_header_block_size=1024))
     pair.server_send(h11.InformationalResponse(status_code=103, headers=[(b"link", b"x" * 2000)]))
     assert type(pair.single_error(stream)) is RemoteProtocolError
+
+
+def test_http_keepalive_sends_an_empty_line_only_while_idle():
+    pair = ProtocolPair()
+    assert pair.client.http_keepalive() is True
+    assert pair.client.data_to_send() == b"\r\n"
+    pair.request(b"GET", b"/")
+    pair.client.data_to_send()  # the request
+    # Busy: an empty line in the middle of a cycle would corrupt it.
+    assert pair.client.http_keepalive() is False
+    assert pair.client.data_to_send() == b""
+    pair.server_send_bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+    assert [type(e) for e in pair.events()] == [Response]
+    assert pair.client.http_keepalive() is True
+    assert pair.client.data_to_send() == b"\r\n"

@@ -109,6 +109,10 @@ class ConnectionActor(Supervised):
         self._pong_marks: list[int] = []
         self._handling: object = None  # the message being handled, for crash reports
         self._tls: TlsLayer | None = None
+        # What a crashed generation left in its mailbox goes first, before
+        # the first connect and anything told after the restart.
+        for command in conn._take_carried():
+            self.actor_ref.tell(command)
 
     # -- pykka hooks -------------------------------------------------------------
 
@@ -141,6 +145,10 @@ class ConnectionActor(Supervised):
         """
         reason = Crashed(exc_value)
         try:
+            if self.supervisor_ref is not None:
+                # pykka drops what is still in a crashed actor's mailbox: hand
+                # the user's commands (a request, a close()) to the next one.
+                self._conn._carry_over(self._take_queued_commands())
             # The command being handled when the crash happened was lost with
             # this generation: report its stream with the others.
             crashed = getattr(self._handling, "stream", None)
@@ -158,6 +166,20 @@ class ConnectionActor(Supervised):
             self._close_transport()
             if self.supervisor_ref is None:
                 self._conn._mark_stopped()
+
+    def _take_queued_commands(self) -> list[msg.Command]:
+        """Take the user's commands out of the mailbox; leave the rest to pykka."""
+        commands: list[msg.Command] = []
+        others = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            if envelope.reply_to is None and isinstance(envelope.message, msg.Command):
+                commands.append(envelope.message)
+            else:
+                others.append(envelope)
+        for envelope in others:  # asks among them fail with ActorDeadError
+            self.actor_inbox.put(envelope)
+        return commands
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch a command or an I/O report."""
@@ -285,6 +307,8 @@ class ConnectionActor(Supervised):
         if not self._deliver(Up(self._conn, "http")):
             return
         self._schedule("owner_check", OWNER_CHECK_INTERVAL)
+        if self._opts.http_opts.keepalive is not None:
+            self._schedule("http_ping", self._opts.http_opts.keepalive)
         pending, self._pending = self._pending, []
         for command in pending:
             self._command(command)
@@ -326,6 +350,8 @@ class ConnectionActor(Supervised):
             self._connect()
         elif kind == "closing" and self._state == "closing":
             self._stop_now(ClosedByUser("shutdown() timed out; closed"))
+        elif kind == "http_ping" and self._state == "up":
+            self._http_ping()
         elif kind == "owner_check" and self._state == "up":
             self._check_owner()
         elif kind == "ws_ping" and self._state == "up":
@@ -437,6 +463,16 @@ class ConnectionActor(Supervised):
             self._pong_marks.append(ws.pongs_received)
             self._schedule("pong_deadline", ws.opts.pong_timeout)
         self._schedule("ws_ping", ws.opts.keepalive)
+        self._flush()
+
+    def _http_ping(self) -> None:
+        """Gun's HTTP keepalive: an empty line every ``keepalive`` seconds while idle."""
+        proto = self._proto
+        keepalive = self._opts.http_opts.keepalive
+        if proto is None or proto.protocol != "http" or keepalive is None:
+            return  # upgraded: Websocket keepalive (ws_opts) takes over
+        proto.http_keepalive()
+        self._schedule("http_ping", keepalive)
         self._flush()
 
     def _pong_deadline(self) -> None:

@@ -111,6 +111,7 @@ class Connection:
         self._lock = threading.Lock()
         self._generation = threading.Condition(self._lock)
         self._ref: pykka.ActorRef[Any] | None = None
+        self._carried: list[msg.Command] = []
         self._ws_stream: StreamRef | None = None
         self._stopped = threading.Event()
         # Streams whose last event an await_ call returned, so that a later
@@ -130,6 +131,17 @@ class Connection:
             self._ref = ref
             self._generation.notify_all()
 
+    def _carry_over(self, commands: list[msg.Command]) -> None:
+        # Called by a crashed generation: the commands it left unhandled.
+        with self._generation:
+            self._carried.extend(commands)
+
+    def _take_carried(self) -> list[msg.Command]:
+        # Called by the next generation before it starts, to handle them first.
+        with self._generation:
+            commands, self._carried = self._carried, []
+        return commands
+
     def _on_exit(self, reason: BaseException | None) -> None:
         """The supervisor will not restart the actor: end the handle, tell the owner why."""
         # Under the lock, so that an await_* that sees the handle stopped (it
@@ -140,12 +152,19 @@ class Connection:
             self._ws_stream = None
             self._stopped.set()
             self._generation.notify_all()
-            if reason is not None:
-                if not isinstance(reason, SupervisorStopped | Crashed):
-                    # The crash that spent the restart budget, as Down reports it.
-                    reason = Crashed(reason)
-                with contextlib.suppress(pykka.ActorDeadError, InboxClosedError):
-                    self.owner.tell(Error(self, None, reason))
+            carried, self._carried = self._carried, []
+            if reason is None:
+                return
+            if not isinstance(reason, SupervisorStopped | Crashed):
+                # The crash that spent the restart budget, as Down reports it.
+                reason = Crashed(reason)
+            with contextlib.suppress(pykka.ActorDeadError, InboxClosedError):
+                # Commands a crashed generation left behind will never run.
+                for command in carried:
+                    stream = getattr(command, "stream", None)
+                    if stream is not None and not isinstance(command, msg.Cancel):
+                        self.owner.tell(Error(self, stream, reason))
+                self.owner.tell(Error(self, None, reason))
 
     def _set_ws_stream(self, stream: StreamRef | None) -> None:
         # Set before the owner is told Upgrade (or Down), so that a call made

@@ -204,6 +204,20 @@ class ClientProtocol:
             Outgoing(stream, b"GET", target, all_headers, fin=True, handshake=handshake)
         )
 
+    def http_keepalive(self) -> bool:
+        """Send Gun's HTTP keepalive, an empty line, if the connection is idle.
+
+        HTTP has no ping; RFC 9112 2.2 lets a server ignore empty lines before
+        a request, which keeps NATs and idle timers from dropping the
+        connection. Some servers (h11-based ones) reject it instead, which is
+        why Gun and tether leave ``http_opts`` keepalive off by default.
+        Returns True if the line was queued.
+        """
+        if self._ws is not None or self._http.busy or self.close_reason is not None:
+            return False
+        self._out.extend(b"\r\n")
+        return True
+
     def ws_send(self, frames: tuple[Frame, ...], stream: StreamRef | None = None) -> None:
         """Send frames on the Websocket (``stream``, if given, must be its stream)."""
         ws = self._ws

@@ -36,6 +36,7 @@ from pykka.messages import ProxyGetAttr
 
 from tether._errors import SupervisorGaveUp, SupervisorStopped
 from tether.actors import ChildExited, Supervised, starting_child
+from tether.actors._supervised import StartSignal
 from tether.supervision._spec import (
     STRATEGIES,
     ChildInfo,
@@ -141,13 +142,30 @@ class SupervisorActor(Supervised):
 
     def _spawn(self, spec: ChildSpec) -> pykka.ActorRef[Any]:
         """Start one generation of a child and wait until its ``on_start`` ran (OTP start_link)."""
-        with starting_child(self.actor_ref, spec.id):
+        signal = StartSignal()
+        with starting_child(self.actor_ref, spec.id, signal):
             ref = spec.start()
         if not isinstance(ref, pykka.ActorRef):
             raise TypeError(
                 f"the start function of child {spec.id!r} returned "
                 f"{type(ref).__name__}, not a pykka.ActorRef"
             )
+        if signal.attached:
+            # A Supervised child says when on_start is over, even if it stops
+            # right after (a connection whose only attempt failed): asking it
+            # something would race that exit.
+            if not signal.event.wait(spec.shutdown):
+                ref.stop(block=False)
+                raise TimeoutError(
+                    f"child {spec.id!r} did not finish on_start within {spec.shutdown} s"
+                )
+            if signal.error is not None:
+                raise RuntimeError(
+                    f"child {spec.id!r} failed in on_start: {signal.error!r}"
+                ) from signal.error
+            return ref
+        # Any other pykka actor: ask it something (answered once on_start is
+        # over), and watch it, since it will not report its exit itself.
         try:
             ref.ask(ProxyGetAttr(attr_path=("actor_urn",)), timeout=spec.shutdown)
         except pykka.ActorDeadError:
@@ -157,8 +175,7 @@ class SupervisorActor(Supervised):
             raise TimeoutError(
                 f"child {spec.id!r} did not finish on_start within {spec.shutdown} s"
             ) from None
-        if not issubclass(ref.actor_class, Supervised):
-            _watch(self.actor_ref, spec.id, ref)
+        _watch(self.actor_ref, spec.id, ref)
         return ref
 
     # -- exits and restarts --------------------------------------------------------------
@@ -177,6 +194,20 @@ class SupervisorActor(Supervised):
         self._restart(child, reason)
 
     def _restart(self, child: _Child, reason: BaseException | None) -> None:
+        # A restart whose start fails counts as another crash of that child;
+        # loop (not recurse) until one succeeds or a budget runs out.
+        failed: tuple[_Child, BaseException | None] | None = (child, reason)
+        while failed is not None:
+            child, reason = failed
+            if not self._count_restart(child, reason):
+                return
+            failed = self._restart_group(child)
+
+    def _count_restart(self, child: _Child, reason: BaseException | None) -> bool:
+        """Record one restart; False if the child's own budget is spent (it is removed).
+
+        Raises ``SupervisorGaveUp`` past the supervisor's intensity.
+        """
         now = self._clock()
         spec = child.spec
         if spec.max_restarts is not None:
@@ -185,12 +216,16 @@ class SupervisorActor(Supervised):
                 # This child's own budget is spent: it stops, the others go on.
                 self._children.remove(child)
                 _notify_exit(child, reason)
-                return
+                return False
             child.history.append(now)
         _prune(self._history, now, self._period)
         self._history.append(now)
         if len(self._history) > self._max_restarts:
             self._give_up(reason)
+        return True
+
+    def _restart_group(self, child: _Child) -> tuple[_Child, BaseException] | None:
+        """Restart ``child`` per the strategy; the first member that fails to start, if any."""
         index = self._children.index(child)
         if self._strategy == "one_for_one":
             group = [child]
@@ -202,18 +237,15 @@ class SupervisorActor(Supervised):
             if sibling is not child:
                 self._stop_child(sibling)
         for member in group:
-            self._respawn(member)
-
-    def _respawn(self, child: _Child) -> None:
-        if child not in self._children:
-            return  # a failed restart earlier in this round removed it
-        try:
-            child.ref = self._spawn(child.spec)
-        except Exception as exc:
-            log.warning("restarting child %r failed: %r", child.spec.id, exc)
-            self._restart(child, exc)
-            return
-        child.restarts += 1
+            if member.ref is not None:
+                continue  # already running (restarted in an earlier pass)
+            try:
+                member.ref = self._spawn(member.spec)
+            except Exception as exc:
+                log.warning("restarting child %r failed: %r", member.spec.id, exc)
+                return member, exc
+            member.restarts += 1
+        return None
 
     def _give_up(self, reason: BaseException | None) -> None:
         self._stop_all(SupervisorStopped("the supervisor gave up", gave_up=True))
