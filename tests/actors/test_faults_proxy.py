@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -24,18 +23,6 @@ QUIET = 0.2
 
 REQUEST = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n"
 BODY = b"hello from tether"
-
-
-@pytest.fixture
-def server(thread_baseline: int) -> Iterator[Server]:
-    with Server() as srv:
-        yield srv
-
-
-@pytest.fixture
-def proxy(server: Server) -> Iterator[FaultProxy]:
-    with FaultProxy(server.port) as prx:
-        yield prx
 
 
 def dial(proxy: FaultProxy) -> socket.socket:

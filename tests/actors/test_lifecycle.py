@@ -29,6 +29,7 @@ import pykka
 import pytest
 
 import tether
+from tests.actors.conftest import Recorder
 from tests.conftest import ConnectionTracker
 from tests.faults import FaultProxy
 from tether.actors._scheduler import default_scheduler
@@ -48,18 +49,6 @@ Opener = Callable[..., tether.Connection]
 
 
 # -- fixtures ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def server(thread_baseline: int) -> Iterator[Server]:
-    with Server() as srv:
-        yield srv
-
-
-@pytest.fixture
-def proxy(server: Server) -> Iterator[FaultProxy]:
-    with FaultProxy(server.port) as prx:
-        yield prx
 
 
 @pytest.fixture
@@ -659,17 +648,6 @@ def test_connect_timeout_gives_up_on_a_silent_port(open_conn: ConnectionTracker)
 
 
 # -- owner monitoring ------------------------------------------------------------------
-
-
-class Recorder(pykka.ThreadingActor):
-    """An owner actor that records the events it is told."""
-
-    def __init__(self, seen: queue.Queue[Any]) -> None:
-        super().__init__()
-        self.seen = seen
-
-    def on_receive(self, message: Any) -> None:
-        self.seen.put(message)
 
 
 def test_a_stopped_owner_actor_stops_its_idle_connection(

@@ -18,6 +18,7 @@ import pykka
 import pytest
 
 import tether
+from tests.actors.conftest import Recorder
 from tests.conftest import ConnectionTracker
 from tests.interop.aiohttp_server import AiohttpServer
 
@@ -54,17 +55,6 @@ class Chat(pykka.ThreadingActor):
                 pass  # the server refused the upgrade
             case tether.Error(reason=_reason):
                 pass
-        self.seen.put(message)
-
-
-class Recorder(pykka.ThreadingActor):
-    """An owner that only records the events it is told."""
-
-    def __init__(self, seen: queue.Queue[Any]) -> None:
-        super().__init__()
-        self.seen = seen
-
-    def on_receive(self, message: Any) -> None:
         self.seen.put(message)
 
 

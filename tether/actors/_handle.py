@@ -178,29 +178,29 @@ class Connection:
             self._stopped.set()
             self._generation.notify_all()  # wakes calls waiting for a restart
 
-    def _tell(self, command: msg.Command) -> None:
-        ref = self._ref
-        if ref is None or self._stopped.is_set():
-            raise ConnectionStoppedError(f"{self!r} has stopped")
-        try:
-            ref.tell(command)
-        except pykka.ActorDeadError:
-            pass
-        else:
-            return
-        # The actor died: while its supervisor restarts it, wait (briefly)
-        # for the next generation instead of failing the call.
+    def _next_generation(self, dead: pykka.ActorRef[Any]) -> pykka.ActorRef[Any] | None:
+        # The actor died: while its supervisor restarts it, wait (briefly) for
+        # the next generation instead of failing the call.
         with self._generation:
             self._generation.wait_for(
-                lambda: self._ref is not ref or self._stopped.is_set(), _RESTART_WAIT
+                lambda: self._ref is not dead or self._stopped.is_set(), _RESTART_WAIT
             )
-            ref = self._ref
-        if ref is None or self._stopped.is_set():
-            raise ConnectionStoppedError(f"{self!r} has stopped")
-        try:
-            ref.tell(command)
-        except pykka.ActorDeadError:
-            raise ConnectionStoppedError(f"{self!r} has stopped") from None
+            return self._ref
+
+    def _tell(self, command: msg.Command) -> None:
+        ref = self._ref
+        for attempt in range(2):
+            if ref is None or self._stopped.is_set():
+                break
+            try:
+                ref.tell(command)
+            except pykka.ActorDeadError:
+                pass
+            else:
+                return
+            if attempt == 0:
+                ref = self._next_generation(ref)
+        raise ConnectionStoppedError(f"{self!r} has stopped")
 
     # -- state -----------------------------------------------------------------
 
