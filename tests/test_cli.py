@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import signal
 import subprocess
 import sys
 
@@ -58,3 +59,30 @@ def test_unknown_command_exits_non_zero() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code != 0
+
+
+def test_serve_runs_the_embedded_server_until_interrupted(open_conn) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tether", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()  # printed (and flushed) once listening
+        assert banner.startswith("tether server on http://127.0.0.1:"), banner
+        port = int(banner.split("http://127.0.0.1:")[1].split()[0])
+        conn = open_conn("127.0.0.1", port)
+        assert conn.await_body(conn.get("/")) == b"hello from tether\n"
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -647,6 +647,24 @@ def test_connect_timeout_gives_up_on_a_silent_port(open_conn: ConnectionTracker)
     assert isinstance(reason.last_reason, TimeoutError)
 
 
+def test_connect_timeout_covers_a_tls_handshake_the_server_never_answers(
+    fake: FakeTime, open_conn: ConnectionTracker
+) -> None:
+    # The TCP connect succeeds at once; the server then never says a word.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        conn = open_conn("127.0.0.1", port, transport="tls", retry=0, connect_timeout=3.0)
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.recv(5)[:1] == b"\x16"  # a TLS handshake record: the ClientHello
+            assert fake.wait_pending(1)  # the connect deadline
+            assert_no_events(conn)
+            fake.advance(3.0)
+            reason = final_error(conn)
+    assert isinstance(reason.last_reason, tether.ConnectTimeout)
+    assert "TLS handshake" in str(reason.last_reason)
+
+
 # -- owner monitoring ------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ import pykka
 
 from tether._errors import (
     ClosedByUser,
+    ConnectTimeout,
     ConnectionClosed,
     Crashed,
     InboxClosedError,
@@ -236,6 +237,10 @@ class ConnectionActor(Supervised):
             self._report, self._epoch, self._conn.host, self._conn.port, self._opts.connect_timeout
         )
         self._transport.start()
+        if self._opts.connect_timeout is not None:
+            # The socket's own timeout covers DNS and TCP; this one the whole
+            # attempt, the TLS handshake included.
+            self._schedule("connect_deadline", self._opts.connect_timeout)
 
     def _on_tcp_connected(self) -> None:
         if self._opts.transport != "tls":
@@ -348,6 +353,13 @@ class ConnectionActor(Supervised):
             kind == "connect" and self._state == "connecting"
         ):
             self._connect()
+        elif kind == "connect_deadline" and self._state == "connecting":
+            self._connection_failed(
+                ConnectTimeout(
+                    f"connecting to {self._conn.host}:{self._conn.port} (TLS handshake "
+                    f"included) took longer than {self._opts.connect_timeout} s"
+                )
+            )
         elif kind == "closing" and self._state == "closing":
             self._stop_now(ClosedByUser("shutdown() timed out; closed"))
         elif kind == "http_ping" and self._state == "up":
