@@ -193,8 +193,7 @@ class ConnectionActor(Supervised):
             case msg.Connected(epoch=epoch) if epoch == self._epoch:
                 self._on_tcp_connected()
             case msg.ConnectFailed(epoch=epoch, reason=reason) if epoch == self._epoch:
-                self._transport = None
-                self._retry_or_stop(reason)
+                self._connection_failed(reason)
             case msg.Closed(epoch=epoch, reason=reason) if epoch == self._epoch:
                 self._on_closed(reason)
             case msg.Tick(epoch=epoch, kind=kind) if epoch == self._epoch:
