@@ -30,8 +30,8 @@ import pykka
 
 from tether._errors import (
     ClosedByUser,
-    ConnectTimeout,
     ConnectionClosed,
+    ConnectTimeout,
     Crashed,
     InboxClosedError,
     NotUpgradedError,
@@ -428,14 +428,12 @@ class ConnectionActor(Supervised):
         out = proto.data_to_send()
         if out and self._tls is not None:
             out = self._tls.send(out)
+        write_error: OSError | None = None
         if out and self._transport is not None:
             try:
                 self._transport.write(out)
-            except OSError as exc:  # WriteTimeout included
-                for event in proto.events():
-                    self._deliver(event)
-                self._lost(exc)
-                return
+            except OSError as exc:  # WriteTimeout included; events first, then Down
+                write_error = exc
         for event in proto.events():
             if isinstance(event, Upgrade):
                 self._on_upgraded(event.stream)
@@ -443,8 +441,9 @@ class ConnectionActor(Supervised):
                 self._handler_for(event)
             if not self._deliver(event):
                 return
-        if proto.close_reason is not None:
-            self._lost(proto.close_reason)
+        lost_reason = write_error or proto.close_reason
+        if lost_reason is not None:
+            self._lost(lost_reason)
         elif self._state == "closing" and proto.protocol == "http" and not proto.busy:
             self._stop_now(ClosedByUser("shutdown() completed"))
         elif self._state == "closing" and proto.ws is not None and not proto.ws.closing:
