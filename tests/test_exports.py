@@ -1,0 +1,75 @@
+"""The public names of the contract (API.md) exist, are documented and behave as promised."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+import tether
+
+CONTRACT = [
+    # functions and classes of API.md
+    "open", "Connection", "ConnectionInfo", "Inbox", "StreamRef",
+    "Up", "Down", "Inform", "Response", "Data", "Trailers", "Upgrade", "Ws", "Error",
+    "Text", "Binary", "Ping", "Pong", "Close",
+    "HttpOpts", "WsOpts", "ExponentialBackoff",
+    "Supervisor", "ChildSpec", "ChildInfo",
+    "TetherError", "OwnerError", "UpgradedError", "RetriesExhausted",
+]  # fmt: skip
+
+EVENTS = [tether.Up, tether.Down, tether.Inform, tether.Response, tether.Data,
+          tether.Trailers, tether.Upgrade, tether.Ws, tether.Error]  # fmt: skip
+FRAMES = [tether.Text, tether.Binary, tether.Ping, tether.Pong, tether.Close]
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_contract_name_is_exported_and_documented(name: str) -> None:
+    assert name in tether.__all__
+    obj = getattr(tether, name)
+    assert inspect.getdoc(obj), f"tether.{name} has no docstring"
+
+
+def test_all_lists_only_real_names() -> None:
+    assert len(set(tether.__all__)) == len(tether.__all__)
+    for name in tether.__all__:
+        assert hasattr(tether, name), name
+
+
+@pytest.mark.parametrize("cls", EVENTS + FRAMES, ids=lambda c: c.__name__)
+def test_events_and_frames_are_frozen_slotted_dataclasses(cls: type) -> None:
+    assert dataclasses.is_dataclass(cls)
+    assert cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert "__slots__" in cls.__dict__
+    assert cls.__match_args__ == tuple(f.name for f in dataclasses.fields(cls))
+
+
+def test_event_fields_follow_gun_messages() -> None:
+    fields = {cls.__name__: cls.__match_args__ for cls in EVENTS}
+    assert fields == {
+        "Up": ("conn", "protocol"),
+        "Down": ("conn", "protocol", "reason", "killed_streams", "unprocessed_streams"),
+        "Inform": ("conn", "stream", "status", "headers"),
+        "Response": ("conn", "stream", "fin", "status", "headers"),
+        "Data": ("conn", "stream", "fin", "data"),
+        "Trailers": ("conn", "stream", "headers"),
+        "Upgrade": ("conn", "stream", "protocols", "headers"),
+        "Ws": ("conn", "stream", "frame"),
+        "Error": ("conn", "stream", "reason"),
+    }
+
+
+def test_frame_defaults_match_the_contract() -> None:
+    assert tether.Close() == tether.Close(1000, "")
+    assert tether.Ping().payload == b""
+    assert tether.Pong().payload == b""
+
+
+def test_errors_form_one_tree() -> None:
+    errors = [getattr(tether, n) for n in tether.__all__ if n.endswith(("Error", "Timeout"))]
+    for err in errors:
+        if inspect.isclass(err) and issubclass(err, BaseException):
+            assert issubclass(err, tether.TetherError), err
+    assert issubclass(tether.ReceiveTimeout, TimeoutError)
+    assert issubclass(tether.InvalidRequestError, ValueError)
