@@ -12,12 +12,14 @@ Routes (the server side of the Gun Websocket guide's scenarios):
 The server records what it saw (request versions and headers, how each
 Websocket ended) in thread-safe queues, so tests can check what reached the
 wire. :meth:`AiohttpServer.stop` closes everything and joins the thread.
+Given an ``ssl_context``, it serves HTTPS and WSS instead (asyncio's TLS).
 """
 
 from __future__ import annotations
 
 import asyncio
 import queue
+import ssl
 import threading
 from dataclasses import dataclass
 from types import TracebackType
@@ -55,12 +57,17 @@ class WsEnded:
 
 
 class AiohttpServer:
-    """An aiohttp application served from a thread; use as a context manager."""
+    """An aiohttp application served from a thread; use as a context manager.
+
+    Args:
+        ssl_context: A server ``ssl.SSLContext`` to serve TLS with (None: plain TCP).
+    """
 
     host = "127.0.0.1"
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.port = 0
+        self._ssl_context = ssl_context
         self.requests: queue.Queue[SeenRequest] = queue.Queue()
         self.ws_ended: queue.Queue[WsEnded] = queue.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -157,7 +164,7 @@ class AiohttpServer:
         )
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, self.host, 0)
+        site = web.TCPSite(runner, self.host, 0, ssl_context=self._ssl_context)
         await site.start()
         address = runner.addresses[0]
         self.port = address[1]
