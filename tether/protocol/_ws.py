@@ -260,7 +260,8 @@ class WsClient:
                 )
             )
             return
-        self._parts.append(event.data)  # type: ignore[arg-type]  # one kind per message
+        if event.data:  # an endless run of empty fragments must not grow the list
+            self._parts.append(event.data)  # type: ignore[arg-type]  # one kind per message
         if not event.message_finished:
             return
         parts, self._parts, self._size = self._parts, [], 0
