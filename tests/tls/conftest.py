@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import queue
 import ssl
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 import trustme
 
-import tether
-from tests.conftest import inbox_of
 from tests.interop.aiohttp_server import AiohttpServer
 from tether.server import Server
 
@@ -85,20 +82,3 @@ def tls_aiohttp(thread_baseline: int, server_context: ServerContext) -> Iterator
     """aiohttp serving HTTPS and WSS with the same kind of certificate."""
     with AiohttpServer(ssl_context=server_context()) as srv:
         yield srv
-
-
-def events_until_gave_up(conn: tether.Connection, timeout: float = 5.0) -> list[object]:
-    """Every event up to the final ``Error(conn, None, RetriesExhausted)``, then nothing more."""
-    inbox = inbox_of(conn)
-    seen: list[object] = []
-    deadline = time.monotonic() + timeout
-    while not (
-        seen
-        and isinstance(seen[-1], tether.Error)
-        and isinstance(seen[-1].reason, tether.RetriesExhausted)
-    ):
-        seen.append(inbox.receive(timeout=max(deadline - time.monotonic(), 0.0)))
-    assert conn.wait_stopped(timeout)
-    with pytest.raises(TimeoutError):
-        inbox.receive(timeout=0)
-    return seen

@@ -40,9 +40,9 @@ class Server:
 
     Routes: ``/``, ``/echo``, ``/headers``, ``/chunked``, ``/trailers``,
     ``/inform``, ``/status/<NNN>``, ``/delay/<MS>``, ``/close``, ``/drop``,
-    ``/big/<N>``, ``/forbidden-ws``, and a Websocket echo at ``/websocket``
-    and ``/ws`` (see :mod:`tether.server._http_routes` and
-    :mod:`tether.server._ws_echo`).
+    ``/big/<N>``, ``/forbidden-ws``, ``/headers/<N>``, ``/header-bytes/<N>``,
+    ``/endless-head``, and a Websocket echo at ``/websocket`` and ``/ws`` (see
+    :mod:`tether.server._http_routes` and :mod:`tether.server._ws_echo`).
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`::
 
