@@ -188,6 +188,8 @@ class HttpClient:
                         break
                     if event is h11.PAUSED:
                         self._check_paused()
+                        if not data:  # h11 holds the EOF behind the paused bytes
+                            self._set_close_reason(ConnectionClosed())
                         break
                     self._check_limits(event)
                     events.append(event)

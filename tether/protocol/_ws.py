@@ -15,6 +15,7 @@ the close handshake and says when the TCP connection should be closed.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -164,7 +165,11 @@ class WsClient:
         self._emit = emit
         self._write = write
         self._ws = WsConnection(ConnectionType.CLIENT, extensions, trailing_data)
-        self._parts: list[str] | list[bytes] = []
+        # The fragments of the message being received, in one buffer each: a
+        # list of parts would cost ~40 bytes per part, which a server sending
+        # 1-byte fragments turns into 40 times max_message_size.
+        self._binary = bytearray()
+        self._text = io.StringIO()
         self._size = 0
         self._sent_close: Close | None = None
         self.close_reason: BaseException | None = None
@@ -260,16 +265,26 @@ class WsClient:
                 )
             )
             return
-        if event.data:  # an endless run of empty fragments must not grow the list
-            self._parts.append(event.data)  # type: ignore[arg-type]  # one kind per message
         if not event.message_finished:
+            if isinstance(event, wse.TextMessage):
+                self._text.write(event.data)
+            else:
+                self._binary += event.data
             return
-        parts, self._parts, self._size = self._parts, [], 0
+        self._size = 0
         frame: Frame
         if isinstance(event, wse.TextMessage):
-            frame = Text("".join(parts))  # type: ignore[arg-type]
+            text = event.data
+            if self._text.tell():  # the last of several fragments
+                self._text.write(text)
+                text, self._text = self._text.getvalue(), io.StringIO()
+            frame = Text(text)
         else:
-            frame = Binary(b"".join(parts))  # type: ignore[arg-type]
+            data = bytes(event.data)
+            if self._binary:
+                self._binary += data
+                data, self._binary = bytes(self._binary), bytearray()
+            frame = Binary(data)
         self._emit(Ws(self._conn, self.stream, frame))
 
     def _on_close(self, event: wse.CloseConnection) -> None:
