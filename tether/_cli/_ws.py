@@ -155,9 +155,7 @@ class _Session:
             case _Line(text=text):
                 self.send([tether.Text(text)])
             case _Eof():
-                self.eof = True
-                if not self.ever_upgraded and not self.pending:
-                    return ExitCode.OK  # nothing typed, nothing to wait for
+                self.eof = True  # closes once upgraded and what was typed is sent
             case tether.Up() as up:
                 self.note(describe(up))
                 if not self.ever_upgraded:
