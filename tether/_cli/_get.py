@@ -20,7 +20,13 @@ from typing import BinaryIO
 import tether
 from tether._cli._exit import CliFailure, ExitCode, classify
 from tether._cli._progress import Progress
-from tether._cli._target import Target, parse_headers, parse_url, tls_options
+from tether._cli._target import (
+    Target,
+    add_connection_options,
+    parse_headers,
+    parse_url,
+    tls_options,
+)
 
 __all__ = ["add_parser", "get"]
 
@@ -41,29 +47,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], epilog:
     p.add_argument("url", help="http://HOST[:PORT]/PATH or https://...")
     p.add_argument("-i", "--include", action="store_true", help="print status line and headers")
     p.add_argument("-o", "--output", metavar="FILE", help="write the body to FILE, not stdout")
-    p.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="add a request header (repeatable)",
-    )
+    add_connection_options(p, "add a request header (repeatable)")
     p.add_argument("-X", "--request", metavar="METHOD", help="the method (default GET)")
     p.add_argument("-d", "--data", metavar="DATA", help="send DATA as the body (default POST)")
     p.add_argument(
         "-f", "--fail", action="store_true", help="exit 22, without the body, on status >= 400"
     )
     p.add_argument("-s", "--silent", action="store_true", help="no progress bar")
-    p.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
-    p.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
-    p.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="bound the connect, TLS included (default 30)",
-    )
     p.add_argument("-m", "--max-time", type=float, metavar="SECONDS", help="bound the whole call")
     p.add_argument("--http1.0", dest="http10", action="store_true", help="speak HTTP/1.0")
 

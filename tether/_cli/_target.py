@@ -8,6 +8,7 @@ system's trust store unless ``--cacert FILE`` names another CA bundle or
 
 from __future__ import annotations
 
+import argparse
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 
 from tether._cli._exit import CliFailure, ExitCode
 
-__all__ = ["Target", "parse_headers", "parse_url", "tls_options"]
+__all__ = ["Target", "add_connection_options", "parse_headers", "parse_url", "tls_options"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _TLS_SCHEMES = frozenset({"https", "wss"})
@@ -89,3 +90,24 @@ def tls_options(target: Target, cacert: str | None, insecure: bool) -> dict[str,
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return {"transport": "tls", "tls_context": context}
+
+
+def add_connection_options(p: argparse.ArgumentParser, header_help: str) -> None:
+    """The options ``get`` and ``ws`` share: ``-H``, TLS trust and the connect timeout."""
+    p.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help=header_help,
+    )
+    p.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
+    p.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="bound each connect attempt, TLS handshake included (default 30)",
+    )

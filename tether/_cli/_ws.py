@@ -28,7 +28,13 @@ from typing import TextIO
 
 import tether
 from tether._cli._exit import CliFailure, ExitCode, classify
-from tether._cli._target import Target, parse_headers, parse_url, tls_options
+from tether._cli._target import (
+    Target,
+    add_connection_options,
+    parse_headers,
+    parse_url,
+    tls_options,
+)
 from tether._format import describe, describe_frame
 
 __all__ = ["add_parser", "ws"]
@@ -50,14 +56,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], epilog:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("url", help="ws://HOST[:PORT]/PATH or wss://...")
-    p.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="add a header to the upgrade request (repeatable)",
-    )
+    add_connection_options(p, "add a header to the upgrade request (repeatable)")
     p.add_argument(
         "--subprotocol",
         action="append",
@@ -76,15 +75,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], epilog:
         default=5,
         metavar="N",
         help="with --reupgrade: reconnect attempts, exponential backoff (default 5)",
-    )
-    p.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
-    p.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
-    p.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="bound each connect attempt, TLS included (default 30)",
     )
 
 
