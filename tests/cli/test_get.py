@@ -82,6 +82,14 @@ def test_against_aiohttp_get_and_post(aiohttp_server: AiohttpServer) -> None:
     assert seen[1].header("x-token") == "t1"
 
 
+def test_max_time_bounds_a_slow_response_with_28(embedded: Server) -> None:
+    result = run_cli("get", "-m", "0.3", f"{embedded.url}/delay/5000")
+    assert (result.returncode, result.stdout) == (28, "")
+    assert one_line_error(result) == (
+        f"tether: no complete answer from 127.0.0.1:{embedded.port} within --max-time 0.3 s"
+    )
+
+
 def test_a_refused_port_exits_7(refused_port: int) -> None:
     result = run_cli("get", f"http://127.0.0.1:{refused_port}/")
     assert result.returncode == 7

@@ -62,6 +62,7 @@ class _Deadline:
     """``--max-time``: the time left, or a long chunk when there is no limit."""
 
     def __init__(self, max_time: float | None) -> None:
+        self._max_time = max_time
         self._end = None if max_time is None else time.monotonic() + max_time
 
     def left(self, where: str) -> float:
@@ -69,7 +70,10 @@ class _Deadline:
             return _WAIT_CHUNK
         left = self._end - time.monotonic()
         if left <= 0:
-            raise CliFailure(ExitCode.TIMEOUT, f"{where}: --max-time elapsed")
+            raise CliFailure(
+                ExitCode.TIMEOUT,
+                f"no complete answer from {where} within --max-time {self._max_time} s",
+            )
         return left
 
 
