@@ -63,6 +63,14 @@ def test_silent_output_file_and_small_bodies_show_no_progress(
     assert (tmp_path / "small").read_bytes() == b"hello from tether\n"
 
 
+def test_an_output_file_that_cannot_be_written_exits_23(embedded: Server, tmp_path: Path) -> None:
+    target = tmp_path / "no-such-dir" / "out"
+    result = run_cli("get", "-o", str(target), f"{embedded.url}/")
+    assert result.returncode == 23
+    assert one_line_error(result) == f"tether: cannot write {target}: No such file or directory"
+    assert embedded.requests == []  # checked before connecting
+
+
 def test_an_http_error_is_success_unless_fail_is_given(embedded: Server) -> None:
     plain = run_cli("get", f"{embedded.url}/status/404")
     failed = run_cli("get", "-f", f"{embedded.url}/status/404")

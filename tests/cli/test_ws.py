@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -142,3 +143,11 @@ def test_wss_verifies_the_certificate_and_trusts_cacert(tmp_path: Path) -> None:
     for result in (trusted, insecure):
         assert result.returncode == 22
         assert "upgrade refused, the server answered 200" in one_line_error(result)
+
+
+def test_ctrl_c_closes_and_exits_130(embedded: Server, interactive: Start) -> None:
+    session = interactive("ws", ws_url(embedded))
+    session.stderr_until(lambda line: line.startswith("* Upgrade"))
+    session.proc.send_signal(signal.SIGINT)
+    assert session.wait() == 130
+    assert embedded.wait_for_connections(0, timeout=10.0)
