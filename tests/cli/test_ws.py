@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Interactive, one_line_error, run_cli
+from tests.cli.conftest import CLI_TIMEOUT, Interactive, one_line_error, run_cli
 from tests.cli.tls_server import TlsServer
 from tests.interop.aiohttp_server import AiohttpServer
 from tether.server import Server
@@ -23,7 +25,8 @@ def ws_url(server: Server, path: str = "/websocket") -> str:
 
 
 def test_stdin_lines_are_echoed_in_order_and_eof_closes_cleanly(embedded: Server) -> None:
-    result = run_cli("ws", ws_url(embedded), stdin="hello\nsecond line\n\nlast\n")
+    # CRLF line ends are stripped too; the last line needs no newline.
+    result = run_cli("ws", ws_url(embedded), stdin="hello\r\nsecond line\n\nlast")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello\nsecond line\n\nlast\n"
     events = [line.split()[1] for line in result.stderr.splitlines() if line.startswith("* ")]
@@ -151,3 +154,15 @@ def test_ctrl_c_closes_and_exits_130(embedded: Server, interactive: Start) -> No
     session.proc.send_signal(signal.SIGINT)
     assert session.wait() == 130
     assert embedded.wait_for_connections(0, timeout=10.0)
+
+
+def test_a_line_that_is_not_utf8_ends_the_session_with_1(embedded: Server) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tether", "ws", ws_url(embedded)],
+        input=b"fine\n\xc3\x28 broken\n",
+        capture_output=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1] == "tether: line 2 of stdin is not UTF-8"

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import TextIO
 
 import tether
 from tether._cli._exit import CliFailure, ExitCode, classify
@@ -40,6 +40,7 @@ from tether._format import describe, describe_frame
 __all__ = ["add_parser", "ws"]
 
 _CLOSE_TIMEOUT = 5.0
+_READ_SIZE = 65536
 _BACKOFF = tether.ExponentialBackoff(base=0.25, cap=5.0)
 
 
@@ -90,14 +91,47 @@ class _Eof:
     """stdin is at its end."""
 
 
-def _read_stdin(inbox: tether.Inbox, stdin: TextIO) -> None:
-    """The stdin thread: tell each line, then EOF, to the session's inbox."""
+@dataclass(frozen=True, slots=True)
+class _StdinFailed:
+    """stdin cannot be read, or a line is not text: the session ends with this message."""
+
+    message: str
+
+
+def _read_stdin(inbox: tether.Inbox, fd: int) -> None:
+    """The stdin thread: tell each line, then EOF (or why it stopped), to the session's inbox.
+
+    It reads the file descriptor with ``os.read``, not through ``sys.stdin``:
+    a daemon thread blocked inside a buffered reader holds its lock, and the
+    interpreter aborts at exit when it cannot take that lock.
+    """
+    pending = b""
+    number = 0
     try:
-        for line in stdin:
-            inbox.tell(_Line(line.rstrip("\r\n")))
-        inbox.tell(_Eof())
+        while True:
+            chunk = os.read(fd, _READ_SIZE)
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop() if chunk else b""
+            if not chunk and lines[-1] == b"":
+                lines.pop()  # the input ended with a newline
+            for raw in lines:
+                number += 1
+                inbox.tell(_Line(raw.decode("utf-8").rstrip("\r")))
+            if not chunk:
+                inbox.tell(_Eof())
+                return
     except tether.InboxClosedError:
         return  # the session ended first
+    except UnicodeDecodeError:
+        # A text frame must be UTF-8; sending a mangled line would be a silent change.
+        _tell_quietly(inbox, _StdinFailed(f"line {number} of stdin is not UTF-8"))
+    except OSError as exc:
+        _tell_quietly(inbox, _StdinFailed(f"cannot read stdin: {exc.strerror or exc}"))
+
+
+def _tell_quietly(inbox: tether.Inbox, message: object) -> None:
+    with contextlib.suppress(tether.InboxClosedError):
+        inbox.tell(message)
 
 
 class _Session:
@@ -144,6 +178,8 @@ class _Session:
         match message:
             case _Line(text=text):
                 self.send([tether.Text(text)])
+            case _StdinFailed(message=text):
+                raise CliFailure(ExitCode.FAILURE, text)
             case _Eof():
                 self.eof = True  # closes once upgraded and what was typed is sent
             case tether.Up() as up:
@@ -200,7 +236,7 @@ class _Session:
         raise classify(reason, self.target.where)
 
 
-def ws(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
+def ws(args: argparse.Namespace) -> int:
     """Run ``tether ws``; return the exit status (failures are raised as CliFailure)."""
     target = parse_url(args.url, ("ws", "wss"))
     if args.connect_timeout <= 0 or args.retry < 0:
@@ -219,7 +255,10 @@ def ws(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
     )
     session = _Session(conn, target, args, headers)
     reader = threading.Thread(
-        target=_read_stdin, args=(inbox, stdin or sys.stdin), name="tether-ws-stdin", daemon=True
+        target=_read_stdin,
+        args=(inbox, sys.stdin.fileno()),
+        name="tether-ws-stdin",
+        daemon=True,
     )
     reader.start()
     try:
