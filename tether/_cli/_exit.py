@@ -87,7 +87,8 @@ def classify(reason: BaseException | None, where: str) -> CliFailure:
     cause = _root_cause(reason)
     match cause:
         case ssl.SSLCertVerificationError():
-            detail = cause.verify_message or cause.reason or str(cause)
+            # Raised by the ssl module these attributes are set; built by hand they may not be.
+            detail = getattr(cause, "verify_message", None) or str(cause)
             return CliFailure(
                 ExitCode.TLS_UNTRUSTED,
                 f"TLS: the certificate of {where} is not trusted: {detail} "
@@ -96,7 +97,7 @@ def classify(reason: BaseException | None, where: str) -> CliFailure:
         case ssl.SSLError():
             return CliFailure(
                 ExitCode.TLS_FAILED,
-                f"TLS handshake with {where} failed: {cause.reason or cause}",
+                f"TLS handshake with {where} failed: {getattr(cause, 'reason', None) or cause}",
             )
         case socket.gaierror():
             return CliFailure(
