@@ -5,6 +5,8 @@ Every failure must be one ``tether: ...`` line on stderr and curl's exit code.
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -96,6 +98,21 @@ def test_max_time_bounds_a_slow_response_with_28(embedded: Server) -> None:
     assert one_line_error(result) == (
         f"tether: no complete answer from 127.0.0.1:{embedded.port} within --max-time 0.3 s"
     )
+
+
+def test_a_server_that_hangs_up_at_once_exits_56() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def hang_up() -> None:
+            conn, _ = listener.accept()
+            conn.close()
+
+        closer = threading.Thread(target=hang_up)
+        closer.start()
+        result = run_cli("get", f"http://127.0.0.1:{listener.getsockname()[1]}/")
+        closer.join(10.0)
+    assert result.returncode == 56
+    assert "lost" in one_line_error(result)
 
 
 def test_a_refused_port_exits_7(refused_port: int) -> None:

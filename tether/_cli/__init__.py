@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+import tether
 from tether._cli._demo import demo
 from tether._cli._exit import CliFailure, ExitCode, exit_codes_help
 from tether._cli._get import add_parser as add_get_parser
@@ -59,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliFailure as failure:
         sys.stderr.write(f"tether: {failure.message}\n")
         return failure.code
+    except tether.TetherError as exc:  # a case the commands did not foresee: still one line
+        sys.stderr.write(f"tether: {exc}\n")
+        return ExitCode.FAILURE
     except KeyboardInterrupt:
         return _INTERRUPTED
     except BrokenPipeError:

@@ -125,16 +125,24 @@ def _open(target: Target, args: argparse.Namespace) -> tether.Connection:
 
 
 def _exchange(
-    conn: tether.Connection, target: Target, args: argparse.Namespace, out: BinaryIO
+    conn: tether.Connection,
+    target: Target,
+    args: argparse.Namespace,
+    request_headers: list[tuple[str, str]],
+    out: BinaryIO,
 ) -> int:
     deadline = _Deadline(args.max_time)
     method = args.request or ("POST" if args.data is not None else "GET")
     body = None if args.data is None else args.data.encode()
     version = "HTTP/1.0" if args.http10 else "HTTP/1.1"
     try:
-        stream = conn.request(method, target.path, parse_headers(args.header), body)
+        stream = conn.request(method, target.path, request_headers, body)
     except ValueError as exc:  # InvalidRequestError: a bad header or method
         raise CliFailure(ExitCode.USAGE, str(exc)) from None
+    except tether.ConnectionStoppedError:  # the server closed right after accepting
+        raise CliFailure(
+            ExitCode.CONNECTION_LOST, f"connection to {target.where} lost before the request"
+        ) from None
     progress = Progress(sys.stderr, None, enabled=False)
     while True:
         try:
@@ -181,10 +189,11 @@ def _exchange(
 def get(args: argparse.Namespace) -> int:
     """Run ``tether get``; return the exit status (failures are raised as CliFailure)."""
     target = parse_url(args.url, ("http", "https"))
+    headers = parse_headers(args.header)
     with _output(args.output) as out:
         conn = _open(target, args)
         try:
-            return _exchange(conn, target, args, out)
+            return _exchange(conn, target, args, headers, out)
         except OSError as exc:  # only writes raise it: connection failures are events
             raise CliFailure(ExitCode.WRITE_ERROR, f"cannot write the body: {exc}") from None
         finally:
