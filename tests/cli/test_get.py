@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import one_line_error, run_cli
-from tests.cli.tls_server import TlsServer
 from tests.interop.aiohttp_server import AiohttpServer
 from tether.server import Server
 
@@ -143,18 +142,6 @@ def test_tls_to_a_plain_http_server_fails_the_handshake_with_35(embedded: Server
     assert one_line_error(result).startswith(
         f"tether: TLS handshake with 127.0.0.1:{embedded.port}"
     )
-
-
-def test_https_verifies_the_certificate_unless_told_otherwise(tmp_path: Path) -> None:
-    with TlsServer(tmp_path) as tls:
-        url = f"https://127.0.0.1:{tls.port}/"
-        untrusted = run_cli("get", url)
-        with_ca = run_cli("get", "--cacert", str(tls.ca_file), url)
-        insecure = run_cli("get", "--insecure", url)
-    assert untrusted.returncode == 60
-    assert "is not trusted" in one_line_error(untrusted)
-    assert (with_ca.returncode, with_ca.stdout) == (0, "secure")
-    assert (insecure.returncode, insecure.stdout) == (0, "secure")
 
 
 def test_help_documents_the_exit_codes() -> None:

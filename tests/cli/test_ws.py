@@ -6,12 +6,10 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from tests.cli.conftest import CLI_TIMEOUT, Interactive, one_line_error, run_cli
-from tests.cli.tls_server import TlsServer
 from tests.interop.aiohttp_server import AiohttpServer
 from tether.server import Server
 
@@ -132,20 +130,6 @@ def test_a_bad_url_exits_3(url: str) -> None:
     result = run_cli("ws", url)
     assert result.returncode == 3
     assert one_line_error(result).startswith(f"tether: bad URL {url!r}")
-
-
-def test_wss_verifies_the_certificate_and_trusts_cacert(tmp_path: Path) -> None:
-    # The TLS server speaks HTTP only: past a trusted handshake, the upgrade is refused.
-    with TlsServer(tmp_path) as tls:
-        url = f"wss://127.0.0.1:{tls.port}/websocket"
-        untrusted = run_cli("ws", url)
-        trusted = run_cli("ws", "--cacert", str(tls.ca_file), url)
-        insecure = run_cli("ws", "-k", url)
-    assert untrusted.returncode == 60
-    assert "is not trusted" in one_line_error(untrusted)
-    for result in (trusted, insecure):
-        assert result.returncode == 22
-        assert "upgrade refused, the server answered 200" in one_line_error(result)
 
 
 def test_ctrl_c_closes_and_exits_130(embedded: Server, interactive: Start) -> None:
