@@ -37,6 +37,14 @@ def test_include_prints_the_status_line_and_headers_and_h_adds_headers(
     assert "x-two: two words" in body.splitlines()
 
 
+def test_x_picks_the_method_and_http10_the_version(embedded: Server) -> None:
+    result = run_cli("get", "-i", "-X", "DELETE", "--http1.0", f"{embedded.url}/echo")
+    assert result.returncode == 0, result.stderr
+    head = result.stdout.split("\n\n")[0].splitlines()
+    assert head[0] == "HTTP/1.0 200 OK"
+    assert "x-method: DELETE" in head
+
+
 def test_informational_responses_are_included_too(embedded: Server) -> None:
     result = run_cli("get", "-i", f"{embedded.url}/inform")
     status_lines = [line for line in result.stdout.splitlines() if line.startswith("HTTP/")]

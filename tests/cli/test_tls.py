@@ -6,6 +6,7 @@ gets its body and ``tether ws`` a refused upgrade (its 200 is not a 101).
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,13 @@ def test_an_unreadable_cacert_is_a_usage_error(tmp_path: Path) -> None:
     result = run_cli("get", "--cacert", str(tmp_path / "missing.pem"), "https://127.0.0.1:1/")
     assert result.returncode == 2
     assert one_line_error(result).startswith("tether: cannot load --cacert")
+
+
+@pytest.mark.parametrize(("command", "scheme"), [("get", "https"), ("ws", "wss")])
+def test_connect_timeout_bounds_a_tls_handshake_that_never_ends(command: str, scheme: str) -> None:
+    # The kernel completes the TCP handshake from the backlog; nothing ever answers TLS.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        result = run_cli(command, "--connect-timeout", "0.5", f"{scheme}://127.0.0.1:{port}/")
+    assert result.returncode == 28
+    assert one_line_error(result).startswith(f"tether: timed out talking to 127.0.0.1:{port}")
