@@ -8,6 +8,8 @@ naming the option, and a close reason (the actor turns it into ``Down``).
 
 from __future__ import annotations
 
+import tracemalloc
+
 import h11
 import pytest
 import wsproto.events as wse
@@ -231,3 +233,30 @@ def test_a_compressed_message_of_exactly_the_limit_is_delivered():
     pair, stream = upgraded(WsOpts(compress=True, max_message_size=64 * 1024), deflate=True)
     pair.ws_server_send(wse.BytesMessage(b"\x00" * (64 * 1024)))
     assert pair.events() == [tether.Ws(pair.conn, stream, Binary(b"\x00" * (64 * 1024)))]
+
+
+def test_one_read_of_compressed_zeros_is_never_inflated_whole():
+    """64 KiB of deflated zeros is 64 MiB inflated; the client must stop near the limit."""
+    limit = 64 * 1024
+    pair, stream = upgraded(WsOpts(compress=True, max_message_size=limit), deflate=True)
+    raw = pair.ws_server_bytes(wse.BytesMessage(b"\x00" * (64 << 20)))
+    tracemalloc.start()
+    try:
+        pair.server_send_bytes(raw[:65536])  # one read
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert_too_big(pair, stream)
+    assert peak < 32 * limit  # inflating the read whole takes over 64 MiB
+
+
+def test_compressed_messages_arrive_intact_whatever_the_reads():
+    pair, stream = upgraded(WsOpts(compress=True, max_message_size=1 << 20), deflate=True)
+    text = "".join(f"{i:08x} tether " for i in range(40_000))  # 640 KB, compressible
+    data = bytes(range(256)) * 1024  # 256 KiB, barely compressible
+    raw = pair.ws_server_bytes(wse.TextMessage(text), wse.BytesMessage(data))
+    pair.server_send_bytes(raw, split=range(0, len(raw), 50_000))
+    assert pair.events() == [
+        tether.Ws(pair.conn, stream, tether.Text(text)),
+        tether.Ws(pair.conn, stream, Binary(data)),
+    ]

@@ -44,6 +44,9 @@ __all__ = ["WsClient", "WsHandshake"]
 
 # Close codes (RFC 6455 7.4.1).
 _MESSAGE_TOO_BIG = 1009
+# The most raw deflate can inflate: one 258-byte match per 2 bits (RFC 1951), 1032:1.
+_DEFLATE_MAX_RATIO = 1032
+_MIN_INFLATE_SLICE = 64
 
 
 class WsHandshake:
@@ -165,6 +168,17 @@ class WsClient:
         self._emit = emit
         self._write = write
         self._ws = WsConnection(ConnectionType.CLIENT, extensions, trailing_data)
+        # wsproto inflates whatever it is fed in one go: a 64 KiB read of
+        # compressed zeros would become 64 MiB before max_message_size is
+        # checked. Fed in slices that cannot inflate much past the limit, it
+        # is checked after each slice instead.
+        limit = opts.max_message_size
+        deflate = any(isinstance(e, PerMessageDeflate) for e in extensions)
+        self._slice = (
+            max(limit // _DEFLATE_MAX_RATIO, _MIN_INFLATE_SLICE)
+            if deflate and limit is not None
+            else None
+        )
         # The fragments of the message being received, in one buffer each: a
         # list of parts would cost ~40 bytes per part, which a server sending
         # 1-byte fragments turns into 40 times max_message_size.
@@ -222,8 +236,19 @@ class WsClient:
             self._ws.receive_data(None)
             self._set_close_reason(self._lost_reason())
             return
+        size = self._slice
+        if size is None or len(data) <= size:
+            self._feed(data)
+            return
+        for start in range(0, len(data), size):
+            if not self._feed(data[start : start + size]):
+                return
+
+    def _feed(self, data: bytes) -> bool:
+        """Process ``data``; False once the connection is failing or closed."""
         self._ws.receive_data(data)
         self._process()
+        return self.close_reason is None
 
     def _lost_reason(self) -> BaseException:
         if self._ws.state is ConnectionState.CLOSED and self._sent_close is not None:
