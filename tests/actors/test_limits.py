@@ -102,12 +102,13 @@ def test_a_head_that_never_ends_stops_at_the_size_limit(server: Server, open_con
     """The server writes header lines until the client goes away (or 256 MiB).
 
     A client that buffered the head would see the server give up and close
-    (ConnectionClosed); tether stops at the limit with its own error.
+    (ConnectionClosed); tether stops at the limit with its own error. (When
+    the server notices is up to the kernels: a zero window can keep its send
+    waiting; the server's stop ends it.)
     """
     conn = open_conn(server.host, server.port, retry=0)
     stream, first = get(conn, "/endless-head")
     assert_refused(conn, stream, "max_header_block_size", first)
-    assert server.wait_for_connections(0, WAIT)
 
 
 # -- message size ---------------------------------------------------------------------------
