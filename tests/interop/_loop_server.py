@@ -36,11 +36,11 @@ __all__ = ["LoopServer", "SeenRequest", "WsEnded"]
 
 @dataclass(frozen=True, slots=True)
 class SeenRequest:
-    """A request as the server received it."""
+    """A request as the server received it (``version`` None: the server does not say)."""
 
     method: str
     path: str
-    version: tuple[int, int]
+    version: tuple[int, int] | None
     headers: tuple[tuple[str, str], ...]
 
     def header(self, name: str) -> str | None:

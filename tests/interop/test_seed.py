@@ -74,7 +74,7 @@ def test_http_get_before_any_upgrade(connect: Connect) -> None:
     assert conn.await_body(stream) == b"hello"
 
 
-@on_servers(websockets="its server parses GET requests only")
+@on_servers(websockets="its server takes GET requests only (it closes on a POST)")
 def test_http_post_round_trip(connect: Connect, server: LoopServer) -> None:
     conn = connect()
     conn.await_up()
@@ -182,12 +182,12 @@ def test_upgrade_on_http10_is_an_error(connect: Connect) -> None:
     assert not conn.upgraded
 
 
-@on_servers(websockets="its server parses HTTP/1.1 requests only")
 def test_http10_get_works(connect: Connect, server: LoopServer) -> None:
     conn = connect(http_opts={"version": "HTTP/1.0"})
     conn.await_up()
     get_hello(conn)
-    assert server.next_request().version == (1, 0)
+    expected = None if server.name == "websockets" else (1, 0)  # websockets does not say
+    assert server.next_request().version == expected
     # HTTP/1.0 has no keep-alive: the server closes after the response, and
     # tether reconnects at once (nothing was in flight).
     down, up = events_until(conn, tether.Up)

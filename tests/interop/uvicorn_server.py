@@ -19,6 +19,8 @@ from tests.interop._loop_server import LoopServer, SeenRequest, WsEnded
 
 __all__ = ["UvicornServer"]
 
+_START_TIMEOUT = 10.0
+
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -99,10 +101,12 @@ class UvicornServer(LoopServer):
         )
         self._server = uvicorn.Server(config)
         self._serving = asyncio.ensure_future(self._server.serve(sockets=[sock]))
-        while not self._server.started:  # bounded by start()'s timeout
-            if self._serving.done():
-                self._serving.result()  # raise its startup error
-            await asyncio.sleep(0.01)
+        # uvicorn has no "started" event to await, only a flag: poll it, bounded.
+        async with asyncio.timeout(_START_TIMEOUT):
+            while not self._server.started:
+                if self._serving.done():
+                    self._serving.result()  # raise its startup error
+                await asyncio.sleep(0.01)
 
     async def _cleanup(self) -> None:
         if self._server is not None and self._serving is not None:

@@ -3,8 +3,9 @@
 It serves the routes :mod:`tests.interop._loop_server` lists, with what
 websockets' HTTP handling allows: plain responses come from
 ``process_request`` (and websockets closes the connection after them, with
-``Connection: close``); it parses GET requests on HTTP/1.1 only, so it has no
-``POST /echo`` and no HTTP/1.0.
+``Connection: close``); it takes GET requests only (it closes the connection
+on any other method), so it has no ``POST /echo``. It accepts HTTP/1.0 but
+answers in HTTP/1.1 and does not report a request's version.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ class WebsocketsServer(LoopServer):
         self._server: Server | None = None
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        # websockets only parses HTTP/1.1 requests: the version is 1.1 by construction.
-        self._record(SeenRequest("GET", request.path, (1, 1), tuple(request.headers.raw_items())))
+        # websockets does not keep the request's HTTP version: None, unknown.
+        self._record(SeenRequest("GET", request.path, None, tuple(request.headers.raw_items())))
         if request.path == "/forbidden":
             return connection.respond(HTTPStatus.FORBIDDEN, "forbidden")
         if request.path in _PLAIN:
