@@ -105,19 +105,26 @@ class TcpTransport(Transport):
         except OSError as exc:
             self._report(ConnectFailed(self._epoch, exc))
             return
+        try:
+            # Set up before it is published: once it is, close() from another
+            # thread may close it under us (EBADF here).
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            seconds = int(SEND_TIMEOUT)
+            sock.setsockopt(
+                socket.SOL_SOCKET,
+                socket.SO_SNDTIMEO,
+                struct.pack("ll", seconds, int((SEND_TIMEOUT - seconds) * 1e6)),
+            )
+        except OSError as exc:
+            sock.close()
+            self._report(ConnectFailed(self._epoch, exc))
+            return
         with self._lock:
             if self._closed:
                 sock.close()
                 return
             self._sock = sock
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        seconds = int(SEND_TIMEOUT)
-        sock.setsockopt(
-            socket.SOL_SOCKET,
-            socket.SO_SNDTIMEO,
-            struct.pack("ll", seconds, int((SEND_TIMEOUT - seconds) * 1e6)),
-        )
         self._report(Connected(self._epoch))
         self._read_loop(sock)
 
