@@ -136,6 +136,12 @@ def test_await_up_gets_the_final_error_told_after_the_stop(open_conn: Connection
         ({"retry_timeout": -0.5}, ValueError, "retry_timeout"),
         ({"no_such_option": 1}, TypeError, "no_such_option"),
         ({"ws_opts": {"nope": 1}}, ValueError, "nope"),
+        ({"ws_opts": {"compress": True, "client_max_window_bits": 8}}, ValueError, "client_max"),
+        ({"ws_opts": {"compress": True, "server_max_window_bits": 16}}, ValueError, "server_max"),
+        ({"ws_opts": {"compress": True, "server_max_window_bits": "9"}}, TypeError, "server_max"),
+        ({"ws_opts": {"compress": True, "client_no_context_takeover": 1}}, TypeError, "client_no"),
+        ({"ws_opts": {"server_no_context_takeover": True}}, ValueError, "server_no_context"),
+        ({"ws_opts": {"client_max_window_bits": 10}}, ValueError, "needs compress=True"),
         ({"http_opts": {"version": "HTTP/2"}}, ValueError, "version"),
     ],
 )

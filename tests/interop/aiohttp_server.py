@@ -6,6 +6,7 @@ Routes (the server side of the Gun Websocket guide's scenarios):
 - ``POST /echo``     -> 200 with the request body echoed
 - ``GET /websocket`` -> a Websocket (subprotocol ``mychat``) echoing text as
   text and binary as binary until the client closes; aiohttp answers the close
+- ``GET /websocket-nocompress`` -> the same echo, declining permessage-deflate
 - ``GET /forbidden`` -> 403 ``forbidden``, upgrade request or not
 - ``GET /plain``     -> 200 ``plain http``, upgrade request or not
 
@@ -76,6 +77,7 @@ class AiohttpServer:
         app.router.add_get("/", self._hello)
         app.router.add_post("/echo", self._echo)
         app.router.add_get("/websocket", self._websocket)
+        app.router.add_get("/websocket-nocompress", self._websocket_nocompress)
         app.router.add_get("/forbidden", self._forbidden)
         app.router.add_get("/plain", self._plain)
         return app
@@ -107,8 +109,14 @@ class AiohttpServer:
         return web.Response(text="plain http")
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._echo_websocket(request, compress=True)
+
+    async def _websocket_nocompress(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._echo_websocket(request, compress=False)
+
+    async def _echo_websocket(self, request: web.Request, compress: bool) -> web.WebSocketResponse:
         self._record(request)
-        ws = web.WebSocketResponse(protocols=("mychat",))
+        ws = web.WebSocketResponse(protocols=("mychat",), compress=compress)
         await ws.prepare(request)
         try:
             async for message in ws:
