@@ -29,6 +29,8 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing tether
@@ -221,6 +223,11 @@ def table(sections: dict[str, Counter[str]]) -> str:
     return "\n".join(lines)
 
 
+def _terminated(signum: int, frame: FrameType | None) -> NoReturn:
+    """SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so wstest is stopped too."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a profile; 0 if every case is OK or INFORMATIONAL."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -229,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-compress", action="store_true", help="don't offer permessage-deflate"
     )
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     workdir = REPORTS / args.profile
     index_file = workdir / "index.json"
     index_file.unlink(missing_ok=True)
