@@ -63,33 +63,25 @@ def params_of(headers: dict[str, str]) -> set[str]:
     return set(params)
 
 
-def test_compressed_echo(ws_port: int, open_conn: ConnectionTracker) -> None:
-    conn, headers = upgraded(open_conn, ws_port, compress=True)
-    params_of(headers)
-    assert_echoes(conn)
-
-
-def test_server_limits_are_agreed_and_honoured(ws_port: int, open_conn: ConnectionTracker) -> None:
-    conn, headers = upgraded(
-        open_conn,
-        ws_port,
-        compress=True,
-        server_max_window_bits=9,
-        server_no_context_takeover=True,
-    )
-    assert {"server_max_window_bits=9", "server_no_context_takeover"} <= params_of(headers)
-    assert_echoes(conn)
-
-
-def test_client_limits(ws_port: int, open_conn: ConnectionTracker) -> None:
-    conn, headers = upgraded(
-        open_conn,
-        ws_port,
-        compress=True,
-        client_max_window_bits=9,
-        client_no_context_takeover=True,
-    )
-    params_of(headers)
+@pytest.mark.parametrize(
+    ("options", "agreed"),
+    [
+        ({}, set()),
+        # the server must say it agrees to the limits asked of it
+        (
+            {"server_max_window_bits": 9, "server_no_context_takeover": True},
+            {"server_max_window_bits=9", "server_no_context_takeover"},
+        ),
+        # limits on tether's own compression: the server needs not repeat them
+        ({"client_max_window_bits": 9, "client_no_context_takeover": True}, set()),
+    ],
+    ids=["defaults", "server-limits", "client-limits"],
+)
+def test_compressed_echo(
+    ws_port: int, open_conn: ConnectionTracker, options: dict[str, Any], agreed: set[str]
+) -> None:
+    conn, headers = upgraded(open_conn, ws_port, compress=True, **options)
+    assert agreed <= params_of(headers)
     assert_echoes(conn)
 
 
