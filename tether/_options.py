@@ -113,7 +113,21 @@ class WsOpts:
     """Websocket options (Gun's ``ws_opts``, plus tether's ``reupgrade``).
 
     Attributes:
-        compress: offer permessage-deflate.
+        compress: offer permessage-deflate (RFC 7692). The four options below
+            tune the offer and need ``compress=True``; the server may accept
+            the offer, decline it (messages then go uncompressed) or narrow
+            it, and tether honours what it agreed to.
+        client_max_window_bits: the largest LZ77 window (``2**bits`` bytes,
+            9..15) tether compresses with; a smaller one uses less memory and
+            compresses less. The server may lower it further. 8, which RFC 7692
+            allows, is refused: zlib cannot compress with a 256-byte window.
+        server_max_window_bits: the largest window (9..15) the server may
+            compress with, so the memory tether needs to decompress; a server
+            that accepts the offer without honouring it fails the upgrade.
+        client_no_context_takeover: compress each message on its own (less
+            memory kept between messages, worse compression).
+        server_no_context_takeover: ask the server to compress each message on
+            its own; a server that accepts without agreeing fails the upgrade.
         protocols: subprotocols to offer in ``sec-websocket-protocol`` (in
             addition to one given as an upgrade header).
         keepalive: seconds between automatic pings (``None``: off).
@@ -128,6 +142,10 @@ class WsOpts:
     """
 
     compress: bool = False
+    client_max_window_bits: int = 15
+    server_max_window_bits: int = 15
+    client_no_context_takeover: bool = False
+    server_no_context_takeover: bool = False
     protocols: tuple[str, ...] = ()
     keepalive: float | None = None
     pong_timeout: float | None = None
@@ -138,6 +156,7 @@ class WsOpts:
 
     def __post_init__(self) -> None:
         _check_bool("ws_opts compress", self.compress)
+        self._check_deflate()
         protocols: object = self.protocols  # users pass lists, or a str by mistake
         if isinstance(protocols, str | bytes) or not all(
             isinstance(p, str) and p for p in self.protocols
@@ -150,6 +169,27 @@ class WsOpts:
         check_positive_seconds("ws_opts closing_timeout", self.closing_timeout, allow_none=False)
         _check_size("ws_opts max_message_size", self.max_message_size, allow_none=True)
         _check_bool("ws_opts reupgrade", self.reupgrade)
+
+    def _check_deflate(self) -> None:
+        defaults = {
+            "client_max_window_bits": 15,
+            "server_max_window_bits": 15,
+            "client_no_context_takeover": False,
+            "server_no_context_takeover": False,
+        }
+        for name, default in defaults.items():
+            value = getattr(self, name)
+            if isinstance(default, bool):
+                _check_bool(f"ws_opts {name}", value)
+            elif isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"ws_opts {name} must be an int, not {type(value).__name__}")
+            elif not 9 <= value <= 15:
+                raise ValueError(
+                    f"ws_opts {name} must be 9..15, not {value!r} "
+                    "(zlib cannot compress with an 8-bit window)"
+                )
+            if value != default and not self.compress:
+                raise ValueError(f"ws_opts {name} needs compress=True")
 
 
 _O = TypeVar("_O", HttpOpts, WsOpts)

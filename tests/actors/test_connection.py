@@ -15,6 +15,7 @@ import pytest
 
 import tether
 from tests.conftest import ConnectionTracker, inbox_of
+from tether.server import Server
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
 
@@ -136,6 +137,12 @@ def test_await_up_gets_the_final_error_told_after_the_stop(open_conn: Connection
         ({"retry_timeout": -0.5}, ValueError, "retry_timeout"),
         ({"no_such_option": 1}, TypeError, "no_such_option"),
         ({"ws_opts": {"nope": 1}}, ValueError, "nope"),
+        ({"ws_opts": {"compress": True, "client_max_window_bits": 8}}, ValueError, "client_max"),
+        ({"ws_opts": {"compress": True, "server_max_window_bits": 16}}, ValueError, "server_max"),
+        ({"ws_opts": {"compress": True, "server_max_window_bits": "9"}}, TypeError, "server_max"),
+        ({"ws_opts": {"compress": True, "client_no_context_takeover": 1}}, TypeError, "client_no"),
+        ({"ws_opts": {"server_no_context_takeover": True}}, ValueError, "server_no_context"),
+        ({"ws_opts": {"client_max_window_bits": 10}}, ValueError, "needs compress=True"),
         ({"http_opts": {"version": "HTTP/2"}}, ValueError, "version"),
     ],
 )
@@ -236,3 +243,32 @@ def test_closing_the_inbox_owner_stops_the_connection(connect: Connect) -> None:
     conn.await_up()
     inbox_of(conn).close()  # the owner is gone: its periodic check notices (every 2 s)
     assert conn.wait_stopped(WAIT)
+
+
+# -- a bad frame right after a message ------------------------------------------------------
+
+
+def test_a_bad_frame_after_a_message_closes_after_the_owner_could_answer(
+    server: Server, open_conn: ConnectionTracker
+) -> None:
+    conn = open_conn(server.host, server.port, retry=0)
+    conn.await_up(WAIT)
+    stream = conn.ws_upgrade("/ws")
+    assert isinstance(conn.await_(stream, WAIT), tether.Upgrade)
+    conn.ws_send(tether.Text("!then-bad"))  # "before", then an RSV2 frame, in one write
+    inbox = inbox_of(conn)
+    assert inbox.receive(WAIT) == tether.Ws(conn, stream, tether.Text("before"))
+    error = inbox.receive(WAIT)
+    assert isinstance(error, tether.Error)
+    assert isinstance(error.reason, tether.RemoteProtocolError)
+    assert error.reason.close_code == 1002
+    conn.ws_send(tether.Text("the answer"))  # still goes out: no Error for it
+    down = inbox.receive(WAIT)  # the linger ends: close frame, TCP closed
+    assert isinstance(down, tether.Down), down
+    assert down.reason is error.reason
+    assert conn.wait_stopped(WAIT)
+    last = inbox.receive(WAIT)  # retry=0: the final Error, and no refusal of the answer
+    assert isinstance(last, tether.Error)
+    assert isinstance(last.reason, tether.RetriesExhausted)
+    with pytest.raises(tether.ReceiveTimeout):  # the connection stopped: nothing can follow
+        inbox.receive(0.01)

@@ -1,8 +1,9 @@
 """A real aiohttp server on 127.0.0.1, run in a background thread with its own loop.
 
-It serves the routes :mod:`tests.interop._loop_server` lists; aiohttp
-answers the client's close of a Websocket. Given an ``ssl_context``, it
-serves HTTPS and WSS instead (asyncio's TLS).
+It serves the routes :mod:`tests.interop._loop_server` lists, plus
+``GET /websocket-nocompress`` (the same echo, declining permessage-deflate);
+aiohttp answers the client's close of a Websocket. Given an ``ssl_context``,
+it serves HTTPS and WSS instead (asyncio's TLS).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class AiohttpServer(LoopServer):
         app.router.add_get("/", self._hello)
         app.router.add_post("/echo", self._echo)
         app.router.add_get("/websocket", self._websocket)
+        app.router.add_get("/websocket-nocompress", self._websocket_nocompress)
         app.router.add_get("/forbidden", self._forbidden)
         app.router.add_get("/plain", self._plain)
         return app
@@ -74,8 +76,14 @@ class AiohttpServer(LoopServer):
         return web.Response(text="plain http")
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._echo_websocket(request, compress=True)
+
+    async def _websocket_nocompress(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._echo_websocket(request, compress=False)
+
+    async def _echo_websocket(self, request: web.Request, compress: bool) -> web.WebSocketResponse:
         self._seen(request)
-        ws = web.WebSocketResponse(protocols=("mychat",))
+        ws = web.WebSocketResponse(protocols=("mychat",), compress=compress)
         await ws.prepare(request)
         try:
             async for message in ws:

@@ -428,6 +428,42 @@ def test_masked_frame_from_the_server_fails_with_1002():
     assert_failed_with(pair, stream, 1002)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"\xa1\x02hi",  # RSV2 set, no extension gives it a meaning (Autobahn 3.2)
+        b"\x83\x00",  # reserved opcode 3 (Autobahn 4.1.3)
+        b"\x00\x02hi",  # a continuation with no message to continue (Autobahn 5.15)
+    ],
+)
+def test_a_bad_frame_after_a_message_lets_the_owner_answer_it_first(bad: bytes):
+    # Message and bad frame in one read: the owner has not even seen the
+    # message when the bad frame is parsed; its answer must still go out.
+    pair, stream = upgraded()
+    pair.server_send_bytes(pair.ws_server_bytes(wse.TextMessage("hello")) + bad + b"\x89\x00")
+    [message, error] = pair.events()
+    assert message == ws(pair, stream, Text("hello"))
+    assert type(error) is Error
+    assert error.reason.close_code == 1002
+    assert pair.client.data_to_send() == b""  # no pong for the ping after the bad frame
+    assert pair.client.ws.failing
+    pair.client.ws_send((Text("hello"),))
+    assert pair.ws_client_to_server() == [wse.TextMessage("hello")]
+    pair.client.ws.fail_now()  # the connection actor's timer
+    assert close_on_wire(pair).code == 1002
+    assert pair.client.close_reason is error.reason
+    assert pair.events() == []
+
+
+def test_a_lingering_failure_ends_when_the_server_closes_tcp():
+    pair, _ = upgraded()
+    pair.server_send_bytes(pair.ws_server_bytes(wse.TextMessage("hello")) + b"\xa1\x00")
+    [_, error] = pair.events()
+    pair.server_close()
+    assert pair.client.close_reason is error.reason
+    assert pair.events() == []
+
+
 # -- permessage-deflate ------------------------------------------------------------------
 
 

@@ -60,6 +60,7 @@ from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
 from tether.actors._transport import TcpTransport, Transport
 from tether.protocol import ClientProtocol
+from tether.protocol._ws import FAIL_LINGER, WsClient
 
 __all__ = ["ConnectionActor"]
 
@@ -108,6 +109,8 @@ class ConnectionActor(Supervised):
         self._reupgrade: msg.WsUpgrade | None = None
         # One mark per keepalive ping awaiting its deadline: the pong count when it went out.
         self._pong_marks: list[int] = []
+        # The Websocket whose failure lingers (see FAIL_LINGER), once its timer is set.
+        self._lingering: WsClient | None = None
         self._handling: object = None  # the message being handled, for crash reports
         self._tls: TlsLayer | None = None
         # What a crashed generation left in its mailbox goes first, before
@@ -369,6 +372,9 @@ class ConnectionActor(Supervised):
             self._ws_ping()
         elif kind == "pong_deadline" and self._state == "up":
             self._pong_deadline()
+        elif kind == "ws_fail" and self._lingering is not None:
+            self._lingering.fail_now()
+            self._flush()
 
     # -- up ----------------------------------------------------------------------
 
@@ -441,6 +447,10 @@ class ConnectionActor(Supervised):
                 self._handler_for(event)
             if not self._deliver(event):
                 return
+        ws = proto.ws
+        if ws is not None and ws.failing and self._lingering is not ws:
+            self._lingering = ws  # answers to the messages before the bad frame go out first
+            self._schedule("ws_fail", FAIL_LINGER)
         lost_reason = write_error or proto.close_reason
         if lost_reason is not None:
             self._lost(lost_reason)

@@ -11,6 +11,14 @@ wsproto delivers messages in fragments and leaves the pong and the close
 reply to its user; :class:`WsClient` reassembles messages (enforcing
 ``max_message_size`` as data arrives, not after), answers pings, completes
 the close handshake and says when the TCP connection should be closed.
+
+A bad frame that arrives in the same read as valid messages before it does
+not cut off the owner's answers to those messages (the owner runs in
+another thread and has not seen them yet): the ``Error`` is reported at
+once and nothing more is read, but the close frame waits for
+:data:`FAIL_LINGER` seconds (:meth:`WsClient.fail_now`, called by the
+connection actor's timer), as a client that handles frames one by one
+answers a message before it even parses the bad frame after it.
 """
 
 from __future__ import annotations
@@ -40,13 +48,16 @@ from tether._frames import Binary, Close, Frame, Ping, Pong, Text
 from tether._options import WsOpts
 from tether.protocol._validate import HeaderList
 
-__all__ = ["WsClient", "WsHandshake"]
+__all__ = ["FAIL_LINGER", "WsClient", "WsHandshake"]
 
 # Close codes (RFC 6455 7.4.1).
 _MESSAGE_TOO_BIG = 1009
 # The most raw deflate can inflate: one 258-byte match per 2 bits (RFC 1951), 1032:1.
 _DEFLATE_MAX_RATIO = 1032
 _MIN_INFLATE_SLICE = 64
+
+FAIL_LINGER = 0.25
+"""Seconds the close frame of a failed Websocket waits when messages came just before."""
 
 
 class WsHandshake:
@@ -55,7 +66,7 @@ class WsHandshake:
     def __init__(self, user_headers: HeaderList, opts: WsOpts) -> None:
         self.opts = opts
         self._nonce = generate_nonce()
-        self._extensions: list[Extension] = [PerMessageDeflate()] if opts.compress else []
+        self._extensions: list[Extension] = [_deflate(opts)] if opts.compress else []
         self.offered_protocols = list(opts.protocols)
         for name, value in user_headers:
             if name == b"sec-websocket-protocol":
@@ -124,9 +135,48 @@ class WsHandshake:
             for e in split_comma_header(v.encode("latin-1"))
         ]
         try:
-            return client_extensions_handshake(accepted, self._extensions)
+            extensions = client_extensions_handshake(accepted, self._extensions)
         except WsRemoteProtocolError as exc:
             raise UpgradeError(f"server accepted an extension not offered: {exc}") from exc
+        if len(extensions) != len({e.name for e in extensions}):
+            raise UpgradeError("server accepted the same extension twice")
+        for ext, response in zip(extensions, accepted, strict=True):
+            if isinstance(ext, PerMessageDeflate):
+                _check_deflate_response(ext, self.opts, response)
+        return extensions
+
+
+def _deflate(opts: WsOpts) -> PerMessageDeflate:
+    return PerMessageDeflate(
+        client_no_context_takeover=opts.client_no_context_takeover,
+        client_max_window_bits=opts.client_max_window_bits,
+        server_no_context_takeover=opts.server_no_context_takeover,
+        server_max_window_bits=opts.server_max_window_bits,
+    )
+
+
+def _check_deflate_response(ext: PerMessageDeflate, opts: WsOpts, response: str) -> None:
+    """Hold the server to what tether asked for (RFC 7692 7.1.1, 7.1.2).
+
+    wsproto's ``finalize`` takes the response's values as they come; a server
+    that accepts the offer must agree to the limits asked of it, and the
+    client never compresses with a window larger than it offered.
+    """
+    params: dict[str, str | None] = {}
+    for param in response.split(";")[1:]:
+        name, _, value = param.partition("=")
+        params[name.strip().lower()] = value.strip().strip('"') or None
+    if opts.server_no_context_takeover and "server_no_context_takeover" not in params:
+        raise UpgradeError("server accepted permessage-deflate but not server_no_context_takeover")
+    if opts.server_max_window_bits < 15 and (
+        "server_max_window_bits" not in params
+        or ext.server_max_window_bits > opts.server_max_window_bits
+    ):
+        raise UpgradeError(
+            "server accepted permessage-deflate without server_max_window_bits "
+            f"<= {opts.server_max_window_bits}"
+        )
+    ext.client_max_window_bits = min(ext.client_max_window_bits, opts.client_max_window_bits)
 
 
 def _to_wsproto(frame: Frame) -> wse.Event:
@@ -186,6 +236,7 @@ class WsClient:
         self._text = io.StringIO()
         self._size = 0
         self._sent_close: Close | None = None
+        self._failure: RemoteProtocolError | None = None  # reported, close frame not yet sent
         self.close_reason: BaseException | None = None
         #: Pong frames received so far: keepalive compares it before and after a ping.
         self.pongs_received = 0
@@ -199,6 +250,11 @@ class WsClient:
     def closing(self) -> bool:
         """True once a close frame went out or came in: no more messages can be sent."""
         return self._ws.state is not ConnectionState.OPEN
+
+    @property
+    def failing(self) -> bool:
+        """True while a failure lingers: reported, close frame due in :data:`FAIL_LINGER`."""
+        return self._failure is not None and self.close_reason is None
 
     def start(self) -> None:
         """Process frames that arrived together with the 101 response."""
@@ -232,6 +288,10 @@ class WsClient:
         """Feed bytes from the socket; ``b""`` means the server closed TCP."""
         if self.close_reason is not None:
             return  # failing or closed: anything more is ignored (RFC 6455 7.1.7)
+        if self._failure is not None:
+            if not data:  # the server gave up first: no more lingering
+                self.fail_now()
+            return
         if not data:
             self._ws.receive_data(None)
             self._set_close_reason(self._lost_reason())
@@ -260,12 +320,13 @@ class WsClient:
             self.close_reason = reason
 
     def _process(self) -> None:
+        delivered = False  # a message went to the owner from this read
         for event in self._ws.events():
-            if self.close_reason is not None:
+            if self.close_reason is not None or self._failure is not None:
                 return
             match event:
                 case wse.TextMessage() | wse.BytesMessage():
-                    self._on_message_part(event)
+                    delivered = self._on_message_part(event) or delivered
                 case wse.Ping():
                     if self._ws.state is ConnectionState.OPEN:  # no pong once we sent close
                         self._write(self._ws.send(event.response()))
@@ -276,11 +337,12 @@ class WsClient:
                     if not self._opts.silence_pings:
                         self._emit(Ws(self._conn, self.stream, Pong(bytes(event.payload))))
                 case wse.CloseConnection():
-                    self._on_close(event)
+                    self._on_close(event, linger=delivered)
                 case _:  # pragma: no cover - wsproto yields nothing else after the handshake
                     pass
 
-    def _on_message_part(self, event: wse.TextMessage | wse.BytesMessage) -> None:
+    def _on_message_part(self, event: wse.TextMessage | wse.BytesMessage) -> bool:
+        """Add a part to the message; return True if a whole message went to the owner."""
         self._size += len(event.data)
         limit = self._opts.max_message_size
         if limit is not None and self._size > limit:
@@ -289,13 +351,13 @@ class WsClient:
                     f"message larger than max_message_size ({limit} bytes)", _MESSAGE_TOO_BIG
                 )
             )
-            return
+            return False
         if not event.message_finished:
             if isinstance(event, wse.TextMessage):
                 self._text.write(event.data)
             else:
                 self._binary += event.data
-            return
+            return False
         self._size = 0
         frame: Frame
         if isinstance(event, wse.TextMessage):
@@ -311,13 +373,15 @@ class WsClient:
                 data, self._binary = bytes(self._binary), bytearray()
             frame = Binary(data)
         self._emit(Ws(self._conn, self.stream, frame))
+        return True
 
-    def _on_close(self, event: wse.CloseConnection) -> None:
+    def _on_close(self, event: wse.CloseConnection, *, linger: bool) -> None:
         state = self._ws.state
         if state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
             # wsproto reports a parse failure as a CloseConnection without
             # changing state: fail the connection with the code it chose.
-            self._fail(RemoteProtocolError(event.reason or "invalid frame", int(event.code)))
+            error = RemoteProtocolError(event.reason or "invalid frame", int(event.code))
+            self._fail(error, linger=linger)
             return
         received = Close(int(event.code), event.reason or "")
         self._emit(Ws(self._conn, self.stream, received))
@@ -329,9 +393,22 @@ class WsClient:
         else:  # CLOSED: this was the server's answer to our close frame
             self._set_close_reason(self._lost_reason())
 
-    def _fail(self, error: RemoteProtocolError) -> None:
-        """Fail the Websocket connection (RFC 6455 7.1.7): close frame, then TCP close."""
+    def _fail(self, error: RemoteProtocolError, *, linger: bool = False) -> None:
+        """Fail the Websocket connection (RFC 6455 7.1.7): close frame, then TCP close.
+
+        With ``linger`` (messages were just delivered) the close frame waits
+        for :meth:`fail_now`, so the owner's answers to them still go out.
+        """
         self._emit(Error(self._conn, self.stream, error))
+        self._failure = error
+        if not linger:
+            self.fail_now()
+
+    def fail_now(self) -> None:
+        """Send the close frame of a lingering failure and say the TCP connection must close."""
+        error = self._failure
+        if error is None or self.close_reason is not None:
+            return
         if self._ws.state is ConnectionState.OPEN and error.close_code is not None:
             self._write(self._ws.send(wse.CloseConnection(code=error.close_code)))
         self._set_close_reason(error)

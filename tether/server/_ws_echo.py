@@ -12,6 +12,8 @@ tests can provoke what a real server only does rarely:
 - ``!drop``                      close TCP at once, no close frame
 - ``!bad-utf8``                  a text frame that is not UTF-8
 - ``!masked``                    a masked frame, which a server must not send
+- ``!then-bad``                  the text ``before`` and, in the same write, a
+  frame with RSV2 set (no extension gives it a meaning)
 - ``!fragments <n>``             the text ``abc`` in ``n`` frames
 - ``!big <n> [<k>]``             a binary message of ``n`` bytes of ``x`` (in ``k``
   frames if given)
@@ -45,6 +47,7 @@ _BAD_UTF8_FRAME = b"\x81\x02\xc3\x28"
 # The masking key of RFC 6455 section 5.7's examples.
 _MASK = b"\x37\xfa\x21\x3d"
 _MASKED_FRAME = b"\x81\x85" + _MASK + bytes(b ^ _MASK[i % 4] for i, b in enumerate(b"hello"))
+_THEN_BAD_FRAMES = b"\x81\x06before" + b"\xa1\x00"
 
 
 def _number(text: str, maximum: int, minimum: int = 0) -> int | None:
@@ -81,6 +84,7 @@ class WsEcho:
             "!drop": self._command_drop,
             "!bad-utf8": lambda _: self._client.send(_BAD_UTF8_FRAME),
             "!masked": lambda _: self._client.send(_MASKED_FRAME),
+            "!then-bad": lambda _: self._client.send(_THEN_BAD_FRAMES),
             "!fragments": self._command_fragments,
             "!big": self._command_big,
         }

@@ -1,0 +1,1 @@
+"""The Autobahn|Testsuite conformance run (see docs/conformance.md)."""
