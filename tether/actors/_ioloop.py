@@ -1,0 +1,163 @@
+"""One shared I/O thread that reads every connection's socket.
+
+A reader thread per connection costs a thread (stack, scheduling) per
+socket: 10,000 connections would mean 10,000 threads on top of their actor
+threads. Instead, one daemon thread waits on a ``selectors`` selector for
+all connected sockets, reads whatever is ready without blocking and hands
+it to the socket's owner through a callback (the transport, which *tells*
+its actor). It never parses, never writes and never asks anything.
+
+Sockets are registered, and closed, by requests queued to the thread and a
+wake-up byte on a socket pair: the selector is only ever touched by its own
+thread, and a socket's file descriptor is closed only once the thread has
+stopped watching it, so a number the kernel reuses for a new socket can
+never be read in the old one's name. Like the timer thread, the thread
+exits when no socket is left and starts again with the next one, so an
+idle process keeps no tether I/O thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+from collections.abc import Callable
+
+__all__ = ["IoLoop", "ReadHandler", "default_loop"]
+
+# What one socket may read in one turn: enough for a 1 MiB message in one
+# report, bounded so that one busy connection cannot starve the others.
+_TURN_BYTES = 1 << 20
+_CHUNK = 256 * 1024
+
+ReadHandler = Callable[[bytes | None, BaseException | None], None]
+"""Called on the I/O thread: ``(data, None)`` for bytes, ``(None, exc)`` at the end.
+
+The end comes once: ``exc`` is ``None`` for EOF, else the ``OSError``.
+"""
+
+
+class IoLoop:
+    """The selector thread. Thread-safe: :meth:`add` and :meth:`close` from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: list[tuple[socket.socket, ReadHandler | None]] = []
+        self._thread: threading.Thread | None = None
+        self._wake_w: socket.socket | None = None
+        self._woken = False
+
+    def add(self, sock: socket.socket, handler: ReadHandler) -> None:
+        """Watch ``sock`` (connected, blocking) and call ``handler`` with what it reads."""
+        self._request(sock, handler)
+
+    def close(self, sock: socket.socket) -> None:
+        """Stop watching ``sock`` and close it (on the I/O thread). Idempotent.
+
+        No handler call for ``sock`` starts after this returns... except one
+        already under way; the transport's epoch makes that one harmless.
+        """
+        self._request(sock, None)
+
+    def _request(self, sock: socket.socket, handler: ReadHandler | None) -> None:
+        with self._lock:
+            self._requests.append((sock, handler))
+            if self._thread is None:
+                wake_r, self._wake_w = socket.socketpair()
+                self._woken = False
+                self._thread = threading.Thread(
+                    target=self._run, args=(wake_r,), daemon=True, name="tether-io"
+                )
+                self._thread.start()
+                return
+            if self._woken:
+                return  # a wake-up byte is already on its way
+            self._woken = True
+            wake_w = self._wake_w
+        assert wake_w is not None
+        with contextlib.suppress(OSError):  # full buffer: the thread is awake anyway
+            wake_w.send(b"\0", socket.MSG_DONTWAIT)
+
+    def _take_requests(self, selector: selectors.BaseSelector) -> bool:
+        """Apply the queued requests; False once nothing is left to watch (thread ends)."""
+        while True:
+            with self._lock:
+                requests, self._requests = self._requests, []
+                self._woken = False
+                if not requests:
+                    if len(selector.get_map()) > 1:  # more than the wake-up socket
+                        return True
+                    self._thread = None  # the next request starts a new thread
+                    wake_w, self._wake_w = self._wake_w, None
+                    if wake_w is not None:
+                        wake_w.close()
+                    return False
+            for sock, handler in requests:
+                if handler is not None:
+                    try:
+                        selector.register(sock, selectors.EVENT_READ, handler)
+                    except (ValueError, KeyError, OSError) as exc:  # closed meanwhile
+                        handler(None, exc)
+                else:
+                    with contextlib.suppress(KeyError, ValueError):
+                        selector.unregister(sock)
+                    sock.close()
+
+    def _run(self, wake_r: socket.socket) -> None:
+        buffer = bytearray(_TURN_BYTES)
+        view = memoryview(buffer)
+        with selectors.DefaultSelector() as selector, wake_r:
+            selector.register(wake_r, selectors.EVENT_READ, None)
+            while self._take_requests(selector):
+                for key, _ in selector.select():
+                    if key.data is None:
+                        with contextlib.suppress(OSError):
+                            wake_r.recv(4096)
+                    else:
+                        self._read(selector, key.fileobj, key.data, view)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _read(
+        selector: selectors.BaseSelector,
+        sock: socket.socket,
+        handler: ReadHandler,
+        view: memoryview,
+    ) -> None:
+        """Read what is there (up to one turn) without blocking; report it, then any end."""
+        size = 0
+        end: BaseException | None = None
+        ended = False
+        while size < _TURN_BYTES:
+            try:
+                count = sock.recv_into(view[size : size + _CHUNK], 0, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                end, ended = exc, True
+                break
+            if count == 0:
+                ended = True
+                break
+            size += count
+        if size:
+            handler(bytes(view[:size]), None)
+        if ended:
+            # Nothing more to read: stop watching (a closed peer stays readable).
+            # The socket itself is closed by the transport's close().
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(sock)
+            handler(None, end)
+
+
+_default: IoLoop | None = None
+_default_lock = threading.Lock()
+
+
+def default_loop() -> IoLoop:
+    """The process-wide I/O loop, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = IoLoop()
+        return _default
