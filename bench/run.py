@@ -33,28 +33,30 @@ VENV = Path(os.environ.get("TETHER_BENCH_VENV", BENCH / ".venv"))
 RESULTS = BENCH / "results"
 MIB = 1 << 20
 
+# tether, and tether with its former I/O model (a reader thread per connection).
+WS = ["tether", "tether-threads"]
 # scenario key -> (worker scenario, parameters, clients, the number reported)
 SCENARIOS: dict[str, tuple[str, dict[str, Any], list[str], str]] = {
     "small": (
         "echo",
         {"size": 32},
-        ["tether", "websocket-client", "websockets", "aiohttp"],
+        [*WS, "websocket-client", "websockets", "aiohttp"],
         "rt/s",
     ),
     "mib": (
         "echo",
         {"size": MIB},
-        ["tether", "websocket-client", "websockets", "aiohttp"],
+        [*WS, "websocket-client", "websockets", "aiohttp"],
         "MB/s",
     ),
     "fanout": (
         "fanout",
         {"conns": 500, "messages": 10},
-        ["tether", "websocket-client", "websockets", "aiohttp"],
+        [*WS, "websocket-client", "websockets", "aiohttp"],
         "s",
     ),
-    "many": ("many", {"conns": 10_000}, ["tether", "websockets", "aiohttp"], "KiB/conn"),
-    "http": ("http", {}, ["tether", "urllib3", "httpx"], "GET/s"),
+    "many": ("many", {"conns": 10_000}, [*WS, "websockets", "aiohttp"], "KiB/conn"),
+    "http": ("http", {}, [*WS, "urllib3", "httpx"], "GET/s"),
 }
 LABELS = {
     "small": "32 B round trips/s, 1 conn",
@@ -289,12 +291,13 @@ def table(
     med: dict[str, dict[str, float | None]], raw: dict[str, dict[str, list[dict[str, Any]]]]
 ) -> str:
     lines = [
-        "| scenario | tether | others (median) | target | ratio | met |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| scenario | tether | tether-threads (before) | others (median) | target | ratio | met |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, by_client in med.items():
         tether = by_client.get("tether")
-        others = ", ".join(f"{c} {fmt(v)}" for c, v in by_client.items() if c != "tether")
+        before = fmt(by_client.get("tether-threads"))
+        others = ", ".join(f"{c} {fmt(v)}" for c, v in by_client.items() if c not in WS)
         if key == "many":
             runs = raw[key]["tether"]
             failures = sum(r.get("failures", 1) if "error" not in r else 1 for r in runs)
@@ -303,7 +306,8 @@ def table(
             opened_s = fmt(statistics.median(opened)) if opened else "?"
             verdict = "yes" if failures == 0 else "NO"
             lines.append(
-                f"| {conns} conns open + echo, RSS/conn | {fmt(tether)} KiB | {others} KiB | "
+                f"| {conns} conns open + echo, RSS/conn | {fmt(tether)} KiB | {before} KiB | "
+                f"{others} KiB | "
                 f"no failures | - | {verdict} (failures {failures}, all open in {opened_s} s) |"
             )
             continue
@@ -316,7 +320,7 @@ def table(
                 met = ratio >= 1.0 if better == "higher" else ratio <= 1.0
             sign = ">=" if better == "higher" else "<="
             lines.append(
-                f"| {LABELS[key]} | {fmt(tether)} | {others} | {sign} 1.0x {other} | "
+                f"| {LABELS[key]} | {fmt(tether)} | {before} | {others} | {sign} 1.0x {other} | "
                 f"{'-' if ratio is None else f'{ratio:.2f}x'} | {'yes' if met else 'NO'} |"
             )
     return "\n".join(lines)

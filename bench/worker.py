@@ -34,7 +34,16 @@ SCENARIOS: dict[tuple[str, str], Callable[[Params], Result]] = {
 
 def main() -> None:
     params = Params(**json.loads(sys.argv[1]))
-    result = SCENARIOS[params.scenario, params.client](params)
+    client = params.client
+    if client == "tether-threads":
+        # tether with its former I/O model: a reader thread per connection.
+        from legacy_transport import ThreadedTransport  # noqa: PLC0415
+
+        import tether.actors._connection as connection  # noqa: PLC0415
+
+        connection.TcpTransport = ThreadedTransport  # type: ignore[misc,assignment]
+        client = "tether"
+    result = SCENARIOS[params.scenario, client](params)
     print(json.dumps(result), flush=True)
 
 

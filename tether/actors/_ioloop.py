@@ -19,6 +19,7 @@ idle process keeps no tether I/O thread.
 from __future__ import annotations
 
 import contextlib
+import logging
 import selectors
 import socket
 import threading
@@ -26,10 +27,13 @@ from collections.abc import Callable
 
 __all__ = ["IoLoop", "ReadHandler", "default_loop"]
 
-# What one socket may read in one turn: enough for a 1 MiB message in one
-# report, bounded so that one busy connection cannot starve the others.
-_TURN_BYTES = 1 << 20
-_CHUNK = 256 * 1024
+log = logging.getLogger("tether.io")
+
+# One read per ready socket and turn. Measured (docs/performance.md): larger
+# reports, or several reads joined into one report, make wsproto's parsing
+# of a 1 MiB message slower, not faster; 64 KiB also bounds how long one
+# busy connection keeps the others waiting.
+_READ_SIZE = 64 * 1024
 
 ReadHandler = Callable[[bytes | None, BaseException | None], None]
 """Called on the I/O thread: ``(data, None)`` for bytes, ``(None, exc)`` at the end.
@@ -105,8 +109,6 @@ class IoLoop:
                     sock.close()
 
     def _run(self, wake_r: socket.socket) -> None:
-        buffer = bytearray(_TURN_BYTES)
-        view = memoryview(buffer)
         with selectors.DefaultSelector() as selector, wake_r:
             selector.register(wake_r, selectors.EVENT_READ, None)
             while self._take_requests(selector):
@@ -114,40 +116,34 @@ class IoLoop:
                     if key.data is None:
                         with contextlib.suppress(OSError):
                             wake_r.recv(4096)
-                    else:
-                        self._read(selector, key.fileobj, key.data, view)  # type: ignore[arg-type]
+                        continue
+                    sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                    try:
+                        self._read(selector, sock, key.data)
+                    except Exception:  # a bug in a handler must not stop every connection's I/O
+                        log.exception("tether I/O: reading %r failed; it is no longer read", sock)
+                        with contextlib.suppress(KeyError, ValueError):
+                            selector.unregister(sock)
 
     @staticmethod
-    def _read(
-        selector: selectors.BaseSelector,
-        sock: socket.socket,
-        handler: ReadHandler,
-        view: memoryview,
-    ) -> None:
-        """Read what is there (up to one turn) without blocking; report it, then any end."""
-        size = 0
-        end: BaseException | None = None
-        ended = False
-        while size < _TURN_BYTES:
-            try:
-                count = sock.recv_into(view[size : size + _CHUNK], 0, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                end, ended = exc, True
-                break
-            if count == 0:
-                ended = True
-                break
-            size += count
-        if size:
-            handler(bytes(view[:size]), None)
-        if ended:
-            # Nothing more to read: stop watching (a closed peer stays readable).
-            # The socket itself is closed by the transport's close().
-            with contextlib.suppress(KeyError, ValueError):
-                selector.unregister(sock)
-            handler(None, end)
+    def _read(selector: selectors.BaseSelector, sock: socket.socket, handler: ReadHandler) -> None:
+        """Read what is there (one chunk) without blocking; report it, or the end."""
+        try:
+            data = sock.recv(_READ_SIZE, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return  # nothing after all: wait for the next readiness
+        except OSError as exc:
+            end: BaseException | None = exc
+        else:
+            if data:
+                handler(data, None)
+                return
+            end = None
+        # EOF or an error: stop watching (a closed peer stays readable). The
+        # socket itself is closed by the transport's close().
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(sock)
+        handler(None, end)
 
 
 _default: IoLoop | None = None
