@@ -256,9 +256,10 @@ def sweep(ports: tuple[int, int], quick: bool) -> dict[str, Any]:
             print(f"  sweep size {size:8} {client:17} {sizes[client][-1]}", flush=True)
     conns: dict[str, list[dict[str, Any]]] = {}
     counts = [n for n in SWEEP_CONNS if not quick or n <= 2000] or [100]
-    for client in ["tether", "websockets"]:
+    for client in ["tether", "tether-threads", "websockets"]:
         conns[client] = []
-        for n in counts:
+        # The former model needs two threads per connection: stop it at 3,000.
+        for n in [c for c in counts if client != "tether-threads" or c <= 3000]:
             result = measure(ports, "many", client, timeout=300, conns=n)
             conns[client].append(result)
             print(f"  sweep conns {n:6} {client:17} {result}", flush=True)
@@ -332,7 +333,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.4))
     for client, values in data["cpu_us_per_message"].items():
         points = [(s, v) for s, v in zip(data["sizes"], values, strict=True) if v is not None]
         if points:
@@ -346,28 +347,27 @@ def plot(data: dict[str, Any], path: Path) -> None:
     )
     left.legend()
     for client, results in data["many"].items():
-        points = [
-            (n, r["rss_per_conn"] / 1024)
-            for n, r in zip(data["conns"], results, strict=True)
-            if "rss_per_conn" in r
-        ]
-        if points:
-            right.plot(*zip(*points, strict=True), marker="o", label=f"{client}: RSS KiB/conn")
-        times = [
-            (n, r["open_s"] * 1e6 / n)
-            for n, r in zip(data["conns"], results, strict=True)
-            if "open_s" in r
-        ]
-        if times:
+        ok = [r for r in results if "rss_per_conn" in r]
+        if ok:
+            counts = [r["conns"] for r in ok]
+            middle.plot(counts, [r["rss_per_conn"] / 1024 for r in ok], marker="o", label=client)
             right.plot(
-                *zip(*times, strict=True),
-                marker="s",
-                linestyle="--",
-                label=f"{client}: open µs/conn",
+                counts, [r["open_s"] * 1e6 / r["conns"] for r in ok], marker="s", label=client
             )
-    right.set(
-        xscale="log", xlabel="connections open at once", title="Cost per connection vs connections"
+    middle.set(
+        xscale="log",
+        xlabel="connections open at once",
+        ylabel="RSS KiB per connection",
+        title="Memory per connection",
     )
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="connections open at once",
+        ylabel="µs per connection to open and upgrade",
+        title="Opening cost per connection",
+    )
+    middle.legend()
     right.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

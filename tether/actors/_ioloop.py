@@ -111,7 +111,12 @@ class IoLoop:
     def _run(self, wake_r: socket.socket) -> None:
         with selectors.DefaultSelector() as selector, wake_r:
             selector.register(wake_r, selectors.EVENT_READ, None)
-            while self._take_requests(selector):
+            watched = selector.get_map()
+            while True:
+                # The lock only when there is something to do (or to end):
+                # a request is always followed by a wake-up byte.
+                if (self._requests or len(watched) <= 1) and not self._take_requests(selector):
+                    return
                 for key, _ in selector.select():
                     if key.data is None:
                         with contextlib.suppress(OSError):
