@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import threading
 from collections.abc import Callable
 
-__all__ = ["IoLoop", "ReadHandler", "default_loop"]
+__all__ = ["ConnectHandler", "IoLoop", "ReadHandler", "default_loop"]
 
 log = logging.getLogger("tether.io")
 
@@ -41,13 +42,26 @@ ReadHandler = Callable[[bytes | None, BaseException | None], None]
 The end comes once: ``exc`` is ``None`` for EOF, else the ``OSError``.
 """
 
+ConnectHandler = Callable[[OSError | None], None]
+"""Called on the I/O thread when a non-blocking connect ends: ``None`` or the error."""
+
+
+class _Connecting:
+    """What the selector holds for a socket whose connect is under way."""
+
+    __slots__ = ("on_connect", "on_read")
+
+    def __init__(self, on_connect: ConnectHandler, on_read: ReadHandler) -> None:
+        self.on_connect = on_connect
+        self.on_read = on_read
+
 
 class IoLoop:
     """The selector thread. Thread-safe: :meth:`add` and :meth:`close` from any thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requests: list[tuple[socket.socket, ReadHandler | None]] = []
+        self._requests: list[tuple[socket.socket, ReadHandler | _Connecting | None]] = []
         self._thread: threading.Thread | None = None
         self._wake_w: socket.socket | None = None
         self._woken = False
@@ -55,6 +69,19 @@ class IoLoop:
     def add(self, sock: socket.socket, handler: ReadHandler) -> None:
         """Watch ``sock`` (connected, blocking) and call ``handler`` with what it reads."""
         self._request(sock, handler)
+
+    def connect(
+        self, sock: socket.socket, on_connect: ConnectHandler, on_read: ReadHandler
+    ) -> None:
+        """Finish the non-blocking connect of ``sock``, then watch it like :meth:`add`.
+
+        ``on_connect`` comes first, once, on the I/O thread: with ``None`` the
+        socket is connected and ``on_read`` calls follow; with an error they
+        do not (the socket is no longer watched; the caller closes it). There
+        is no deadline here: the connection actor's ``connect_timeout`` timer
+        closes an attempt that takes too long.
+        """
+        self._request(sock, _Connecting(on_connect, on_read))
 
     def close(self, sock: socket.socket) -> None:
         """Stop watching ``sock`` and close it (on the I/O thread). Idempotent.
@@ -64,7 +91,7 @@ class IoLoop:
         """
         self._request(sock, None)
 
-    def _request(self, sock: socket.socket, handler: ReadHandler | None) -> None:
+    def _request(self, sock: socket.socket, handler: ReadHandler | _Connecting | None) -> None:
         with self._lock:
             self._requests.append((sock, handler))
             if self._thread is None:
@@ -98,7 +125,13 @@ class IoLoop:
                         wake_w.close()
                     return False
             for sock, handler in requests:
-                if handler is not None:
+                if isinstance(handler, _Connecting):
+                    try:
+                        selector.register(sock, selectors.EVENT_WRITE, handler)
+                    except (ValueError, KeyError, OSError) as exc:  # closed meanwhile
+                        error = exc if isinstance(exc, OSError) else OSError(str(exc))
+                        handler.on_connect(error)
+                elif handler is not None:
                     try:
                         selector.register(sock, selectors.EVENT_READ, handler)
                     except (ValueError, KeyError, OSError) as exc:  # closed meanwhile
@@ -124,11 +157,27 @@ class IoLoop:
                         continue
                     sock: socket.socket = key.fileobj  # type: ignore[assignment]
                     try:
-                        self._read(selector, sock, key.data)
+                        if isinstance(key.data, _Connecting):
+                            self._connected(selector, sock, key.data)
+                        else:
+                            self._read(selector, sock, key.data)
                     except Exception:  # a bug in a handler must not stop every connection's I/O
                         log.exception("tether I/O: reading %r failed; it is no longer read", sock)
                         with contextlib.suppress(KeyError, ValueError):
                             selector.unregister(sock)
+
+    @staticmethod
+    def _connected(
+        selector: selectors.BaseSelector, sock: socket.socket, how: _Connecting
+    ) -> None:
+        """The socket became writable: its connect ended, well or not."""
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            selector.unregister(sock)
+            how.on_connect(OSError(error, os.strerror(error)))  # e.g. ConnectionRefusedError
+            return
+        how.on_connect(None)  # reports Connected before anything is read
+        selector.modify(sock, selectors.EVENT_READ, how.on_read)
 
     @staticmethod
     def _read(selector: selectors.BaseSelector, sock: socket.socket, handler: ReadHandler) -> None:

@@ -16,6 +16,9 @@ it (a reused descriptor number is never read in the old socket's name).
 
 from __future__ import annotations
 
+import errno
+import ipaddress
+import os
 import socket
 import struct
 import threading
@@ -26,6 +29,16 @@ from tether.actors._ioloop import IoLoop, default_loop
 from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, IoReport
 
 __all__ = ["TcpTransport", "Transport"]
+
+
+def _ip_family(host: str) -> socket.AddressFamily | None:
+    """The address family of an IP address literal; None for a host name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
 
 # Gun's tcp_opts default: send_timeout 15000 ms, send_timeout_close true.
 SEND_TIMEOUT = 15.0
@@ -90,9 +103,42 @@ class TcpTransport(Transport):
         )
 
     def start(self) -> None:
-        self._thread.start()
+        family = _ip_family(self._host)
+        if family is None:
+            self._thread.start()  # a name: DNS can block, so a thread connects
+            return
+        # An IP address: a non-blocking connect that the I/O thread finishes.
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            error = sock.connect_ex((self._host, self._port))
+        except OSError as exc:
+            sock.close()
+            self._report(ConnectFailed(self._epoch, exc))
+            return
+        if error not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._report(ConnectFailed(self._epoch, OSError(error, os.strerror(error))))
+            return
+        with self._lock:
+            self._sock = sock
+            self._watched = True
+        self._loop.connect(sock, self._on_connect, self._on_read)
+
+    def _on_connect(self, error: OSError | None) -> None:
+        """The I/O thread's callback when the non-blocking connect ends."""
+        with self._lock:
+            sock = self._sock
+            if error is not None:
+                self._watched = False  # no longer watched: close() closes it
+        if error is not None:
+            self._report(ConnectFailed(self._epoch, error))
+        elif sock is not None:
+            self._configure(sock)
+            self._report(Connected(self._epoch))
 
     def _connect(self) -> None:
+        """On the connect thread: DNS and a blocking connect, then hand over to the I/O thread."""
         try:
             sock = socket.create_connection(
                 (self._host, self._port), timeout=self._connect_timeout
@@ -111,14 +157,7 @@ class TcpTransport(Transport):
         except OSError as exc:
             self._report(ConnectFailed(self._epoch, exc))
             return
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        seconds = int(SEND_TIMEOUT)
-        sock.setsockopt(
-            socket.SOL_SOCKET,
-            socket.SO_SNDTIMEO,
-            struct.pack("ll", seconds, int((SEND_TIMEOUT - seconds) * 1e6)),
-        )
+        self._configure(sock)
         with self._lock:
             if self._closed:
                 sock.close()
@@ -128,6 +167,18 @@ class TcpTransport(Transport):
             # Connected goes first: the I/O thread may report bytes at once.
             self._report(Connected(self._epoch))
             self._loop.add(sock, self._on_read)
+
+    @staticmethod
+    def _configure(sock: socket.socket) -> None:
+        """Blocking writes bounded by SO_SNDTIMEO (reads never block: MSG_DONTWAIT)."""
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        seconds = int(SEND_TIMEOUT)
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_SNDTIMEO,
+            struct.pack("ll", seconds, int((SEND_TIMEOUT - seconds) * 1e6)),
+        )
 
     def _on_read(self, data: bytes | None, end: BaseException | None) -> None:
         """The I/O thread's callback: bytes, or the end of the stream (once)."""
