@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from profiling import profile_all
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 VENV = Path(os.environ.get("TETHER_BENCH_VENV", BENCH / ".venv"))
@@ -390,6 +392,9 @@ def main() -> None:
         "--sweep", action="store_true", help="also sweep sizes and connection counts"
     )
     parser.add_argument("--plot", type=Path, help="with --sweep: write the plot here (SVG or PNG)")
+    parser.add_argument(
+        "--profile", action="store_true", help="only profile tether (py-spy), no table"
+    )
     args = parser.parse_args()
     ensure_venv()
     node = ensure_node_modules()
@@ -401,6 +406,10 @@ def main() -> None:
         f"load {info['load_before']}, fd limit {fds}"
     )
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    if args.profile:
+        with echo_server(node) as ports:
+            profile_all(ports, BENCH, RESULTS)
+        return
     with echo_server(node) as ports:
         raw = run_rounds(ports, keys, max(args.runs, 1), args.quick)
         sweep_data = sweep(ports, args.quick) if args.sweep else None
