@@ -64,10 +64,13 @@ class _Driver:
         self.failures = 0
         self.deadline = time.monotonic() + params.timeout
         self.conns: list[tether.Connection] = []
+        self.marks: dict[str, float] = {}  # phase -> perf_counter() when it ended
 
     def open_all(self) -> None:
+        self.marks["start"] = time.perf_counter()
         for _ in range(self.params.conns):
             self.conns.append(tether.open(HOST, self.params.ws_port, owner=self.inbox, retry=0))
+        self.marks["open() returned"] = time.perf_counter()
 
     def pump(self, until: int, what: str) -> None:
         """Handle events until ``what`` (upgraded/done) + failures reaches ``until``."""
@@ -88,6 +91,8 @@ class _Driver:
                 conn.ws_upgrade("/")
             case tether.Upgrade(conn=conn):
                 self.upgraded += 1
+                if self.upgraded == self.params.conns:
+                    self.marks["all upgraded"] = time.perf_counter()
                 self.left[conn] = self.messages
                 if not self.hold:
                     conn.ws_send(self.frame)
@@ -120,10 +125,15 @@ def fanout(params: Params) -> Result:
     def run() -> int:
         driver.open_all()
         driver.pump(params.conns, "done")
+        driver.marks["all echoed"] = time.perf_counter()
         return driver.failures
 
     try:
-        return timed(params, run)
+        result = timed(params, run)
+        start = driver.marks.pop("start")
+        # When each phase ended, in seconds from the first open() call.
+        result["phases"] = {name: at - start for name, at in driver.marks.items()}
+        return result
     finally:
         driver.close_all()
 

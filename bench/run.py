@@ -326,6 +326,15 @@ def table(
                 f"| {LABELS[key]} | {fmt(tether)} | {before} | {others} | {sign} 1.0x {other} | "
                 f"{'-' if ratio is None else f'{ratio:.2f}x'} | {'yes' if met else 'NO'} |"
             )
+    for client in WS:
+        runs = [r for r in raw.get("fanout", {}).get(client, []) if "phases" in r]
+        if runs:
+            names = list(runs[0]["phases"])
+            phases = ", ".join(
+                f"{name} {statistics.median(r['phases'][name] for r in runs):.3f}"
+                for name in names
+            )
+            lines.append(f"\n{client} fan-out phases, median s after the first open(): {phases}")
     return "\n".join(lines)
 
 
@@ -361,6 +370,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
         xlabel="connections open at once",
         ylabel="RSS KiB per connection",
         title="Memory per connection",
+        ylim=(0, None),
     )
     right.set(
         xscale="log",
