@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import queue
 import socket
 import threading
 
 import pytest
 
 from tests.conftest import ConnectionTracker
+from tether.actors._ioloop import IoLoop
 from tether.server import Server
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
@@ -62,3 +64,36 @@ def test_connections_share_one_io_thread(server: Server, open_conn: ConnectionTr
     # With no socket left the I/O thread ends (thread_baseline checks it too).
     io_threads[0].join(WAIT)
     assert not io_threads[0].is_alive()
+
+
+def test_a_failing_reader_does_not_stop_the_io_of_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A bug in one socket's handler is logged and ends that socket's reads
+    # (its owner is told it lost them); the other sockets are still read.
+    loop = IoLoop()
+    got: queue.Queue[tuple[str, bytes | None, BaseException | None]] = queue.Queue()
+
+    def failing(data: bytes | None, end: BaseException | None) -> None:
+        got.put(("bad", data, end))
+        if data is not None:
+            raise RuntimeError("bug in a handler")
+
+    def healthy(data: bytes | None, end: BaseException | None) -> None:
+        got.put(("good", data, end))
+
+    bad_local, bad_peer = socket.socketpair()
+    good_local, good_peer = socket.socketpair()
+    with bad_peer, good_peer:
+        loop.add(bad_local, failing)
+        loop.add(good_local, healthy)
+        bad_peer.sendall(b"boom")
+        assert got.get(timeout=WAIT) == ("bad", b"boom", None)
+        name, data, end = got.get(timeout=WAIT)
+        assert (name, data) == ("bad", None)
+        assert isinstance(end, OSError)
+        good_peer.sendall(b"still read")
+        assert got.get(timeout=WAIT) == ("good", b"still read", None)
+        loop.close(bad_local)
+        loop.close(good_local)
+    assert "bug in a handler" in caplog.text

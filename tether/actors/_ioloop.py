@@ -3,9 +3,10 @@
 A reader thread per connection costs a thread (stack, scheduling) per
 socket: 10,000 connections would mean 10,000 threads on top of their actor
 threads. Instead, one daemon thread waits on a ``selectors`` selector for
-all connected sockets, reads whatever is ready without blocking and hands
-it to the socket's owner through a callback (the transport, which *tells*
-its actor). It never parses, never writes and never asks anything.
+all sockets, finishes non-blocking connects, reads whatever is ready
+without blocking and hands it to the socket's owner through a callback
+(the transport, which *tells* its actor). It never parses, never writes
+and never asks anything.
 
 Sockets are registered, and closed, by requests queued to the thread and a
 wake-up byte on a socket pair: the selector is only ever touched by its own
@@ -84,10 +85,10 @@ class IoLoop:
         self._request(sock, _Connecting(on_connect, on_read))
 
     def close(self, sock: socket.socket) -> None:
-        """Stop watching ``sock`` and close it (on the I/O thread). Idempotent.
+        """Stop watching ``sock`` and close it, on the I/O thread, soon. Idempotent.
 
-        No handler call for ``sock`` starts after this returns... except one
-        already under way; the transport's epoch makes that one harmless.
+        A handler call for ``sock`` may still happen before the thread gets
+        to it; the transport's epoch makes such a late report harmless.
         """
         self._request(sock, None)
 
@@ -161,10 +162,26 @@ class IoLoop:
                             self._connected(selector, sock, key.data)
                         else:
                             self._read(selector, sock, key.data)
-                    except Exception:  # a bug in a handler must not stop every connection's I/O
-                        log.exception("tether I/O: reading %r failed; it is no longer read", sock)
-                        with contextlib.suppress(KeyError, ValueError):
-                            selector.unregister(sock)
+                    except Exception as exc:  # a bug must not stop every connection's I/O
+                        self._give_up(selector, sock, key.data, exc)
+
+    @staticmethod
+    def _give_up(
+        selector: selectors.BaseSelector,
+        sock: socket.socket,
+        how: ReadHandler | _Connecting,
+        exc: Exception,
+    ) -> None:
+        """Stop watching ``sock`` after an unexpected error; tell its owner if possible."""
+        log.exception("tether I/O: %r failed; it is no longer read", sock)
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(sock)
+        lost = OSError(f"tether's I/O thread failed on this socket: {exc!r}")
+        with contextlib.suppress(Exception):  # logged above; the handler may be what failed
+            if isinstance(how, _Connecting):
+                how.on_connect(lost)
+            else:
+                how(None, lost)
 
     @staticmethod
     def _connected(
