@@ -41,7 +41,7 @@ def main() -> None:
 
         import tether.actors._connection as connection  # noqa: PLC0415
 
-        connection.TcpTransport = ThreadedTransport  # type: ignore[assignment,attr-defined]
+        connection.TcpTransport = ThreadedTransport  # type: ignore[attr-defined]
         client = "tether"
     result = SCENARIOS[params.scenario, client](params)
     print(json.dumps(result), flush=True)
