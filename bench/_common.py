@@ -52,24 +52,42 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def rate(params: Params, one: Callable[[], None], warmup: int = 20) -> Result:
-    """Call ``one`` repeatedly for ``params.duration`` s; iterations per second.
+def warmup_count(params: Params) -> int:
+    """Untimed iterations before a rate is measured (fewer for big messages)."""
+    return 3 if params.size > 65536 else 20
 
-    The loop is bounded by ``params.max_count`` as well as by the clock.
-    """
-    for _ in range(warmup):
+
+class Meter:
+    """Counts iterations for ``params.duration`` s (bounded by ``max_count`` too)."""
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self.count = -1
+        self.cpu0, self.start = cpu_seconds(), time.perf_counter()
+        self.deadline = self.start + params.duration
+
+    def more(self) -> bool:
+        """True while another iteration is wanted (call once before each)."""
+        self.count += 1
+        if self.count >= self.params.max_count:
+            return False
+        return self.count % 8 != 0 or self.count == 0 or time.perf_counter() < self.deadline
+
+    def result(self) -> Result:
+        elapsed = time.perf_counter() - self.start
+        cpu = cpu_seconds() - self.cpu0
+        count = max(self.count, 1)
+        return {"per_s": count / elapsed, "count": count, "cpu_us_per_op": cpu / count * 1e6}
+
+
+def rate(params: Params, one: Callable[[], None]) -> Result:
+    """Call ``one`` repeatedly for ``params.duration`` s; iterations per second."""
+    for _ in range(warmup_count(params)):
         one()
-    count = 0
-    cpu0, start = cpu_seconds(), time.perf_counter()
-    deadline = start + params.duration
-    while count < params.max_count:
+    meter = Meter(params)
+    while meter.more():
         one()
-        count += 1
-        if count % 8 == 0 and time.perf_counter() >= deadline:
-            break
-    elapsed = time.perf_counter() - start
-    cpu = cpu_seconds() - cpu0
-    return {"per_s": count / elapsed, "count": count, "cpu_us_per_op": cpu / count * 1e6}
+    return meter.result()
 
 
 def timed(params: Params, run: Callable[[], int]) -> Result:

@@ -11,7 +11,7 @@ import aiohttp
 import httpx
 import urllib3
 import websocket
-from _common import Params, Result, cpu_seconds, rate, rss_bytes, timed
+from _common import Meter, Params, Result, rate, rss_bytes, timed, warmup_count
 from websockets.asyncio.client import connect
 
 _RECEIVE = 10.0
@@ -30,7 +30,7 @@ def wsclient_echo(params: Params) -> Result:
             raise RuntimeError("short echo")
 
     try:
-        return rate(params, one, warmup=3 if params.size > 65536 else 20)
+        return rate(params, one)
     finally:
         ws.close()
 
@@ -77,20 +77,12 @@ def _async_rate(
     async def main() -> Result:
         one, close = await setup()
         try:
-            warmup = 3 if params.size > 65536 else 20
-            for _ in range(warmup):
+            for _ in range(warmup_count(params)):
                 await one()
-            count = 0
-            cpu0, start = cpu_seconds(), time.perf_counter()
-            deadline = start + params.duration
-            while count < params.max_count:
+            meter = Meter(params)
+            while meter.more():
                 await one()
-                count += 1
-                if count % 8 == 0 and time.perf_counter() >= deadline:
-                    break
-            elapsed = time.perf_counter() - start
-            cpu = cpu_seconds() - cpu0
-            return {"per_s": count / elapsed, "count": count, "cpu_us_per_op": cpu / count * 1e6}
+            return meter.result()
         finally:
             await close()
 

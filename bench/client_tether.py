@@ -38,7 +38,7 @@ def echo(params: Params) -> Result:
                 raise RuntimeError(f"unexpected event {event!r}")
 
     try:
-        return rate(params, one, warmup=3 if params.size > 65536 else 20)
+        return rate(params, one)
     finally:
         conn.close()
         conn.wait_stopped(_RECEIVE)
