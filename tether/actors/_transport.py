@@ -131,11 +131,18 @@ class TcpTransport(Transport):
             sock = self._sock
             if error is not None:
                 self._watched = False  # no longer watched: close() closes it
+        if isinstance(error, TimeoutError):  # the kernel gave up (no connect_timeout)
+            error = self._timeout()
         if error is not None:
             self._report(ConnectFailed(self._epoch, error))
         elif sock is not None:
             self._configure(sock)
             self._report(Connected(self._epoch))
+
+    def _timeout(self) -> ConnectTimeout:
+        seconds = self._connect_timeout
+        limit = "the system's limit" if seconds is None else f"{seconds} s"
+        return ConnectTimeout(f"connecting to {self._host}:{self._port} took longer than {limit}")
 
     def _connect(self) -> None:
         """On the connect thread: DNS and a blocking connect, then hand over to the I/O thread."""
@@ -144,15 +151,7 @@ class TcpTransport(Transport):
                 (self._host, self._port), timeout=self._connect_timeout
             )
         except TimeoutError:
-            self._report(
-                ConnectFailed(
-                    self._epoch,
-                    ConnectTimeout(
-                        f"connecting to {self._host}:{self._port} took longer than "
-                        f"{self._connect_timeout} s"
-                    ),
-                )
-            )
+            self._report(ConnectFailed(self._epoch, self._timeout()))
             return
         except OSError as exc:
             self._report(ConnectFailed(self._epoch, exc))
