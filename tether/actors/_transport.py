@@ -1,11 +1,12 @@
 """TCP connect, reads and bounded writes: the only code that touches a socket.
 
-The I/O model (see ``docs/design.md`` and ``docs/performance.md``): a
-short-lived thread connects (DNS and ``connect`` can block for seconds, so
-never on the actor thread) and hands the socket to the process-wide
-:mod:`~tether.actors._ioloop` thread, which reads every connection's socket
-and *tells* each actor what arrived, everything that was ready in one
-report. So a connection costs one thread (its actor), not two. Writes go
+The I/O model (see ``docs/design.md`` and ``docs/performance.md``): the
+process-wide :mod:`~tether.actors._ioloop` thread reads every connection's
+socket and *tells* each actor what arrived, so a connection costs one
+thread (its actor), not two. Connecting never blocks the actor thread: an
+IP address is connected without blocking and the I/O thread finishes the
+connect; a host name is resolved and connected by a short-lived thread
+(DNS can block for seconds), which then hands the socket over. Writes go
 out from the actor thread with ``sendall``, bounded by ``SO_SNDTIMEO`` so a
 peer that stops reading cannot block the actor forever. ``close`` hands the
 socket back to the I/O thread, which closes it once it no longer watches
