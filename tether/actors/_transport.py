@@ -70,7 +70,8 @@ class TcpTransport(Transport):
 
     Args:
         report: called with each I/O report (the actor's ``tell``), from the
-            connect thread or the I/O thread; it must not block.
+            I/O thread, the connect thread, or ``start``'s caller (a connect
+            that fails at once); it must not block.
         epoch: the connection epoch stamped on every report.
         host: host name or address.
         port: TCP port.
