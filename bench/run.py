@@ -301,17 +301,17 @@ def table(
     ]
     for key, by_client in med.items():
         tether = by_client.get("tether")
-        before = fmt(by_client.get("tether-threads"))
+        before = fmt(by_client["tether-threads"]) if "tether-threads" in by_client else "-"
         others = ", ".join(f"{c} {fmt(v)}" for c, v in by_client.items() if c not in WS)
         if key == "many":
             runs = raw[key]["tether"]
             failures = sum(r.get("failures", 1) if "error" not in r else 1 for r in runs)
             opened = [r["open_s"] for r in runs if "open_s" in r]
-            conns = runs[0].get("conns", "?") if runs else "?"
+            conns = runs[0].get("conns", 0) if runs else 0
             opened_s = fmt(statistics.median(opened)) if opened else "?"
             verdict = "yes" if failures == 0 else "NO"
             lines.append(
-                f"| {conns} conns open + echo, RSS/conn | {fmt(tether)} KiB | {before} KiB | "
+                f"| {conns:,} conns open + echo, RSS/conn | {fmt(tether)} KiB | {before} | "
                 f"{others} KiB | "
                 f"no failures | - | {verdict} (failures {failures}, all open in {opened_s} s) |"
             )
