@@ -344,6 +344,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
     import matplotlib  # noqa: PLC0415 - only in bench/.venv, after ensure_venv()
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text as text: a small, diffable SVG
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.4))
@@ -385,7 +386,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
     right.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, metadata={"Date": None} if path.suffix == ".svg" else None)
     print(f"plot written to {path}")
 
 
