@@ -65,6 +65,7 @@ class _Driver:
         self.deadline = time.monotonic() + params.timeout
         self.conns: list[tether.Connection] = []
         self.marks: dict[str, float] = {}  # phase -> perf_counter() when it ended
+        self.reasons: list[str] = []
 
     def open_all(self) -> None:
         self.marks["start"] = time.perf_counter()
@@ -104,12 +105,18 @@ class _Driver:
                     self.done += 1
             case tether.Down() | tether.Error() | tether.Response():
                 self.failures += 1
+                if len(self.reasons) < 5:  # what went wrong, in the results
+                    self.reasons.append(repr(event)[:300])
             case _:
                 pass
 
     def release(self) -> None:
         for conn in self.left:
-            conn.ws_send(self.frame)
+            try:
+                conn.ws_send(self.frame)
+            except tether.TetherError as exc:  # went down since its Upgrade: told as Down
+                if len(self.reasons) < 5:
+                    self.reasons.append(f"ws_send: {exc!r}"[:300])
 
     def close_all(self) -> None:
         for conn in self.conns:
@@ -158,6 +165,7 @@ def many(params: Params) -> Result:
             "conns": params.conns,
             "rss_per_conn": (rss1 - rss0) / params.conns,
             "threads": threading.active_count() - threads0,
+            "reasons": driver.reasons,
         }
     finally:
         driver.close_all()
