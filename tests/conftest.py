@@ -159,3 +159,20 @@ def connect(
 def refused_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
     return _free_port()
+
+
+def events_until_gave_up(conn: tether.Connection, timeout: float = 5.0) -> list[object]:
+    """Every event up to the final ``Error(conn, None, RetriesExhausted)``, then nothing more."""
+    inbox = inbox_of(conn)
+    seen: list[object] = []
+    deadline = time.monotonic() + timeout
+    while not (
+        seen
+        and isinstance(seen[-1], tether.Error)
+        and isinstance(seen[-1].reason, tether.RetriesExhausted)
+    ):
+        seen.append(inbox.receive(timeout=max(deadline - time.monotonic(), 0.0)))
+    assert conn.wait_stopped(timeout)
+    with pytest.raises(TimeoutError):
+        inbox.receive(timeout=0)
+    return seen

@@ -33,12 +33,57 @@ def test_there_are_examples() -> None:
     assert EXAMPLES, "no examples/*.py found"
 
 
+# What each example prints (stdout), line by line; an example missing here prints nothing.
+OUTPUT = {
+    "owner_actor": ["echoed: ['Hello!', 'How are you?']"],
+    "market_feed": [
+        "up: http",
+        "upgraded: subscribing to EURUSD",
+        "confirmed: subscribe EURUSD",
+        "down: ConnectionClosed, reconnecting with backoff",
+        "up: http",
+        "upgraded: subscribing to EURUSD",
+        "confirmed: subscribe EURUSD",
+        "down: ConnectionClosed, reconnecting with backoff",
+        "up: http",
+        "upgraded: subscribing to EURUSD",
+        "confirmed: subscribe EURUSD",
+    ],
+    "supervised_fleet": [
+        "billing: up (http)",
+        "orders: up (http)",
+        "search: up (http)",
+        "orders: down, Crashed: connection actor crashed: "
+        "RuntimeError('metrics hook cannot handle status 500')",
+        "orders: restarted, up again (http)",
+        "billing: GET / -> b'hello from tether\\n'",
+        "orders: GET / -> b'hello from tether\\n'",
+        "search: GET / -> b'hello from tether\\n'",
+        "restarts per child: [0, 1, 0]",
+    ],
+    "plain_threads": [
+        "up: http",
+        "GET / -> b'hello from tether\\n'",
+        "POST /echo -> 200 POST",
+        "   body: b'a body'",
+        "PUT /echo in pieces -> b'one, two'",
+        "upgraded: mychat",
+        "echo: Text(data='Hello!')",
+        "echo: Binary(data=b'\\x00\\x01')",
+        "parallel: [b'delayed', b'delayed', b'delayed']",
+    ],
+}
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_main_returns_0(path: Path) -> None:
+def test_example_main_returns_0_and_prints_its_story(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     module = load(path)
     assert callable(getattr(module, "main", None)), f"{path.name} has no main()"
 
     assert module.main() == 0
+    assert capsys.readouterr().out.splitlines() == OUTPUT.get(path.stem, [])
 
 
 def test_the_logging_event_handler_logs_each_phase(caplog: pytest.LogCaptureFixture) -> None:

@@ -72,13 +72,22 @@ class HttpOpts:
             connection is idle (Gun's behaviour; ``None``: off, Gun's default).
             Servers built on h11 reject the empty line, hence off by default.
         closing_timeout: seconds ``shutdown()`` waits for in-flight streams.
-        max_header_block_size: largest response head accepted, in bytes.
+        max_header_block_size: largest response head (status line and
+            headers) accepted, in bytes; it also bounds a chunk-size line, a
+            trailer block and what the server may send before the next request.
+            It is checked as bytes arrive, so at most one read more is ever
+            buffered; past it the response fails with a ``RemoteProtocolError``
+            (``Error``, then ``Down``).
+        max_headers: most header fields accepted in one response head (or
+            trailer block); ``None``: no limit but the size. Python's
+            ``http.client`` allows 100. More fail the response the same way.
     """
 
     version: Literal["HTTP/1.1", "HTTP/1.0"] = "HTTP/1.1"
     keepalive: float | None = None
     closing_timeout: float = 15.0
     max_header_block_size: int = 100_000
+    max_headers: int | None = 100
 
     def __post_init__(self) -> None:
         if self.version not in ("HTTP/1.1", "HTTP/1.0"):
@@ -90,6 +99,13 @@ class HttpOpts:
         _check_size(
             "http_opts max_header_block_size", self.max_header_block_size, allow_none=False
         )
+        count: object = self.max_headers
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            raise TypeError(
+                f"http_opts max_headers must be an int or None, not {type(count).__name__}"
+            )
+        if count is not None and count <= 0:
+            raise ValueError(f"http_opts max_headers must be > 0, not {count!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

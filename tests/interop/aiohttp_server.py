@@ -1,31 +1,20 @@
 """A real aiohttp server on 127.0.0.1, run in a background thread with its own loop.
 
-Routes (the server side of the Gun Websocket guide's scenarios):
-
-- ``GET /``          -> 200 ``hello``
-- ``POST /echo``     -> 200 with the request body echoed
-- ``GET /websocket`` -> a Websocket (subprotocol ``mychat``) echoing text as
-  text and binary as binary until the client closes; aiohttp answers the close
-- ``GET /forbidden`` -> 403 ``forbidden``, upgrade request or not
-- ``GET /plain``     -> 200 ``plain http``, upgrade request or not
-
-The server records what it saw (request versions and headers, how each
-Websocket ended) in thread-safe queues, so tests can check what reached the
-wire. :meth:`AiohttpServer.stop` closes everything and joins the thread.
+It serves the routes :mod:`tests.interop._loop_server` lists; aiohttp
+answers the client's close of a Websocket. Given an ``ssl_context``, it
+serves HTTPS and WSS instead (asyncio's TLS).
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
-import threading
-from dataclasses import dataclass
-from types import TracebackType
+import ssl
+from collections.abc import Iterable
 
 from aiohttp import WSMsgType, web
 
-_START_TIMEOUT = 10.0
-_STOP_TIMEOUT = 10.0
+from tests.interop._loop_server import LoopServer, SeenRequest, WsEnded
+
 # How long aiohttp waits for running handlers at shutdown; tests close their
 # connections first, so this only bounds a misbehaving test.
 _SHUTDOWN_TIMEOUT = 2.0
@@ -33,41 +22,19 @@ _SHUTDOWN_TIMEOUT = 2.0
 __all__ = ["AiohttpServer", "SeenRequest", "WsEnded"]
 
 
-@dataclass(frozen=True, slots=True)
-class SeenRequest:
-    """A request as the server received it."""
+class AiohttpServer(LoopServer):
+    """An aiohttp application served from a thread; use as a context manager.
 
-    method: str
-    path: str
-    version: tuple[int, int]
-    headers: tuple[tuple[str, str], ...]
+    Args:
+        ssl_context: A server ``ssl.SSLContext`` to serve TLS with (None: plain TCP).
+    """
 
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or None."""
-        return next((v for n, v in self.headers if n.lower() == name.lower()), None)
+    name = "aiohttp"
 
-
-@dataclass(frozen=True, slots=True)
-class WsEnded:
-    """How one server-side Websocket ended: the close code aiohttp reports."""
-
-    close_code: int | None
-
-
-class AiohttpServer:
-    """An aiohttp application served from a thread; use as a context manager."""
-
-    host = "127.0.0.1"
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.requests: queue.Queue[SeenRequest] = queue.Queue()
-        self.ws_ended: queue.Queue[WsEnded] = queue.Queue()
-        self._loop: asyncio.AbstractEventLoop | None = None
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__()
+        self._ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
-        self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="aiohttp-server", daemon=True)
 
     # -- the application -------------------------------------------------------
 
@@ -80,8 +47,8 @@ class AiohttpServer:
         app.router.add_get("/plain", self._plain)
         return app
 
-    def _record(self, request: web.Request) -> None:
-        self.requests.put(
+    def _seen(self, request: web.Request) -> None:
+        self._record(
             SeenRequest(
                 request.method,
                 request.path,
@@ -91,23 +58,23 @@ class AiohttpServer:
         )
 
     async def _hello(self, request: web.Request) -> web.Response:
-        self._record(request)
+        self._seen(request)
         return web.Response(text="hello")
 
     async def _echo(self, request: web.Request) -> web.Response:
-        self._record(request)
+        self._seen(request)
         return web.Response(body=await request.read())
 
     async def _forbidden(self, request: web.Request) -> web.Response:
-        self._record(request)
+        self._seen(request)
         return web.Response(status=403, text="forbidden")
 
     async def _plain(self, request: web.Request) -> web.Response:
-        self._record(request)
+        self._seen(request)
         return web.Response(text="plain http")
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
-        self._record(request)
+        self._seen(request)
         ws = web.WebSocketResponse(protocols=("mychat",))
         await ws.prepare(request)
         try:
@@ -120,74 +87,22 @@ class AiohttpServer:
             self.ws_ended.put(WsEnded(ws.close_code))
         return ws
 
-    # -- the thread --------------------------------------------------------------
-
-    def start(self) -> AiohttpServer:
-        """Start serving; return once the port is bound."""
-        self._thread.start()
-        if not self._ready.wait(_START_TIMEOUT):
-            raise RuntimeError("the aiohttp server did not start in time")
-        if self._startup_error is not None:
-            self._thread.join(_STOP_TIMEOUT)
-            raise RuntimeError("the aiohttp server failed to start") from self._startup_error
-        return self
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            try:
-                loop.run_until_complete(self._setup())
-            except BaseException as exc:  # reported to start()
-                self._startup_error = exc
-                self._ready.set()
-                return
-            self._ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
-        finally:
-            # getaddrinfo ran on the loop's default executor: join its threads too.
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-
     async def _setup(self) -> None:
         runner = web.AppRunner(
             self._app(), handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT
         )
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, self.host, 0)
+        site = web.TCPSite(runner, self.host, 0, ssl_context=self._ssl_context)
         await site.start()
         address = runner.addresses[0]
         self.port = address[1]
 
-    def stop(self) -> None:
-        """Stop serving, close every connection and join the thread."""
-        loop = self._loop
-        if loop is not None and self._thread.is_alive():
-            loop.call_soon_threadsafe(loop.stop)
-        self._thread.join(_STOP_TIMEOUT)
-        if self._thread.is_alive():
-            raise RuntimeError("the aiohttp server thread did not stop in time")
+    async def _cleanup(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
 
-    def __enter__(self) -> AiohttpServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- what the server saw -------------------------------------------------------
-
-    def next_request(self, timeout: float = 5.0) -> SeenRequest:
-        """The next request the server received (waits up to ``timeout``)."""
-        return self.requests.get(timeout=timeout)
-
-    def next_ws_end(self, timeout: float = 5.0) -> WsEnded:
-        """How the next server-side Websocket ended (waits up to ``timeout``)."""
-        return self.ws_ended.get(timeout=timeout)
+    def _transports(self) -> Iterable[asyncio.BaseTransport]:
+        server = self._runner.server if self._runner else None
+        handlers = server.connections if server else []
+        return [h.transport for h in handlers if h.transport is not None]

@@ -158,7 +158,14 @@ class TcpTransport(Transport):
         except OSError as exc:
             self._report(ConnectFailed(self._epoch, exc))
             return
-        self._configure(sock)
+        try:
+            # Set up before it is published: once it is, a close() from
+            # another thread may close it under us (EBADF here).
+            self._configure(sock)
+        except OSError as exc:
+            sock.close()
+            self._report(ConnectFailed(self._epoch, exc))
+            return
         with self._lock:
             if self._closed:
                 sock.close()

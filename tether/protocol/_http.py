@@ -31,6 +31,10 @@ from tether.protocol._ws import WsHandshake
 
 __all__ = ["HttpClient", "Outgoing", "Switch"]
 
+# h11's error_status_hint for "Receive buffer too long": more than
+# max_incomplete_event_size bytes without a complete event.
+_TOO_LONG = 431
+
 
 @dataclass(eq=False, slots=True)
 class Outgoing:
@@ -60,13 +64,12 @@ class Switch:
     trailing_data: bytes
 
 
-def _head_size(event: h11.Response | h11.InformationalResponse) -> int:
-    # The head's size on the wire, less any whitespace h11 stripped.
-    return (
-        len(b"HTTP/1.1 000 \r\n\r\n")
-        + len(event.reason)
-        + sum(len(name) + len(value) + 4 for name, value in event.headers)
-    )
+def _head_size(event: h11.Response | h11.InformationalResponse | h11.EndOfMessage) -> int:
+    # The head's (or trailer block's) size on the wire, less any whitespace h11 stripped.
+    fields = sum(len(name) + len(value) + 4 for name, value in event.headers) + len(b"\r\n")
+    if isinstance(event, h11.EndOfMessage):
+        return fields
+    return len(b"HTTP/1.1 000 \r\n") + len(event.reason) + fields
 
 
 def _headers(raw: list[tuple[bytes, bytes]] | h11._headers.Headers) -> Headers:
@@ -87,6 +90,7 @@ class HttpClient:
         self._conn = conn
         self._http10 = opts.version == "HTTP/1.0"
         self._max_head = opts.max_header_block_size
+        self._max_headers = opts.max_headers
         self._emit = emit
         self._write = write
         self._h11 = h11.Connection(
@@ -180,15 +184,24 @@ class HttpClient:
             try:
                 while True:
                     event = self._h11.next_event()
-                    if event is h11.NEED_DATA or event is h11.PAUSED:
+                    if event is h11.NEED_DATA:
                         break
-                    self._check_head_size(event)
+                    if event is h11.PAUSED:
+                        self._check_paused()
+                        if not data:  # h11 holds the EOF behind the paused bytes
+                            self._set_close_reason(ConnectionClosed())
+                        break
+                    self._check_limits(event)
                     events.append(event)
                     if type(event) is h11.ConnectionClosed:
                         break
             except h11.RemoteProtocolError as exc:
                 self._handle(events)
                 self._on_remote_error(exc, eof=not data)
+                return
+            except RemoteProtocolError as exc:  # over one of our limits
+                self._handle(events)
+                self._fail(exc)
                 return
             self._handle(events)
             if self.close_reason is not None or self._check_switch():
@@ -203,13 +216,43 @@ class HttpClient:
             return self._current
         return next((r for r in self._queue if r.stream is stream), None)
 
-    def _check_head_size(self, event: Any) -> None:
-        # h11 bounds only an incomplete head; one read can bring a whole big one.
-        if (
-            isinstance(event, h11.Response | h11.InformationalResponse)
-            and _head_size(event) > self._max_head
-        ):
-            raise h11.RemoteProtocolError("response head over max_header_block_size")
+    def _check_limits(self, event: Any) -> None:
+        """Refuse a head (or trailer block) over ``max_header_block_size`` or ``max_headers``.
+
+        h11 bounds only what is still incomplete (its 431 "receive buffer too
+        long"); one read can bring a whole head that is too big.
+        """
+        if isinstance(event, h11.Response | h11.InformationalResponse):
+            what = "response head"
+        elif type(event) is h11.EndOfMessage and event.headers:
+            what = "trailer block"
+        else:
+            return
+        if _head_size(event) > self._max_head:
+            raise RemoteProtocolError(
+                f"{what} larger than http_opts max_header_block_size ({self._max_head} bytes)"
+            )
+        count = len(event.headers)
+        if self._max_headers is not None and count > self._max_headers:
+            raise RemoteProtocolError(
+                f"{what} with {count} header fields, over http_opts max_headers "
+                f"({self._max_headers})"
+            )
+
+    def _check_paused(self) -> None:
+        """Bound what the server sends past its response while h11 pauses.
+
+        h11 pauses once the response is complete and leaves later bytes in its
+        buffer, unchecked, until the next cycle; while a request body is
+        still going out that can last for ever, so the bytes are held to the
+        size of a head (they can only be the start of the next response).
+        """
+        waiting = len(self._h11.trailing_data[0])
+        if waiting > self._max_head:
+            raise RemoteProtocolError(
+                f"the server sent {waiting} bytes after its response, before the next request "
+                f"(over http_opts max_header_block_size, {self._max_head} bytes)"
+            )
 
     def _set_close_reason(self, reason: BaseException) -> None:
         if self.close_reason is None:
@@ -322,9 +365,21 @@ class HttpClient:
                 ConnectionClosed(f"the server closed the connection mid-response ({exc})")
             )
             return
-        error = RemoteProtocolError(f"malformed response from the server: {exc}")
+        if exc.error_status_hint == _TOO_LONG:
+            message = (
+                f"the server sent more than http_opts max_header_block_size ({self._max_head} "
+                "bytes) without ending a response head, chunk-size line or trailer block"
+            )
+        else:
+            message = f"malformed response from the server: {exc}"
+        self._fail(RemoteProtocolError(message))
+
+    def _fail(self, error: RemoteProtocolError) -> None:
+        """The response cannot go on: ``Error`` for its stream, then the connection closes."""
         current = self._current
-        stream = current.stream if current is not None and not current.cancelled else None
+        # A stream whose response is complete is not in error: the connection is.
+        in_error = current is not None and not (current.cancelled or current.answered)
+        stream = current.stream if current is not None and in_error else None
         self._emit(Error(self._conn, stream, error))
         if current is not None:
             current.answered = True  # reported by this Error, not again in Down

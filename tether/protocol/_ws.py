@@ -15,6 +15,7 @@ the close handshake and says when the TCP connection should be closed.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,9 @@ __all__ = ["WsClient", "WsHandshake"]
 
 # Close codes (RFC 6455 7.4.1).
 _MESSAGE_TOO_BIG = 1009
+# The most raw deflate can inflate: one 258-byte match per 2 bits (RFC 1951), 1032:1.
+_DEFLATE_MAX_RATIO = 1032
+_MIN_INFLATE_SLICE = 64
 
 
 class WsHandshake:
@@ -167,7 +171,22 @@ class WsClient:
         self._emit = emit
         self._write = write
         self._ws = WsConnection(ConnectionType.CLIENT, extensions, trailing_data)
-        self._parts: list[str] | list[bytes] = []
+        # wsproto inflates whatever it is fed in one go: a 64 KiB read of
+        # compressed zeros would become 64 MiB before max_message_size is
+        # checked. Fed in slices that cannot inflate much past the limit, it
+        # is checked after each slice instead.
+        limit = opts.max_message_size
+        deflate = any(isinstance(e, PerMessageDeflate) for e in extensions)
+        self._slice = (
+            max(limit // _DEFLATE_MAX_RATIO, _MIN_INFLATE_SLICE)
+            if deflate and limit is not None
+            else None
+        )
+        # The fragments of the message being received, in one buffer each: a
+        # list of parts would cost ~40 bytes per part, which a server sending
+        # 1-byte fragments turns into 40 times max_message_size.
+        self._binary = bytearray()
+        self._text = io.StringIO()
         self._size = 0
         self._sent_close: Close | None = None
         self.close_reason: BaseException | None = None
@@ -220,8 +239,19 @@ class WsClient:
             self._ws.receive_data(None)
             self._set_close_reason(self._lost_reason())
             return
+        size = self._slice
+        if size is None or len(data) <= size:
+            self._feed(data)
+            return
+        for start in range(0, len(data), size):
+            if not self._feed(data[start : start + size]):
+                return
+
+    def _feed(self, data: bytes) -> bool:
+        """Process ``data``; False once the connection is failing or closed."""
         self._ws.receive_data(data)
         self._process()
+        return self.close_reason is None
 
     def _lost_reason(self) -> BaseException:
         if self._ws.state is ConnectionState.CLOSED and self._sent_close is not None:
@@ -263,15 +293,26 @@ class WsClient:
                 )
             )
             return
-        self._parts.append(event.data)  # type: ignore[arg-type]  # one kind per message
         if not event.message_finished:
+            if isinstance(event, wse.TextMessage):
+                self._text.write(event.data)
+            else:
+                self._binary += event.data
             return
-        parts, self._parts, self._size = self._parts, [], 0
+        self._size = 0
         frame: Frame
         if isinstance(event, wse.TextMessage):
-            frame = Text("".join(parts))  # type: ignore[arg-type]
+            text = event.data
+            if self._text.tell():  # the last of several fragments
+                self._text.write(text)
+                text, self._text = self._text.getvalue(), io.StringIO()
+            frame = Text(text)
         else:
-            frame = Binary(b"".join(parts))  # type: ignore[arg-type]
+            data = bytes(event.data)
+            if self._binary:
+                self._binary += data
+                data, self._binary = bytes(self._binary), bytearray()
+            frame = Binary(data)
         self._emit(Ws(self._conn, self.stream, frame))
 
     def _on_close(self, event: wse.CloseConnection) -> None:

@@ -12,15 +12,21 @@ the close.
 
 A connection stops counting as active (``on_forget``) before its peer can
 see it closed, so a test that saw EOF can rely on ``active_connections``.
+
+With TLS the socket stays a plain one (so that the shutdown from another
+thread stays safe) and :class:`ServerTls` encrypts on the owner thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
+
+from tether.server._tls import ServerTls
 
 __all__ = ["ClientSocket"]
 
@@ -39,10 +45,16 @@ class ClientSocket:
         number: The connection's serial number (names its thread).
         on_forget: Called once, from whichever thread ends the connection
             first, to remove it from the server's active set.
+        tls_context: A server ``ssl.SSLContext`` to speak TLS with (after
+            :meth:`start_tls`); None for plain TCP.
     """
 
     def __init__(
-        self, sock: socket.socket, number: int, on_forget: Callable[[ClientSocket], None]
+        self,
+        sock: socket.socket,
+        number: int,
+        on_forget: Callable[[ClientSocket], None],
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.number = number
         self.aborted = threading.Event()
@@ -51,15 +63,19 @@ class ClientSocket:
         self._lock = threading.Lock()
         self._forgotten = False
         self._closed = False
+        self._tls = (
+            None if tls_context is None else ServerTls(tls_context, self._raw_recv, self._raw_send)
+        )
+
+    def start_tls(self) -> bool:
+        """Do the TLS handshake if the server speaks TLS; False if it failed. Owner thread only."""
+        return self._tls is None or self._tls.handshake()
 
     def recv(self) -> bytes:
         """Receive some bytes; ``b""`` on EOF, error, timeout or abort. Owner thread only."""
-        if self.aborted.is_set():
-            return b""
-        try:
-            return self._sock.recv(_RECV_SIZE)
-        except OSError:  # includes TimeoutError and a reset by the peer
-            return b""
+        if self._tls is not None:
+            return self._tls.recv()
+        return self._raw_recv()
 
     def send(self, data: bytes) -> bool:
         """Send all of ``data``; False if the connection is gone. Owner thread only."""
@@ -67,6 +83,21 @@ class ClientSocket:
             return False
         if not data:
             return True
+        if self._tls is not None:
+            return self._tls.send(data)
+        return self._raw_send(data)
+
+    def _raw_recv(self) -> bytes:
+        if self.aborted.is_set():
+            return b""
+        try:
+            return self._sock.recv(_RECV_SIZE)
+        except OSError:  # includes TimeoutError and a reset by the peer
+            return b""
+
+    def _raw_send(self, data: bytes) -> bool:
+        if self.aborted.is_set():
+            return False
         try:
             self._sock.sendall(data)
         except OSError:
@@ -100,8 +131,13 @@ class ClientSocket:
                     self._sock.shutdown(socket.SHUT_RDWR)
 
     def close_gracefully(self) -> None:
-        """Send FIN, discard what the peer still sends (bounded), then close. Owner thread only."""
+        """Send FIN, discard what the peer still sends (bounded), then close. Owner thread only.
+
+        With TLS, the close_notify alert goes first.
+        """
         self._forget()
+        if self._tls is not None and not self.aborted.is_set():
+            self._tls.close_notify()
         with self._lock:
             if self._closed:
                 return
@@ -113,7 +149,7 @@ class ClientSocket:
             if remaining <= 0:
                 break
             self.set_timeout(remaining)
-            if not self.recv():
+            if not self._raw_recv():
                 break
         self.release()
 

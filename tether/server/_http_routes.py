@@ -8,6 +8,10 @@ otherwise; HEAD gets the GET headers without a body.
 - ``/``              200 ``hello from tether``
 - ``/echo``          200, the request body, ``x-method: <METHOD>``
 - ``/headers``       200, the request headers, one ``name: value`` per line
+- ``/headers/<N>``   200 with N response headers ``x-header-<i>: <i>`` (N <= 100,000)
+- ``/header-bytes/<N>``  200 with one ``x-filler`` header of N bytes (N <= 16 MiB)
+- ``/endless-head``  a status line, then header lines for ever (until the client
+  goes away, or 256 MiB): a head that never ends
 - ``/chunked``       200 chunked, the body in three pieces
 - ``/trailers``      200 chunked with a ``x-checksum: 42`` trailer
 - ``/inform``        103 Early Hints, then 200 ``informed``
@@ -36,6 +40,14 @@ _PIECE = 64 * 1024
 _STATUS_RE = re.compile(r"/status/(\d{3})")
 _DELAY_RE = re.compile(r"/delay/(\d{1,9})")
 _BIG_RE = re.compile(r"/big/(\d{1,12})")
+_HEADERS_RE = re.compile(r"/headers/(\d{1,6})")
+_HEADER_BYTES_RE = re.compile(r"/header-bytes/(\d{1,8})")
+_MAX_HEADERS = 100_000
+_MAX_HEADER_BYTES = 16 << 20
+# /endless-head: one header line of 1 KiB at a time, 64 lines per write.
+_ENDLESS_LINE = b"x-filler: " + b"a" * 1012 + b"\r\n"
+_ENDLESS_WRITE = _ENDLESS_LINE * 64
+_ENDLESS_CAP = 256 << 20
 
 
 class After(enum.Enum):
@@ -137,6 +149,27 @@ def _big(exchange: Exchange, size: int) -> Outcome:
     return After.CONTINUE
 
 
+def _many_headers(exchange: Exchange, count: int) -> Outcome:
+    headers = [(f"x-header-{i}", str(i)) for i in range(count)]
+    exchange.respond(200, b"many headers", headers=headers)
+    return After.CONTINUE
+
+
+def _header_bytes(exchange: Exchange, size: int) -> Outcome:
+    exchange.respond(200, b"one big header", headers=[("x-filler", "a" * size)])
+    return After.CONTINUE
+
+
+def _endless_head(exchange: Exchange) -> Outcome:
+    # Raw bytes, past h11: h11 would (rightly) never send a head without its end.
+    if not exchange.client.send(b"HTTP/1.1 200 OK\r\n"):
+        return After.DROP
+    sent = 0
+    while sent < _ENDLESS_CAP and exchange.client.send(_ENDLESS_WRITE):
+        sent += len(_ENDLESS_WRITE)
+    return After.DROP
+
+
 def _forbidden_ws(exchange: Exchange) -> Outcome:
     exchange.respond(403, b"no websocket for you")
     return After.CONTINUE
@@ -174,6 +207,7 @@ _EXACT: dict[str, Route] = {
     "/close": _close,
     "/drop": _drop,
     "/forbidden-ws": _forbidden_ws,
+    "/endless-head": _endless_head,
 }
 
 
@@ -191,4 +225,8 @@ def dispatch(exchange: Exchange, subprotocols: Sequence[str]) -> Outcome:
         return _delay(exchange, int(match[1]))
     if match := _BIG_RE.fullmatch(path):
         return _big(exchange, int(match[1]))
+    if (match := _HEADERS_RE.fullmatch(path)) and int(match[1]) <= _MAX_HEADERS:
+        return _many_headers(exchange, int(match[1]))
+    if (match := _HEADER_BYTES_RE.fullmatch(path)) and int(match[1]) <= _MAX_HEADER_BYTES:
+        return _header_bytes(exchange, int(match[1]))
     return _not_found(exchange)

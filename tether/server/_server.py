@@ -19,6 +19,7 @@ import contextlib
 import logging
 import selectors
 import socket
+import ssl
 import threading
 from collections.abc import Sequence
 from types import TracebackType
@@ -39,9 +40,9 @@ class Server:
 
     Routes: ``/``, ``/echo``, ``/headers``, ``/chunked``, ``/trailers``,
     ``/inform``, ``/status/<NNN>``, ``/delay/<MS>``, ``/close``, ``/drop``,
-    ``/big/<N>``, ``/forbidden-ws``, and a Websocket echo at ``/websocket``
-    and ``/ws`` (see :mod:`tether.server._http_routes` and
-    :mod:`tether.server._ws_echo`).
+    ``/big/<N>``, ``/forbidden-ws``, ``/headers/<N>``, ``/header-bytes/<N>``,
+    ``/endless-head``, and a Websocket echo at ``/websocket`` and ``/ws`` (see
+    :mod:`tether.server._http_routes` and :mod:`tether.server._ws_echo`).
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`::
 
@@ -53,6 +54,11 @@ class Server:
         port: The port; 0 picks a free ephemeral port (see :attr:`port`).
         subprotocols: The Websocket subprotocols the server accepts, the
             first one the client offers wins.
+        tls_context: A server-side ``ssl.SSLContext`` (certificate chain
+            loaded) to serve HTTPS and WSS instead of plain HTTP; each
+            connection's thread does its handshake before reading a request.
+            A failed handshake closes that connection. Its ``sni_callback``,
+            if set, sees the server name each client sends.
     """
 
     def __init__(
@@ -61,8 +67,12 @@ class Server:
         port: int = 0,
         *,
         subprotocols: Sequence[str] = ("mychat", "superchat"),
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
+        if tls_context is not None and not isinstance(tls_context, ssl.SSLContext):
+            raise TypeError("tls_context must be an ssl.SSLContext")
         self._host = host
+        self._tls_context = tls_context
         self._requested_port = port
         self._subprotocols = tuple(subprotocols)
         self._cond = threading.Condition()
@@ -198,9 +208,13 @@ class Server:
 
     @property
     def url(self) -> str:
-        """``http://HOST:PORT`` of the server (IPv6 hosts in brackets). Thread-safe."""
+        """``http://HOST:PORT`` (``https://`` with TLS) of the server. Thread-safe.
+
+        IPv6 hosts are in brackets.
+        """
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        scheme = "http" if self._tls_context is None else "https"
+        return f"{scheme}://{host}:{self.port}"
 
     # -- observing and disturbing connections --------------------------------
 
@@ -274,7 +288,7 @@ class Server:
                 sock.close()
                 return
             self._counter += 1
-            client = ClientSocket(sock, self._counter, self._forget)
+            client = ClientSocket(sock, self._counter, self._forget, self._tls_context)
             thread = threading.Thread(
                 target=self._serve_client,
                 args=(client,),
@@ -291,6 +305,9 @@ class Server:
 
     def _serve_client(self, client: ClientSocket) -> None:
         try:
+            if not client.start_tls():
+                _log.debug("connection %d: TLS handshake failed", client.number)
+                return
             HttpConnection(client, self._subprotocols, self._record_request).run()
         except Exception:
             _log.exception("connection %d failed", client.number)

@@ -13,7 +13,8 @@ tests can provoke what a real server only does rarely:
 - ``!bad-utf8``                  a text frame that is not UTF-8
 - ``!masked``                    a masked frame, which a server must not send
 - ``!fragments <n>``             the text ``abc`` in ``n`` frames
-- ``!big <n>``                   a binary message of ``n`` bytes of ``x``
+- ``!big <n> [<k>]``             a binary message of ``n`` bytes of ``x`` (in ``k``
+  frames if given)
 
 A client that breaks the protocol gets the close wsproto asks for, then the
 connection is closed.
@@ -176,7 +177,15 @@ class WsEcho:
         )
 
     def _command_big(self, argument: str) -> bool | None:
-        size = _number(argument, _MAX_BIG)
-        if size is None:
+        size_text, _, frames_text = argument.partition(" ")
+        size = _number(size_text, _MAX_BIG)
+        frames = _number(frames_text, _MAX_FRAGMENTS, minimum=1) if frames_text else 1
+        if size is None or frames is None:
             return None
-        return self._send(BytesMessage(data=b"x" * size))
+        if frames == 1:
+            return self._send(BytesMessage(data=b"x" * size))
+        pieces = _split("x" * size, frames)
+        return all(
+            self._send(BytesMessage(data=piece.encode("ascii"), message_finished=i == frames - 1))
+            for i, piece in enumerate(pieces)
+        )

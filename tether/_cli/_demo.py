@@ -1,4 +1,4 @@
-"""The ``tether`` command: ``demo`` walks the Gun guide's seed, ``serve`` runs the server.
+"""``tether demo``: walk the Websocket chapter of Gun's guide against the embedded server.
 
 ``tether demo`` starts the embedded server on an ephemeral 127.0.0.1 port
 and goes through the Websocket chapter of Gun's guide: Up, an HTTP GET,
@@ -10,18 +10,20 @@ close, and speaks HTTP again). Each event is printed on one line. It exits
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable, Sequence
 from typing import TextIO
 
 import tether
 from tether._format import describe
 from tether.server import Server
 
-__all__ = ["main"]
+__all__ = ["demo"]
 
 _STEP_TIMEOUT = 5.0
+
+
+def _say(out: TextIO, line: str) -> None:
+    out.write(line + "\n")
 
 
 class DemoFailed(Exception):
@@ -38,7 +40,7 @@ class _Walk:
         self.out = out
 
     def say(self, text: str) -> None:
-        print(f"\n>> {text}", file=self.out)
+        _say(self.out, f"\n>> {text}")
 
     def expect(self, kind: type[tether.Event], what: str) -> tether.Event:
         """Print events until one of ``kind`` arrives; an Error first fails the step."""
@@ -48,7 +50,7 @@ class _Walk:
                 event = self.inbox.receive(timeout=_STEP_TIMEOUT)
             except tether.ReceiveTimeout:
                 raise DemoFailed(f"no {kind.__name__} within {_STEP_TIMEOUT} s ({what})") from None
-            print(f"   {describe(event)}", file=self.out)  # type: ignore[arg-type]
+            _say(self.out, f"   {describe(event)}")  # type: ignore[arg-type]
             if isinstance(event, kind):
                 return event
             if isinstance(event, tether.Error):
@@ -68,7 +70,7 @@ def _demo_steps(walk: _Walk) -> None:
         event = walk.expect(tether.Data, f"body of {stream!r}")
         assert isinstance(event, tether.Data)
         body += event.data
-    print(f"   body: {body!r}", file=walk.out)
+    _say(walk.out, f"   body: {body!r}")
 
     walk.say('conn.ws_upgrade("/websocket", [("sec-websocket-protocol", "mychat")])')
     conn.ws_upgrade("/websocket", [("sec-websocket-protocol", "mychat")])
@@ -89,7 +91,7 @@ def _demo_steps(walk: _Walk) -> None:
     walk.expect(tether.Down, "close handshake")
     up = walk.expect(tether.Up, "reconnect")
     assert isinstance(up, tether.Up)
-    print(f"   reconnected; speaking {up.protocol} again, not re-upgraded", file=walk.out)
+    _say(walk.out, f"   reconnected; speaking {up.protocol} again, not re-upgraded")
 
 
 def demo(out: TextIO = sys.stdout) -> int:
@@ -99,48 +101,10 @@ def demo(out: TextIO = sys.stdout) -> int:
         try:
             _demo_steps(_Walk(conn, out))
         except (DemoFailed, tether.TetherError) as exc:
-            print(f"\ndemo failed: {exc}", file=sys.stderr)
+            _say(sys.stderr, f"\ndemo failed: {exc}")
             return 1
         finally:
             conn.close()
             conn.wait_stopped(_STEP_TIMEOUT)
-    print("\ndemo finished: every step saw its event", file=out)
+    _say(out, "\ndemo finished: every step saw its event")
     return 0
-
-
-def serve(host: str, port: int, out: TextIO = sys.stdout) -> int:
-    """Run the embedded server until interrupted."""
-    server = Server(host, port).start()
-    print(
-        f"tether server on {server.url} (Websocket echo at /websocket); Ctrl-C stops it",
-        file=out,
-        flush=True,
-    )
-    server.serve_forever()
-    return 0
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tether", description="Gun for Python: an actor-based HTTP/Websocket client."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="walk Gun's Websocket guide against the embedded server")
-    serve_p = sub.add_parser("serve", help="run the embedded HTTP/Websocket server")
-    serve_p.add_argument("--host", default="127.0.0.1")
-    serve_p.add_argument("--port", type=int, default=8080)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tether`` command."""
-    args = _parser().parse_args(argv)
-    commands: dict[str, Callable[[], int]] = {
-        "demo": demo,
-        "serve": lambda: serve(args.host, args.port),
-    }
-    return commands[args.command]()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The Gun 1.0 Websocket guide, scenario by scenario, against a real aiohttp server.
+"""The Gun 1.0 Websocket guide, scenario by scenario, against every real server in SERVERS.
 
 Every test goes through the public API only: ``tether.open`` with the
 default ``Inbox`` owner, request calls, ``ws_upgrade``/``ws_send`` and the
@@ -13,7 +13,7 @@ import pytest
 
 import tether
 from tests.conftest import inbox_of
-from tests.interop.aiohttp_server import AiohttpServer
+from tests.interop.servers import LoopServer, on_servers
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
 
@@ -74,21 +74,20 @@ def test_http_get_before_any_upgrade(connect: Connect) -> None:
     assert conn.await_body(stream) == b"hello"
 
 
-def test_http_post_round_trip(connect: Connect, aiohttp_server: AiohttpServer) -> None:
+@on_servers(websockets="its server takes GET requests only (it closes on a POST)")
+def test_http_post_round_trip(connect: Connect, server: LoopServer) -> None:
     conn = connect()
     conn.await_up()
     stream = conn.post("/echo", [("content-type", "application/octet-stream")], b"ping \x00\xff")
     assert conn.await_body(stream) == b"ping \x00\xff"
-    seen = aiohttp_server.next_request()
+    seen = server.next_request()
     assert (seen.method, seen.path, seen.version) == ("POST", "/echo", (1, 1))
 
 
 # -- 2. Upgrade with the mychat subprotocol, then a text frame ---------------------
 
 
-def test_upgrade_with_subprotocol_then_text_echo(
-    connect: Connect, aiohttp_server: AiohttpServer
-) -> None:
+def test_upgrade_with_subprotocol_then_text_echo(connect: Connect, server: LoopServer) -> None:
     conn = connect()
     conn.await_up()
     get_hello(conn)  # HTTP first, then the upgrade on the same connection (the guide)
@@ -100,8 +99,8 @@ def test_upgrade_with_subprotocol_then_text_echo(
     assert ("sec-websocket-protocol", "mychat") in event.headers
     assert conn.upgraded
 
-    aiohttp_server.next_request()  # GET /
-    handshake = aiohttp_server.next_request()
+    server.next_request()  # GET /
+    handshake = server.next_request()
     assert handshake.path == "/websocket"
     assert handshake.header("sec-websocket-protocol") == "mychat"
 
@@ -150,7 +149,7 @@ def test_requests_refused_after_upgrade(connect: Connect) -> None:
     [("/forbidden", 403, b"forbidden"), ("/plain", 200, b"plain http")],
 )
 def test_refused_upgrade_is_a_response(
-    connect: Connect, path: str, status: int, body: bytes
+    connect: Connect, server: LoopServer, path: str, status: int, body: bytes
 ) -> None:
     conn = connect()
     conn.await_up()
@@ -160,6 +159,12 @@ def test_refused_upgrade_is_a_response(
     assert response.status == status
     assert conn.await_body(stream) == body
     assert not conn.upgraded
+    if server.closes_after_refused_upgrade:
+        # Nothing was in flight: tether reconnects at once, still speaking HTTP.
+        down, up = events_until(conn, tether.Up)
+        assert isinstance(down, tether.Down)
+        assert (down.killed_streams, down.unprocessed_streams) == ((), ())
+        assert up == tether.Up(conn, "http")
     get_hello(conn)
 
 
@@ -177,11 +182,12 @@ def test_upgrade_on_http10_is_an_error(connect: Connect) -> None:
     assert not conn.upgraded
 
 
-def test_http10_get_works(connect: Connect, aiohttp_server: AiohttpServer) -> None:
+def test_http10_get_works(connect: Connect, server: LoopServer) -> None:
     conn = connect(http_opts={"version": "HTTP/1.0"})
     conn.await_up()
     get_hello(conn)
-    assert aiohttp_server.next_request().version == (1, 0)
+    expected = None if server.name == "websockets" else (1, 0)  # websockets does not say
+    assert server.next_request().version == expected
     # HTTP/1.0 has no keep-alive: the server closes after the response, and
     # tether reconnects at once (nothing was in flight).
     down, up = events_until(conn, tether.Up)
@@ -196,9 +202,7 @@ def test_http10_get_works(connect: Connect, aiohttp_server: AiohttpServer) -> No
 # -- 7. A Close frame, then Down and Up ------------------------------------------------------
 
 
-def test_close_frame_then_down_then_up_speaking_http(
-    connect: Connect, aiohttp_server: AiohttpServer
-) -> None:
+def test_close_frame_then_down_then_up_speaking_http(connect: Connect, server: LoopServer) -> None:
     # retry_timeout=30: the Up can only come within WAIT if the first retry is
     # immediate, as in Gun.
     conn, stream = upgraded(connect, retry_timeout=30)
@@ -218,12 +222,69 @@ def test_close_frame_then_down_then_up_speaking_http(
     assert not down.reason.by_server
     assert stream in down.killed_streams
     assert up == tether.Up(conn, "http")
-    assert aiohttp_server.next_ws_end().close_code == 1000
+    assert server.next_ws_end().close_code == 1000
 
     # Reconnected, not re-upgraded: HTTP works again.
     assert not conn.upgraded
     assert conn.is_alive()
     get_hello(conn)
+
+
+# -- 8. The server drops the connection: Down, Up, and (if asked) the upgrade again ------
+
+
+def test_server_drop_then_down_then_up_speaking_http(connect: Connect, server: LoopServer) -> None:
+    conn, stream = upgraded(
+        connect, retry_timeout=30
+    )  # Up within WAIT: the first retry is at once
+    assert server.drop_connections() == 1
+    down, up = events_until(conn, tether.Up)
+    assert isinstance(down, tether.Down)
+    assert down.protocol == "ws"
+    assert stream in down.killed_streams
+    assert up == tether.Up(conn, "http")
+    assert not conn.upgraded
+    get_hello(conn)
+
+
+def test_server_drop_with_reupgrade_upgrades_again_and_echoes(
+    connect: Connect, server: LoopServer
+) -> None:
+    conn, first = upgraded(connect, retry_timeout=30, ws_opts={"reupgrade": True})
+    assert server.drop_connections() == 1
+    down, up, upgrade = events_until(conn, tether.Upgrade)
+    assert isinstance(down, tether.Down)
+    assert first in down.killed_streams
+    assert up == tether.Up(conn, "http")
+    assert isinstance(upgrade, tether.Upgrade)
+    assert upgrade.stream != first  # a new stream, the same path and headers
+    assert ("sec-websocket-protocol", "mychat") in upgrade.headers
+    conn.ws_send("after the drop")
+    assert conn.await_(upgrade.stream) == tether.Ws(
+        conn, upgrade.stream, tether.Text("after the drop")
+    )
+
+
+# -- 9. permessage-deflate ----------------------------------------------------------------
+
+
+def test_deflate_is_negotiated_and_echoes(connect: Connect) -> None:
+    conn = connect(ws_opts={"compress": True})
+    conn.await_up()
+    stream = conn.ws_upgrade("/websocket", [("sec-websocket-protocol", "mychat")])
+    upgrade = conn.await_(stream)
+    assert isinstance(upgrade, tether.Upgrade)
+    extensions = [v for n, v in upgrade.headers if n == "sec-websocket-extensions"]
+    assert any(v.startswith("permessage-deflate") for v in extensions), upgrade.headers
+    # Compressible messages, several in a row: the compression context carries over.
+    messages = [
+        tether.Text("hello " * 200),
+        tether.Binary(bytes(range(256)) * 20),
+        tether.Text(""),
+    ]
+    conn.ws_send(messages * 2)
+    echoed = [conn.await_(stream) for _ in range(len(messages) * 2)]
+    assert echoed == [tether.Ws(conn, stream, m) for m in messages * 2]
 
 
 # -- the contract around the seed --------------------------------------------------------
@@ -266,7 +327,7 @@ def test_ws_upgrade_options_per_call(connect: Connect) -> None:
 def test_pings_are_silenced_unless_asked_for(connect: Connect) -> None:
     conn, stream = upgraded(connect)
     conn.ws_send([tether.Ping(b"quiet"), "after the ping"])
-    # aiohttp answers the ping; the pong is not told to the owner by default.
+    # the server answers the ping; the pong is not told to the owner by default.
     assert conn.await_(stream) == tether.Ws(conn, stream, tether.Text("after the ping"))
 
     loud, loud_stream = upgraded(connect, ws_opts={"silence_pings": False})
@@ -276,12 +337,12 @@ def test_pings_are_silenced_unless_asked_for(connect: Connect) -> None:
 
 
 def test_shutdown_of_a_websocket_closes_it_cleanly_without_reconnecting(
-    connect: Connect, aiohttp_server: AiohttpServer
+    connect: Connect, server: LoopServer
 ) -> None:
     conn, stream = upgraded(connect)
     conn.shutdown()
     assert conn.wait_stopped(WAIT)
-    assert aiohttp_server.next_ws_end().close_code == 1000  # a close handshake, not a cut
+    assert server.next_ws_end().close_code == 1000  # a close handshake, not a cut
     *before, down = events_until(conn, tether.Down)
     assert before == [tether.Ws(conn, stream, tether.Close(1000, ""))]
     assert isinstance(down, tether.Down)
@@ -290,7 +351,7 @@ def test_shutdown_of_a_websocket_closes_it_cleanly_without_reconnecting(
     assert len(inbox_of(conn)) == 0  # and no Up: it stopped for good
 
 
-def test_close_of_a_websocket_is_brutal(connect: Connect, aiohttp_server: AiohttpServer) -> None:
+def test_close_of_a_websocket_is_brutal(connect: Connect, server: LoopServer) -> None:
     conn, stream = upgraded(connect)
     conn.close()
     assert conn.wait_stopped(WAIT)
@@ -300,7 +361,7 @@ def test_close_of_a_websocket_is_brutal(connect: Connect, aiohttp_server: Aiohtt
     assert isinstance(down.reason, tether.ClosedByUser)
     assert stream in down.killed_streams
     assert len(inbox_of(conn)) == 0
-    assert aiohttp_server.next_ws_end().close_code != 1000  # no close handshake (Gun's close)
+    assert server.next_ws_end().close_code != 1000  # no close handshake (Gun's close)
     assert not conn.upgraded
     with pytest.raises(tether.NotUpgradedError):
         conn.ws_send("too late")
