@@ -32,6 +32,7 @@ import tether
 from tests.actors.conftest import Recorder
 from tests.conftest import ConnectionTracker
 from tests.faults import FaultProxy
+from tether.actors import _messages as msg
 from tether.actors._scheduler import default_scheduler
 from tether.server import Server
 from tether.testing import FakeClock, use_fake_clock
@@ -365,13 +366,19 @@ class HoldingInbox(tether.Inbox):
         super().tell(message)
 
 
-def reader_thread(port: int) -> threading.Thread:
-    """The one reader thread of tether's connection to ``port`` (named by the transport)."""
-    readers = [
-        t for t in threading.enumerate() if t.name.startswith(f"tether-io-127.0.0.1:{port}#")
-    ]
-    assert len(readers) == 1, readers
-    return readers[0]
+def wait_told_closed(conn: tether.Connection) -> None:
+    """Wait until the transport has told ``conn``'s (busy) actor that its socket closed.
+
+    The report waits in the actor's mailbox, a ``queue.Queue`` whose
+    condition is notified on every message told.
+    """
+    assert conn._ref is not None
+    mailbox = conn._ref.actor_inbox
+    assert isinstance(mailbox, queue.Queue)
+    with mailbox.not_empty:
+        assert mailbox.not_empty.wait_for(
+            lambda: any(isinstance(e.message, msg.Closed) for e in list(mailbox.queue)), WAIT
+        ), list(mailbox.queue)
 
 
 @pytest.mark.parametrize("explicit", [True, False], ids=["stream", "current"])
@@ -388,10 +395,8 @@ def test_frames_that_raced_a_drop_come_back_as_an_error_of_their_stream(
         ws = upgrade(conn)
         conn.ws_send("hold")
         assert owner.holding.wait(WAIT)
-        reader = reader_thread(proxy.port)
         cut(proxy, 1)
-        reader.join(WAIT)  # it has told the actor of the close, and ended
-        assert not reader.is_alive()
+        wait_told_closed(conn)  # the transport has told the actor of the close
         # Told after the close. Without stream=, it was meant for the current
         # Websocket, ws: the Error must name it, not look like the connection's.
         conn.ws_send("raced", stream=ws if explicit else None)

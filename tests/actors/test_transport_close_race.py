@@ -44,11 +44,14 @@ def test_close_while_the_reader_sets_the_socket_up(
     reports: list[IoReport] = []
     failures: list[threading.ExceptHookArgs] = []
     monkeypatch.setattr(threading, "excepthook", failures.append)
-    transport = TcpTransport(reports.append, 1, "127.0.0.1", listener.getsockname()[1], 5.0)
+    # A host name: connected by the connect thread (an IP address is
+    # connected by the I/O thread, which also does every close of a socket
+    # it watches, so there is no such race there).
+    transport = TcpTransport(reports.append, 1, "localhost", listener.getsockname()[1], 5.0)
     real_connect = socket.create_connection
 
     def connect(address: tuple[str, int], timeout: float | None = None) -> socket.socket:
-        plain = real_connect(address, timeout=timeout)
+        plain = real_connect(("127.0.0.1", address[1]), timeout=timeout)
         racy = _CloseDuringSetup(fileno=plain.detach())
         racy.transport = transport
         return racy

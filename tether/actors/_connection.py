@@ -11,7 +11,7 @@ machine, ``gun.erl``)::
     any --close()/shutdown() done--> stopped .............. Down(reason=ClosedByUser) if up
 
 All state is touched by the actor thread only. Everything reaches it by
-``tell`` (bytes from the reader thread, timers, user commands), so an
+``tell`` (bytes from the I/O thread, timers, user commands), so an
 exception in any of it is a crash pykka reports to ``on_failure``, never an
 exception lost in a future. The protocol work is delegated to
 :class:`~tether.protocol.ClientProtocol`; this module only moves bytes and
@@ -225,7 +225,7 @@ class ConnectionActor(Supervised):
     # -- connecting ----------------------------------------------------------------
 
     def _report(self, report: msg.IoReport) -> None:
-        """Called from the reader thread: hand a report to the actor."""
+        """Called from the connect or I/O thread: hand a report to the actor."""
         # If the actor is gone, so is interest in this socket.
         with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(report)
@@ -527,7 +527,7 @@ class ConnectionActor(Supervised):
         return timer
 
     def _on_closed(self, reason: BaseException | None) -> None:
-        """The reader saw the socket close (EOF or error)."""
+        """The I/O thread saw the socket close (EOF or error)."""
         proto = self._proto
         if proto is None:
             if self._state == "connecting":  # during the TLS handshake
@@ -571,7 +571,7 @@ class ConnectionActor(Supervised):
         self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
 
     def _close_transport(self) -> None:
-        # A new epoch first: whatever the old reader still reports is stale.
+        # A new epoch first: whatever the old socket still reports is stale.
         self._epoch += 1
         self._tls = None
         if self._transport is not None:

@@ -1,34 +1,48 @@
 """TCP connect, reads and bounded writes: the only code that touches a socket.
 
-The I/O model (see ``docs/design.md``): one reader thread per connection,
-which connects (DNS and ``connect`` can block for seconds, so never on the
-actor thread), then loops on ``recv`` and *tells* the actor every chunk.
-It never parses anything and never asks the actor; writes go out from the
-actor thread with ``sendall``, bounded by ``SO_SNDTIMEO`` so a peer that
-stops reading cannot block the actor forever. ``close`` uses
-``shutdown(SHUT_RDWR)`` first, because on Linux ``close`` alone does not wake
-a thread blocked in ``recv``.
+The I/O model (see ``docs/design.md`` and ``docs/performance.md``): the
+process-wide :mod:`~tether.actors._ioloop` thread reads every connection's
+socket and *tells* each actor what arrived, so a connection costs one
+thread (its actor), not two. Connecting never blocks the actor thread: an
+IP address is connected without blocking and the I/O thread finishes the
+connect; a host name is resolved and connected by a short-lived thread
+(DNS can block for seconds), which then hands the socket over. Writes go
+out from the actor thread with ``sendall``, bounded by ``SO_SNDTIMEO`` so a
+peer that stops reading cannot block the actor forever. ``close`` hands the
+socket back to the I/O thread, which closes it once it no longer watches
+it (a reused descriptor number is never read in the old socket's name).
 
-:class:`Transport` is the seam the performance work can replace (for
-instance by one shared selector thread) without touching the actor.
+:class:`Transport` is the seam: the actor knows nothing else of sockets.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
+import ipaddress
+import os
 import socket
 import struct
 import threading
 from collections.abc import Callable
 
 from tether._errors import ConnectTimeout, WriteTimeout
+from tether.actors._ioloop import IoLoop, default_loop
 from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, IoReport
 
 __all__ = ["TcpTransport", "Transport"]
 
+
+def _ip_family(host: str) -> socket.AddressFamily | None:
+    """The address family of an IP address literal; None for a host name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
 # Gun's tcp_opts default: send_timeout 15000 ms, send_timeout_close true.
 SEND_TIMEOUT = 15.0
-_READ_SIZE = 65536
 
 
 class Transport:
@@ -43,7 +57,7 @@ class Transport:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Close the connection and make the reader exit. Idempotent, any thread."""
+        """Close the connection and stop reading it. Idempotent, any thread."""
         raise NotImplementedError
 
     def addresses(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
@@ -52,15 +66,17 @@ class Transport:
 
 
 class TcpTransport(Transport):
-    """A TCP connection with its reader thread.
+    """A TCP connection read by the shared I/O thread.
 
     Args:
-        report: called from the reader thread with each I/O report (the
-            actor's ``tell``); it must not block.
+        report: called with each I/O report (the actor's ``tell``), from the
+            I/O thread, the connect thread, or ``start``'s caller (a connect
+            that fails at once); it must not block.
         epoch: the connection epoch stamped on every report.
         host: host name or address.
         port: TCP port.
         connect_timeout: seconds for DNS + connect (``None``: the OS default).
+        loop: the I/O loop (the process-wide one by default).
     """
 
     def __init__(
@@ -70,52 +86,82 @@ class TcpTransport(Transport):
         host: str,
         port: int,
         connect_timeout: float | None,
+        *,
+        loop: IoLoop | None = None,
     ) -> None:
         self._report = report
         self._epoch = epoch
         self._host = host
         self._port = port
         self._connect_timeout = connect_timeout
+        self._loop = loop or default_loop()
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._closed = False
+        # True while the I/O thread watches the socket: then only it may close it.
+        self._watched = False
         self._thread = threading.Thread(
-            target=self._run, daemon=True, name=f"tether-io-{host}:{port}#{epoch}"
+            target=self._connect, daemon=True, name=f"tether-connect-{host}:{port}#{epoch}"
         )
 
     def start(self) -> None:
-        self._thread.start()
+        family = _ip_family(self._host)
+        if family is None:
+            self._thread.start()  # a name: DNS can block, so a thread connects
+            return
+        # An IP address: a non-blocking connect that the I/O thread finishes.
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            error = sock.connect_ex((self._host, self._port))
+        except OSError as exc:
+            sock.close()
+            self._report(ConnectFailed(self._epoch, exc))
+            return
+        if error not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._report(ConnectFailed(self._epoch, OSError(error, os.strerror(error))))
+            return
+        with self._lock:
+            self._sock = sock
+            self._watched = True
+        self._loop.connect(sock, self._on_connect, self._on_read)
 
-    def _run(self) -> None:
+    def _on_connect(self, error: OSError | None) -> None:
+        """The I/O thread's callback when the non-blocking connect ends."""
+        with self._lock:
+            sock = self._sock
+            if error is not None:
+                self._watched = False  # no longer watched: close() closes it
+        if isinstance(error, TimeoutError):  # the kernel gave up (no connect_timeout)
+            error = self._timeout()
+        if error is not None:
+            self._report(ConnectFailed(self._epoch, error))
+        elif sock is not None:
+            self._configure(sock)
+            self._report(Connected(self._epoch))
+
+    def _timeout(self) -> ConnectTimeout:
+        seconds = self._connect_timeout
+        limit = "the system's limit" if seconds is None else f"{seconds} s"
+        return ConnectTimeout(f"connecting to {self._host}:{self._port} took longer than {limit}")
+
+    def _connect(self) -> None:
+        """On the connect thread: DNS and a blocking connect, then hand over to the I/O thread."""
         try:
             sock = socket.create_connection(
                 (self._host, self._port), timeout=self._connect_timeout
             )
         except TimeoutError:
-            self._report(
-                ConnectFailed(
-                    self._epoch,
-                    ConnectTimeout(
-                        f"connecting to {self._host}:{self._port} took longer than "
-                        f"{self._connect_timeout} s"
-                    ),
-                )
-            )
+            self._report(ConnectFailed(self._epoch, self._timeout()))
             return
         except OSError as exc:
             self._report(ConnectFailed(self._epoch, exc))
             return
         try:
-            # Set up before it is published: once it is, close() from another
-            # thread may close it under us (EBADF here).
-            sock.settimeout(None)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            seconds = int(SEND_TIMEOUT)
-            sock.setsockopt(
-                socket.SOL_SOCKET,
-                socket.SO_SNDTIMEO,
-                struct.pack("ll", seconds, int((SEND_TIMEOUT - seconds) * 1e6)),
-            )
+            # Set up before it is published: once it is, a close() from
+            # another thread may close it under us (EBADF here).
+            self._configure(sock)
         except OSError as exc:
             sock.close()
             self._report(ConnectFailed(self._epoch, exc))
@@ -125,20 +171,32 @@ class TcpTransport(Transport):
                 sock.close()
                 return
             self._sock = sock
-        self._report(Connected(self._epoch))
-        self._read_loop(sock)
+            self._watched = True
+            # Connected goes first: the I/O thread may report bytes at once.
+            self._report(Connected(self._epoch))
+            self._loop.add(sock, self._on_read)
 
-    def _read_loop(self, sock: socket.socket) -> None:
-        while True:
-            try:
-                data = sock.recv(_READ_SIZE)
-            except OSError as exc:
-                self._report(Closed(self._epoch, None if self._closed else exc))
-                return
-            if not data:
-                self._report(Closed(self._epoch, None))
-                return
+    @staticmethod
+    def _configure(sock: socket.socket) -> None:
+        """Blocking writes bounded by SO_SNDTIMEO (reads never block: MSG_DONTWAIT)."""
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        seconds = int(SEND_TIMEOUT)
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_SNDTIMEO,
+            struct.pack("ll", seconds, int((SEND_TIMEOUT - seconds) * 1e6)),
+        )
+
+    def _on_read(self, data: bytes | None, end: BaseException | None) -> None:
+        """The I/O thread's callback: bytes, or the end of the stream (once)."""
+        if data is not None:
             self._report(BytesIn(self._epoch, data))
+            return
+        with self._lock:
+            self._watched = False
+            closed = self._closed
+        self._report(Closed(self._epoch, None if closed else end))
 
     def write(self, data: bytes) -> None:
         sock = self._sock
@@ -155,11 +213,13 @@ class TcpTransport(Transport):
         with self._lock:
             self._closed = True
             sock, self._sock = self._sock, None
+            watched, self._watched = self._watched, False
         if sock is None:
             return
-        with contextlib.suppress(OSError):  # already disconnected: nothing to wake
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
+        if watched:
+            self._loop.close(sock)  # closed by the I/O thread once it stopped watching
+        else:
+            sock.close()
 
     def addresses(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
         sock = self._sock

@@ -46,7 +46,10 @@ from tether._errors import (
 from tether._events import Error, Event, Headers, StreamRef, Ws
 from tether._frames import Binary, Close, Frame, Ping, Pong, Text
 from tether._options import WsOpts
+from tether.protocol import _mask
 from tether.protocol._validate import HeaderList
+
+_mask.install()  # C masking when wsaccel is installed; wsproto's own otherwise
 
 __all__ = ["FAIL_LINGER", "WsClient", "WsHandshake"]
 

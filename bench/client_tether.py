@@ -1,0 +1,188 @@
+"""tether as a benchmark client: Websocket echo, fan-out, many connections, HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from _common import HOST, Params, Result, rate, rss_bytes, timed
+
+import tether
+
+_RECEIVE = 10.0  # seconds any one event may take before the run counts as failed
+
+
+def _upgraded(port: int) -> tether.Connection:
+    conn = tether.open(HOST, port, retry=0)
+    conn.await_up(timeout=_RECEIVE)
+    stream = conn.ws_upgrade("/")
+    event = conn.await_(stream, timeout=_RECEIVE)
+    if not isinstance(event, tether.Upgrade):
+        raise RuntimeError(f"upgrade refused: {event!r}")  # noqa: TRY004 - not a caller's type
+    return conn
+
+
+def echo(params: Params) -> Result:
+    """Round trips of ``params.size``-byte binary messages on one connection."""
+    conn = _upgraded(params.ws_port)
+    inbox = conn.inbox
+    assert inbox is not None
+    frame = tether.Binary(b"x" * params.size)
+
+    def one() -> None:
+        conn.ws_send(frame)
+        match inbox.receive(timeout=_RECEIVE):
+            case tether.Ws(frame=tether.Binary(data=data)) if len(data) == params.size:
+                pass
+            case event:
+                raise RuntimeError(f"unexpected event {event!r}")
+
+    try:
+        return rate(params, one)
+    finally:
+        conn.close()
+        conn.wait_stopped(_RECEIVE)
+
+
+class _Driver:
+    """Drives many connections from one thread through one shared Inbox.
+
+    Every connection upgrades, then echoes ``messages`` messages one after
+    the other; ``phase_two`` holds the echoes back until every connection
+    is upgraded (all open at once).
+    """
+
+    def __init__(self, params: Params, messages: int, hold: bool) -> None:
+        self.params = params
+        self.inbox = tether.Inbox()
+        self.frame = tether.Binary(b"x" * params.size)
+        self.left: dict[tether.Connection, int] = {}
+        self.messages = messages
+        self.hold = hold
+        self.upgraded = 0
+        self.done = 0
+        self.failures = 0
+        self.deadline = time.monotonic() + params.timeout
+        self.conns: list[tether.Connection] = []
+        self.marks: dict[str, float] = {}  # phase -> perf_counter() when it ended
+        self.reasons: list[str] = []
+
+    def open_all(self) -> None:
+        self.marks["start"] = time.perf_counter()
+        for _ in range(self.params.conns):
+            self.conns.append(tether.open(HOST, self.params.ws_port, owner=self.inbox, retry=0))
+        self.marks["open() returned"] = time.perf_counter()
+
+    def pump(self, until: int, what: str) -> None:
+        """Handle events until ``what`` (upgraded/done) + failures reaches ``until``."""
+        steps = 0
+        while getattr(self, what) + self.failures < until and steps < 10 * len(self.conns) * (
+            self.messages + 4
+        ):
+            steps += 1
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{what}: {getattr(self, what)} of {until} in time")
+            event = self.inbox.receive(timeout=min(remaining, _RECEIVE))
+            self.handle(event)
+
+    def handle(self, event: object) -> None:
+        match event:
+            case tether.Up(conn=conn):
+                conn.ws_upgrade("/")
+            case tether.Upgrade(conn=conn):
+                self.upgraded += 1
+                if self.upgraded == self.params.conns:
+                    self.marks["all upgraded"] = time.perf_counter()
+                self.left[conn] = self.messages
+                if not self.hold:
+                    conn.ws_send(self.frame)
+            case tether.Ws(conn=conn):
+                self.left[conn] -= 1
+                if self.left[conn] > 0:
+                    conn.ws_send(self.frame)
+                else:
+                    self.done += 1
+            case tether.Down() | tether.Error() | tether.Response():
+                self.failures += 1
+                if len(self.reasons) < 5:  # what went wrong, in the results
+                    self.reasons.append(repr(event)[:300])
+            case _:
+                pass
+
+    def release(self) -> None:
+        for conn in self.left:
+            try:
+                conn.ws_send(self.frame)
+            except tether.TetherError as exc:  # went down since its Upgrade: told as Down
+                if len(self.reasons) < 5:
+                    self.reasons.append(f"ws_send: {exc!r}"[:300])
+
+    def close_all(self) -> None:
+        for conn in self.conns:
+            conn.shutdown()  # the server closes TCP first: TIME_WAIT stays on its side
+        for conn in self.conns:
+            conn.wait_stopped(_RECEIVE)
+
+
+def fanout(params: Params) -> Result:
+    """Open ``conns`` connections at once, each echoing ``messages`` messages."""
+    driver = _Driver(params, params.messages, hold=False)
+
+    def run() -> int:
+        driver.open_all()
+        driver.pump(params.conns, "done")
+        driver.marks["all echoed"] = time.perf_counter()
+        return driver.failures
+
+    try:
+        result = timed(params, run)
+        start = driver.marks.pop("start")
+        # When each phase ended, in seconds from the first open() call.
+        result["phases"] = {name: at - start for name, at in driver.marks.items()}
+        return result
+    finally:
+        driver.close_all()
+
+
+def many(params: Params) -> Result:
+    """``conns`` upgraded connections open at once, then each echoes one message."""
+    driver = _Driver(params, 1, hold=True)
+    threads0, rss0 = threading.active_count(), rss_bytes()
+    start = time.perf_counter()
+    try:
+        driver.open_all()
+        driver.pump(params.conns, "upgraded")
+        opened = time.perf_counter()
+        driver.release()
+        driver.pump(params.conns, "done")
+        echoed = time.perf_counter()
+        rss1 = rss_bytes()
+        return {
+            "open_s": opened - start,
+            "echo_s": echoed - opened,
+            "failures": driver.failures + params.conns - driver.done,
+            "conns": params.conns,
+            "rss_per_conn": (rss1 - rss0) / params.conns,
+            "threads": threading.active_count() - threads0,
+            "reasons": driver.reasons,
+        }
+    finally:
+        driver.close_all()
+
+
+def http(params: Params) -> Result:
+    """Keep-alive GETs on one connection, one at a time."""
+    conn = tether.open(HOST, params.http_port, retry=0)
+    conn.await_up(timeout=_RECEIVE)
+
+    def one() -> None:
+        body = conn.await_body(conn.get("/"), timeout=_RECEIVE)
+        if body != b"hello":
+            raise RuntimeError(f"unexpected body {body!r}")
+
+    try:
+        return rate(params, one)
+    finally:
+        conn.close()
+        conn.wait_stopped(_RECEIVE)

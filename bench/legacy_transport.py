@@ -1,0 +1,67 @@
+"""tether's former I/O model (a reader thread per connection), for side-by-side runs.
+
+``worker.py`` runs the client ``tether-threads`` with :class:`ThreadedTransport`
+swapped in, so that every benchmark run measures the shared I/O thread
+against the model it replaced, on the same machine at the same moment. It
+is tether's own ``TcpTransport`` with the I/O loop replaced by
+:class:`ReaderThreads`: every connection is connected by a thread (as
+before, also for IP addresses) and read by a thread of its own that blocks
+in ``recv``. Not part of tether.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+from tether.actors._ioloop import ConnectHandler, IoLoop, ReadHandler
+from tether.actors._transport import TcpTransport
+
+__all__ = ["ThreadedTransport"]
+
+_READ_SIZE = 65536
+
+
+class ReaderThreads(IoLoop):
+    """An "I/O loop" that gives every socket a reader thread blocked in ``recv``."""
+
+    def add(self, sock: socket.socket, handler: ReadHandler) -> None:
+        threading.Thread(target=self._read_loop, args=(sock, handler), daemon=True).start()
+
+    def connect(
+        self, sock: socket.socket, on_connect: ConnectHandler, on_read: ReadHandler
+    ) -> None:
+        raise NotImplementedError("ThreadedTransport connects on a thread")
+
+    def close(self, sock: socket.socket) -> None:
+        # On Linux close() alone does not wake a thread blocked in recv().
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+    @staticmethod
+    def _read_loop(sock: socket.socket, handler: ReadHandler) -> None:
+        while True:
+            try:
+                data = sock.recv(_READ_SIZE)
+            except OSError as exc:
+                handler(None, exc)
+                return
+            if not data:
+                handler(None, None)
+                return
+            handler(data, None)
+
+
+_THREADS = ReaderThreads()
+
+
+class ThreadedTransport(TcpTransport):
+    """tether's transport with a connect thread and a reader thread per connection."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs, loop=_THREADS)  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        self._thread.start()  # always the connect thread, as before

@@ -1,0 +1,99 @@
+"""The transport: connecting by name and by address, one I/O thread for every connection."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+
+import pytest
+
+from tests.conftest import ConnectionTracker
+from tether.actors._ioloop import IoLoop
+from tether.server import Server
+
+pytestmark = pytest.mark.usefixtures("thread_baseline")
+
+WAIT = 5.0
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"], ids=["name", "address"])
+def test_a_host_name_and_an_address_both_connect(
+    host: str, server: Server, open_conn: ConnectionTracker
+) -> None:
+    # A name is resolved and connected by a short-lived thread; an address is
+    # connected without blocking by the I/O thread. Both end in Up and serve.
+    conn = open_conn(host, server.port, retry=0)
+    assert conn.await_up(WAIT) == "http"
+    assert conn.await_body(conn.get("/"), WAIT) == b"hello from tether\n"
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+def test_an_ipv6_address_connects(open_conn: ConnectionTracker) -> None:
+    with Server(host="::1") as server:
+        conn = open_conn("::1", server.port, retry=0)
+        assert conn.await_up(WAIT) == "http"
+        assert conn.await_body(conn.get("/"), WAIT) == b"hello from tether\n"
+        conn.close()
+        assert conn.wait_stopped(WAIT)
+
+
+def test_connections_share_one_io_thread(server: Server, open_conn: ConnectionTracker) -> None:
+    # Each connection costs its actor thread; the reads of all of them are
+    # done by one shared "tether-io" thread (not a reader thread each).
+    conns = [open_conn("127.0.0.1", server.port, retry=0) for _ in range(8)]
+    for conn in conns:
+        assert conn.await_up(WAIT) == "http"
+    for conn in conns:  # every one is read: each gets its response
+        assert conn.await_body(conn.get("/"), WAIT) == b"hello from tether\n"
+    io_threads = [t for t in threading.enumerate() if t.name == "tether-io"]
+    assert len(io_threads) == 1
+    for conn in conns:
+        conn.close()
+    for conn in conns:
+        assert conn.wait_stopped(WAIT)
+    # With no socket left the I/O thread ends (thread_baseline checks it too).
+    io_threads[0].join(WAIT)
+    assert not io_threads[0].is_alive()
+
+
+def test_a_failing_reader_does_not_stop_the_io_of_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A bug in one socket's handler is logged and ends that socket's reads
+    # (its owner is told it lost them); the other sockets are still read.
+    loop = IoLoop()
+    got: queue.Queue[tuple[str, bytes | None, BaseException | None]] = queue.Queue()
+
+    def failing(data: bytes | None, end: BaseException | None) -> None:
+        got.put(("bad", data, end))
+        if data is not None:
+            raise RuntimeError("bug in a handler")
+
+    def healthy(data: bytes | None, end: BaseException | None) -> None:
+        got.put(("good", data, end))
+
+    bad_local, bad_peer = socket.socketpair()
+    good_local, good_peer = socket.socketpair()
+    with bad_peer, good_peer:
+        loop.add(bad_local, failing)
+        loop.add(good_local, healthy)
+        bad_peer.sendall(b"boom")
+        assert got.get(timeout=WAIT) == ("bad", b"boom", None)
+        name, data, end = got.get(timeout=WAIT)
+        assert (name, data) == ("bad", None)
+        assert isinstance(end, OSError)
+        good_peer.sendall(b"still read")
+        assert got.get(timeout=WAIT) == ("good", b"still read", None)
+        loop.close(bad_local)
+        loop.close(good_local)
+    assert "bug in a handler" in caplog.text
