@@ -1,4 +1,4 @@
-"""Shared fixtures: thread accounting, connection and actor cleanup, the aiohttp server.
+"""Shared fixtures: thread accounting, connection and actor cleanup, the aiohttp server, TLS.
 
 Teardown order matters and is fixed by fixture dependencies: connections
 and actors are stopped first, then the server, and ``thread_baseline``
@@ -6,12 +6,17 @@ and actors are stopped first, then the server, and ``thread_baseline``
 checks that every thread the test started has ended. Test modules that
 want the thread check on every test use
 ``pytestmark = pytest.mark.usefixtures("thread_baseline")``.
+
+The TLS fixtures (a session trustme CA, server contexts, the embedded
+server over TLS) are here because tests/tls and tests/cli both use them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,12 +24,16 @@ from typing import Any
 
 import pykka
 import pytest
+import trustme
 
 import tether
 from tests.interop.aiohttp_server import AiohttpServer
+from tether.server import Server
 
 THREAD_GRACE = 5.0
 STOP_TIMEOUT = 5.0
+
+ServerContext = Callable[..., ssl.SSLContext]
 
 
 def _wait_for_threads(baseline: set[threading.Thread], deadline: float) -> list[threading.Thread]:
@@ -159,6 +168,46 @@ def connect(
 def refused_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
     return _free_port()
+
+
+# -- TLS: certificates from a throwaway CA (trustme), the embedded server over TLS ------------
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """The CA that signs the test servers' certificates."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def server_names() -> queue.Queue[str | None]:
+    """The server names (SNI) clients sent to the TLS servers, in order (None: no SNI)."""
+    return queue.Queue()
+
+
+@pytest.fixture
+def server_context(ca: trustme.CA, server_names: queue.Queue[str | None]) -> ServerContext:
+    """Build a server context presenting a certificate for ``names`` (signed by ``ca``)."""
+
+    def build(*names: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(*(names or ("localhost", "127.0.0.1"))).configure_cert(context)
+        context.set_alpn_protocols(["http/1.1"])
+
+        def record(_obj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+            server_names.put(name)
+
+        context.sni_callback = record
+        return context
+
+    return build
+
+
+@pytest.fixture
+def tls_server(thread_baseline: int, server_context: ServerContext) -> Iterator[Server]:
+    """The embedded server speaking TLS (certificate for localhost and 127.0.0.1)."""
+    with Server(tls_context=server_context()) as srv:
+        yield srv
 
 
 def events_until_gave_up(conn: tether.Connection, timeout: float = 5.0) -> list[object]:

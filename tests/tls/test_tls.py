@@ -21,9 +21,9 @@ import pytest
 import trustme
 
 import tether
-from tests.conftest import ConnectionTracker, events_until_gave_up, inbox_of
+from tests.conftest import ConnectionTracker, ServerContext, events_until_gave_up, inbox_of
 from tests.interop.aiohttp_server import AiohttpServer
-from tests.tls.conftest import ServerContext, client_context
+from tests.tls.conftest import client_context
 from tether.server import Server
 
 WAIT = 5.0
