@@ -455,6 +455,36 @@ def test_a_bad_frame_after_a_message_lets_the_owner_answer_it_first(bad: bytes):
     assert pair.events() == []
 
 
+def test_a_bad_frame_in_a_later_read_still_lets_the_owner_answer():
+    # Autobahn 3.4: the server sends octet by octet, so the message and the
+    # bad frame come in different reads; the owner still has not answered.
+    pair, stream = upgraded()
+    pair.server_send_bytes(pair.ws_server_bytes(wse.TextMessage("hello")))
+    assert pair.events() == [ws(pair, stream, Text("hello"))]
+    for octet in b"\xc1\x00":  # RSV set, no extension negotiated
+        pair.server_send_bytes(bytes([octet]))
+    [error] = pair.events()
+    assert error.reason.close_code == 1002
+    assert pair.client.ws.failing
+    pair.client.ws_send((Text("hello"),))
+    assert pair.ws_client_to_server() == [wse.TextMessage("hello")]
+    pair.client.ws.fail_now()
+    assert close_on_wire(pair).code == 1002
+
+
+def test_a_bad_frame_after_the_owner_answered_fails_at_once():
+    pair, _ = upgraded()
+    pair.server_send_bytes(pair.ws_server_bytes(wse.TextMessage("hello")))
+    pair.events()
+    pair.client.ws_send((Text("hello"),))
+    pair.ws_client_to_server()
+    pair.server_send_bytes(b"\xc1\x00")
+    [error] = pair.events()
+    assert not pair.client.ws.failing  # nothing left to wait for
+    assert close_on_wire(pair).code == 1002
+    assert pair.client.close_reason is error.reason
+
+
 def test_a_lingering_failure_ends_when_the_server_closes_tcp():
     pair, _ = upgraded()
     pair.server_send_bytes(pair.ws_server_bytes(wse.TextMessage("hello")) + b"\xa1\x00")

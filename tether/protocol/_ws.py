@@ -12,13 +12,15 @@ reply to its user; :class:`WsClient` reassembles messages (enforcing
 ``max_message_size`` as data arrives, not after), answers pings, completes
 the close handshake and says when the TCP connection should be closed.
 
-A bad frame that arrives in the same read as valid messages before it does
-not cut off the owner's answers to those messages (the owner runs in
-another thread and has not seen them yet): the ``Error`` is reported at
-once and nothing more is read, but the close frame waits for
-:data:`FAIL_LINGER` seconds (:meth:`WsClient.fail_now`, called by the
-connection actor's timer), as a client that handles frames one by one
-answers a message before it even parses the bad frame after it.
+A bad frame that arrives while the owner may still be answering messages
+(one was delivered and the owner has sent nothing since) does not cut off
+those answers: the owner runs in another thread and may not even have
+seen the messages yet. The ``Error`` is reported at once and nothing more
+is read, but the close frame waits for :data:`FAIL_LINGER` seconds
+(:meth:`WsClient.fail_now`, called by the connection actor's timer), as a
+client that handles frames one by one answers a message before it even
+parses the bad frame after it. Whether the bad frame came in the same read
+or, byte by byte, in later ones (Autobahn 3.4) makes no difference.
 """
 
 from __future__ import annotations
@@ -240,6 +242,9 @@ class WsClient:
         self._size = 0
         self._sent_close: Close | None = None
         self._failure: RemoteProtocolError | None = None  # reported, close frame not yet sent
+        # A message went to the owner and the owner has sent nothing since: it
+        # may still be answering, so a failure now lingers (FAIL_LINGER).
+        self._owner_may_answer = False
         self.close_reason: BaseException | None = None
         #: Pong frames received so far: keepalive compares it before and after a ping.
         self.pongs_received = 0
@@ -284,6 +289,7 @@ class WsClient:
                 unsent = frames[index:]
                 self._emit(Error(self._conn, self.stream, NotUpgradedError(str(exc), unsent)))
                 return
+            self._owner_may_answer = False
             if isinstance(frame, Close):
                 self._sent_close = frame
 
@@ -323,13 +329,13 @@ class WsClient:
             self.close_reason = reason
 
     def _process(self) -> None:
-        delivered = False  # a message went to the owner from this read
         for event in self._ws.events():
             if self.close_reason is not None or self._failure is not None:
                 return
             match event:
                 case wse.TextMessage() | wse.BytesMessage():
-                    delivered = self._on_message_part(event) or delivered
+                    if self._on_message_part(event):
+                        self._owner_may_answer = True
                 case wse.Ping():
                     if self._ws.state is ConnectionState.OPEN:  # no pong once we sent close
                         self._write(self._ws.send(event.response()))
@@ -340,7 +346,7 @@ class WsClient:
                     if not self._opts.silence_pings:
                         self._emit(Ws(self._conn, self.stream, Pong(bytes(event.payload))))
                 case wse.CloseConnection():
-                    self._on_close(event, linger=delivered)
+                    self._on_close(event, linger=self._owner_may_answer)
                 case _:  # pragma: no cover - wsproto yields nothing else after the handshake
                     pass
 
@@ -399,7 +405,7 @@ class WsClient:
     def _fail(self, error: RemoteProtocolError, *, linger: bool = False) -> None:
         """Fail the Websocket connection (RFC 6455 7.1.7): close frame, then TCP close.
 
-        With ``linger`` (messages were just delivered) the close frame waits
+        With ``linger`` (the owner may still be answering messages) the close frame waits
         for :meth:`fail_now`, so the owner's answers to them still go out.
         """
         self._emit(Error(self._conn, self.stream, error))
