@@ -190,6 +190,15 @@ def ws_clients() -> Iterator[list[WsClient]]:
         client.close()
 
 
+@pytest.fixture
+def accepted(server: Server, ws_clients: list[WsClient]) -> WsClient:
+    """A Websocket client whose upgrade the server accepted (closed after the test)."""
+    client = WsClient(server)
+    ws_clients.append(client)
+    client.accepted()
+    return client
+
+
 # -- dependencies ------------------------------------------------------------------
 
 
@@ -666,22 +675,16 @@ def test_ws_echo_text_and_binary_and_ping(server: Server, ws_clients: list[WsCli
     assert client.next_event() == Pong(payload=b"are you there")
 
 
-def test_ws_client_close_is_answered_then_tcp_closed(
-    server: Server, ws_clients: list[WsClient]
-) -> None:
-    client = WsClient(server)
-    ws_clients.append(client)
-    client.accepted()
+def test_ws_client_close_is_answered_then_tcp_closed(server: Server, accepted: WsClient) -> None:
+    client = accepted
     client.send(CloseConnection(code=1000, reason="done"))
     assert client.next_event() == CloseConnection(code=1000, reason="done")
     assert read_to_eof(client.sock) == b""
     assert server.active_connections == 0
 
 
-def test_ws_fragments_command(server: Server, ws_clients: list[WsClient]) -> None:
-    client = WsClient(server)
-    ws_clients.append(client)
-    client.accepted()
+def test_ws_fragments_command(accepted: WsClient) -> None:
+    client = accepted
     client.send(TextMessage(data="!fragments 3"))
     frames = client.frames()
     assert all(isinstance(f, TextMessage) for f in frames)
@@ -691,10 +694,8 @@ def test_ws_fragments_command(server: Server, ws_clients: list[WsClient]) -> Non
     assert not any(f.message_finished for f in frames[:-1])
 
 
-def test_ws_close_command(server: Server, ws_clients: list[WsClient]) -> None:
-    client = WsClient(server)
-    ws_clients.append(client)
-    client.accepted()
+def test_ws_close_command(server: Server, accepted: WsClient) -> None:
+    client = accepted
     client.send(TextMessage(data="!close 4000 going away now"))
     close = client.next_event()
     assert close == CloseConnection(code=4000, reason="going away now")
@@ -704,20 +705,16 @@ def test_ws_close_command(server: Server, ws_clients: list[WsClient]) -> None:
     assert server.active_connections == 0
 
 
-def test_ws_ping_command(server: Server, ws_clients: list[WsClient]) -> None:
-    client = WsClient(server)
-    ws_clients.append(client)
-    client.accepted()
+def test_ws_ping_command(accepted: WsClient) -> None:
+    client = accepted
     client.send(TextMessage(data="!ping hello"))
     assert client.next_event() == Ping(payload=b"hello")
     client.send(TextMessage(data="after"))
     assert client.message() == "after"
 
 
-def test_ws_drop_command(server: Server, ws_clients: list[WsClient]) -> None:
-    client = WsClient(server)
-    ws_clients.append(client)
-    client.accepted()
+def test_ws_drop_command(server: Server, accepted: WsClient) -> None:
+    client = accepted
     client.send(TextMessage(data="!drop"))
     assert read_to_eof(client.sock) == b""  # no close frame
     assert server.active_connections == 0
@@ -749,10 +746,8 @@ def test_ws_bad_frame_commands(
     assert int.from_bytes(reply[2:4], "big") == code
 
 
-def test_ws_big_command(server: Server, ws_clients: list[WsClient]) -> None:
-    client = WsClient(server)
-    ws_clients.append(client)
-    client.accepted()
+def test_ws_big_command(accepted: WsClient) -> None:
+    client = accepted
     client.send(TextMessage(data="!big 200000"))
     assert client.message() == b"x" * 200000
     client.send(TextMessage(data="!big many"))  # not a command: echoed
