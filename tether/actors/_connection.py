@@ -113,10 +113,10 @@ class ConnectionActor(Supervised):
         self._lingering: WsClient | None = None
         self._handling: object = None  # the message being handled, for crash reports
         self._tls: TlsLayer | None = None
-        # What a crashed generation left in its mailbox goes first, before
-        # the first connect and anything told after the restart.
-        for command in conn._take_carried():
-            self.actor_ref.tell(command)
+        # What was told before this generation existed (open() does not wait
+        # for it) or left by a crashed one goes first, before the first
+        # connect and anything told after.
+        conn._adopt(self.actor_ref)
 
     # -- pykka hooks -------------------------------------------------------------
 
