@@ -51,15 +51,11 @@ class StartSignal:
 
     The supervisor's synchronous start waits on it. Asking the child
     instead would race a child that exits right after ``on_start``.
-    When nobody waits (``awaited=False``: a start the caller did not wait
-    for), a failing ``on_start`` is reported as the child's crash instead,
-    since pykka calls neither ``on_failure`` nor ``on_stop`` after it.
     """
 
-    def __init__(self, *, awaited: bool = True) -> None:
+    def __init__(self) -> None:
         self.event = threading.Event()
         self.error: BaseException | None = None
-        self.awaited = awaited
         self.attached = False  # a Supervised actor picked this signal up
 
 
@@ -97,8 +93,6 @@ def _wrap_start(hook: Callable[[Any], None]) -> Callable[[Any], None]:
         except BaseException as exc:
             if signal is not None:
                 signal.error = exc
-                if not signal.awaited:
-                    self.report_exit(_crash_reason(exc))
             raise
         finally:
             if signal is not None:
