@@ -180,17 +180,7 @@ def test_commands_told_while_the_actor_starts_arrive_once_and_in_order(
         assert conn.wait_stopped(WAIT)
 
 
-# -- starts that fail ------------------------------------------------------------------------
-
-
-def test_open_under_a_stopped_supervisor_still_raises(
-    aiohttp_server: AiohttpServer, start_sup: StartSup
-) -> None:
-    sup = start_sup()
-    sup.stop(timeout=WAIT)
-
-    with pytest.raises(tether.SupervisorStopped):
-        tether.open(aiohttp_server.host, aiohttp_server.port, supervisor=sup)
+# -- starts that fail (open under a stopped supervisor: test_connections.py) ----------------
 
 
 def test_a_start_that_fails_ends_the_handle_with_an_error(

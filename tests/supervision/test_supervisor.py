@@ -611,19 +611,31 @@ class Exits:
         return reason
 
 
+class HeldStart:
+    """A start function for a :class:`Worker` that waits until ``release`` is set.
+
+    It keeps the supervisor busy starting this child meanwhile.
+    """
+
+    def __init__(self, journal: Journal, name: str) -> None:
+        self.journal = journal
+        self.name = name
+        self.release = threading.Event()
+
+    def __call__(self) -> pykka.ActorRef[Any]:
+        assert self.release.wait(WAIT)
+        return Worker.start(self.journal, self.name)
+
+
 def test_start_child_later_returns_before_the_child_is_started(
     start_sup: StartSup, journal: Journal
 ) -> None:
     sup = start_sup()
-    release = threading.Event()
+    held = HeldStart(journal, "slow")
 
-    def slow_start() -> pykka.ActorRef[Any]:
-        assert release.wait(WAIT)
-        return Worker.start(journal, "slow")
-
-    assert sup.start_child_later(tether.ChildSpec(id="slow", start=slow_start)) is None
+    assert sup.start_child_later(tether.ChildSpec(id="slow", start=held)) is None
     assert journal.pending() == []  # returned while the supervisor is still starting it
-    release.set()
+    held.release.set()
 
     [row] = sup.which_children()  # asked after the start: answered after it
     assert row.id == "slow"
@@ -680,13 +692,9 @@ def test_later_starts_still_queued_when_the_supervisor_stops_end_with_it(
     # The supervisor is busy starting "a" when a stop and then two more
     # starts are queued: it stops after "a", and "b" and "c" never start.
     sup = start_sup()
-    release = threading.Event()
+    held = HeldStart(journal, "a")
 
-    def slow_start() -> pykka.ActorRef[Any]:
-        assert release.wait(WAIT)
-        return Worker.start(journal, "a")
-
-    sup.start_child_later(tether.ChildSpec(id="a", start=slow_start))
+    sup.start_child_later(tether.ChildSpec(id="a", start=held))
     stopper = threading.Thread(target=sup.stop, kwargs={"timeout": WAIT})
     stopper.start()
     eventually(lambda: sup.actor_ref.actor_inbox.qsize() == 1)  # the stop is queued
@@ -695,7 +703,7 @@ def test_later_starts_still_queued_when_the_supervisor_stops_end_with_it(
         sup.start_child_later(
             tether.ChildSpec(id=name, start=worker(journal, name), on_exit=on_exit)
         )
-    release.set()
+    held.release.set()
     stopper.join(WAIT)
 
     assert not sup.is_alive()
