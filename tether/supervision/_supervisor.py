@@ -157,8 +157,10 @@ class SupervisorActor(Supervised):
         # nobody waits for it: the caller is free at once either way, and
         # skipping the wait for on_start bought nothing measurable (1,000
         # connections opened in a row, 5 runs each way: the same time and CPU
-        # within the noise; bench fanout, 3 runs each way: no faster), since
-        # Thread.start() already waits for the new thread to run. Waiting
+        # within the noise; bench fanout, 7 runs each way: total time within
+        # 2 %). The wait is ~1/3 of the supervisor's time per child under
+        # fan-out load, but while it waits the child and the other
+        # connections run: the work the GIL serialises is the same. Waiting
         # keeps OTP's order (a child's on_start has run before the next child
         # starts) and makes a failing on_start a start failure (reported, not
         # restarted), as for start_child.
