@@ -88,6 +88,7 @@ class Mailbox:
         self._accept: Accept | None = None
         self._handle: Handle | None = None
         self._ready = False  # the actor loop runs (on_start is over)
+        self._watchers = 0  # threads in wait_queued
 
     def bind(self, accept: Accept, handle: Handle) -> None:
         """Let tellers run messages that ``accept`` allows with ``handle``."""
@@ -107,7 +108,9 @@ class Mailbox:
                 or envelope.reply_to is not None
             ):
                 self._items.append(envelope)
-                if not self._busy:
+                if self._watchers:
+                    self._cond.notify_all()
+                elif not self._busy:
                     self._cond.notify()  # else the thread with the turn sees it when done
                 return
             self._busy = True  # the turn is ours: nothing queued, nobody handling
@@ -147,7 +150,13 @@ class Mailbox:
     def wait_queued(self, match: Callable[[object], bool], timeout: float) -> bool:
         """Wait until a queued message matches (tests and diagnostics; any thread)."""
         with self._cond:
-            return self._cond.wait_for(lambda: any(match(e.message) for e in self._items), timeout)
+            self._watchers += 1
+            try:
+                return self._cond.wait_for(
+                    lambda: any(match(e.message) for e in self._items), timeout
+                )
+            finally:
+                self._watchers -= 1
 
     # -- inline ------------------------------------------------------------------------
 
