@@ -91,7 +91,12 @@ class Mailbox:
         self._watchers = 0  # threads in wait_queued
 
     def bind(self, accept: Accept, handle: Handle) -> None:
-        """Let tellers run messages that ``accept`` allows with ``handle``."""
+        """Let tellers run messages that ``accept`` allows with ``handle``.
+
+        The actor's ``on_receive`` must raise the ``error`` of a
+        :class:`Reraise` it is given: that is how a crash in a message run
+        inline reaches pykka's failure path on the actor thread.
+        """
         self._accept = accept
         self._handle = handle
 
