@@ -6,9 +6,15 @@ socket and *tells* each actor what arrived, so a connection costs one
 thread (its actor), not two. Connecting never blocks the actor thread: an
 IP address is connected without blocking and the I/O thread finishes the
 connect; a host name is resolved and connected by a short-lived thread
-(DNS can block for seconds), which then hands the socket over. Writes go
-out from the actor thread with ``sendall``, bounded by ``SO_SNDTIMEO`` so a
-peer that stops reading cannot block the actor forever. ``close`` hands the
+(DNS can block for seconds), which then hands the socket over.
+
+Writes come from whichever thread handles the actor's message (the actor
+thread, or a teller running it inline, see :mod:`~tether.actors._mailbox`),
+so a write never blocks: what the socket does not take at once waits in a
+backlog, and a ``Drain`` report asks the actor thread to send it with
+``sendall``, bounded by ``SO_SNDTIMEO`` so a peer that stops reading cannot
+block the actor forever. Later writes queue behind the backlog, so bytes
+go out in order. ``close`` hands the
 socket back to the I/O thread, which closes it once it no longer watches
 it (a reused descriptor number is never read in the old socket's name).
 
@@ -23,11 +29,12 @@ import os
 import socket
 import struct
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from tether._errors import ConnectTimeout, WriteTimeout
 from tether.actors._ioloop import IoLoop, default_loop
-from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, IoReport
+from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, Drain, IoReport
 
 __all__ = ["TcpTransport", "Transport"]
 
@@ -53,7 +60,17 @@ class Transport:
         raise NotImplementedError
 
     def write(self, data: bytes) -> None:
-        """Send all of ``data`` (actor thread). Raises ``OSError`` or ``WriteTimeout``."""
+        """Send ``data`` without blocking; report ``Drain`` if some of it has to wait.
+
+        Called by the thread handling the actor's message. Raises ``OSError``.
+        """
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        """Send what ``write`` left waiting (actor thread, may block).
+
+        Raises ``OSError`` or ``WriteTimeout``.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -98,6 +115,9 @@ class TcpTransport(Transport):
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._closed = False
+        # What the socket did not take yet, in order; touched only by the
+        # thread handling the actor's message (the actor's turn).
+        self._backlog: deque[memoryview] = deque()
         # True while the I/O thread watches the socket: then only it may close it.
         self._watched = False
         self._thread = threading.Thread(
@@ -172,9 +192,13 @@ class TcpTransport(Transport):
                 return
             self._sock = sock
             self._watched = True
-            # Connected goes first: the I/O thread may report bytes at once.
-            self._report(Connected(self._epoch))
-            self._loop.add(sock, self._on_read)
+        # Not under the lock: the report may be handled right here (the actor
+        # idle), and handling it may close this transport. Connected goes
+        # before the socket is watched, so before any bytes; a close() in
+        # between is queued to the I/O thread before the add, and the add of
+        # the closed socket then reports a Closed of this (stale) epoch.
+        self._report(Connected(self._epoch))
+        self._loop.add(sock, self._on_read)
 
     @staticmethod
     def _configure(sock: socket.socket) -> None:
@@ -202,12 +226,27 @@ class TcpTransport(Transport):
         sock = self._sock
         if sock is None:
             raise OSError("not connected")
+        if self._backlog:
+            self._backlog.append(memoryview(data))  # behind what is already waiting
+            return
         try:
-            sock.sendall(data)
-        except (BlockingIOError, TimeoutError) as exc:
-            raise WriteTimeout(
-                f"the server did not read for {SEND_TIMEOUT} s; the connection is closed"
-            ) from exc
+            sent = sock.send(data, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent < len(data):
+            self._backlog.append(memoryview(data)[sent:])
+            self._report(Drain(self._epoch))
+
+    def drain(self) -> None:
+        sock = self._sock
+        while self._backlog and sock is not None:
+            try:
+                sock.sendall(self._backlog[0])
+            except (BlockingIOError, TimeoutError) as exc:
+                raise WriteTimeout(
+                    f"the server did not read for {SEND_TIMEOUT} s; the connection is closed"
+                ) from exc
+            self._backlog.popleft()
 
     def close(self) -> None:
         with self._lock:
