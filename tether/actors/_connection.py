@@ -162,17 +162,16 @@ class ConnectionActor(Supervised):
         # for it) or left by a crashed one goes first, before the first
         # connect and anything told after.
         conn._adopt(self.actor_ref)
+        # The first attempt starts now, from a told message, not from
+        # on_start: an exception in on_start is no crash to pykka (neither
+        # on_failure nor on_stop runs), and with nothing queued this thread
+        # (the supervisor's) starts connecting at once, while the actor
+        # thread is still being started: starting a thread is the slowest
+        # part of opening a connection (docs/performance.md, fan-out).
+        self._mailbox.allow_tellers()
+        self._report(msg.Tick(self._epoch, "connect"))
 
     # -- pykka hooks -------------------------------------------------------------
-
-    def on_start(self) -> None:
-        """Start the first connection attempt, from a told message.
-
-        Not here: pykka calls neither ``on_failure`` nor ``on_stop`` for an
-        exception in ``on_start``, so an event handler raising on
-        ``connect_start`` would not be a crash its supervisor restarts.
-        """
-        self._report(msg.Tick(self._epoch, "connect"))
 
     def on_stop(self) -> None:
         """Stopped from outside (a supervisor, interpreter exit): close quietly.
