@@ -23,13 +23,13 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tether._errors import ConnectTimeout, WriteTimeout
 from tether.actors._ioloop import IoLoop, default_loop
 from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, IoReport
 
-__all__ = ["TcpTransport", "Transport"]
+__all__ = ["TcpTransport", "Transport", "send_pieces"]
 
 
 def _ip_family(host: str) -> socket.AddressFamily | None:
@@ -44,6 +44,31 @@ def _ip_family(host: str) -> socket.AddressFamily | None:
 # Gun's tcp_opts default: send_timeout 15000 ms, send_timeout_close true.
 SEND_TIMEOUT = 15.0
 
+# Buffers per sendmsg call: Linux refuses more than IOV_MAX (1024) with EMSGSIZE.
+_MAX_IOV = 512
+
+
+def send_pieces(sock: socket.socket, pieces: Sequence[bytes | bytearray]) -> None:
+    """Send ``pieces`` in order, as ``sendall`` would their concatenation, without joining them.
+
+    A Websocket message is a header and a masked payload (``ClientProtocol.
+    chunks_to_send``): joining them costs a copy of the payload, and on
+    1 MiB messages a fresh 1 MiB allocation is mostly page faults.
+    ``sendmsg`` writes them with one system call. A blocking socket's
+    ``sendmsg`` may still send less than asked (``SO_SNDTIMEO`` ran out
+    after some bytes, or a signal): the rest is sent by the next call.
+    """
+    views = [memoryview(piece) for piece in pieces if piece]
+    start = 0
+    while start < len(views):
+        sent = sock.sendmsg(views[start : start + _MAX_IOV])
+        # Skip the pieces sent whole, then cut what was sent off the next one.
+        while start < len(views) and sent >= len(views[start]):
+            sent -= len(views[start])
+            start += 1
+        if sent:
+            views[start] = views[start][sent:]
+
 
 class Transport:
     """What the connection actor needs from a transport."""
@@ -52,8 +77,11 @@ class Transport:
         """Begin connecting; report ``Connected``/``ConnectFailed``, then reads."""
         raise NotImplementedError
 
-    def write(self, data: bytes) -> None:
-        """Send all of ``data`` (actor thread). Raises ``OSError`` or ``WriteTimeout``."""
+    def write(self, data: bytes | Sequence[bytes | bytearray]) -> None:
+        """Send all of ``data``, or all its pieces in order (actor thread).
+
+        Raises ``OSError`` or ``WriteTimeout``.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -198,12 +226,15 @@ class TcpTransport(Transport):
             closed = self._closed
         self._report(Closed(self._epoch, None if closed else end))
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | Sequence[bytes | bytearray]) -> None:
         sock = self._sock
         if sock is None:
             raise OSError("not connected")
         try:
-            sock.sendall(data)
+            if isinstance(data, bytes):
+                sock.sendall(data)
+            else:
+                send_pieces(sock, data)
         except (BlockingIOError, TimeoutError) as exc:
             raise WriteTimeout(
                 f"the server did not read for {SEND_TIMEOUT} s; the connection is closed"
