@@ -231,6 +231,7 @@ class WsClient:
         # the payload masked behind a header: tether builds it itself
         # (tether.protocol._framing) instead of copying it through wsproto.
         self._plain = not any(e.enabled() for e in extensions)
+        _mask.load()  # once per process: the fastest masker installed, before the first frame
         # wsproto inflates whatever it is fed in one go: a 64 KiB read of
         # compressed zeros would become 64 MiB before max_message_size is
         # checked. Fed in slices that cannot inflate much past the limit, it
