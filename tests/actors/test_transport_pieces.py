@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 
@@ -120,3 +121,14 @@ def test_nothing_to_send_sends_nothing(trickle):
     send_pieces(sender, [])
     send_pieces(sender, [b"", bytearray()])
     assert sender.calls == 0
+
+
+def test_a_peer_that_stops_reading_ends_the_send_instead_of_blocking(tcp):
+    # SO_SNDTIMEO bounds each sendmsg as it bounds sendall (TcpTransport sets
+    # 15 s and turns this error into WriteTimeout); 64 MiB exceed what the
+    # loopback buffers hold while the receiver reads nothing.
+    sender, _ = tcp
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 100_000))
+    mib = bytes(1 << 20)
+    with pytest.raises((BlockingIOError, TimeoutError)):  # what TcpTransport.write catches
+        send_pieces(sender, [mib] * 64)

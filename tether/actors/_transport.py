@@ -7,7 +7,8 @@ thread (its actor), not two. Connecting never blocks the actor thread: an
 IP address is connected without blocking and the I/O thread finishes the
 connect; a host name is resolved and connected by a short-lived thread
 (DNS can block for seconds), which then hands the socket over. Writes go
-out from the actor thread with ``sendall``, bounded by ``SO_SNDTIMEO`` so a
+out from the actor thread with ``sendall`` (``sendmsg`` for a list of
+pieces, :func:`send_pieces`), bounded by ``SO_SNDTIMEO`` so a
 peer that stops reading cannot block the actor forever. ``close`` hands the
 socket back to the I/O thread, which closes it once it no longer watches
 it (a reused descriptor number is never read in the old socket's name).
