@@ -33,6 +33,7 @@ from tests.actors.conftest import Recorder
 from tests.conftest import ConnectionTracker
 from tests.faults import FaultProxy
 from tether.actors import _messages as msg
+from tether.actors._mailbox import Mailbox
 from tether.actors._scheduler import default_scheduler
 from tether.server import Server
 from tether.testing import FakeClock, use_fake_clock
@@ -367,18 +368,11 @@ class HoldingInbox(tether.Inbox):
 
 
 def wait_told_closed(conn: tether.Connection) -> None:
-    """Wait until the transport has told ``conn``'s (busy) actor that its socket closed.
-
-    The report waits in the actor's mailbox, a ``queue.Queue`` whose
-    condition is notified on every message told.
-    """
+    """Wait until the transport has told ``conn``'s (busy) actor that its socket closed."""
     assert conn._ref is not None
     mailbox = conn._ref.actor_inbox
-    assert isinstance(mailbox, queue.Queue)
-    with mailbox.not_empty:
-        assert mailbox.not_empty.wait_for(
-            lambda: any(isinstance(e.message, msg.Closed) for e in list(mailbox.queue)), WAIT
-        ), list(mailbox.queue)
+    assert isinstance(mailbox, Mailbox)
+    assert mailbox.wait_queued(lambda m: isinstance(m, msg.Closed), WAIT)
 
 
 @pytest.mark.parametrize("explicit", [True, False], ids=["stream", "current"])

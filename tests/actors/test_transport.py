@@ -8,8 +8,13 @@ import threading
 
 import pytest
 
+import tether
 from tests.conftest import ConnectionTracker
+from tether import WriteTimeout
+from tether.actors import _transport
 from tether.actors._ioloop import IoLoop
+from tether.actors._messages import Connected, Drain
+from tether.actors._transport import TcpTransport
 from tether.server import Server
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
@@ -97,3 +102,90 @@ def test_a_failing_reader_does_not_stop_the_io_of_the_others(
         loop.close(bad_local)
         loop.close(good_local)
     assert "bug in a handler" in caplog.text
+
+
+class _Reports:
+    """Collects a transport's reports (told from the I/O thread)."""
+
+    def __init__(self) -> None:
+        self.seen: queue.Queue[object] = queue.Queue()
+
+    def __call__(self, report: object) -> None:
+        self.seen.put(report)
+
+    def next(self, kind: type) -> object:
+        while True:
+            report = self.seen.get(timeout=WAIT)
+            if isinstance(report, kind):
+                return report
+
+
+def _connected_pair(reports: _Reports) -> tuple[TcpTransport, socket.socket, socket.socket]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    transport = TcpTransport(reports, 1, "127.0.0.1", listener.getsockname()[1], WAIT)
+    transport.start()
+    accepted, _ = listener.accept()
+    reports.next(Connected)
+    return transport, accepted, listener
+
+
+def test_what_the_socket_cannot_take_at_once_waits_and_goes_out_in_order() -> None:
+    # A write never blocks the thread handling the actor's message: what
+    # does not fit waits in a backlog (the actor is told to drain it), and
+    # later writes queue behind it, so the peer reads everything in order.
+    reports = _Reports()
+    transport, accepted, listener = _connected_pair(reports)
+    big = bytes(range(256)) * (32 * 1024)  # 8 MiB: more than the socket buffers hold
+    with accepted, listener:
+        transport.write(big)
+        transport.write(b"after")
+        assert reports.next(Drain) == Drain(1)
+        received = bytearray()
+
+        def read_all() -> None:
+            accepted.settimeout(WAIT)
+            while len(received) < len(big) + 5:
+                chunk = accepted.recv(1 << 20)
+                if not chunk:
+                    break
+                received.extend(chunk)
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        transport.drain()  # blocks until the peer has taken it all
+        reader.join(WAIT)
+        assert bytes(received) == big + b"after"
+        transport.close()
+
+
+def test_a_peer_that_never_reads_ends_the_drain_with_a_write_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_transport, "SEND_TIMEOUT", 0.2)
+    reports = _Reports()
+    transport, accepted, listener = _connected_pair(reports)
+    with accepted, listener:
+        transport.write(b"x" * (16 << 20))  # returns: the rest waits
+        reports.next(Drain)
+        with pytest.raises(WriteTimeout):
+            transport.drain()
+        transport.close()
+
+
+def test_a_request_body_the_server_never_reads_ends_in_down_with_a_write_timeout(
+    monkeypatch: pytest.MonkeyPatch, open_conn: ConnectionTracker
+) -> None:
+    # The connection goes down (Gun's send_timeout_close) instead of hanging.
+    monkeypatch.setattr(_transport, "SEND_TIMEOUT", 0.2)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        conn = open_conn("127.0.0.1", listener.getsockname()[1], retry=0)
+        assert conn.await_up(WAIT) == "http"
+        accepted, _ = listener.accept()
+        with accepted:
+            stream = conn.post("/upload", body=b"x" * (16 << 20))
+            inbox = conn.inbox
+            assert inbox is not None
+            down = inbox.receive(WAIT, lambda m: isinstance(m, tether.Down))
+            assert isinstance(down, tether.Down)
+            assert isinstance(down.reason, WriteTimeout)
+            assert stream in down.killed_streams

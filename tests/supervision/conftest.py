@@ -159,6 +159,24 @@ def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
         time.sleep(0.005)
 
 
+def final_error(conn: tether.Connection, *, last: bool = True) -> tether.Error:
+    """Wait until the connection has stopped; return its final connection-wide ``Error``.
+
+    With ``last``, it must also be the only event left in the owner's inbox
+    (take the others first).
+    """
+    assert conn.wait_stopped(WAIT)
+    assert conn.inbox is not None
+    event = conn.inbox.receive(
+        timeout=WAIT, match=lambda m: isinstance(m, tether.Error) and m.stream is None
+    )
+    if last:
+        assert conn.inbox.flush() == []  # nothing after it
+    assert isinstance(event, tether.Error)
+    assert event.conn is conn
+    return event
+
+
 @pytest.fixture
 def journal() -> Journal:
     return Journal()

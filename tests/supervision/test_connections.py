@@ -15,7 +15,7 @@ import pytest
 import tether
 from tests.conftest import ConnectionTracker
 from tests.interop.aiohttp_server import AiohttpServer
-from tests.supervision.conftest import WAIT, Boom, StartSup, eventually
+from tests.supervision.conftest import WAIT, Boom, StartSup, eventually, final_error
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
 
@@ -58,19 +58,6 @@ def receive(conn: tether.Connection) -> object:
     """The owner's next event."""
     assert conn.inbox is not None
     return conn.inbox.receive(timeout=WAIT)
-
-
-def final_error(conn: tether.Connection) -> tether.Error:
-    """Wait until the connection has stopped; return its last event, an ``Error``."""
-    assert conn.wait_stopped(WAIT)
-    assert conn.inbox is not None
-    event = conn.inbox.receive(
-        timeout=WAIT, match=lambda m: isinstance(m, tether.Error) and m.stream is None
-    )
-    assert conn.inbox.flush() == []  # nothing after it
-    assert isinstance(event, tether.Error)
-    assert event.conn is conn
-    return event
 
 
 def crash_on_request_and_recover(conn: tether.Connection, handler: Handler) -> None:

@@ -587,3 +587,128 @@ def test_restarts_that_keep_failing_end_in_giving_up_not_in_a_recursion_error(
     assert not sup.is_alive()
     # The first start, then 2000 restarts; the 2001st exceeds the intensity.
     assert _FailsAfterFirstStart.starts == 2001
+
+
+# -- starting without waiting (start_child_later) ------------------------------------------
+
+
+class Exits:
+    """An ``on_exit`` that records every call (it must come exactly once)."""
+
+    def __init__(self) -> None:
+        self.reasons: queue.Queue[BaseException | None] = queue.Queue()
+
+    def __call__(self, reason: BaseException | None) -> None:
+        self.reasons.put(reason)
+
+    def only(self) -> BaseException | None:
+        """The one reason on_exit was called with (fails if it was not called, or again)."""
+        try:
+            reason = self.reasons.get(timeout=WAIT)
+        except queue.Empty:
+            pytest.fail(f"on_exit was not called within {WAIT} s")
+        assert self.reasons.empty(), "on_exit was called more than once"
+        return reason
+
+
+class HeldStart:
+    """A start function for a :class:`Worker` that waits until ``release`` is set.
+
+    It keeps the supervisor busy starting this child meanwhile.
+    """
+
+    def __init__(self, journal: Journal, name: str) -> None:
+        self.journal = journal
+        self.name = name
+        self.release = threading.Event()
+
+    def __call__(self) -> pykka.ActorRef[Any]:
+        assert self.release.wait(WAIT)
+        return Worker.start(self.journal, self.name)
+
+
+def test_start_child_later_returns_before_the_child_is_started(
+    start_sup: StartSup, journal: Journal
+) -> None:
+    sup = start_sup()
+    held = HeldStart(journal, "slow")
+
+    assert sup.start_child_later(tether.ChildSpec(id="slow", start=held)) is None
+    assert journal.pending() == []  # returned while the supervisor is still starting it
+    held.release.set()
+
+    [row] = sup.which_children()  # asked after the start: answered after it
+    assert row.id == "slow"
+    assert ping(row.ref)[0] == "pong"
+    assert journal.take(1) == [("start", "slow")]
+
+
+def _raises() -> pykka.ActorRef[Any]:
+    raise Boom("no can do")
+
+
+@pytest.mark.parametrize(
+    ("start", "error"),
+    [
+        (_raises, Boom),
+        (lambda: "not a ref", TypeError),
+        (FailsToStart.start, RuntimeError),  # on_start raised (the cause is Boom)
+        (None, ValueError),  # the id is taken
+    ],
+    ids=["start-raises", "no-actor-ref", "on-start-raises", "duplicate-id"],
+)
+def test_a_later_start_that_fails_is_reported_to_on_exit_once(
+    start: Any, error: type[Exception], start_sup: StartSup, journal: Journal
+) -> None:
+    sup = start_sup()
+    existing = sup.start_child(spec(journal, "a"))
+    exits = Exits()
+
+    sup.start_child_later(
+        tether.ChildSpec(
+            id="a" if start is None else "b", start=start or Worker.start, on_exit=exits
+        )
+    )
+
+    assert isinstance(exits.only(), error)
+    assert sup.is_alive()
+    assert [(r.id, r.ref) for r in sup.which_children()] == [("a", existing)]
+
+
+def test_start_child_later_on_a_stopped_supervisor_raises(start_sup: StartSup) -> None:
+    sup = start_sup()
+    sup.stop(timeout=WAIT)
+    exits = Exits()
+
+    with pytest.raises(tether.SupervisorStopped):
+        sup.start_child_later(tether.ChildSpec(id="a", start=_raises, on_exit=exits))
+
+    assert exits.reasons.empty()
+
+
+def test_later_starts_still_queued_when_the_supervisor_stops_end_with_it(
+    start_sup: StartSup, journal: Journal
+) -> None:
+    # The supervisor is busy starting "a" when a stop and then two more
+    # starts are queued: it stops after "a", and "b" and "c" never start.
+    sup = start_sup()
+    held = HeldStart(journal, "a")
+
+    sup.start_child_later(tether.ChildSpec(id="a", start=held))
+    stopper = threading.Thread(target=sup.stop, kwargs={"timeout": WAIT})
+    stopper.start()
+    eventually(lambda: sup.actor_ref.actor_inbox.qsize() == 1)  # the stop is queued
+    exits = {name: Exits() for name in "bc"}
+    for name, on_exit in exits.items():
+        sup.start_child_later(
+            tether.ChildSpec(id=name, start=worker(journal, name), on_exit=on_exit)
+        )
+    held.release.set()
+    stopper.join(WAIT)
+
+    assert not sup.is_alive()
+    for on_exit in exits.values():
+        reason = on_exit.only()
+        assert isinstance(reason, tether.SupervisorStopped)
+    assert journal.take(2) == [("start", "a"), ("stop", "a")]
+    assert journal.pending() == []  # b and c never started

@@ -10,10 +10,14 @@ machine, ``gun.erl``)::
     any --retries used up--> stopped ...................... Error(conn, None, RetriesExhausted)
     any --close()/shutdown() done--> stopped .............. Down(reason=ClosedByUser) if up
 
-All state is touched by the actor thread only. Everything reaches it by
-``tell`` (bytes from the I/O thread, timers, user commands), so an
-exception in any of it is a crash pykka reports to ``on_failure``, never an
-exception lost in a future. The protocol work is delegated to
+All state is touched by one thread at a time, one message at a time, in
+mailbox order. Everything reaches it by ``tell`` (bytes from the I/O
+thread, timers, user commands); when the actor is idle, the telling
+thread handles the message itself instead of waking the actor thread
+(:mod:`~tether.actors._mailbox`: the round trip's thread hand-offs were
+most of a small message's cost). An exception in any of it is a crash
+pykka reports to ``on_failure`` on the actor thread, never an exception
+lost in a future or raised at the teller. The protocol work is delegated to
 :class:`~tether.protocol.ClientProtocol`; this module only moves bytes and
 events between it, the transport and the owner.
 """
@@ -55,6 +59,8 @@ from tether._frames import Close as CloseFrame
 from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
 from tether.actors._handle import Connection, ConnectionInfo
+from tether.actors._inbox import Inbox
+from tether.actors._mailbox import Mailbox, Reraise
 from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
@@ -72,6 +78,24 @@ State = Literal["connecting", "up", "waiting", "closing", "stopped"]
 # to a dead owner is noticed at once; this catches idle connections.
 OWNER_CHECK_INTERVAL = 2.0
 
+# What a teller may handle itself while the actor is idle: everything the
+# actor is told except asks and pykka's own messages (see _mailbox).
+_INLINE = (
+    msg.RequestCmd,
+    msg.HeadersCmd,
+    msg.DataCmd,
+    msg.Cancel,
+    msg.WsUpgrade,
+    msg.WsSend,
+    msg.Close,
+    msg.Shutdown,
+    msg.Connected,
+    msg.ConnectFailed,
+    msg.BytesIn,
+    msg.Closed,
+    msg.Tick,
+)
+
 
 def _checked_delay(delay: float) -> float:
     if math.isnan(delay) or delay < 0:
@@ -88,9 +112,24 @@ class ConnectionActor(Supervised):
     the interpreter alive (an ``atexit`` hook closes the remaining ones).
     """
 
+    @staticmethod
+    def _create_actor_inbox() -> Mailbox:
+        return Mailbox()
+
     def __init__(self, conn: Connection) -> None:
         super().__init__()
         self._conn = conn
+        self._mailbox: Mailbox = self.actor_inbox  # type: ignore[assignment]
+        # Tellers may run this actor only if what it calls out to cannot block
+        # them or run user code on their thread: no event handler, and an
+        # owner whose tell returns at once (an Inbox or a pykka ActorRef as
+        # they are: a subclass may have a tell of its own, e.g. a bounded queue
+        # the very thread that tells us consumes).
+        self._inline_ok = conn.opts.event_handler is None and type(conn.owner) in (
+            Inbox,
+            pykka.ActorRef,
+        )
+        self._mailbox.bind(self._may_run_inline, self.on_receive)
         self._opts = conn.opts
         self._epoch = 0
         self._state: State = "connecting"
@@ -113,10 +152,10 @@ class ConnectionActor(Supervised):
         self._lingering: WsClient | None = None
         self._handling: object = None  # the message being handled, for crash reports
         self._tls: TlsLayer | None = None
-        # What a crashed generation left in its mailbox goes first, before
-        # the first connect and anything told after the restart.
-        for command in conn._take_carried():
-            self.actor_ref.tell(command)
+        # What was told before this generation existed (open() does not wait
+        # for it) or left by a crashed one goes first, before the first
+        # connect and anything told after.
+        conn._adopt(self.actor_ref)
 
     # -- pykka hooks -------------------------------------------------------------
 
@@ -175,18 +214,27 @@ class ConnectionActor(Supervised):
         """Take the user's commands out of the mailbox; leave the rest to pykka."""
         commands: list[msg.Command] = []
         others = []
-        while not self.actor_inbox.empty():
-            envelope = self.actor_inbox.get()
+        for envelope in self._mailbox.take_all():
             if envelope.reply_to is None and isinstance(envelope.message, msg.Command):
                 commands.append(envelope.message)
             else:
                 others.append(envelope)
-        for envelope in others:  # asks among them fail with ActorDeadError
-            self.actor_inbox.put(envelope)
+        self._mailbox.requeue(others)  # asks among them fail with ActorDeadError
         return commands
+
+    def _may_run_inline(self, message: object) -> bool:
+        """Whether the telling thread may handle ``message`` now (it holds the turn)."""
+        return (
+            isinstance(message, _INLINE)
+            and self._state != "stopped"
+            and not self.actor_stopped.is_set()
+            and self._inline_ok
+        )
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch a command or an I/O report."""
+        if isinstance(message, Reraise):
+            raise message.error  # handled inline by a teller, and it crashed
         if self._state == "stopped":
             return None
         self._handling = message
@@ -201,7 +249,16 @@ class ConnectionActor(Supervised):
                 self._on_closed(reason)
             case msg.Tick(epoch=epoch, kind=kind) if epoch == self._epoch:
                 self._on_tick(kind)
-            case msg.BytesIn() | msg.Connected() | msg.ConnectFailed() | msg.Closed() | msg.Tick():
+            case msg.Drain(epoch=epoch) if epoch == self._epoch:
+                self._drain()
+            case (
+                msg.BytesIn()
+                | msg.Connected()
+                | msg.ConnectFailed()
+                | msg.Closed()
+                | msg.Tick()
+                | msg.Drain()
+            ):
                 pass  # from a connection that was already replaced
             case msg.InfoQuery():
                 return self._info()
@@ -263,6 +320,15 @@ class ConnectionActor(Supervised):
             self._connection_failed(exc)
             return False
         return True
+
+    def _drain(self) -> None:
+        """Send what the socket did not take at once (may block up to SEND_TIMEOUT)."""
+        if self._transport is None:
+            return
+        try:
+            self._transport.drain()
+        except OSError as exc:  # WriteTimeout included
+            self._connection_failed(exc)
 
     def _connection_failed(self, reason: BaseException) -> None:
         """The socket failed: before Up it is a failed attempt, after it a lost connection."""

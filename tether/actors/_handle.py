@@ -125,9 +125,17 @@ class Connection:
 
     # -- hooks for the actor (its thread) and the supervisor ----------------
 
-    def _attach(self, ref: pykka.ActorRef[Any]) -> None:
-        # A supervisor calls this for every generation of the actor.
+    def _adopt(self, ref: pykka.ActorRef[Any]) -> None:
+        # Called by every generation of the actor as it is built (before its
+        # thread runs): the commands told before it existed, or left by a
+        # crashed generation, go to it first, and only then is it the target
+        # of new ones. Both under the lock that _tell's queueing takes, so a
+        # command told meanwhile is queued before the hand-over (and sent
+        # with it) or sent after it: never lost, never ahead of older ones.
         with self._generation:
+            for command in self._carried:
+                ref.tell(command)
+            self._carried = []
             self._ref = ref
             self._generation.notify_all()
 
@@ -135,12 +143,6 @@ class Connection:
         # Called by a crashed generation: the commands it left unhandled.
         with self._generation:
             self._carried.extend(commands)
-
-    def _take_carried(self) -> list[msg.Command]:
-        # Called by the next generation before it starts, to handle them first.
-        with self._generation:
-            commands, self._carried = self._carried, []
-        return commands
 
     def _on_exit(self, reason: BaseException | None) -> None:
         """The supervisor will not restart the actor: end the handle, tell the owner why."""
@@ -189,6 +191,14 @@ class Connection:
 
     def _tell(self, command: msg.Command) -> None:
         ref = self._ref
+        if ref is None:
+            # The supervisor has not built the first actor yet (open() does
+            # not wait for it): keep the command for it, in order.
+            with self._generation:
+                ref = self._ref
+                if ref is None and not self._stopped.is_set():
+                    self._carried.append(command)
+                    return
         for attempt in range(2):
             if ref is None or self._stopped.is_set():
                 break
@@ -219,9 +229,15 @@ class Connection:
         return not self._stopped.is_set()
 
     def info(self, timeout: float = _INFO_TIMEOUT) -> ConnectionInfo:
-        """A snapshot of the connection's state (asks the actor, bounded by ``timeout``)."""
+        """A snapshot of the connection's state (asks the actor, bounded by ``timeout``).
+
+        ``state`` is ``"connecting"`` until the supervisor has started the
+        actor, ``"stopped"`` once the connection has stopped (or the actor
+        did not answer in time).
+        """
         ref = self._ref
-        if ref is not None and not self._stopped.is_set():
+        stopped = self._stopped.is_set()
+        if ref is not None and not stopped:
             try:
                 info = ref.ask(msg.InfoQuery(), timeout=timeout)
             except (pykka.ActorDeadError, pykka.Timeout):
@@ -229,9 +245,10 @@ class Connection:
             else:
                 if isinstance(info, ConnectionInfo):
                     return info
-        return ConnectionInfo(
-            self.host, self.port, self.opts.transport, None, "stopped", self.owner
+        state: Literal["connecting", "stopped"] = (
+            "connecting" if ref is None and not stopped else "stopped"
         )
+        return ConnectionInfo(self.host, self.port, self.opts.transport, None, state, self.owner)
 
     # -- HTTP ------------------------------------------------------------------
 
@@ -563,10 +580,15 @@ def open_connection(
     host: str,
     port: int,
     owner: Owner | None,
-    start: Callable[[Connection], pykka.ActorRef[Any]],
+    start: Callable[[Connection], None],
     **options: Any,
 ) -> Connection:
-    """Validate, build the handle and start its actor with ``start``. See ``tether.open``."""
+    """Validate, build the handle and have ``start`` start its actor. See ``tether.open``.
+
+    ``start`` need not wait for the actor: each generation adopts the handle
+    itself as it is built (``Connection._adopt``), and commands given before
+    are kept for it.
+    """
     if not isinstance(host, str) or not host:
         raise TypeError(f"host must be a non-empty str, not {host!r}")
     if isinstance(port, bool) or not isinstance(port, int):
@@ -581,10 +603,5 @@ def open_connection(
             "owner must have a tell(message) method (a pykka.ActorRef or a tether.Inbox)"
         )
     conn = Connection(host, port, opts, owner)
-    ref = start(conn)
-    # A supervisor's start function attaches each generation itself; by now
-    # it may have restarted a first one that crashed at once, and the ref
-    # returned here must not replace the newer one.
-    if conn._ref is None:
-        conn._attach(ref)
+    start(conn)
     return conn

@@ -5,8 +5,10 @@ socket: 10,000 connections would mean 10,000 threads on top of their actor
 threads. Instead, one daemon thread waits on a ``selectors`` selector for
 all sockets, finishes non-blocking connects, reads whatever is ready
 without blocking and hands it to the socket's owner through a callback
-(the transport, which *tells* its actor). It never parses, never writes
-and never asks anything.
+(the transport, which *tells* its actor). It never asks anything and
+never blocks; when the actor is idle and allows it, that tell handles the
+bytes right here (:mod:`~tether.actors._mailbox`), parsing them and
+writing without blocking, instead of waking the actor thread.
 
 Sockets are registered, and closed, by requests queued to the thread and a
 wake-up byte on a socket pair: the selector is only ever touched by its own

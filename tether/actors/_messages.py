@@ -25,6 +25,7 @@ __all__ = [
     "ConnectFailed",
     "Connected",
     "DataCmd",
+    "Drain",
     "HeadersCmd",
     "InfoQuery",
     "IoReport",
@@ -137,4 +138,11 @@ class Tick:
     kind: str
 
 
-IoReport: TypeAlias = Connected | ConnectFailed | BytesIn | Closed | Tick
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """The socket did not take all that was written: send the rest (actor thread)."""
+
+    epoch: int
+
+
+IoReport: TypeAlias = Connected | ConnectFailed | BytesIn | Closed | Tick | Drain

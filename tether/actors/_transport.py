@@ -6,10 +6,15 @@ socket and *tells* each actor what arrived, so a connection costs one
 thread (its actor), not two. Connecting never blocks the actor thread: an
 IP address is connected without blocking and the I/O thread finishes the
 connect; a host name is resolved and connected by a short-lived thread
-(DNS can block for seconds), which then hands the socket over. Writes go
-out from the actor thread with ``sendall`` (``sendmsg`` for a list of
-pieces, :func:`send_pieces`), bounded by ``SO_SNDTIMEO`` so a
-peer that stops reading cannot block the actor forever. ``close`` hands the
+(DNS can block for seconds), which then hands the socket over.
+
+Writes come from whichever thread handles the actor's message (the actor
+thread, or a teller running it inline, see :mod:`~tether.actors._mailbox`),
+so a write never blocks: what the socket does not take at once waits in a
+backlog, and a ``Drain`` report asks the actor thread to send it with
+``sendall``, bounded by ``SO_SNDTIMEO`` so a peer that stops reading cannot
+block the actor forever. Later writes queue behind the backlog, so bytes
+go out in order. ``close`` hands the
 socket back to the I/O thread, which closes it once it no longer watches
 it (a reused descriptor number is never read in the old socket's name).
 
@@ -24,13 +29,14 @@ import os
 import socket
 import struct
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from tether._errors import ConnectTimeout, WriteTimeout
 from tether.actors._ioloop import IoLoop, default_loop
-from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, IoReport
+from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, Drain, IoReport
 
-__all__ = ["TcpTransport", "Transport", "send_pieces"]
+__all__ = ["TcpTransport", "Transport", "unsent"]
 
 
 def _ip_family(host: str) -> socket.AddressFamily | None:
@@ -45,30 +51,20 @@ def _ip_family(host: str) -> socket.AddressFamily | None:
 # Gun's tcp_opts default: send_timeout 15000 ms, send_timeout_close true.
 SEND_TIMEOUT = 15.0
 
-# Buffers per sendmsg call: Linux refuses more than IOV_MAX (1024) with EMSGSIZE.
+# Pieces per sendmsg call: Linux refuses more than IOV_MAX (1024) with EMSGSIZE.
 _MAX_IOV = 512
 
 
-def send_pieces(sock: socket.socket, pieces: Sequence[bytes | bytearray]) -> None:
-    """Send ``pieces`` in order, as ``sendall`` would their concatenation, without joining them.
-
-    A Websocket message is a header and a masked payload (``ClientProtocol.
-    chunks_to_send``): joining them costs a copy of the payload, and on
-    1 MiB messages a fresh 1 MiB allocation is mostly page faults.
-    ``sendmsg`` writes them with one system call. A blocking socket's
-    ``sendmsg`` may still send less than asked (``SO_SNDTIMEO`` ran out
-    after some bytes, or a signal): the rest is sent by the next call.
-    """
-    views = [memoryview(piece) for piece in pieces if piece]
-    start = 0
-    while start < len(views):
-        sent = sock.sendmsg(views[start : start + _MAX_IOV])
-        # Skip the pieces sent whole, then cut what was sent off the next one.
-        while start < len(views) and sent >= len(views[start]):
-            sent -= len(views[start])
-            start += 1
-        if sent:
-            views[start] = views[start][sent:]
+def unsent(pieces: Sequence[bytes | bytearray], sent: int) -> list[memoryview]:
+    """What is left of ``pieces`` once their first ``sent`` bytes went out (no empty views)."""
+    rest: list[memoryview] = []
+    for piece in pieces:
+        if sent >= len(piece):
+            sent -= len(piece)
+            continue
+        rest.append(memoryview(piece)[sent:])
+        sent = 0
+    return rest
 
 
 class Transport:
@@ -79,7 +75,14 @@ class Transport:
         raise NotImplementedError
 
     def write(self, data: bytes | Sequence[bytes | bytearray]) -> None:
-        """Send all of ``data``, or all its pieces in order (actor thread).
+        """Send ``data`` (or its pieces, in order) without blocking; ``Drain`` if some must wait.
+
+        Called by the thread handling the actor's message. Raises ``OSError``.
+        """
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        """Send what ``write`` left waiting (actor thread, may block).
 
         Raises ``OSError`` or ``WriteTimeout``.
         """
@@ -127,6 +130,9 @@ class TcpTransport(Transport):
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._closed = False
+        # What the socket did not take yet, in order; touched only by the
+        # thread handling the actor's message (the actor's turn).
+        self._backlog: deque[memoryview] = deque()
         # True while the I/O thread watches the socket: then only it may close it.
         self._watched = False
         self._thread = threading.Thread(
@@ -201,9 +207,13 @@ class TcpTransport(Transport):
                 return
             self._sock = sock
             self._watched = True
-            # Connected goes first: the I/O thread may report bytes at once.
-            self._report(Connected(self._epoch))
-            self._loop.add(sock, self._on_read)
+        # Not under the lock: the report may be handled right here (the actor
+        # idle), and handling it may close this transport. Connected goes
+        # before the socket is watched, so before any bytes; a close() in
+        # between is queued to the I/O thread before the add, and the add of
+        # the closed socket then reports a Closed of this (stale) epoch.
+        self._report(Connected(self._epoch))
+        self._loop.add(sock, self._on_read)
 
     @staticmethod
     def _configure(sock: socket.socket) -> None:
@@ -231,15 +241,32 @@ class TcpTransport(Transport):
         sock = self._sock
         if sock is None:
             raise OSError("not connected")
+        # A list is a message's pieces (ClientProtocol.chunks_to_send: a frame
+        # header and a masked payload): sendmsg writes them as one stream
+        # without joining them, which on a 1 MiB message would be a 1 MiB copy.
+        pieces = [data] if isinstance(data, bytes) else data
+        if self._backlog:
+            self._backlog.extend(unsent(pieces, 0))  # behind what is already waiting
+            return
         try:
-            if isinstance(data, bytes):
-                sock.sendall(data)
-            else:
-                send_pieces(sock, data)
-        except (BlockingIOError, TimeoutError) as exc:
-            raise WriteTimeout(
-                f"the server did not read for {SEND_TIMEOUT} s; the connection is closed"
-            ) from exc
+            sent = sock.sendmsg(pieces[:_MAX_IOV], (), socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        rest = unsent(pieces, sent)
+        if rest:
+            self._backlog.extend(rest)
+            self._report(Drain(self._epoch))
+
+    def drain(self) -> None:
+        sock = self._sock
+        while self._backlog and sock is not None:
+            try:
+                sock.sendall(self._backlog[0])
+            except (BlockingIOError, TimeoutError) as exc:
+                raise WriteTimeout(
+                    f"the server did not read for {SEND_TIMEOUT} s; the connection is closed"
+                ) from exc
+            self._backlog.popleft()
 
     def close(self) -> None:
         with self._lock:

@@ -34,10 +34,15 @@ def open(
 ) -> Connection:
     """Open a connection to ``host:port`` (Gun's ``gun:open``). Thread-safe.
 
-    Returns at once with a :class:`~tether.Connection`; connecting happens in
-    the background and succeeds with an ``Up`` event to the owner. The
-    connection actor runs under ``supervisor`` (the process-wide default
-    one if None), which restarts it, with the same handle, if it crashes.
+    Returns at once with a :class:`~tether.Connection`, without waiting for
+    the connection actor to start: the supervisor starts it in the
+    background, commands given meanwhile are kept for it in order, and
+    connecting succeeds with an ``Up`` event to the owner. The connection
+    actor runs under ``supervisor`` (the process-wide default one if None),
+    which restarts it, with the same handle, if it crashes. If the
+    supervisor cannot start it (it stopped in the meantime, or the start
+    fails), the handle stops and the owner is told ``Error(conn, None,
+    reason)``, like any other end of the connection.
 
     Args:
         host: host name or IP address.
@@ -55,19 +60,22 @@ def open(
     Raises:
         TypeError: an unknown option, or an option of the wrong type.
         ValueError: an option with a wrong value (the message names it).
+        SupervisorStopped: ``supervisor`` has stopped.
     """
     if supervisor is not None and not isinstance(supervisor, Supervisor):
         raise TypeError(f"supervisor must be a tether.Supervisor, not {type(supervisor).__name__}")
 
-    def start_under_supervisor(conn: Connection) -> pykka.ActorRef[Any]:
+    def start_under_supervisor(conn: Connection) -> None:
         def start_generation() -> pykka.ActorRef[Any]:
-            ref = ConnectionActor.start(conn)
-            conn._attach(ref)
-            return ref
+            # Each generation adopts the handle as it is built (commands
+            # given so far go to it first).
+            return ConnectionActor.start(conn)
 
         parent = supervisor or default_supervisor()
         budget = CONNECTION_BUDGET if supervisor is None else (None, 5.0)
-        return parent.start_child(
+        # Told, not asked: open() returns before the actor exists; a start
+        # that fails ends the handle through on_exit (an Error to the owner).
+        parent.start_child_later(
             ChildSpec(
                 id=f"connection-{next(_ids)}-{host}:{port}",
                 start=start_generation,

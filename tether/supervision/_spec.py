@@ -49,7 +49,10 @@ class ChildSpec:
         period: the window of the per-child budget, in seconds.
         on_exit: called (on the supervisor's thread) with the reason when the
             child ends for good: not restarted, terminated, or stopped with
-            its supervisor. Must be quick and must not raise.
+            its supervisor; after ``Supervisor.start_child_later``, also
+            when it could not be started (then possibly on the caller's
+            thread, if the supervisor stopped meanwhile). Must be quick
+            and must not raise.
     """
 
     id: str
