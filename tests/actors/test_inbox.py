@@ -152,3 +152,22 @@ def test_concurrent_selective_receivers_each_get_their_own() -> None:
     for thread in threads:
         thread.join(WAIT)
     assert got == {r: list(range(per_receiver)) for r in range(receivers)}
+
+
+def test_tell_all_adds_in_order_and_wakes_a_receiver_waiting_for_the_last() -> None:
+    inbox = tether.Inbox()
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(inbox.receive(5.0, lambda m: m == 3)))
+    waiter.start()
+    inbox.tell_all([1, 2, 3])
+    waiter.join(5.0)
+    assert got == [3]
+    assert inbox.flush() == [1, 2]
+
+
+def test_tell_all_to_a_closed_inbox_raises_and_adds_nothing() -> None:
+    inbox = tether.Inbox()
+    inbox.close()
+    with pytest.raises(tether.InboxClosedError):
+        inbox.tell_all([1, 2])
+    assert len(inbox) == 0

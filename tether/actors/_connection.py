@@ -130,6 +130,12 @@ class ConnectionActor(Supervised):
             pykka.ActorRef,
         )
         self._mailbox.bind(self._may_run_inline, self.on_receive)
+        # Events are delivered in batches to an Inbox (without an event
+        # handler, which must see each event before the owner does).
+        owner = conn.owner
+        self._batch_to = (
+            owner if type(owner) is Inbox and conn.opts.event_handler is None else None
+        )
         self._opts = conn.opts
         self._epoch = 0
         self._state: State = "connecting"
@@ -156,17 +162,16 @@ class ConnectionActor(Supervised):
         # for it) or left by a crashed one goes first, before the first
         # connect and anything told after.
         conn._adopt(self.actor_ref)
+        # The first attempt starts now, from a told message, not from
+        # on_start: an exception in on_start is no crash to pykka (neither
+        # on_failure nor on_stop runs), and with nothing queued this thread
+        # (the supervisor's) starts connecting at once, while the actor
+        # thread is still being started: starting a thread is the slowest
+        # part of opening a connection (docs/performance.md, fan-out).
+        self._mailbox.allow_tellers()
+        self._report(msg.Tick(self._epoch, "connect"))
 
     # -- pykka hooks -------------------------------------------------------------
-
-    def on_start(self) -> None:
-        """Start the first connection attempt, from a told message.
-
-        Not here: pykka calls neither ``on_failure`` nor ``on_stop`` for an
-        exception in ``on_start``, so an event handler raising on
-        ``connect_start`` would not be a crash its supervisor restarts.
-        """
-        self._report(msg.Tick(self._epoch, "connect"))
 
     def on_stop(self) -> None:
         """Stopped from outside (a supervisor, interpreter exit): close quietly.
@@ -507,13 +512,8 @@ class ConnectionActor(Supervised):
                 self._transport.write(out)
             except OSError as exc:  # WriteTimeout included; events first, then Down
                 write_error = exc
-        for event in proto.events():
-            if isinstance(event, Upgrade):
-                self._on_upgraded(event.stream)
-            if self._opts.event_handler is not None:
-                self._handler_for(event)
-            if not self._deliver(event):
-                return
+        if not self._deliver_events(proto.events()):
+            return
         ws = proto.ws
         if ws is not None and ws.failing and self._lingering is not ws:
             self._lingering = ws  # answers to the messages before the bad frame go out first
@@ -527,6 +527,31 @@ class ConnectionActor(Supervised):
             # Upgraded while shutting down: close the new Websocket as shutdown() does.
             proto.ws_send((CloseFrame(1000),))
             self._flush()
+
+    def _deliver_events(self, events: list[Event]) -> bool:
+        """Deliver what one read or command produced; False if the owner is gone."""
+        if self._batch_to is not None:
+            # One wake-up of the owner for all of them (a response's head
+            # and body often arrive in one read): nothing runs between them.
+            for event in events:
+                if isinstance(event, Upgrade):
+                    self._on_upgraded(event.stream)
+            if not events:
+                return True
+            try:
+                self._batch_to.tell_all(list(events))
+            except InboxClosedError:
+                self._owner_gone()
+                return False
+            return True
+        for event in events:
+            if isinstance(event, Upgrade):
+                self._on_upgraded(event.stream)
+            if self._opts.event_handler is not None:
+                self._handler_for(event)
+            if not self._deliver(event):
+                return False
+        return True
 
     def _on_upgraded(self, stream: StreamRef) -> None:
         self._conn._set_ws_stream(stream)

@@ -58,6 +58,18 @@ class Inbox:
             self._messages.append(message)
             self._cond.notify_all()
 
+    def tell_all(self, messages: list[object], /) -> None:
+        """Add several messages at once, waking the receivers once (connections' batches).
+
+        Raises:
+            InboxClosedError: the inbox was closed (none of them is added).
+        """
+        with self._cond:
+            if self._closed:
+                raise InboxClosedError("the inbox is closed")
+            self._messages.extend(messages)
+            self._cond.notify_all()
+
     def receive(self, timeout: float | None = None, match: Match | None = None) -> object:
         """Remove and return the oldest message for which ``match`` is true.
 

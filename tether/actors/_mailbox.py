@@ -87,7 +87,7 @@ class Mailbox:
         self._actor_has_turn = False
         self._accept: Accept | None = None
         self._handle: Handle | None = None
-        self._ready = False  # the actor loop runs (on_start is over)
+        self._ready = False  # tellers may run messages (the loop runs, or allow_tellers)
         self._watchers = 0  # threads in wait_queued
 
     def bind(self, accept: Accept, handle: Handle) -> None:
@@ -99,6 +99,14 @@ class Mailbox:
         """
         self._accept = accept
         self._handle = handle
+
+    def allow_tellers(self) -> None:
+        """Let tellers run messages from now on, before the actor thread's first ``get``.
+
+        Only for an actor whose messages do not depend on its ``on_start``
+        (without it, tellers wait until the actor loop asks for a message).
+        """
+        self._ready = True
 
     # -- pykka's ActorInbox ------------------------------------------------------------
 
