@@ -502,9 +502,10 @@ class ConnectionActor(Supervised):
         proto = self._proto
         if proto is None:
             return
-        out = proto.data_to_send()
-        if out and self._tls is not None:
-            out = self._tls.send(out)
+        chunks = proto.chunks_to_send()
+        out: bytes | list[bytes | bytearray] = chunks
+        if chunks and self._tls is not None:
+            out = self._tls.send(b"".join(chunks))  # TLS encrypts into new records anyway
         write_error: OSError | None = None
         if out and self._transport is not None:
             try:

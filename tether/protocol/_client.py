@@ -6,8 +6,9 @@ The contract, in the style of h11 and websockets' ``Protocol``:
   ``data``, ``cancel``, ``ws_upgrade``, ``ws_send``) and feed received
   bytes to :meth:`ClientProtocol.receive_data` (``b""`` when the server
   closed the connection);
-- after each call, send :meth:`ClientProtocol.data_to_send` to the network
-  and deliver :meth:`ClientProtocol.events` to the owner, in order;
+- after each call, send :meth:`ClientProtocol.data_to_send` (or, to avoid
+  joining them, the pieces :meth:`ClientProtocol.chunks_to_send`) to the
+  network and deliver :meth:`ClientProtocol.events` to the owner, in order;
 - once :attr:`ClientProtocol.close_reason` is set, send what is left and
   close the TCP connection; :meth:`ClientProtocol.lost_streams` then gives
   the two stream lists of the ``Down`` event.
@@ -56,8 +57,11 @@ class ClientProtocol:
         self._http_opts = http_opts
         self._ws_opts = ws_opts
         self._events: list[Event] = []
-        self._out = bytearray()
-        self._http = HttpClient(conn, http_opts, self._events.append, self._out.extend)
+        # What to send, as the pieces it was produced in: a 1 MiB message is a
+        # header and a masked payload, which the transport writes with one
+        # sendmsg rather than copying them into one buffer.
+        self._out: list[bytes | bytearray] = []
+        self._http = HttpClient(conn, http_opts, self._events.append, self._out.append)
         self._ws: WsClient | None = None
 
     # -- state -------------------------------------------------------------
@@ -96,10 +100,20 @@ class ClientProtocol:
         return events
 
     def data_to_send(self) -> bytes:
-        """Remove and return the bytes to write to the socket."""
-        data = bytes(self._out)
+        """Remove and return the bytes to write to the socket, joined."""
+        data = b"".join(self._out)  # a single bytes piece is returned as it is, not copied
         self._out.clear()
         return data
+
+    def chunks_to_send(self) -> list[bytes | bytearray]:
+        """Remove and return the bytes to write to the socket, as pieces to write in order.
+
+        The same bytes as :meth:`data_to_send`, without joining them: an
+        empty list when there is nothing to send.
+        """
+        chunks = self._out[:]
+        self._out.clear()
+        return chunks
 
     def lost_streams(self) -> tuple[tuple[StreamRef, ...], tuple[StreamRef, ...]]:
         """``(killed, unprocessed)`` for the ``Down`` of this connection."""
@@ -215,7 +229,7 @@ class ClientProtocol:
         """
         if self._ws is not None or self._http.busy or self.close_reason is not None:
             return False
-        self._out.extend(b"\r\n")
+        self._out.append(b"\r\n")
         return True
 
     def ws_send(self, frames: tuple[Frame, ...], stream: StreamRef | None = None) -> None:
@@ -265,7 +279,7 @@ class ClientProtocol:
             extensions=extensions,
             trailing_data=switch.trailing_data,
             emit=self._events.append,
-            write=self._out.extend,
+            write=self._out.append,
         )
         self._events.append(Upgrade(self._conn, request.stream, ("websocket",), switch.headers))
         for raced in self._http.take_queue():

@@ -49,6 +49,7 @@ from tether._events import Error, Event, Headers, StreamRef, Ws
 from tether._frames import Binary, Close, Frame, Ping, Pong, Text
 from tether._options import WsOpts
 from tether.protocol import _mask
+from tether.protocol._framing import BINARY, TEXT, masked_frame
 from tether.protocol._validate import HeaderList
 
 _mask.install()  # C masking when wsaccel is installed; wsproto's own otherwise
@@ -60,6 +61,8 @@ _MESSAGE_TOO_BIG = 1009
 # The most raw deflate can inflate: one 258-byte match per 2 bits (RFC 1951), 1032:1.
 _DEFLATE_MAX_RATIO = 1032
 _MIN_INFLATE_SLICE = 64
+# Received binary fragments shorter than this share one list entry (see WsClient).
+_MIN_BINARY_PART = 1024
 
 FAIL_LINGER = 0.25
 """Seconds the close frame of a failed Websocket waits when messages came just before."""
@@ -215,7 +218,7 @@ class WsClient:
         extensions: list[Extension],
         trailing_data: bytes,
         emit: Callable[[Event], None],
-        write: Callable[[bytes], None],
+        write: Callable[[bytes | bytearray], None],
     ) -> None:
         self._conn = conn
         self.stream = stream
@@ -223,6 +226,12 @@ class WsClient:
         self._emit = emit
         self._write = write
         self._ws = WsConnection(ConnectionType.CLIENT, extensions, trailing_data)
+        # With no extension enabled (wsproto keeps the same ones: those whose
+        # enabled() is true when the connection is built), a message frame is
+        # the payload masked behind a header: tether builds it itself
+        # (tether.protocol._framing) instead of copying it through wsproto.
+        self._plain = not any(e.enabled() for e in extensions)
+        _mask.load()  # once per process: the fastest masker installed, before the first frame
         # wsproto inflates whatever it is fed in one go: a 64 KiB read of
         # compressed zeros would become 64 MiB before max_message_size is
         # checked. Fed in slices that cannot inflate much past the limit, it
@@ -234,10 +243,14 @@ class WsClient:
             if deflate and limit is not None
             else None
         )
-        # The fragments of the message being received, in one buffer each: a
-        # list of parts would cost ~40 bytes per part, which a server sending
-        # 1-byte fragments turns into 40 times max_message_size.
-        self._binary = bytearray()
+        # The fragments of the binary message being received, joined once at
+        # its end (a 1 MiB message arrives as ~16 fragments, one per 64 KiB
+        # read: growing one buffer and copying it out cost two 1 MiB copies).
+        # A list entry costs ~40 bytes, so fragments shorter than
+        # _MIN_BINARY_PART share a bytearray part: a server sending 1-byte
+        # fragments cannot make the list 40 times max_message_size.
+        self._binary: list[bytes | bytearray] = []
+        # Text is decoded by wsproto fragment by fragment; one buffer holds it.
         self._text = io.StringIO()
         self._size = 0
         self._sent_close: Close | None = None
@@ -284,7 +297,7 @@ class WsClient:
                 )
                 return
             try:
-                self._write(self._ws.send(_to_wsproto(frame)))
+                self._send(frame)
             except WsLocalProtocolError as exc:  # pragma: no cover - guarded by `closing`
                 unsent = frames[index:]
                 self._emit(Error(self._conn, self.stream, NotUpgradedError(str(exc), unsent)))
@@ -292,6 +305,20 @@ class WsClient:
             self._owner_may_answer = False
             if isinstance(frame, Close):
                 self._sent_close = frame
+
+    def _send(self, frame: Frame) -> None:
+        """Write one frame; the connection is OPEN (checked by the caller)."""
+        if self._plain:
+            match frame:
+                case Binary(data=data):
+                    for chunk in masked_frame(BINARY, data):
+                        self._write(chunk)
+                    return
+                case Text(data=text):
+                    for chunk in masked_frame(TEXT, text.encode()):
+                        self._write(chunk)
+                    return
+        self._write(self._ws.send(_to_wsproto(frame)))
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the socket; ``b""`` means the server closed TCP."""
@@ -365,7 +392,7 @@ class WsClient:
             if isinstance(event, wse.TextMessage):
                 self._text.write(event.data)
             else:
-                self._binary += event.data
+                self._add_binary_part(event.data)
             return False
         self._size = 0
         frame: Frame
@@ -376,13 +403,22 @@ class WsClient:
                 text, self._text = self._text.getvalue(), io.StringIO()
             frame = Text(text)
         else:
-            data = bytes(event.data)
-            if self._binary:
-                self._binary += data
-                data, self._binary = bytes(self._binary), bytearray()
+            data = bytes(event.data)  # wsproto gives bytes: no copy
+            if self._binary:  # the last of several fragments
+                self._add_binary_part(data)
+                data, self._binary = b"".join(self._binary), []
             frame = Binary(data)
         self._emit(Ws(self._conn, self.stream, frame))
         return True
+
+    def _add_binary_part(self, data: bytes | bytearray) -> None:
+        parts = self._binary
+        if len(data) >= _MIN_BINARY_PART:
+            parts.append(data)
+        elif parts and isinstance(parts[-1], bytearray):
+            parts[-1] += data
+        else:
+            parts.append(bytearray(data))
 
     def _on_close(self, event: wse.CloseConnection, *, linger: bool) -> None:
         state = self._ws.state
