@@ -9,7 +9,10 @@ Faults it can inject, each what a long-lived client meets in production:
   connections stay open (a half-open connection: only a timeout notices);
 - ``delay(seconds)``: every chunk is held that long before it is forwarded;
 - ``cut_after(n)``: the next ``n`` bytes from the server reach the client,
-  then the connection is cut (a connection lost in the middle of a frame).
+  then the connection is cut (a connection lost in the middle of a frame);
+- ``rechunk(n)``: the server's bytes go on in writes of at most ``n`` bytes
+  (a slow link, a server writing piecemeal): the client's reads end
+  anywhere, in the middle of a frame header too.
 
 Threads: one accept thread and two pump threads per connection, all joined
 by :meth:`FaultProxy.stop`. Waits are bounded; nothing sleeps blindly.
@@ -83,6 +86,7 @@ class FaultProxy:
         self._stalled = False
         self._delay = 0.0
         self._cut_after: int | None = None
+        self._chunk: int | None = None
         self._stopping = False
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
@@ -201,6 +205,11 @@ class FaultProxy:
         with self._cond:
             self._cut_after = n
 
+    def rechunk(self, n: int | None) -> None:
+        """Forward the server's bytes in writes of at most ``n`` bytes (None: as they come)."""
+        with self._cond:
+            self._chunk = n
+
     # -- observation -------------------------------------------------------------
 
     @property
@@ -250,8 +259,15 @@ class FaultProxy:
                     self._cut_after = None
                 else:
                     self._cut_after -= len(data)
+            chunk = self._chunk if downstream else None
         try:
-            dst.sendall(data)
+            if chunk is None:
+                dst.sendall(data)
+            else:
+                # No Nagle: each small write leaves as its own segment.
+                dst.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for start in range(0, len(data), chunk):
+                    dst.sendall(data[start : start + chunk])
         except OSError:
             return False
         if cut:

@@ -50,6 +50,7 @@ from tether._frames import Binary, Close, Frame, Ping, Pong, Text
 from tether._options import WsOpts
 from tether.protocol import _mask
 from tether.protocol._framing import BINARY, TEXT, masked_frame
+from tether.protocol._reader import FrameReader, wsproto_is_idle
 from tether.protocol._validate import HeaderList
 
 _mask.install()  # C masking when wsaccel is installed; wsproto's own otherwise
@@ -225,12 +226,20 @@ class WsClient:
         self._opts = opts
         self._emit = emit
         self._write = write
-        self._ws = WsConnection(ConnectionType.CLIENT, extensions, trailing_data)
+        self._ws = WsConnection(ConnectionType.CLIENT, extensions)
+        self._trailing = trailing_data  # read by start(), as any later read
         # With no extension enabled (wsproto keeps the same ones: those whose
         # enabled() is true when the connection is built), a message frame is
         # the payload masked behind a header: tether builds it itself
-        # (tether.protocol._framing) instead of copying it through wsproto.
+        # (tether.protocol._framing) instead of copying it through wsproto,
+        # and reads the server's whole message frames itself too
+        # (tether.protocol._reader), as long as wsproto is idle.
         self._plain = not any(e.enabled() for e in extensions)
+        self._reader = (
+            FrameReader(self._on_read_part, self._to_wsproto, self._on_invalid)
+            if self._plain and wsproto_is_idle(self._ws)
+            else None
+        )
         _mask.load()  # once per process: the fastest masker installed, before the first frame
         # wsproto inflates whatever it is fed in one go: a 64 KiB read of
         # compressed zeros would become 64 MiB before max_message_size is
@@ -249,8 +258,8 @@ class WsClient:
         # A list entry costs ~40 bytes, so fragments shorter than
         # _MIN_BINARY_PART share a bytearray part: a server sending 1-byte
         # fragments cannot make the list 40 times max_message_size.
-        self._binary: list[bytes | bytearray] = []
-        # Text is decoded by wsproto fragment by fragment; one buffer holds it.
+        self._binary: list[bytes | bytearray | memoryview] = []
+        # Text is decoded part by part (by wsproto or the frame reader); one buffer holds it.
         self._text = io.StringIO()
         self._size = 0
         self._sent_close: Close | None = None
@@ -279,7 +288,9 @@ class WsClient:
 
     def start(self) -> None:
         """Process frames that arrived together with the 101 response."""
-        self._process()
+        trailing, self._trailing = self._trailing, b""
+        if trailing:
+            self.receive_data(trailing)
 
     def send(self, frames: tuple[Frame, ...]) -> None:
         """Send frames in order; frames that cannot go out are reported in one ``Error``."""
@@ -342,9 +353,29 @@ class WsClient:
 
     def _feed(self, data: bytes) -> bool:
         """Process ``data``; False once the connection is failing or closed."""
+        reader = self._reader
+        if reader is not None and (not reader.handed or wsproto_is_idle(self._ws)):
+            reader.handed = False
+            reader.feed(data)
+        else:
+            self._to_wsproto(data)
+        return self.close_reason is None
+
+    def _to_wsproto(self, data: bytes) -> bool:
+        """Let wsproto read ``data``; False once the connection is failing or closed."""
         self._ws.receive_data(data)
         self._process()
-        return self.close_reason is None
+        return self.close_reason is None and self._failure is None
+
+    def _on_read_part(self, data: str | bytes | memoryview, finished: bool) -> bool:
+        """A message part the frame reader read (as ``_process`` takes wsproto's)."""
+        if self._on_message_part(data, finished):
+            self._owner_may_answer = True
+        return self.close_reason is None and self._failure is None
+
+    def _on_invalid(self, code: int, reason: str) -> None:
+        """Invalid UTF-8 the frame reader found: what wsproto reports it as."""
+        self._on_close(wse.CloseConnection(code, reason), linger=self._owner_may_answer)
 
     def _lost_reason(self) -> BaseException:
         if self._ws.state is ConnectionState.CLOSED and self._sent_close is not None:
@@ -361,7 +392,7 @@ class WsClient:
                 return
             match event:
                 case wse.TextMessage() | wse.BytesMessage():
-                    if self._on_message_part(event):
+                    if self._on_message_part(event.data, event.message_finished):
                         self._owner_may_answer = True
                 case wse.Ping():
                     if self._ws.state is ConnectionState.OPEN:  # no pong once we sent close
@@ -377,9 +408,14 @@ class WsClient:
                 case _:  # pragma: no cover - wsproto yields nothing else after the handshake
                     pass
 
-    def _on_message_part(self, event: wse.TextMessage | wse.BytesMessage) -> bool:
-        """Add a part to the message; return True if a whole message went to the owner."""
-        self._size += len(event.data)
+    def _on_message_part(self, data: str | bytes | bytearray | memoryview, finished: bool) -> bool:
+        """Add a part to the message (``str``: Text); True if a whole message went to the owner.
+
+        The parts come from wsproto's events or from the frame reader,
+        which gives a frame over several reads as ``memoryview`` pieces of
+        them: joined once here, its only copy.
+        """
+        self._size += len(data)
         limit = self._opts.max_message_size
         if limit is not None and self._size > limit:
             self._fail(
@@ -388,30 +424,28 @@ class WsClient:
                 )
             )
             return False
-        if not event.message_finished:
-            if isinstance(event, wse.TextMessage):
-                self._text.write(event.data)
+        if not finished:
+            if isinstance(data, str):
+                self._text.write(data)
             else:
-                self._add_binary_part(event.data)
+                self._add_binary_part(data)
             return False
         self._size = 0
         frame: Frame
-        if isinstance(event, wse.TextMessage):
-            text = event.data
-            if self._text.tell():  # the last of several fragments
-                self._text.write(text)
-                text, self._text = self._text.getvalue(), io.StringIO()
-            frame = Text(text)
+        if isinstance(data, str):
+            if self._text.tell():  # the last of several parts
+                self._text.write(data)
+                data, self._text = self._text.getvalue(), io.StringIO()
+            frame = Text(data)
+        elif self._binary:  # the last of several parts
+            self._add_binary_part(data)
+            frame, self._binary = Binary(b"".join(self._binary)), []
         else:
-            data = bytes(event.data)  # wsproto gives bytes: no copy
-            if self._binary:  # the last of several fragments
-                self._add_binary_part(data)
-                data, self._binary = b"".join(self._binary), []
-            frame = Binary(data)
+            frame = Binary(bytes(data))  # bytes from wsproto 1.3 or the reader: no copy
         self._emit(Ws(self._conn, self.stream, frame))
         return True
 
-    def _add_binary_part(self, data: bytes | bytearray) -> None:
+    def _add_binary_part(self, data: bytes | bytearray | memoryview) -> None:
         parts = self._binary
         if len(data) >= _MIN_BINARY_PART:
             parts.append(data)
