@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from unittest import mock
 
 import pytest
 import wsproto.events as wse
@@ -13,7 +14,8 @@ from wsproto.connection import ConnectionType
 from wsproto.extensions import PerMessageDeflate
 
 from tether import Binary, Close, Ping, Text, Ws, WsOpts
-from tether.protocol._framing import BINARY, TEXT, frame_header, masked_frame
+from tether.protocol import _framing
+from tether.protocol._framing import BINARY, TEXT, MaskingKeys, frame_header, masked_frame
 from tether.testing import ProtocolPair, split_at
 
 # RFC 6455 §5.2: the edges of the 7-bit, 16-bit and 64-bit payload lengths.
@@ -48,17 +50,35 @@ def test_the_header_uses_the_shortest_length_form(length: int, second: int, exte
 @pytest.mark.parametrize("length", EDGES)
 def test_a_wsproto_server_reads_the_frame_of_every_length_class(length: int):
     payload = os.urandom(length)
-    assert server_reads(*masked_frame(BINARY, payload)) == [wse.BytesMessage(payload)]
+    assert server_reads(*masked_frame(BINARY, payload, MaskingKeys())) == [
+        wse.BytesMessage(payload)
+    ]
 
 
 def test_every_frame_has_a_fresh_masking_key():
-    headers = {masked_frame(BINARY, b"x")[0] for _ in range(8)}
+    keys = MaskingKeys()
+    headers = {masked_frame(BINARY, b"x", keys)[0] for _ in range(8)}
     assert len(headers) == 8  # same length and opcode: only the key differs
+
+
+def test_masking_keys_are_urandom_bytes_each_used_once():
+    calls: list[int] = []
+
+    def counting_urandom(size: int) -> bytes:  # distinct bytes on every call, in order
+        calls.append(size)
+        start = sum(calls[:-1])
+        return b"".join((start + i).to_bytes(4, "big") for i in range(0, size, 4))
+
+    keys = MaskingKeys()
+    with mock.patch.object(_framing, "urandom", counting_urandom):
+        taken = [keys.take() for _ in range(200)]
+    assert taken == [(4 * i).to_bytes(4, "big") for i in range(200)]  # in order, none twice
+    assert calls == [256] * 4  # 64 keys per call: 200 keys, four calls
 
 
 @given(text=st.text(max_size=200), cuts=st.lists(st.integers(0, 260), max_size=4))
 def test_text_frames_survive_any_split(text: str, cuts: list[int]):
-    wire = b"".join(masked_frame(TEXT, text.encode()))
+    wire = b"".join(masked_frame(TEXT, text.encode(), MaskingKeys()))
     events = server_reads(*split_at(wire, cuts))
     assert "".join(e.data for e in events if isinstance(e, wse.TextMessage)) == text
 

@@ -19,16 +19,22 @@ payload transformation, while wsproto's connection is OPEN. Sending such a
 frame changes no wsproto state: ``Connection.send`` only changes state for a
 close, and ``FrameProtocol.send_data`` only remembers the opcode of an
 unfinished message, which a finished one leaves at ``None``.
+
+Masking keys come from :class:`MaskingKeys`, one per connection: 64 keys
+per ``os.urandom`` call instead of a system call per frame (RFC 6455 §5.3
+asks for keys from a strong source of entropy, each unpredictable from the
+ones before: they are still ``os.urandom``'s bytes, each used once, and
+bytes of ``os.urandom`` tell nothing about the next ones).
 """
 
 from __future__ import annotations
 
-import os
 import struct
+from os import urandom
 
 from tether.protocol import _mask
 
-__all__ = ["BINARY", "TEXT", "frame_header", "masked_frame"]
+__all__ = ["BINARY", "TEXT", "MaskingKeys", "frame_header", "masked_frame"]
 
 # RFC 6455 §5.2: opcodes, and the FIN and MASK bits.
 TEXT = 0x1
@@ -42,6 +48,30 @@ _MAX_7BIT = 125
 _MAX_16BIT = 0xFFFF
 _HEADER_16 = struct.Struct("!BBH4s")
 _HEADER_64 = struct.Struct("!BBQ4s")
+_KEY = 4
+_KEYS_PER_CALL = 64
+
+
+class MaskingKeys:
+    """Fresh masking keys for one connection, read from ``os.urandom`` 64 at a time.
+
+    Not thread-safe: one thread at a time sends on a connection.
+    """
+
+    __slots__ = ("_next", "_pool")
+
+    def __init__(self) -> None:
+        self._pool = b""  # filled on the first frame: connections that never send pay nothing
+        self._next = 0
+
+    def take(self) -> bytes:
+        """A 4-byte key no frame has used."""
+        start = self._next
+        if start >= len(self._pool):
+            self._pool = urandom(_KEY * _KEYS_PER_CALL)
+            start = 0
+        self._next = start + _KEY
+        return self._pool[start : start + _KEY]
 
 
 def frame_header(opcode: int, length: int, key: bytes) -> bytes:
@@ -54,13 +84,15 @@ def frame_header(opcode: int, length: int, key: bytes) -> bytes:
     return _HEADER_64.pack(first, _MASK | 127, length, key)
 
 
-def masked_frame(opcode: int, payload: bytes | bytearray | memoryview) -> list[bytes | bytearray]:
+def masked_frame(
+    opcode: int, payload: bytes | bytearray | memoryview, keys: MaskingKeys
+) -> list[bytes | bytearray]:
     """A whole client frame as ``[header + masking key, masked payload]``.
 
-    The key is fresh from ``os.urandom`` for every frame, as RFC 6455 §5.3
+    The key is a fresh one from ``keys`` for every frame, as RFC 6455 §5.3
     requires (and as wsproto does).
     """
-    key = os.urandom(4)
+    key = keys.take()
     header = frame_header(opcode, len(payload), key)
     if not payload:
         return [header]

@@ -49,7 +49,7 @@ from tether._events import Error, Event, Headers, StreamRef, Ws
 from tether._frames import Binary, Close, Frame, Ping, Pong, Text
 from tether._options import WsOpts
 from tether.protocol import _mask
-from tether.protocol._framing import BINARY, TEXT, masked_frame
+from tether.protocol._framing import BINARY, TEXT, MaskingKeys, masked_frame
 from tether.protocol._reader import FrameReader, wsproto_is_idle
 from tether.protocol._validate import HeaderList
 
@@ -235,6 +235,7 @@ class WsClient:
         # and reads the server's whole message frames itself too
         # (tether.protocol._reader), as long as wsproto is idle.
         self._plain = not any(e.enabled() for e in extensions)
+        self._keys = MaskingKeys()
         self._reader = (
             FrameReader(self._on_read_part, self._to_wsproto, self._on_invalid)
             if self._plain and wsproto_is_idle(self._ws)
@@ -322,11 +323,11 @@ class WsClient:
         if self._plain:
             match frame:
                 case Binary(data=data):
-                    for chunk in masked_frame(BINARY, data):
+                    for chunk in masked_frame(BINARY, data, self._keys):
                         self._write(chunk)
                     return
                 case Text(data=text):
-                    for chunk in masked_frame(TEXT, text.encode()):
+                    for chunk in masked_frame(TEXT, text.encode(), self._keys):
                         self._write(chunk)
                     return
         self._write(self._ws.send(_to_wsproto(frame)))
