@@ -137,16 +137,17 @@ def compare(trees: list[str], cases: list[str], rounds: int, seconds: float) -> 
                     timeout=120,
                 )
                 results.setdefault((case, tree), []).append(json.loads(out.stdout))
-    print(f"CPU µs per unit, median of {rounds} rounds (mib: per MiB; peak: MiB)")
-    print("case      " + "".join(f"{tree[-24:]:>26}" for tree in trees))
+    print(f"CPU µs per unit, median (and min) of {rounds} rounds (mib: per MiB; peak: MiB)")
+    print("case      " + "".join(f"{tree[-30:]:>32}" for tree in trees))
     for case in cases:
         cells = []
         for tree in trees:
             runs = results[(case, tree)]
-            cell = f"{statistics.median(r['us'] for r in runs):.2f}"
+            times = [r["us"] for r in runs]
+            cell = f"{statistics.median(times):.2f} (min {min(times):.2f})"
             if "peak" in runs[0]:
                 cell += f" (peak {statistics.median(r['peak'] for r in runs):.2f})"
-            cells.append(f"{cell:>26}")
+            cells.append(f"{cell:>32}")
         print(f"{case:<10}" + "".join(cells))
 
 

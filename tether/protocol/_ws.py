@@ -237,7 +237,7 @@ class WsClient:
         self._plain = not any(e.enabled() for e in extensions)
         self._keys = MaskingKeys()
         self._reader = (
-            FrameReader(self._on_read_part, self._to_wsproto, self._on_invalid)
+            FrameReader(self._on_message_part, self._to_wsproto, self._on_invalid)
             if self._plain and wsproto_is_idle(self._ws)
             else None
         )
@@ -296,7 +296,8 @@ class WsClient:
     def send(self, frames: tuple[Frame, ...]) -> None:
         """Send frames in order; frames that cannot go out are reported in one ``Error``."""
         for index, frame in enumerate(frames):
-            if self.close_reason is not None or self.closing:
+            # self.closing, without two property calls per frame
+            if self.close_reason is not None or self._ws.state is not ConnectionState.OPEN:
                 unsent = frames[index:]
                 self._emit(
                     Error(
@@ -321,15 +322,17 @@ class WsClient:
     def _send(self, frame: Frame) -> None:
         """Write one frame; the connection is OPEN (checked by the caller)."""
         if self._plain:
-            match frame:
-                case Binary(data=data):
-                    for chunk in masked_frame(BINARY, data, self._keys):
-                        self._write(chunk)
-                    return
-                case Text(data=text):
-                    for chunk in masked_frame(TEXT, text.encode(), self._keys):
-                        self._write(chunk)
-                    return
+            if isinstance(frame, Binary):
+                chunks = masked_frame(BINARY, frame.data, self._keys)
+            elif isinstance(frame, Text):
+                chunks = masked_frame(TEXT, frame.data.encode(), self._keys)
+            else:
+                self._write(self._ws.send(_to_wsproto(frame)))
+                return
+            write = self._write
+            for chunk in chunks:
+                write(chunk)
+            return
         self._write(self._ws.send(_to_wsproto(frame)))
 
     def receive_data(self, data: bytes) -> None:
@@ -343,6 +346,10 @@ class WsClient:
         if not data:
             self._ws.receive_data(None)
             self._set_close_reason(self._lost_reason())
+            return
+        reader = self._reader
+        if reader is not None and not reader.handed:  # the common case, one call shorter
+            reader.feed(data)
             return
         size = self._slice
         if size is None or len(data) <= size:
@@ -368,12 +375,6 @@ class WsClient:
         self._process()
         return self.close_reason is None and self._failure is None
 
-    def _on_read_part(self, data: str | bytes | memoryview, finished: bool) -> bool:
-        """A message part the frame reader read (as ``_process`` takes wsproto's)."""
-        if self._on_message_part(data, finished):
-            self._owner_may_answer = True
-        return self.close_reason is None and self._failure is None
-
     def _on_invalid(self, code: int, reason: str) -> None:
         """Invalid UTF-8 the frame reader found: what wsproto reports it as."""
         self._on_close(wse.CloseConnection(code, reason), linger=self._owner_may_answer)
@@ -393,8 +394,7 @@ class WsClient:
                 return
             match event:
                 case wse.TextMessage() | wse.BytesMessage():
-                    if self._on_message_part(event.data, event.message_finished):
-                        self._owner_may_answer = True
+                    self._on_message_part(event.data, event.message_finished)
                 case wse.Ping():
                     if self._ws.state is ConnectionState.OPEN:  # no pong once we sent close
                         self._write(self._ws.send(event.response()))
@@ -410,11 +410,12 @@ class WsClient:
                     pass
 
     def _on_message_part(self, data: str | bytes | bytearray | memoryview, finished: bool) -> bool:
-        """Add a part to the message (``str``: Text); True if a whole message went to the owner.
+        """Add a part to the message (``str``: Text); False if that failed the connection.
 
         The parts come from wsproto's events or from the frame reader,
         which gives a frame over several reads as ``memoryview`` pieces of
-        them: joined once here, its only copy.
+        them: joined once here, its only copy. A whole message goes to the
+        owner, who may then be answering it (a failure now lingers).
         """
         self._size += len(data)
         limit = self._opts.max_message_size
@@ -430,7 +431,7 @@ class WsClient:
                 self._text.write(data)
             else:
                 self._add_binary_part(data)
-            return False
+            return True
         self._size = 0
         frame: Frame
         if isinstance(data, str):
@@ -444,6 +445,7 @@ class WsClient:
         else:
             frame = Binary(bytes(data))  # bytes from wsproto 1.3 or the reader: no copy
         self._emit(Ws(self._conn, self.stream, frame))
+        self._owner_may_answer = True
         return True
 
     def _add_binary_part(self, data: bytes | bytearray | memoryview) -> None:
