@@ -253,11 +253,12 @@ class ClientProtocol:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the socket; ``b""`` when the server closed it."""
-        if self.close_reason is not None:
-            return  # the connection is over: nothing more is read from it
-        if self._ws is not None:
-            self._ws.receive_data(data)
+        ws = self._ws
+        if ws is not None:
+            ws.receive_data(data)  # which reads nothing more once its close_reason is set
             return
+        if self._http.close_reason is not None:
+            return  # the connection is over: nothing more is read from it
         self._http.receive_data(data)
         switch = self._http.switch
         if switch is None:
