@@ -298,7 +298,14 @@ class ConnectionActor(Supervised):
         self._state = "connecting"
         self._handler("connect_start", {"host": self._conn.host, "port": self._conn.port})
         self._transport = TcpTransport(
-            self._report, self._epoch, self._conn.host, self._conn.port, self._opts.connect_timeout
+            self._report,
+            self._epoch,
+            self._conn.host,
+            self._conn.port,
+            self._opts.connect_timeout,
+            # A thread waiting in the owner Inbox may read the socket itself
+            # (tether.actors._lending): what it reads is handled inline there.
+            lending=self._batch_to._lending if self._batch_to is not None else None,
         )
         self._transport.start()
         if self._opts.connect_timeout is not None:
