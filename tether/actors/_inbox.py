@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from tether._errors import InboxClosedError, ReceiveTimeout
 from tether.actors._ioloop import Watch
@@ -35,7 +35,9 @@ class Inbox:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # The lock itself where nothing waits: entering it is C, a Condition's is Python.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._messages: deque[object] = deque()
         self._closed = False
         self._lending = Lending(self._cond)
@@ -60,20 +62,20 @@ class Inbox:
         Raises:
             InboxClosedError: the inbox was closed.
         """
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise InboxClosedError("the inbox is closed")
             self._messages.append(message)
             self._cond.notify_all()
             self._lending.wake()
 
-    def tell_all(self, messages: list[object], /) -> None:
+    def tell_all(self, messages: Iterable[object], /) -> None:
         """Add several messages at once, waking the receivers once (connections' batches).
 
         Raises:
             InboxClosedError: the inbox was closed (none of them is added).
         """
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise InboxClosedError("the inbox is closed")
             self._messages.extend(messages)
@@ -103,7 +105,7 @@ class Inbox:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         borrowed: Watch | None = None
-        with self._cond:
+        with self._lock:
             try:
                 while True:
                     for index, message in enumerate(self._messages):
