@@ -9,6 +9,7 @@ thread again.
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from websockets.sync.server import ServerConnection, serve
 import tether
 from tests.conftest import ConnectionTracker, inbox_of
 from tether.actors import _transport
+from tether.actors._ioloop import IoLoop, Watch
 from tether.server import Server
 
 WAIT = 5.0
@@ -195,3 +197,42 @@ def test_a_connection_nobody_waits_for_is_still_read(
     conn.ws_send("hi")
     assert _next_ws(inbox_of(conn)) == tether.Text("hi")
     assert pongs.get(timeout=WAIT) is True
+
+
+@pytest.mark.parametrize("borrowable", [True, False])
+def test_a_tell_made_while_the_receiver_borrows_is_not_missed(borrowable: bool) -> None:
+    # Borrowing lets go of the Inbox's lock (a watch's lock is never taken
+    # with it held): a message told in that instant notified nobody, so the
+    # receiver, waiting with no timeout, must look again before it waits.
+    loop = IoLoop()
+    local, peer = socket.socketpair()
+    ended = threading.Event()
+    inbox = tether.Inbox()
+
+    class TellWhileBorrowing(Watch):
+        __slots__ = ()
+
+        def borrow(self) -> bool:
+            teller = threading.Thread(target=inbox.tell, args=("told meanwhile",))
+            teller.start()
+            teller.join(WAIT)  # told, while the receiver holds no lock
+            return super().borrow()
+
+    watch = TellWhileBorrowing(
+        local, lambda data, end: ended.set() if data is None else None, None
+    )
+    loop._request(watch, add=True)
+    if not borrowable:
+        peer.close()  # its reads end: borrow() says no
+        assert ended.wait(WAIT)
+    inbox._lending.lend(watch)
+    got: queue.Queue[object] = queue.Queue()
+    receiver = threading.Thread(target=lambda: got.put(inbox.receive()), daemon=True)
+    receiver.start()
+    try:
+        assert got.get(timeout=WAIT) == "told meanwhile"
+    finally:
+        inbox.close()
+        receiver.join(WAIT)
+        loop.close(watch)
+        peer.close()

@@ -105,6 +105,7 @@ class Inbox:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         borrowed: Watch | None = None
+        tried = False  # to borrow since the last wait
         with self._lock:
             try:
                 while True:
@@ -120,13 +121,17 @@ class Inbox:
                         raise ReceiveTimeout(f"no matching message within {timeout} s")
                     if borrowed is not None and not self._lending.lent(borrowed):
                         self._lending.give_back(borrowed)  # closed or ended meanwhile
-                        borrowed = None
-                    if borrowed is None:
+                        borrowed, tried = None, False
+                        continue  # the lock was let go: look again
+                    if borrowed is None and not tried:
+                        # Lets go of the lock, so look again before any wait: a
+                        # message told meanwhile notified nobody.
                         borrowed = self._lending.borrow()
-                        if borrowed is not None:
-                            continue  # the lock was let go: look again first
+                        tried = True
+                        continue
                     if borrowed is None:
                         self._cond.wait(remaining)
+                        tried = False  # woken: the socket may be lendable now
                     elif not self._lending.wait_and_read(borrowed, remaining):
                         self._lending.give_back(borrowed)
                         borrowed = None
