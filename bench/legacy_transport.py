@@ -15,7 +15,7 @@ import contextlib
 import socket
 import threading
 
-from tether.actors._ioloop import ConnectHandler, IoLoop, ReadHandler
+from tether.actors._ioloop import ConnectHandler, IoLoop, ReadHandler, Watch
 from tether.actors._transport import TcpTransport
 
 __all__ = ["ThreadedTransport"]
@@ -26,15 +26,17 @@ _READ_SIZE = 65536
 class ReaderThreads(IoLoop):
     """An "I/O loop" that gives every socket a reader thread blocked in ``recv``."""
 
-    def add(self, sock: socket.socket, handler: ReadHandler) -> None:
+    def add(self, sock: socket.socket, handler: ReadHandler) -> Watch:
         threading.Thread(target=self._read_loop, args=(sock, handler), daemon=True).start()
+        return Watch(sock, handler, None)  # never registered with a poller: never lent
 
     def connect(
         self, sock: socket.socket, on_connect: ConnectHandler, on_read: ReadHandler
-    ) -> None:
+    ) -> Watch:
         raise NotImplementedError("ThreadedTransport connects on a thread")
 
-    def close(self, sock: socket.socket) -> None:
+    def close(self, watch: Watch) -> None:
+        sock = watch.sock
         # On Linux close() alone does not wake a thread blocked in recv().
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)

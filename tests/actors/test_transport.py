@@ -90,8 +90,8 @@ def test_a_failing_reader_does_not_stop_the_io_of_the_others(
     bad_local, bad_peer = socket.socketpair()
     good_local, good_peer = socket.socketpair()
     with bad_peer, good_peer:
-        loop.add(bad_local, failing)
-        loop.add(good_local, healthy)
+        bad = loop.add(bad_local, failing)
+        good = loop.add(good_local, healthy)
         bad_peer.sendall(b"boom")
         assert got.get(timeout=WAIT) == ("bad", b"boom", None)
         name, data, end = got.get(timeout=WAIT)
@@ -99,8 +99,8 @@ def test_a_failing_reader_does_not_stop_the_io_of_the_others(
         assert isinstance(end, OSError)
         good_peer.sendall(b"still read")
         assert got.get(timeout=WAIT) == ("good", b"still read", None)
-        loop.close(bad_local)
-        loop.close(good_local)
+        loop.close(bad)
+        loop.close(good)
     assert "bug in a handler" in caplog.text
 
 

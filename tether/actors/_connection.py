@@ -28,6 +28,7 @@ import contextlib
 import logging
 import math
 import ssl
+from collections.abc import Callable
 from typing import Any, Literal
 
 import pykka
@@ -130,6 +131,7 @@ class ConnectionActor(Supervised):
             pykka.ActorRef,
         )
         self._mailbox.bind(self._may_run_inline, self.on_receive)
+        self._dispatch = self._dispatch_table()
         # Events are delivered in batches to an Inbox (without an event
         # handler, which must see each event before the owner does).
         owner = conn.owner
@@ -237,60 +239,57 @@ class ConnectionActor(Supervised):
         )
 
     def on_receive(self, message: Any) -> Any:
-        """Dispatch a command or an I/O report."""
-        if isinstance(message, Reraise):
-            raise message.error  # handled inline by a teller, and it crashed
+        """Dispatch a command or an I/O report (by its type: this runs for every message)."""
+        handle = self._dispatch.get(type(message))
+        if handle is None:
+            if isinstance(message, Reraise):
+                raise message.error  # handled inline by a teller, and it crashed
+            return None if self._state == "stopped" else super().on_receive(message)
         if self._state == "stopped":
             return None
         self._handling = message
-        match message:
-            case msg.BytesIn(epoch=epoch, data=data) if epoch == self._epoch:
-                self._on_bytes(data)
-            case msg.Connected(epoch=epoch) if epoch == self._epoch:
-                self._on_tcp_connected()
-            case msg.ConnectFailed(epoch=epoch, reason=reason) if epoch == self._epoch:
-                self._connection_failed(reason)
-            case msg.Closed(epoch=epoch, reason=reason) if epoch == self._epoch:
-                self._on_closed(reason)
-            case msg.Tick(epoch=epoch, kind=kind) if epoch == self._epoch:
-                self._on_tick(kind)
-            case msg.Drain(epoch=epoch) if epoch == self._epoch:
-                self._drain()
-            case (
-                msg.BytesIn()
-                | msg.Connected()
-                | msg.ConnectFailed()
-                | msg.Closed()
-                | msg.Tick()
-                | msg.Drain()
-            ):
-                pass  # from a connection that was already replaced
-            case msg.InfoQuery():
-                return self._info()
-            case msg.Close():
-                self._stop_now(ClosedByUser("close() was called"))
-            case msg.Shutdown():
-                self._start_shutdown()
-            case (
-                msg.WsSend()
-                | msg.RequestCmd()
-                | msg.HeadersCmd()
-                | msg.DataCmd()
-                | msg.Cancel()
-                | msg.WsUpgrade()
-            ):
-                self._command(message)
-            case _:
-                return super().on_receive(message)
-        return None
+        return handle(message)
+
+    def _dispatch_table(self) -> dict[type, Callable[[Any], Any]]:
+        """Each message type's handler. I/O reports of a replaced connection are dropped."""
+        return {
+            msg.BytesIn: self._on_bytes_in,
+            msg.Connected: self._if_current(lambda _: self._on_tcp_connected()),
+            msg.ConnectFailed: self._if_current(lambda m: self._connection_failed(m.reason)),
+            msg.Closed: self._if_current(lambda m: self._on_closed(m.reason)),
+            msg.Tick: self._if_current(lambda m: self._on_tick(m.kind)),
+            msg.Drain: self._if_current(lambda _: self._drain()),
+            msg.InfoQuery: lambda _: self._info(),
+            msg.Close: lambda _: self._stop_now(ClosedByUser("close() was called")),
+            msg.Shutdown: lambda _: self._start_shutdown(),
+            msg.WsSend: self._on_ws_send,
+            msg.RequestCmd: self._command,
+            msg.HeadersCmd: self._command,
+            msg.DataCmd: self._command,
+            msg.Cancel: self._command,
+            msg.WsUpgrade: self._command,
+        }
+
+    def _if_current(self, handle: Callable[[Any], None]) -> Callable[[Any], None]:
+        def current(report: Any) -> None:
+            if report.epoch == self._epoch:
+                handle(report)
+
+        return current
+
+    def _on_bytes_in(self, report: msg.BytesIn) -> None:
+        if report.epoch == self._epoch:
+            self._on_bytes(report.data)
 
     # -- connecting ----------------------------------------------------------------
 
     def _report(self, report: msg.IoReport) -> None:
         """Called from the connect or I/O thread: hand a report to the actor."""
-        # If the actor is gone, so is interest in this socket.
-        with contextlib.suppress(pykka.ActorDeadError):
+        # Not contextlib.suppress: it costs two calls on every report.
+        try:  # noqa: SIM105
             self.actor_ref.tell(report)
+        except pykka.ActorDeadError:
+            pass  # the actor is gone, and so is interest in this socket
 
     def _connect(self) -> None:
         self._epoch += 1
@@ -298,7 +297,14 @@ class ConnectionActor(Supervised):
         self._state = "connecting"
         self._handler("connect_start", {"host": self._conn.host, "port": self._conn.port})
         self._transport = TcpTransport(
-            self._report, self._epoch, self._conn.host, self._conn.port, self._opts.connect_timeout
+            self._report,
+            self._epoch,
+            self._conn.host,
+            self._conn.port,
+            self._opts.connect_timeout,
+            # A thread waiting in the owner Inbox may read the socket itself
+            # (tether.actors._lending): what it reads is handled inline there.
+            lending=self._batch_to._lending if self._batch_to is not None else None,
         )
         self._transport.start()
         if self._opts.connect_timeout is not None:
@@ -481,15 +487,29 @@ class ConnectionActor(Supervised):
             case msg.WsUpgrade(stream, target, headers, opts):
                 self._upgrades[stream] = command
                 proto.ws_upgrade(stream, target, headers, opts)
-            case msg.WsSend(frames, stream):
-                for frame in frames:
-                    self._handler("ws_send_frame", {"frame": frame})
-                    if isinstance(frame, CloseFrame):
-                        self._reupgrade = None  # a close the user sent is final (Gun)
-                proto.ws_send(frames, stream)
+            case msg.WsSend():
+                self._ws_send(proto, command)
             case _:  # pragma: no cover - Close/Shutdown are handled by on_receive
                 pass
         self._flush()
+
+    def _on_ws_send(self, command: msg.WsSend) -> None:
+        """The most frequent command, without ``_command``'s dispatch when up."""
+        proto = self._proto
+        if self._state != "up" or proto is None:
+            self._command(command)  # refused there
+            return
+        self._ws_send(proto, command)
+        self._flush()
+
+    def _ws_send(self, proto: ClientProtocol, command: msg.WsSend) -> None:
+        handler = self._opts.event_handler
+        for frame in command.frames:
+            if handler is not None:
+                self._handler("ws_send_frame", {"frame": frame})
+            if type(frame) is CloseFrame:
+                self._reupgrade = None  # a close the user sent is final (Gun)
+        proto.ws_send(command.frames, command.stream)
 
     def _refuse(self, command: msg.Command, reason: BaseException) -> None:
         stream: StreamRef | None = getattr(command, "stream", None)
@@ -512,7 +532,8 @@ class ConnectionActor(Supervised):
                 self._transport.write(out)
             except OSError as exc:  # WriteTimeout included; events first, then Down
                 write_error = exc
-        if not self._deliver_events(proto.events()):
+        events = proto.events()
+        if events and not self._deliver_events(events):
             return
         ws = proto.ws
         if ws is not None and ws.failing and self._lingering is not ws:
@@ -534,12 +555,10 @@ class ConnectionActor(Supervised):
             # One wake-up of the owner for all of them (a response's head
             # and body often arrive in one read): nothing runs between them.
             for event in events:
-                if isinstance(event, Upgrade):
+                if type(event) is Upgrade:
                     self._on_upgraded(event.stream)
-            if not events:
-                return True
             try:
-                self._batch_to.tell_all(list(events))
+                self._batch_to.tell_all(events)
             except InboxClosedError:
                 self._owner_gone()
                 return False

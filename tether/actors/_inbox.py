@@ -11,9 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from tether._errors import InboxClosedError, ReceiveTimeout
+from tether.actors._ioloop import Watch
+from tether.actors._lending import Lending
 
 __all__ = ["Inbox"]
 
@@ -25,12 +27,20 @@ class Inbox:
 
     Closing an Inbox tells the connections it owns that their owner is gone:
     their next ``tell`` fails and they shut down (owner monitoring).
+
+    While a thread waits in an Inbox that owns a single connection, that
+    thread reads the connection's socket itself (see
+    :mod:`tether.actors._lending`): the answer it waits for wakes it
+    directly instead of passing through tether's I/O thread.
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # The lock itself where nothing waits: entering it is C, a Condition's is Python.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._messages: deque[object] = deque()
         self._closed = False
+        self._lending = Lending(self._cond)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -52,23 +62,25 @@ class Inbox:
         Raises:
             InboxClosedError: the inbox was closed.
         """
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise InboxClosedError("the inbox is closed")
             self._messages.append(message)
             self._cond.notify_all()
+            self._lending.wake()
 
-    def tell_all(self, messages: list[object], /) -> None:
+    def tell_all(self, messages: Iterable[object], /) -> None:
         """Add several messages at once, waking the receivers once (connections' batches).
 
         Raises:
             InboxClosedError: the inbox was closed (none of them is added).
         """
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise InboxClosedError("the inbox is closed")
             self._messages.extend(messages)
             self._cond.notify_all()
+            self._lending.wake()
 
     def receive(self, timeout: float | None = None, match: Match | None = None) -> object:
         """Remove and return the oldest message for which ``match`` is true.
@@ -92,19 +104,40 @@ class Inbox:
         without consuming it.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for index, message in enumerate(self._messages):
-                    if match is None or match(message):
-                        if remove is None or remove(message):
-                            del self._messages[index]
-                        return message
-                if self._closed:
-                    raise InboxClosedError("the inbox is closed")
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ReceiveTimeout(f"no matching message within {timeout} s")
-                self._cond.wait(remaining)
+        borrowed: Watch | None = None
+        tried = False  # to borrow since the last wait
+        with self._lock:
+            try:
+                while True:
+                    for index, message in enumerate(self._messages):
+                        if match is None or match(message):
+                            if remove is None or remove(message):
+                                del self._messages[index]
+                            return message
+                    if self._closed:
+                        raise InboxClosedError("the inbox is closed")
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise ReceiveTimeout(f"no matching message within {timeout} s")
+                    if borrowed is not None and not self._lending.lent(borrowed):
+                        self._lending.give_back(borrowed)  # closed or ended meanwhile
+                        borrowed, tried = None, False
+                        continue  # the lock was let go: look again
+                    if borrowed is None and not tried:
+                        # Lets go of the lock, so look again before any wait: a
+                        # message told meanwhile notified nobody.
+                        borrowed = self._lending.borrow()
+                        tried = True
+                        continue
+                    if borrowed is None:
+                        self._cond.wait(remaining)
+                        tried = False  # woken: the socket may be lendable now
+                    elif not self._lending.wait_and_read(borrowed, remaining):
+                        self._lending.give_back(borrowed)
+                        borrowed = None
+            finally:
+                if borrowed is not None:
+                    self._lending.give_back(borrowed)
 
     def flush(self, match: Match | None = None) -> list[object]:
         """Remove and return every message for which ``match`` is true (all if None)."""
@@ -124,3 +157,4 @@ class Inbox:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            self._lending.wake()

@@ -33,7 +33,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from tether._errors import ConnectTimeout, WriteTimeout
-from tether.actors._ioloop import IoLoop, default_loop
+from tether.actors._ioloop import IoLoop, Watch, default_loop
+from tether.actors._lending import Lending
 from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, Drain, IoReport
 
 __all__ = ["TcpTransport", "Transport", "unsent"]
@@ -109,6 +110,8 @@ class TcpTransport(Transport):
         port: TCP port.
         connect_timeout: seconds for DNS + connect (``None``: the OS default).
         loop: the I/O loop (the process-wide one by default).
+        lending: where to lend the socket's reads while it is read (the
+            owner Inbox's, see :mod:`~tether.actors._lending`), or None.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class TcpTransport(Transport):
         connect_timeout: float | None,
         *,
         loop: IoLoop | None = None,
+        lending: Lending | None = None,
     ) -> None:
         self._report = report
         self._epoch = epoch
@@ -127,14 +131,15 @@ class TcpTransport(Transport):
         self._port = port
         self._connect_timeout = connect_timeout
         self._loop = loop or default_loop()
+        self._lending = lending
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._closed = False
         # What the socket did not take yet, in order; touched only by the
         # thread handling the actor's message (the actor's turn).
         self._backlog: deque[memoryview] = deque()
-        # True while the I/O thread watches the socket: then only it may close it.
-        self._watched = False
+        # Set once the I/O loop has the socket: from then on only it closes it.
+        self._watch: Watch | None = None
         self._thread = threading.Thread(
             target=self._connect, daemon=True, name=f"tether-connect-{host}:{port}#{epoch}"
         )
@@ -159,15 +164,25 @@ class TcpTransport(Transport):
             return
         with self._lock:
             self._sock = sock
-            self._watched = True
-        self._loop.connect(sock, self._on_connect, self._on_read)
+            self._watch = self._loop.connect(sock, self._on_connect, self._on_read)
+        self._lend()
+
+    def _lend(self) -> None:
+        watch, lending = self._watch, self._lending
+        if watch is not None and lending is not None:
+            lending.lend(watch)
+
+    def _unlend(self) -> None:
+        watch, lending = self._watch, self._lending
+        if watch is not None and lending is not None:
+            lending.unlend(watch)
 
     def _on_connect(self, error: OSError | None) -> None:
         """The I/O thread's callback when the non-blocking connect ends."""
         with self._lock:
             sock = self._sock
-            if error is not None:
-                self._watched = False  # no longer watched: close() closes it
+        if error is not None:
+            self._unlend()
         if isinstance(error, TimeoutError):  # the kernel gave up (no connect_timeout)
             error = self._timeout()
         if error is not None:
@@ -206,14 +221,16 @@ class TcpTransport(Transport):
                 sock.close()
                 return
             self._sock = sock
-            self._watched = True
         # Not under the lock: the report may be handled right here (the actor
         # idle), and handling it may close this transport. Connected goes
-        # before the socket is watched, so before any bytes; a close() in
-        # between is queued to the I/O thread before the add, and the add of
-        # the closed socket then reports a Closed of this (stale) epoch.
+        # before the socket is watched, so before any bytes.
         self._report(Connected(self._epoch))
-        self._loop.add(sock, self._on_read)
+        with self._lock:
+            if self._sock is not sock:  # closed by that report (or meanwhile): never watched
+                sock.close()
+                return
+            self._watch = self._loop.add(sock, self._on_read)
+        self._lend()
 
     @staticmethod
     def _configure(sock: socket.socket) -> None:
@@ -232,8 +249,8 @@ class TcpTransport(Transport):
         if data is not None:
             self._report(BytesIn(self._epoch, data))
             return
+        self._unlend()
         with self._lock:
-            self._watched = False
             closed = self._closed
         self._report(Closed(self._epoch, None if closed else end))
 
@@ -272,11 +289,12 @@ class TcpTransport(Transport):
         with self._lock:
             self._closed = True
             sock, self._sock = self._sock, None
-            watched, self._watched = self._watched, False
+            watch = self._watch
         if sock is None:
             return
-        if watched:
-            self._loop.close(sock)  # closed by the I/O thread once it stopped watching
+        if watch is not None:
+            self._unlend()
+            self._loop.close(watch)  # closed by the I/O thread once it stopped watching
         else:
             sock.close()
 

@@ -1,0 +1,238 @@
+"""A thread waiting in an Inbox reads its only connection's socket itself (tether.actors._lending).
+
+Whoever reads (that thread or the I/O thread, which take turns), every
+byte is reported once and in order, what other threads tell the Inbox
+still wakes the waiter, and a socket nobody waits for is read by the I/O
+thread again.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.sync.server import Server as SyncServer
+from websockets.sync.server import ServerConnection, serve
+
+import tether
+from tests.conftest import ConnectionTracker, inbox_of
+from tether.actors import _transport
+from tether.actors._ioloop import IoLoop, Watch
+from tether.server import Server
+
+WAIT = 5.0
+
+
+def _upgraded(open_conn: ConnectionTracker, port: int, **options: Any) -> tether.Connection:
+    conn = open_conn("127.0.0.1", port, **options)
+    assert conn.await_up(WAIT) == "http"
+    assert isinstance(conn.await_(conn.ws_upgrade("/websocket"), WAIT), tether.Upgrade)
+    return conn
+
+
+def _next_ws(inbox: tether.Inbox) -> tether.Frame:
+    event = inbox.receive(timeout=WAIT)
+    assert isinstance(event, tether.Ws), event
+    return event.frame
+
+
+@pytest.fixture
+def reading_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads that reported each read of a socket, in order."""
+    names: list[str] = []
+    on_read = _transport.TcpTransport._on_read
+
+    def recording(self: _transport.TcpTransport, data: bytes | None, end: Any) -> None:
+        names.append(threading.current_thread().name)
+        on_read(self, data, end)
+
+    monkeypatch.setattr(_transport.TcpTransport, "_on_read", recording)
+    return names
+
+
+def test_the_thread_waiting_for_an_echo_reads_it_itself(
+    server: Server, open_conn: ConnectionTracker, reading_threads: list[str]
+) -> None:
+    # A blocking client's round trip wakes one thread: the one waiting.
+    conn = _upgraded(open_conn, server.port)
+    inbox = inbox_of(conn)
+    me = threading.current_thread().name
+    for n in range(20):
+        reading_threads.clear()
+        conn.ws_send(tether.Text(f"m{n}"))
+        assert _next_ws(inbox) == tether.Text(f"m{n}")
+        if reading_threads == [me]:
+            return  # read by this thread, not by tether-io
+    pytest.fail(f"never read by the waiting thread: {reading_threads}")
+
+
+def test_reads_stay_in_order_whoever_makes_them(
+    server: Server, open_conn: ConnectionTracker, reading_threads: list[str]
+) -> None:
+    # Bursts of echoes, received partly while waiting (this thread reads)
+    # and partly after they arrived (the I/O thread read them): all of
+    # them, once each, in the order sent.
+    conn = _upgraded(open_conn, server.port)
+    inbox = inbox_of(conn)
+    sent = [f"{burst}.{k}" for burst in range(30) for k in range(10)]
+    got = []
+    for burst in range(30):
+        conn.ws_send([tether.Text(f"{burst}.{k}") for k in range(10)])
+        got += [_next_ws(inbox) for _ in range(3)]
+        conn.ws_send(tether.Binary(b"x" * 200_000))  # many reads, while this thread waits
+        got += [_next_ws(inbox) for _ in range(8)]
+    assert [f.data for f in got if isinstance(f, tether.Text)] == sent
+    assert [len(f.data) for f in got if isinstance(f, tether.Binary)] == [200_000] * 30
+    assert {threading.current_thread().name, "tether-io"} <= set(reading_threads)
+
+
+def test_a_tell_from_another_thread_wakes_the_waiting_reader(
+    server: Server, open_conn: ConnectionTracker
+) -> None:
+    conn = _upgraded(open_conn, server.port)
+    inbox = inbox_of(conn)
+    got: queue.Queue[object] = queue.Queue()
+    waiter = threading.Thread(
+        target=lambda: got.put(inbox.receive(timeout=WAIT, match=lambda m: m == "from afar"))
+    )
+    waiter.start()
+    deadline = time.monotonic() + WAIT
+    while inbox._lending._polling is None:  # until it waits in poll on the socket
+        assert time.monotonic() < deadline, "the waiter never borrowed the socket"
+        time.sleep(0.001)
+    inbox.tell("from afar")
+    assert got.get(timeout=WAIT) == "from afar"
+    waiter.join(WAIT)
+    conn.ws_send("still read")
+    assert _next_ws(inbox) == tether.Text("still read")
+
+
+def test_a_server_drop_seen_by_the_waiting_reader_reconnects(
+    server: Server, open_conn: ConnectionTracker, reading_threads: list[str]
+) -> None:
+    conn = _upgraded(open_conn, server.port, retry=1, retry_timeout=0.01)
+    inbox = inbox_of(conn)
+    conn.ws_send("!drop")
+    down = inbox.receive(timeout=WAIT)
+    assert isinstance(down, tether.Down)
+    assert isinstance(down.reason, tether.ConnectionClosed)
+    assert down.protocol == "ws"
+    assert conn.await_up(WAIT) == "http"
+    assert conn.await_body(conn.get("/"), WAIT) == b"hello from tether\n"
+
+
+def test_close_from_another_thread_ends_the_wait_of_the_reader(
+    server: Server, open_conn: ConnectionTracker
+) -> None:
+    conn = _upgraded(open_conn, server.port)
+    inbox = inbox_of(conn)
+    got: queue.Queue[object] = queue.Queue()
+    waiter = threading.Thread(target=lambda: got.put(inbox.receive(timeout=WAIT)))
+    waiter.start()
+    deadline = time.monotonic() + WAIT
+    while inbox._lending._polling is None:
+        assert time.monotonic() < deadline, "the waiter never borrowed the socket"
+        time.sleep(0.001)
+    conn.close()
+    down = got.get(timeout=WAIT)
+    assert isinstance(down, tether.Down)
+    assert isinstance(down.reason, tether.ClosedByUser)
+    waiter.join(WAIT)
+    assert conn.wait_stopped(WAIT)
+
+
+def test_a_receive_that_times_out_gives_the_socket_back(
+    server: Server, open_conn: ConnectionTracker
+) -> None:
+    conn = _upgraded(open_conn, server.port)
+    inbox = inbox_of(conn)
+    with pytest.raises(tether.ReceiveTimeout):
+        inbox.receive(timeout=0.05)
+    conn.ws_send("after the timeout")
+    assert _next_ws(inbox) == tether.Text("after the timeout")
+
+
+def test_an_inbox_owning_two_connections_gets_the_events_of_both(
+    server: Server, open_conn: ConnectionTracker
+) -> None:
+    inbox = tether.Inbox()
+    conns = [open_conn("127.0.0.1", server.port, owner=inbox) for _ in range(2)]
+    for conn in conns:
+        assert conn.await_up(WAIT) == "http"
+    streams = {conn: conn.get("/") for conn in conns}
+    for conn, stream in streams.items():
+        assert conn.await_body(stream, WAIT) == b"hello from tether\n"
+
+
+@pytest.fixture
+def pinging_server(thread_baseline: int) -> Iterator[tuple[SyncServer, queue.Queue[bool]]]:
+    """A websockets server that echoes one message, then pings and reports if the pong came."""
+    pongs: queue.Queue[bool] = queue.Queue()
+
+    def handler(ws: ServerConnection) -> None:
+        ws.send(ws.recv(timeout=WAIT))
+        pongs.put(ws.ping().wait(timeout=WAIT))
+        ws.recv(timeout=WAIT)  # until the client closes
+
+    with serve(handler, "127.0.0.1", 0) as srv:
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        yield srv, pongs
+        srv.shutdown()
+        thread.join(WAIT)
+
+
+def test_a_connection_nobody_waits_for_is_still_read(
+    pinging_server: tuple[SyncServer, queue.Queue[bool]], open_conn: ConnectionTracker
+) -> None:
+    # After the echo the owner stops receiving: the I/O thread reads the
+    # socket again, so the server's ping is answered all the same.
+    srv, pongs = pinging_server
+    conn = _upgraded(open_conn, srv.socket.getsockname()[1])
+    conn.ws_send("hi")
+    assert _next_ws(inbox_of(conn)) == tether.Text("hi")
+    assert pongs.get(timeout=WAIT) is True
+
+
+@pytest.mark.parametrize("borrowable", [True, False])
+def test_a_tell_made_while_the_receiver_borrows_is_not_missed(borrowable: bool) -> None:
+    # Borrowing lets go of the Inbox's lock (a watch's lock is never taken
+    # with it held): a message told in that instant notified nobody, so the
+    # receiver, waiting with no timeout, must look again before it waits.
+    loop = IoLoop()
+    local, peer = socket.socketpair()
+    ended = threading.Event()
+    inbox = tether.Inbox()
+
+    class TellWhileBorrowing(Watch):
+        __slots__ = ()
+
+        def borrow(self) -> bool:
+            teller = threading.Thread(target=inbox.tell, args=("told meanwhile",))
+            teller.start()
+            teller.join(WAIT)  # told, while the receiver holds no lock
+            return super().borrow()
+
+    watch = TellWhileBorrowing(
+        local, lambda data, end: ended.set() if data is None else None, None
+    )
+    loop._request(watch, add=True)
+    if not borrowable:
+        peer.close()  # its reads end: borrow() says no
+        assert ended.wait(WAIT)
+    inbox._lending.lend(watch)
+    got: queue.Queue[object] = queue.Queue()
+    receiver = threading.Thread(target=lambda: got.put(inbox.receive()), daemon=True)
+    receiver.start()
+    try:
+        assert got.get(timeout=WAIT) == "told meanwhile"
+    finally:
+        inbox.close()
+        receiver.join(WAIT)
+        loop.close(watch)
+        peer.close()

@@ -1,0 +1,163 @@
+"""A thread waiting in an Inbox reads its connection's socket itself.
+
+Why: a caller that sends a small message and waits for the answer in its
+``Inbox`` used to be woken twice per round trip: the I/O thread woke in
+``epoll_wait`` for the answer, parsed it (running the idle connection
+actor inline) and put the event in the Inbox, whose condition variable
+then woke the caller. A blocking client (websocket-client, urllib3) is
+woken once, in its own ``recv``. :class:`Lending` lets an Inbox do the
+same: while a thread waits in it and it owns exactly one connection whose
+socket is being read, the waiting thread borrows that socket from the
+I/O thread (:meth:`tether.actors._ioloop.Watch.borrow`), waits for it in
+``poll`` and reads it itself; the read is reported exactly as the I/O
+thread would have reported it (the connection actor runs inline on the
+waiting thread, and the events it tells land in the same Inbox).
+
+What else may arrive meanwhile (an event told by a timer, another
+thread, or the supervisor) wakes the poller through a per-thread
+``eventfd``, and the waiter finds it in the Inbox as before. Only one
+thread of an Inbox borrows at a time; others wait on its condition
+variable, woken by what the borrower's reads tell the Inbox.
+
+The connection's transport lends its socket (:meth:`Lending.lend`) once it
+is handed to the I/O loop and withdraws it (:meth:`Lending.unlend`) when
+it is closed or ends. An Inbox owning several connections lends nothing
+(which of them to read would be a guess; the I/O thread reads them all).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+
+from tether.actors._ioloop import Watch
+
+__all__ = ["Lending"]
+
+
+class _Waker:
+    """One thread's poll object and the eventfd that interrupts its poll."""
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._poll = select.poll()
+        self._poll.register(self.fd, select.POLLIN)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self.fd)
+
+    def wake(self) -> None:
+        """Interrupt this thread's :meth:`wait` (any thread)."""
+        with contextlib.suppress(OSError):  # the counter cannot overflow in practice
+            os.eventfd_write(self.fd, 1)
+
+    def wait(self, fd: int, timeout: float | None) -> bool:
+        """Wait until ``fd`` is readable (True), or a wake-up or the timeout (False)."""
+        poll = self._poll
+        poll.register(fd, select.POLLIN)
+        try:
+            events = poll.poll(None if timeout is None else max(timeout, 0.0) * 1000.0)
+        finally:
+            poll.unregister(fd)
+        readable = False
+        for ready, _ in events:
+            if ready == self.fd:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self.fd)
+            else:
+                readable = True  # readable, closed (POLLNVAL) or hung up: read() tells
+        return readable
+
+
+_local = threading.local()
+
+
+def _waker() -> _Waker:
+    waker: _Waker | None = getattr(_local, "waker", None)
+    if waker is None:
+        waker = _local.waker = _Waker()
+    return waker
+
+
+class Lending:
+    """The sockets lent to one Inbox, and the thread borrowing one of them.
+
+    Every method is called with the Inbox's lock held (``lock``), except
+    :meth:`borrow` and :meth:`wait_and_read`, which release it while they
+    borrow, poll and read, and take it back before they return.
+    """
+
+    def __init__(self, lock: threading.Condition) -> None:
+        self._lock = lock
+        self._lent: list[Watch] = []
+        self._borrowing = False  # a thread of this Inbox holds a borrowed socket
+        self._polling: _Waker | None = None  # ... and waits in poll: wake it on a tell
+
+    # -- the transport's (any thread) ----------------------------------------------
+
+    def lend(self, watch: Watch) -> None:
+        """Offer ``watch``'s reads to threads waiting in this Inbox."""
+        with self._lock:
+            self._lent.append(watch)
+
+    def unlend(self, watch: Watch) -> None:
+        """Withdraw ``watch`` (closed or ended); a thread polling it is woken."""
+        with self._lock:
+            with contextlib.suppress(ValueError):
+                self._lent.remove(watch)
+            self.wake()
+
+    # -- the Inbox's (its lock held) -----------------------------------------------
+
+    def wake(self) -> None:
+        """Something was told: interrupt the borrower's poll, if one polls."""
+        if self._polling is not None:
+            self._polling.wake()
+
+    def lent(self, watch: Watch) -> bool:
+        """True while ``watch`` is still lent to this Inbox."""
+        return watch in self._lent
+
+    def borrow(self) -> Watch | None:
+        """Borrow the only socket lent to this Inbox, if there is one and nobody else has it."""
+        if self._borrowing or len(self._lent) != 1:
+            return None
+        watch = self._lent[0]
+        self._borrowing = True
+        self._lock.release()  # a watch's lock is never taken with the Inbox's held
+        try:
+            borrowed = watch.borrow()
+        finally:
+            self._lock.acquire()
+        if not borrowed:
+            self._borrowing = False
+            return None
+        return watch
+
+    def wait_and_read(self, watch: Watch, timeout: float | None) -> bool:
+        """Wait for ``watch`` (or a tell) and read it; False once it can be read no more."""
+        waker = _waker()
+        self._polling = waker
+        self._lock.release()
+        try:
+            readable = waker.wait(watch.fd, timeout)
+            # Not polling any more: what the read tells must not wake the
+            # next poll (a tell that saw the waker just before costs one
+            # spurious turn at most; the Inbox is looked at again anyway).
+            self._polling = None
+            return watch.read() if readable else True  # the events land in the Inbox
+        finally:
+            self._lock.acquire()
+            self._polling = None
+
+    def give_back(self, watch: Watch) -> None:
+        """Return ``watch`` to the I/O thread."""
+        self._lock.release()
+        try:
+            watch.give_back()
+        finally:
+            self._lock.acquire()
+            self._borrowing = False
