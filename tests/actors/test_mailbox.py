@@ -3,6 +3,8 @@
 Driven through plain pykka actors that use :class:`Mailbox`, so the rules
 are checked without a socket in the way: a connection actor's correctness
 rests on them (its commands and I/O reports all go through this inbox).
+Each rule is checked with the actor thread started by pykka (``eager``)
+and started by the mailbox when first needed (``lazy``, as connections do).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import pykka
 import pytest
 
+from tether.actors._lazy import LazyThreadingActor
 from tether.actors._mailbox import Mailbox, Reraise
 
 WAIT = 5.0
@@ -74,13 +77,17 @@ class Recording(pykka.ThreadingActor):
         self.failures.append((threading.current_thread().name, exc_value))
 
 
+class LazyRecording(Recording, LazyThreadingActor):
+    """The same, with its thread started only when a message has to wait for it."""
+
+
 _STATES: dict[str, Recording] = {}
 
 
-@pytest.fixture
-def actor() -> Any:
+@pytest.fixture(params=[Recording, LazyRecording], ids=["eager", "lazy"])
+def actor(request: pytest.FixtureRequest) -> Any:
     box: list[Recording] = []
-    ref = Recording.start(box)
+    ref = request.param.start(box)
     _STATES[ref.actor_urn] = box[0]
     yield ref
     del _STATES[ref.actor_urn]
@@ -128,7 +135,7 @@ def test_an_idle_actor_is_run_by_its_teller(actor: Any) -> None:
 
 
 def test_asks_are_answered_by_the_actor_thread(actor: Any) -> None:
-    assert actor.ask(("ask", 0), timeout=WAIT).startswith("Recording-")
+    assert actor.ask(("ask", 0), timeout=WAIT).startswith(f"{actor.actor_class.__name__}-")
 
 
 def test_a_message_told_behind_a_busy_turn_comes_after_the_one_being_handled(
@@ -182,7 +189,7 @@ def test_a_crash_in_a_message_run_by_its_teller_fails_the_actor_on_its_own_threa
     assert actor.actor_stopped.wait(WAIT)
     assert len(state.failures) == 1
     thread, error = state.failures[0]
-    assert thread.startswith("Recording-")
+    assert thread.startswith(f"{actor.actor_class.__name__}-")
     assert isinstance(error, ValueError)
     with pytest.raises(pykka.ActorDeadError):
         actor.tell(("main", 1))

@@ -1,4 +1,4 @@
-"""The connection actor: one pykka ThreadingActor per connection.
+"""The connection actor: one pykka ThreadingActor per connection, its thread started lazily.
 
 States and the events the owner sees on each transition (Gun's state
 machine, ``gun.erl``)::
@@ -15,7 +15,9 @@ mailbox order. Everything reaches it by ``tell`` (bytes from the I/O
 thread, timers, user commands); when the actor is idle, the telling
 thread handles the message itself instead of waking the actor thread
 (:mod:`~tether.actors._mailbox`: the round trip's thread hand-offs were
-most of a small message's cost). An exception in any of it is a crash
+most of a small message's cost), and the actor thread is started only
+when a message has to wait for it (:mod:`~tether.actors._lazy`: an ask, a
+crash, a write backlog to drain). An exception in any of it is a crash
 pykka reports to ``on_failure`` on the actor thread, never an exception
 lost in a future or raised at the teller. The protocol work is delegated to
 :class:`~tether.protocol.ClientProtocol`; this module only moves bytes and
@@ -61,7 +63,8 @@ from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
 from tether.actors._handle import Connection, ConnectionInfo
 from tether.actors._inbox import Inbox
-from tether.actors._mailbox import Mailbox, Reraise
+from tether.actors._lazy import LazyThreadingActor
+from tether.actors._mailbox import Reraise
 from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
@@ -80,7 +83,8 @@ State = Literal["connecting", "up", "waiting", "closing", "stopped"]
 OWNER_CHECK_INTERVAL = 2.0
 
 # What a teller may handle itself while the actor is idle: everything the
-# actor is told except asks and pykka's own messages (see _mailbox).
+# actor is told except asks, pykka's own messages (see _mailbox) and Drain
+# (sendall of a backlog may block up to SEND_TIMEOUT: the actor thread's job).
 _INLINE = (
     msg.RequestCmd,
     msg.HeadersCmd,
@@ -104,23 +108,20 @@ def _checked_delay(delay: float) -> float:
     return delay
 
 
-class ConnectionActor(Supervised):
+class ConnectionActor(Supervised, LazyThreadingActor):
     """Owns one socket at a time and tells the owner about everything.
 
     A ``Supervised`` actor: it reports its exit to its supervisor, which
-    restarts it with the same handle after a crash. Daemon thread (from
-    ``Supervised``): a connection the program forgot to close must not keep
-    the interpreter alive (an ``atexit`` hook closes the remaining ones).
+    restarts it with the same handle after a crash. Its thread starts only
+    when a message has to wait for it (``LazyThreadingActor``), and is a
+    daemon thread (from ``Supervised``): a connection the program forgot to
+    close must not keep the interpreter alive (an ``atexit`` hook closes
+    the remaining ones).
     """
-
-    @staticmethod
-    def _create_actor_inbox() -> Mailbox:
-        return Mailbox()
 
     def __init__(self, conn: Connection) -> None:
         super().__init__()
         self._conn = conn
-        self._mailbox: Mailbox = self.actor_inbox  # type: ignore[assignment]
         # Tellers may run this actor only if what it calls out to cannot block
         # them or run user code on their thread: no event handler, and an
         # owner whose tell returns at once (an Inbox or a pykka ActorRef as
@@ -164,13 +165,11 @@ class ConnectionActor(Supervised):
         # for it) or left by a crashed one goes first, before the first
         # connect and anything told after.
         conn._adopt(self.actor_ref)
-        # The first attempt starts now, from a told message, not from
-        # on_start: an exception in on_start is no crash to pykka (neither
-        # on_failure nor on_stop runs), and with nothing queued this thread
-        # (the supervisor's) starts connecting at once, while the actor
-        # thread is still being started: starting a thread is the slowest
-        # part of opening a connection (docs/performance.md, fan-out).
-        self._mailbox.allow_tellers()
+        # The first attempt starts from a told message, not from on_start: an
+        # exception in on_start is no crash to pykka (neither on_failure nor
+        # on_stop runs). Queued until on_start is over; then the thread that
+        # starts this actor (the supervisor's) handles it, and connecting
+        # begins without any actor thread (LazyThreadingActor).
         self._report(msg.Tick(self._epoch, "connect"))
 
     # -- pykka hooks -------------------------------------------------------------
@@ -230,13 +229,12 @@ class ConnectionActor(Supervised):
         return commands
 
     def _may_run_inline(self, message: object) -> bool:
-        """Whether the telling thread may handle ``message`` now (it holds the turn)."""
-        return (
-            isinstance(message, _INLINE)
-            and self._state != "stopped"
-            and not self.actor_stopped.is_set()
-            and self._inline_ok
-        )
+        """Whether the telling thread may handle ``message`` now (it holds the turn).
+
+        Also once the connection is stopped (``on_receive`` then ignores the
+        message): what raced the stop must not start the thread for nothing.
+        """
+        return isinstance(message, _INLINE) and not self.actor_stopped.is_set() and self._inline_ok
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch a command or an I/O report (by its type: this runs for every message)."""

@@ -10,17 +10,17 @@ message is handled at the same point in the actor's order as if it had
 been queued, and no thread has to wake up.
 
 The rule that keeps it an actor: **one message at a time, in mailbox
-order**. Whoever handles a message holds the *turn*: the actor thread
-from taking a message until it asks for the next one, or a teller running
-messages inline. A teller takes the turn only if nobody holds it *and*
-nothing is queued (so it cannot overtake a message told earlier);
-otherwise its message is queued as pykka would. A message told while
-someone holds the turn is queued without waking the actor thread: the
-holder handles it when done with its own (a caller that sent a request
-often handles the response that arrived meanwhile, and finds it in its
-Inbox without any thread waking up), or hands over to the actor thread.
-A message the actor tells itself while handling one is queued behind it,
-as before.
+order**. Whoever handles a message holds the *turn*: pykka's actor loop
+(on the actor thread) from taking a message until it asks for the next
+one, or a teller running messages inline. A teller takes the turn only if
+nobody holds it *and* nothing is queued (so it cannot overtake a message
+told earlier); otherwise its message is queued as pykka would. A message
+told while someone holds the turn is queued without waking the actor
+thread: the holder handles it when done with its own (a caller that sent
+a request often handles the response that arrived meanwhile, and finds it
+in its Inbox without any thread waking up), or hands over to the actor
+thread. A message the actor tells itself while handling one is queued
+behind it, as before.
 
 What is never run inline: asks (their reply is a pykka future, answered
 by the actor thread), pykka's own messages (stop, proxy calls), and what
@@ -28,6 +28,17 @@ the actor does not allow (:meth:`Mailbox.bind`'s ``accept``). A message
 that raises while handled inline is handed to the actor thread, which
 raises it again, so pykka's failure path (``on_failure``, the supervisor)
 runs there as for any crash.
+
+The actor thread may start late (:meth:`Mailbox.make_lazy`, used by
+:class:`~tether.actors._lazy.LazyThreadingActor`): then the mailbox starts
+it, once, the first time it hands messages over, i.e. the first time a
+message is queued that no teller will handle (an ask, a crash to re-raise,
+pykka's own messages, what ``accept`` refuses, what is left after
+``_MAX_HELPED``). Until then tellers handled everything and no thread was
+needed. A stop (pykka's ``_ActorStop``) that finds no thread started and
+nothing before it ends the actor on the thread that hands it over: pykka's
+loop, run there, handles the stop and returns, instead of a thread being
+started only to stop.
 
 The actor decides what may run inline (:meth:`Mailbox.bind`'s ``accept``):
 a connection allows it only when nothing it calls out to can block the
@@ -66,6 +77,9 @@ Accept = Callable[[object], bool]
 Handle = Callable[[object], None]
 """Handles one message on the calling thread (with the turn)."""
 
+Run = Callable[[], None]
+"""Starts the actor thread, or runs pykka's actor loop here (:meth:`Mailbox.make_lazy`)."""
+
 # How many messages queued during its turn a teller handles before it leaves
 # the rest to the actor thread.
 _MAX_HELPED = 16
@@ -75,20 +89,30 @@ class Mailbox:
     """A pykka ``ActorInbox`` whose tellers may run the actor while it is idle.
 
     Thread-safe: ``put`` and ``wait_queued`` from any thread; ``get``,
-    ``take_all`` and ``requeue`` from the actor thread only.
+    ``take_all`` and ``requeue`` by pykka's actor loop only (with its turn);
+    ``make_lazy`` and ``open`` by the thread that starts the actor.
     """
 
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
         self._cond = threading.Condition(threading.Lock())
-        # The turn: True while a thread handles a message (the actor thread
+        # The turn: True while a thread handles a message (pykka's loop
         # between get() calls, or a teller running messages inline).
         self._busy = False
-        self._actor_has_turn = False
+        # The turn is the loop's (the actor thread's, or the thread that runs
+        # on_start or a stop in its stead): the loop's next get() ends it.
+        self._loop_has_turn = False
         self._accept: Accept | None = None
         self._handle: Handle | None = None
-        self._ready = False  # tellers may run messages (the loop runs, or allow_tellers)
+        self._ready = False  # tellers may run messages (the loop runs, or open())
         self._watchers = 0  # threads in wait_queued
+        # A lazily started actor thread (make_lazy): whether it has been
+        # started, how to start it, how to run the loop here instead, and
+        # which message lets the loop end at once (pykka's stop).
+        self._thread_started = True
+        self._start_thread: Run | None = None
+        self._run_loop: Run | None = None
+        self._ends_loop: Accept | None = None
 
     def bind(self, accept: Accept, handle: Handle) -> None:
         """Let tellers run messages that ``accept`` allows with ``handle``.
@@ -100,46 +124,80 @@ class Mailbox:
         self._accept = accept
         self._handle = handle
 
-    def allow_tellers(self) -> None:
-        """Let tellers run messages from now on, before the actor thread's first ``get``.
+    def make_lazy(self, start_thread: Run, run_loop: Run, ends_loop: Accept) -> None:
+        """The actor thread is not started yet: start it with ``start_thread`` when needed.
 
-        Only for an actor whose messages do not depend on its ``on_start``
-        (without it, tellers wait until the actor loop asks for a message).
+        Called by the thread that starts the actor, before ``on_start``,
+        which it runs with the loop's turn: messages told meanwhile wait
+        until :meth:`open`. ``run_loop`` runs pykka's loop (messages until
+        the actor stops, then its teardown) on the calling thread: the
+        started thread's target, and what a thread handing over runs
+        itself when the first message queued is one that ``ends_loop``
+        says ends the loop (and no thread was started).
         """
-        self._ready = True
+        with self._cond:
+            self._thread_started = False
+            self._start_thread = start_thread
+            self._run_loop = run_loop
+            self._ends_loop = ends_loop
+            self._busy = self._loop_has_turn = True
+
+    def open(self) -> None:
+        """``on_start`` is over: tellers may run messages; this thread runs those told so far."""
+        with self._cond:
+            self._ready = True
+            self._loop_has_turn = False
+            if not self._items:
+                self._busy = False
+                return
+            # The turn stays taken: it passes to this thread, as a teller's.
+        self._continue_turn()
+
+    @property
+    def thread_started(self) -> bool:
+        """Whether the actor thread has been started (diagnostics and tests; any thread)."""
+        return self._thread_started
 
     # -- pykka's ActorInbox ------------------------------------------------------------
 
     def put(self, envelope: Any, /) -> None:
         """Run the message now if the actor is idle and allows it, else queue it."""
         with self._cond:
-            if (
+            if not (
                 self._busy
                 or self._items
                 or not self._ready
                 or self._handle is None
                 or envelope.reply_to is not None
             ):
+                self._busy = True  # the turn is ours: nothing queued, nobody handling
+                after = None
+            else:
                 self._items.append(envelope)
                 if self._watchers:
                     self._cond.notify_all()
-                elif not self._busy:
-                    self._cond.notify()  # else the thread with the turn sees it when done
-                return
-            self._busy = True  # the turn is ours: nothing queued, nobody handling
-        self._run_turn(envelope)
+                if self._busy or not self._ready:
+                    # The thread with the turn sees it when done (or open(), or
+                    # the loop's first get(), does).
+                    return
+                after = self._hand_over()
+                if after is None:
+                    return
+        if after is None:
+            self._run_turn(envelope)
+        else:
+            after()
 
     def get(self) -> Any:
-        """The actor thread's next message: ends the previous turn, takes a new one."""
+        """The loop's next message: ends the loop's previous turn, takes a new one."""
         with self._cond:
-            if self._actor_has_turn:
-                self._actor_has_turn = False
+            if self._loop_has_turn:
+                self._loop_has_turn = False
                 self._busy = False
             self._ready = True
             while self._busy or not self._items:
                 self._cond.wait()
-            self._busy = True
-            self._actor_has_turn = True
+            self._busy = self._loop_has_turn = True
             return self._items.popleft()
 
     def empty(self) -> bool:
@@ -171,27 +229,70 @@ class Mailbox:
             finally:
                 self._watchers -= 1
 
+    # -- handing over ------------------------------------------------------------------
+
+    def _hand_over(self) -> Run | None:
+        """Leave the queue to the actor thread (lock held, the turn free, something queued).
+
+        Returns what to do once the lock is released, if anything: start
+        the thread (the first hand-over of a lazy actor), or run the loop
+        on this thread (a stop, and no thread was ever started).
+        """
+        if self._thread_started:
+            self._cond.notify()
+            return None
+        assert self._ends_loop is not None
+        if self._ends_loop(self._items[0].message):
+            # The loop's turn, taken for this thread: its first get() returns
+            # the stop (only the turn's holder takes from the front), and the
+            # loop ends right after handling it.
+            self._busy = self._loop_has_turn = True
+            return self._run_loop
+        self._thread_started = True  # once; its first get() takes the turn
+        return self._start
+
+    def _start(self) -> None:
+        """Start the actor thread (not under the lock: ``Thread.start`` waits for it to run)."""
+        assert self._start_thread is not None
+        assert self._run_loop is not None
+        try:
+            self._start_thread()
+        except RuntimeError as exc:  # "can't start new thread": out of threads or memory
+            # Nothing can run the actor's queue: it crashes with this error,
+            # on this thread since no other can (pykka's failure path, as for
+            # a crash). Nobody has taken the turn: only the thread would.
+            with self._cond:
+                self._items.appendleft(_Letter(Reraise(exc)))
+                self._busy = self._loop_has_turn = True
+            self._run_loop()
+
     # -- inline ------------------------------------------------------------------------
 
     def _run_turn(self, envelope: Any) -> None:
-        """With the turn: run ``envelope``, then what was queued meanwhile, then hand over.
+        """With the turn: run ``envelope``, then what was queued meanwhile, then hand over."""
+        accept, handle = self._accept, self._handle
+        assert accept is not None
+        assert handle is not None
+        if not accept(envelope.message):
+            with self._cond:
+                self._items.appendleft(envelope)  # first: told before anything queued since
+                after = self._release()
+            if after is not None:
+                after()
+            return
+        self._run(handle, envelope.message)
+        self._continue_turn()
+
+    def _continue_turn(self) -> None:
+        """With the turn: handle what was queued meanwhile, then let go of the turn.
 
         Messages told while this thread had the turn were queued without
         waking the actor thread; this thread handles them too (up to
         ``_MAX_HELPED``, so a busy connection cannot hold a shared thread
-        for long), and wakes the actor thread only for what it may not run.
+        for long), and hands over to the actor thread only what it may
+        not run.
         """
         accept, handle = self._accept, self._handle
-        assert accept is not None
-        assert handle is not None
-        message = envelope.message
-        if not accept(message):
-            with self._cond:
-                self._items.appendleft(envelope)  # first: told before anything queued since
-                self._busy = False
-                self._cond.notify()
-            return
-        self._run(handle, message)
         for _ in range(_MAX_HELPED):
             with self._cond:
                 if not self._items:
@@ -199,15 +300,20 @@ class Mailbox:
                     return
                 message = self._items[0].message
                 queued_ask = self._items[0].reply_to is not None
-            if queued_ask or not accept(message):
+            if queued_ask or accept is None or handle is None or not accept(message):
                 break
             with self._cond:
                 self._items.popleft()  # still first: only the thread with the turn takes
             self._run(handle, message)
         with self._cond:
-            self._busy = False
-            if self._items:
-                self._cond.notify()
+            after = self._release()
+        if after is not None:
+            after()
+
+    def _release(self) -> Run | None:
+        """Let go of a teller's turn (lock held); what to do next, as for :meth:`_hand_over`."""
+        self._busy = False
+        return self._hand_over() if self._items else None
 
     def _run(self, handle: Handle, message: object) -> None:
         """Handle ``message`` here; a crash is re-raised on the actor thread."""
@@ -220,8 +326,9 @@ class Mailbox:
             # short, so the actor crashes; the caller still gets its exception.
             self._crash(RuntimeError(f"{type(exc).__name__} while handling {message!r}"))
             with self._cond:
-                self._busy = False
-                self._cond.notify()
+                after = self._release()
+            if after is not None:
+                after()
             raise
 
     def _crash(self, error: BaseException) -> None:
