@@ -23,6 +23,7 @@ import wsproto.events as wse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.protocol._corrupt import corrupt
 from tether import Binary, Close, Error, Frame, Ping, Pong, Text, Upgrade, Ws, WsClosed, WsOpts
 from tether.protocol import _ws
 from tether.testing import ProtocolPair, split_at
@@ -251,15 +252,6 @@ def scenarios(draw: st.DrawFn) -> tuple[WsOpts, bytes, list[Step]]:
 def test_any_frames_cut_anywhere_give_what_wsproto_gives(scenario):
     opts, first, steps = scenario
     assert_same(steps, opts, first_read=first)
-
-
-def corrupt(raw: bytes, edits: list[tuple[float, bytes, int]]) -> bytes:
-    """Apply (where, insert, how many bytes to replace) edits to ``raw``."""
-    data = bytearray(raw)
-    for where, insert, replace in edits:
-        at = int(where * len(data))
-        data[at : at + replace] = insert
-    return bytes(data)
 
 
 @settings(max_examples=300, deadline=None)

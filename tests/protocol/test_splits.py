@@ -18,6 +18,7 @@ import wsproto.events as wse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.protocol._corrupt import corrupt
 from tether import Close, Data, Error, Event, Inform, Response, Trailers, Upgrade, Ws, WsOpts
 from tether.testing import ProtocolPair
 
@@ -248,15 +249,6 @@ def test_arbitrary_bytes_never_raise_and_eof_always_ends_the_connection(state, r
     state(pair)
     pair.server_send_bytes(raw, split=cuts)
     assert_ends_cleanly(pair)
-
-
-def corrupt(raw: bytes, edits: list[tuple[float, bytes, int]]) -> bytes:
-    """Apply (where, insert, how many bytes to replace) edits to ``raw``."""
-    data = bytearray(raw)
-    for where, insert, replace in edits:
-        at = int(where * len(data))
-        data[at : at + replace] = insert
-    return bytes(data)
 
 
 @settings(max_examples=200, deadline=None)

@@ -487,13 +487,14 @@ class Connection:
             StreamLost: the connection went down (or stopped) without answering it.
             ReceiveTimeout: nothing came in time.
         """
+        check_positive_seconds("timeout", timeout)
         return self._await_stream(stream, timeout, remove_trailers=True)
 
     def _await_stream(
         self, stream: StreamRef, timeout: float | None, *, remove_trailers: bool
     ) -> object:
+        # ``timeout`` is checked by the public caller (once per await_body, not per event).
         inbox = self._require_inbox()
-        check_positive_seconds("timeout", timeout)
 
         def match(m: object) -> bool:
             if not self._mine(m):

@@ -40,6 +40,10 @@ class Inbox:
         self._cond = threading.Condition(self._lock)
         self._messages: deque[object] = deque()
         self._closed = False
+        # Threads in the Condition's wait: a tell notifies only if there are
+        # some (a receiver that borrowed a socket waits in poll, woken by
+        # the Lending; notify_all is two Python calls on every tell).
+        self._sleepers = 0
         self._lending = Lending(self._cond)
 
     def __repr__(self) -> str:
@@ -66,7 +70,8 @@ class Inbox:
             if self._closed:
                 raise InboxClosedError("the inbox is closed")
             self._messages.append(message)
-            self._cond.notify_all()
+            if self._sleepers:
+                self._cond.notify_all()
             self._lending.wake()
 
     def tell_all(self, messages: Iterable[object], /) -> None:
@@ -79,7 +84,8 @@ class Inbox:
             if self._closed:
                 raise InboxClosedError("the inbox is closed")
             self._messages.extend(messages)
-            self._cond.notify_all()
+            if self._sleepers:
+                self._cond.notify_all()
             self._lending.wake()
 
     def receive(self, timeout: float | None = None, match: Match | None = None) -> object:
@@ -130,7 +136,11 @@ class Inbox:
                         tried = True
                         continue
                     if borrowed is None:
-                        self._cond.wait(remaining)
+                        self._sleepers += 1
+                        try:
+                            self._cond.wait(remaining)
+                        finally:
+                            self._sleepers -= 1
                         tried = False  # woken: the socket may be lendable now
                     elif not self._lending.wait_and_read(borrowed, remaining):
                         self._lending.give_back(borrowed)

@@ -95,7 +95,10 @@ class Mailbox:
 
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
-        self._cond = threading.Condition(threading.Lock())
+        # Taken directly where nobody waits: a Condition's own __enter__ and
+        # __exit__ are Python calls, on every message (docs/performance.md).
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         # The turn: True while a thread handles a message (pykka's loop
         # between get() calls, or a teller running messages inline).
         self._busy = False
@@ -135,7 +138,7 @@ class Mailbox:
         itself when the first message queued is one that ``ends_loop``
         says ends the loop (and no thread was started).
         """
-        with self._cond:
+        with self._lock:
             self._thread_started = False
             self._start_thread = start_thread
             self._run_loop = run_loop
@@ -144,7 +147,7 @@ class Mailbox:
 
     def open(self) -> None:
         """``on_start`` is over: tellers may run messages; this thread runs those told so far."""
-        with self._cond:
+        with self._lock:
             self._ready = True
             self._loop_has_turn = False
             if not self._items:
@@ -162,7 +165,7 @@ class Mailbox:
 
     def put(self, envelope: Any, /) -> None:
         """Run the message now if the actor is idle and allows it, else queue it."""
-        with self._cond:
+        with self._lock:
             if not (
                 self._busy
                 or self._items
@@ -190,7 +193,7 @@ class Mailbox:
 
     def get(self) -> Any:
         """The loop's next message: ends the loop's previous turn, takes a new one."""
-        with self._cond:
+        with self._lock:
             if self._loop_has_turn:
                 self._loop_has_turn = False
                 self._busy = False
@@ -208,19 +211,19 @@ class Mailbox:
 
     def take_all(self) -> list[Any]:
         """Take every queued message (the actor thread, during its turn)."""
-        with self._cond:
+        with self._lock:
             items = list(self._items)
             self._items.clear()
         return items
 
     def requeue(self, envelopes: list[Any]) -> None:
         """Put messages back in front of the queue, in their order (the actor thread)."""
-        with self._cond:
+        with self._lock:
             self._items.extendleft(reversed(envelopes))
 
     def wait_queued(self, match: Callable[[object], bool], timeout: float) -> bool:
         """Wait until a queued message matches (tests and diagnostics; any thread)."""
-        with self._cond:
+        with self._lock:
             self._watchers += 1
             try:
                 return self._cond.wait_for(
@@ -261,7 +264,7 @@ class Mailbox:
             # Nothing can run the actor's queue: it crashes with this error,
             # on this thread since no other can (pykka's failure path, as for
             # a crash). Nobody has taken the turn: only the thread would.
-            with self._cond:
+            with self._lock:
                 self._items.appendleft(_Letter(Reraise(exc)))
                 self._busy = self._loop_has_turn = True
             self._run_loop()
@@ -274,7 +277,7 @@ class Mailbox:
         assert accept is not None
         assert handle is not None
         if not accept(envelope.message):
-            with self._cond:
+            with self._lock:
                 self._items.appendleft(envelope)  # first: told before anything queued since
                 after = self._release()
             if after is not None:
@@ -294,7 +297,7 @@ class Mailbox:
         """
         accept, handle = self._accept, self._handle
         for _ in range(_MAX_HELPED):
-            with self._cond:
+            with self._lock:
                 if not self._items:
                     self._busy = False
                     return
@@ -302,10 +305,10 @@ class Mailbox:
                 queued_ask = self._items[0].reply_to is not None
             if queued_ask or accept is None or handle is None or not accept(message):
                 break
-            with self._cond:
+            with self._lock:
                 self._items.popleft()  # still first: only the thread with the turn takes
             self._run(handle, message)
-        with self._cond:
+        with self._lock:
             after = self._release()
         if after is not None:
             after()
@@ -325,7 +328,7 @@ class Mailbox:
             # Interrupted (Ctrl-C in the caller's thread): the handling is cut
             # short, so the actor crashes; the caller still gets its exception.
             self._crash(RuntimeError(f"{type(exc).__name__} while handling {message!r}"))
-            with self._cond:
+            with self._lock:
                 after = self._release()
             if after is not None:
                 after()
@@ -335,5 +338,5 @@ class Mailbox:
         # In front: in the actor's own thread the crash would have happened
         # before anything told meanwhile was handled. Not run inline (not
         # accepted), so the actor thread raises it.
-        with self._cond:
+        with self._lock:
             self._items.appendleft(_Letter(Reraise(error)))

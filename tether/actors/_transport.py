@@ -60,8 +60,9 @@ def unsent(pieces: Sequence[bytes | bytearray], sent: int) -> list[memoryview]:
     """What is left of ``pieces`` once their first ``sent`` bytes went out (no empty views)."""
     rest: list[memoryview] = []
     for piece in pieces:
-        if sent >= len(piece):
-            sent -= len(piece)
+        size = len(piece)
+        if sent >= size:
+            sent -= size
             continue
         rest.append(memoryview(piece)[sent:])
         sent = 0
