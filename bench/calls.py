@@ -1,0 +1,152 @@
+"""Function calls and context switches per operation, tether next to the others.
+
+Where ``run.py`` says how fast, this says how much work: each client's
+own benchmark loop (the same ``one()`` that ``run.py`` times, from
+``client_tether`` and ``client_others``) runs ``--count`` times after its
+warm-up, in a fresh process against the Node echo server, and reports per
+operation:
+
+- Python calls and C calls, every thread counted (``sys.setprofile`` and
+  ``threading.setprofile`` are installed before the client starts its
+  first thread), by thread;
+- voluntary context switches (``getrusage``) and CPU µs, in a second run
+  without the profiler (which would slow it).
+
+Counts do not depend on how busy the machine is, so two trees compare
+exactly. Run it with ``bench/.venv``'s Python (``python bench/run.py``
+creates it)::
+
+    bench/.venv/bin/python bench/calls.py                 # 32 B echo and HTTP GET
+    bench/.venv/bin/python bench/calls.py --only echo --count 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+CLIENTS = {"echo": ["tether", "websocket-client"], "http": ["tether", "urllib3", "httpx"]}
+
+
+def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], count: int) -> Any:
+    """In this (fresh) process: run the client's loop ``count`` times, counted."""
+    import _common  # noqa: PLC0415 - bench modules, importable from BENCH only
+    import client_others  # noqa: PLC0415
+    import client_tether  # noqa: PLC0415
+    import worker  # noqa: PLC0415
+
+    counting = False
+    calls: collections.Counter[tuple[str, str]] = collections.Counter()
+    functions: collections.Counter[str] = collections.Counter()
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if counting and event in ("call", "c_call"):
+            calls[threading.current_thread().name, event] += 1
+            if event == "call":
+                code = frame.f_code
+                functions[f"{code.co_qualname} ({Path(code.co_filename).name})"] += 1
+            else:
+                functions[f"{getattr(arg, '__qualname__', arg)} (C)"] += 1
+
+    outcome: dict[str, Any] = {}
+
+    def counted(params: _common.Params, one: Callable[[], None]) -> _common.Result:
+        nonlocal counting
+        for _ in range(_common.warmup_count(params)):
+            one()
+        usage0, cpu0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time()
+        main = threading.current_thread().name
+        counting = True
+        for _ in range(count):
+            one()
+        counting = False
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        outcome["vcsw"] = (usage.ru_nvcsw - usage0.ru_nvcsw) / count
+        outcome["cpu_us"] = (time.process_time() - cpu0) / count * 1e6
+        outcome["calls"] = {
+            f"{'caller' if name == main else name} {event}": n / count
+            for (name, event), n in sorted(calls.items())
+        }
+        outcome["functions"] = {name: n / count for name, n in functions.most_common()}
+        return {}
+
+    for module in (client_tether, client_others):
+        module.rate = counted  # type: ignore[attr-defined]
+    if mode == "calls":
+        threading.setprofile(profile)
+        sys.setprofile(profile)
+    params = _common.Params(scenario=scenario, client=client, ws_port=ports[0], http_port=ports[1])
+    worker.SCENARIOS[scenario, client](params)
+    sys.setprofile(None)
+    threading.setprofile(None)  # type: ignore[arg-type]
+    return outcome
+
+
+def _run(mode: str, scenario: str, client: str, ports: tuple[int, int], count: int) -> Any:
+    args = json.dumps([mode, scenario, client, ports, count])
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", args],
+        cwd=BENCH,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def _report(scenario: str, client: str, counted: dict[str, Any], run: dict[str, float]) -> str:
+    calls: dict[str, float] = counted["calls"]
+    python = sum(n for key, n in calls.items() if key.endswith(" call"))
+    native = sum(n for key, n in calls.items() if key.endswith(" c_call"))
+    threads = ", ".join(f"{key} {n:.1f}" for key, n in calls.items())
+    return (
+        f"| {scenario} | {client} | {python + native:.0f} | {python:.0f} | "
+        f"{run['vcsw']:.2f} | {run['cpu_us']:.0f} | {threads} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=list(CLIENTS), help="these scenarios only")
+    parser.add_argument("--count", type=int, default=2000, help="operations counted per client")
+    parser.add_argument(
+        "--functions", type=int, default=0, metavar="N", help="also list the N most called"
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, scenario, client, ports, count = json.loads(args.child)
+        print(json.dumps(_measure(mode, scenario, client, tuple(ports), count)), flush=True)
+        return
+    sys.path.insert(0, str(BENCH))
+    from run import echo_server, ensure_node_modules  # noqa: PLC0415
+
+    print("| scenario | client | calls/op | Python calls/op | vcsw/op | CPU µs/op | by thread |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    listed: list[tuple[str, str, dict[str, float]]] = []
+    with echo_server(ensure_node_modules()) as ports:
+        for scenario in args.only or list(CLIENTS):
+            for client in CLIENTS[scenario]:
+                counted = _run("calls", scenario, client, ports, args.count)
+                run = _run("switches", scenario, client, ports, args.count)
+                print(_report(scenario, client, counted, run), flush=True)
+                listed.append((scenario, client, counted["functions"]))
+    for scenario, client, functions in listed if args.functions else []:
+        print(f"\n{scenario}, {client}: calls per operation, most called first")
+        for name, n in list(functions.items())[: args.functions]:
+            print(f"  {n:6.2f}  {name}")
+
+
+if __name__ == "__main__":
+    main()
