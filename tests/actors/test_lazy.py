@@ -11,6 +11,7 @@ Connections are checked through real sockets (the embedded server);
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -92,6 +93,18 @@ class Watch:
             return original(actor, message)
 
         monkeypatch.setattr(ConnectionActor, "on_receive", on_receive)
+
+    @contextlib.contextmanager
+    def held(self, conn: tether.Connection) -> Iterator[None]:
+        """While another thread holds ``conn``'s turn (handling a "hold"), then released."""
+        holder = threading.Thread(target=conn.ws_send, args=("hold",))
+        holder.start()
+        try:
+            assert self.holding.wait(WAIT)
+            yield
+        finally:
+            self.release.set()
+            holder.join(WAIT)
 
     def threads_of(self, kind: type) -> list[str]:
         return [thread for message, thread in self.seen if isinstance(message, kind)]
@@ -347,15 +360,9 @@ def test_asks_queued_behind_a_stop_that_no_thread_handles_fail_with_actor_dead(
     ref = conn._ref
     assert ref is not None
     before = actor_threads()
-    holder = threading.Thread(target=conn.ws_send, args=("hold",))
-    holder.start()
-    try:
-        assert watch.holding.wait(WAIT)
+    with watch.held(conn):
         stopped = ref.stop(block=False)  # queued behind the message being handled
         info = ref.ask(msg.InfoQuery(), block=False)  # and this behind the stop
-    finally:
-        watch.release.set()
-        holder.join(WAIT)
     assert stopped.get(timeout=WAIT) is True
     with pytest.raises(pykka.ActorDeadError):
         info.get(timeout=WAIT)
@@ -370,15 +377,9 @@ def test_an_ask_queued_before_a_stop_is_answered_by_the_thread_it_starts(
     ref = conn._ref
     assert ref is not None
     before = actor_threads()
-    holder = threading.Thread(target=conn.ws_send, args=("hold",))
-    holder.start()
-    try:
-        assert watch.holding.wait(WAIT)
+    with watch.held(conn):
         info = ref.ask(msg.InfoQuery(), block=False)
         stopped = ref.stop(block=False)
-    finally:
-        watch.release.set()
-        holder.join(WAIT)
     answer = info.get(timeout=WAIT)
     assert isinstance(answer, tether.ConnectionInfo)
     assert answer.protocol == "ws"
@@ -392,15 +393,9 @@ def test_more_than_max_helped_queued_messages_are_left_to_the_thread(
     server: Server, open_conn: ConnectionTracker, watch: Watch
 ) -> None:
     conn = upgraded(open_conn, server)
-    holder = threading.Thread(target=conn.ws_send, args=("hold",))
-    holder.start()
-    try:
-        assert watch.holding.wait(WAIT)
+    with watch.held(conn):
         for n in range(3 * _MAX_HELPED):
             conn.ws_send(f"m{n}")  # queued: the holder has the turn
-    finally:
-        watch.release.set()
-        holder.join(WAIT)
     texts = []
     for _ in range(1 + 3 * _MAX_HELPED):
         event = inbox(conn).receive(WAIT)

@@ -12,7 +12,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -33,6 +33,20 @@ def _upgraded(open_conn: ConnectionTracker, port: int, **options: Any) -> tether
     assert conn.await_up(WAIT) == "http"
     assert isinstance(conn.await_(conn.ws_upgrade("/websocket"), WAIT), tether.Upgrade)
     return conn
+
+
+def _reading(
+    inbox: tether.Inbox, match: Callable[[object], bool]
+) -> tuple[threading.Thread, queue.Queue[object]]:
+    """A thread in ``inbox.receive(match=...)``, once it polls the borrowed socket."""
+    got: queue.Queue[object] = queue.Queue()
+    waiter = threading.Thread(target=lambda: got.put(inbox.receive(timeout=WAIT, match=match)))
+    waiter.start()
+    deadline = time.monotonic() + WAIT
+    while inbox._lending._polling is None:  # no event says so: poll the state, bounded
+        assert time.monotonic() < deadline, "the waiter never borrowed the socket"
+        time.sleep(0.001)
+    return waiter, got
 
 
 def _next_ws(inbox: tether.Inbox) -> tether.Frame:
@@ -96,15 +110,7 @@ def test_a_tell_from_another_thread_wakes_the_waiting_reader(
 ) -> None:
     conn = _upgraded(open_conn, server.port)
     inbox = inbox_of(conn)
-    got: queue.Queue[object] = queue.Queue()
-    waiter = threading.Thread(
-        target=lambda: got.put(inbox.receive(timeout=WAIT, match=lambda m: m == "from afar"))
-    )
-    waiter.start()
-    deadline = time.monotonic() + WAIT
-    while inbox._lending._polling is None:  # until it waits in poll on the socket
-        assert time.monotonic() < deadline, "the waiter never borrowed the socket"
-        time.sleep(0.001)
+    waiter, got = _reading(inbox, lambda m: m == "from afar")
     inbox.tell("from afar")
     assert got.get(timeout=WAIT) == "from afar"
     waiter.join(WAIT)
@@ -131,13 +137,7 @@ def test_close_from_another_thread_ends_the_wait_of_the_reader(
 ) -> None:
     conn = _upgraded(open_conn, server.port)
     inbox = inbox_of(conn)
-    got: queue.Queue[object] = queue.Queue()
-    waiter = threading.Thread(target=lambda: got.put(inbox.receive(timeout=WAIT)))
-    waiter.start()
-    deadline = time.monotonic() + WAIT
-    while inbox._lending._polling is None:
-        assert time.monotonic() < deadline, "the waiter never borrowed the socket"
-        time.sleep(0.001)
+    waiter, got = _reading(inbox, lambda m: True)
     conn.close()
     down = got.get(timeout=WAIT)
     assert isinstance(down, tether.Down)
