@@ -54,7 +54,8 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
             calls[threading.current_thread().name, event] += 1
             if event == "call":
                 code = frame.f_code
-                functions[f"{code.co_qualname} ({Path(code.co_filename).name})"] += 1
+                where = "/".join(Path(code.co_filename).parts[-2:])
+                functions[f"{code.co_qualname} ({where})"] += 1
             else:
                 functions[f"{getattr(arg, '__qualname__', arg)} (C)"] += 1
 
@@ -109,7 +110,7 @@ def _report(scenario: str, client: str, counted: dict[str, Any], run: dict[str, 
     calls: dict[str, float] = counted["calls"]
     python = sum(n for key, n in calls.items() if key.endswith(" call"))
     native = sum(n for key, n in calls.items() if key.endswith(" c_call"))
-    threads = ", ".join(f"{key} {n:.1f}" for key, n in calls.items())
+    threads = ", ".join(f"{key} {n:.1f}" for key, n in calls.items() if n >= 0.05)
     return (
         f"| {scenario} | {client} | {python + native:.0f} | {python:.0f} | "
         f"{run['vcsw']:.2f} | {run['cpu_us']:.0f} | {threads} |"
