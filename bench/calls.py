@@ -9,8 +9,9 @@ operation:
 - Python calls and C calls, every thread counted (``sys.setprofile`` and
   ``threading.setprofile`` are installed before the client starts its
   first thread), by thread;
-- voluntary context switches (``getrusage``) and CPU µs, in a second run
-  without the profiler (which would slow it).
+- voluntary context switches (``getrusage``) and CPU µs (all, and of it
+  in the kernel), in a second run without the profiler (which would slow
+  it).
 
 Counts do not depend on how busy the machine is, so two trees compare
 exactly. Run it with ``bench/.venv``'s Python (``python bench/run.py``
@@ -74,6 +75,7 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
         usage = resource.getrusage(resource.RUSAGE_SELF)
         outcome["vcsw"] = (usage.ru_nvcsw - usage0.ru_nvcsw) / count
         outcome["cpu_us"] = (time.process_time() - cpu0) / count * 1e6
+        outcome["sys_us"] = (usage.ru_stime - usage0.ru_stime) / count * 1e6
         outcome["calls"] = {
             f"{'caller' if name == main else name} {event}": n / count
             for (name, event), n in sorted(calls.items())
@@ -113,7 +115,7 @@ def _report(scenario: str, client: str, counted: dict[str, Any], run: dict[str, 
     threads = ", ".join(f"{key} {n:.1f}" for key, n in calls.items() if n >= 0.05)
     return (
         f"| {scenario} | {client} | {python + native:.0f} | {python:.0f} | "
-        f"{run['vcsw']:.2f} | {run['cpu_us']:.0f} | {threads} |"
+        f"{run['vcsw']:.2f} | {run['cpu_us']:.0f} ({run['sys_us']:.0f}) | {threads} |"
     )
 
 
@@ -133,7 +135,10 @@ def main() -> None:
     sys.path.insert(0, str(BENCH))
     from run import echo_server, ensure_node_modules  # noqa: PLC0415
 
-    print("| scenario | client | calls/op | Python calls/op | vcsw/op | CPU µs/op | by thread |")
+    print(
+        "| scenario | client | calls/op | Python calls/op | vcsw/op | CPU µs/op (system) "
+        "| by thread |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     listed: list[tuple[str, str, dict[str, float]]] = []
     with echo_server(ensure_node_modules()) as ports:

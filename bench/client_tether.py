@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
 from _common import HOST, Params, Result, rate, rss_bytes, timed
 
 import tether
+from tether.protocol import ClientProtocol
 
 _RECEIVE = 10.0  # seconds any one event may take before the run counts as failed
 
@@ -42,6 +44,52 @@ def echo(params: Params) -> Result:
     finally:
         conn.close()
         conn.wait_stopped(_RECEIVE)
+
+
+def protocol_echo(params: Params) -> Result:
+    """The floor under ``echo``: tether's sans-I/O layer on a blocking socket, no actors.
+
+    What the connection actor, the mailbox, the Inbox and the lending add
+    to a round trip is ``echo`` minus this (``docs/performance.md``).
+    """
+    sock = socket.create_connection((HOST, params.ws_port), timeout=_RECEIVE)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as TcpTransport does
+    proto = ClientProtocol(
+        None,
+        authority=f"{HOST}:{params.ws_port}",
+        http_opts=tether.HttpOpts(),
+        ws_opts=tether.WsOpts(),
+    )
+    proto.ws_upgrade(tether.StreamRef(), b"/", [])
+    sock.sendall(proto.data_to_send())
+    for _ in range(100):  # bounded: the 101 comes in the first read or two
+        if any(isinstance(e, tether.Upgrade) for e in proto.events()):
+            break
+        proto.receive_data(sock.recv(65536))
+    else:
+        raise RuntimeError("no upgrade")
+    frames = (tether.Binary(b"x" * params.size),)
+
+    def one() -> None:
+        proto.ws_send(frames)
+        sock.sendmsg(proto.chunks_to_send())
+        got = 0
+        while got < params.size:
+            data = sock.recv(65536)
+            if not data:
+                raise RuntimeError("the server closed")
+            proto.receive_data(data)
+            for event in proto.events():
+                match event:
+                    case tether.Ws(frame=tether.Binary(data=payload)):
+                        got += len(payload)
+                    case _:
+                        raise RuntimeError(f"unexpected event {event!r}")
+
+    try:
+        return rate(params, one)
+    finally:
+        sock.close()
 
 
 class _Driver:

@@ -16,6 +16,7 @@ from _common import Params, Result
 
 SCENARIOS: dict[tuple[str, str], Callable[[Params], Result]] = {
     ("echo", "tether"): client_tether.echo,
+    ("echo", "tether-protocol"): client_tether.protocol_echo,
     ("echo", "websocket-client"): others.wsclient_echo,
     ("echo", "websockets"): others.websockets_echo,
     ("echo", "aiohttp"): others.aiohttp_echo,
