@@ -91,7 +91,7 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
     params = _common.Params(scenario=scenario, client=client, ws_port=ports[0], http_port=ports[1])
     worker.SCENARIOS[scenario, client](params)
     sys.setprofile(None)
-    threading.setprofile(None)  # type: ignore[arg-type]
+    threading.setprofile(None)
     return outcome
 
 
