@@ -48,11 +48,13 @@ def count(client: str, tree: Path, ports: tuple[int, int], round_trips: int) -> 
         [*command, json.dumps(params)],
         cwd=BENCH,
         env={**os.environ, "PYTHONPATH": str(tree)},
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,
     )
+    if out.returncode != 0:
+        sys.exit(f"{client} from {tree} failed (exit {out.returncode}):\n{out.stderr[-2000:]}")
     result = json.loads(out.stdout.splitlines()[-1])
     counts: dict[str, float] = {}
     for line in out.stderr.splitlines():
@@ -79,6 +81,9 @@ def main() -> None:
     if shutil.which("perf") is None:
         sys.exit("needs perf (Debian: apt install linux-perf)")
     trees = [tree.resolve() for tree in args.tree or [BENCH.parent]]
+    for tree in trees:
+        if not (tree / "tether" / "__init__.py").is_file():
+            sys.exit(f"{tree} is not a tether checkout (no tether/__init__.py)")
     sys.path.insert(0, str(BENCH))
     from run import echo_server, ensure_node_modules  # noqa: PLC0415
 
