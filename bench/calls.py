@@ -13,9 +13,10 @@ operation:
   in the kernel), in a second run without the profiler (which would slow
   it).
 
-Counts do not depend on how busy the machine is, so two trees compare
-exactly. Run it with ``bench/.venv``'s Python (``python bench/run.py``
-creates it)::
+Counts move with timing, not with speed: when an echo arrives before
+the caller waits, the I/O thread reads it and the caller skips borrowing
+the socket, so compare trees on the same machine in the same state. Run
+it with ``bench/.venv``'s Python (``python bench/run.py`` creates it)::
 
     bench/.venv/bin/python bench/calls.py                 # 32 B echo and HTTP GET
     bench/.venv/bin/python bench/calls.py --only echo --count 5000
@@ -30,7 +31,6 @@ import resource
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
         nonlocal counting
         for _ in range(_common.warmup_count(params)):
             one()
-        usage0, cpu0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time()
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
         main = threading.current_thread().name
         counting = True
         for _ in range(count):
@@ -74,8 +74,9 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
         counting = False
         usage = resource.getrusage(resource.RUSAGE_SELF)
         outcome["vcsw"] = (usage.ru_nvcsw - usage0.ru_nvcsw) / count
-        outcome["cpu_us"] = (time.process_time() - cpu0) / count * 1e6
-        outcome["sys_us"] = (usage.ru_stime - usage0.ru_stime) / count * 1e6
+        system = usage.ru_stime - usage0.ru_stime
+        outcome["cpu_us"] = (usage.ru_utime - usage0.ru_utime + system) / count * 1e6
+        outcome["sys_us"] = system / count * 1e6
         outcome["calls"] = {
             f"{'caller' if name == main else name} {event}": n / count
             for (name, event), n in sorted(calls.items())

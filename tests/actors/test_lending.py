@@ -36,7 +36,7 @@ def _upgraded(open_conn: ConnectionTracker, port: int, **options: Any) -> tether
 
 
 def _reading(
-    inbox: tether.Inbox, match: Callable[[object], bool]
+    inbox: tether.Inbox, match: Callable[[object], bool] | None = None
 ) -> tuple[threading.Thread, queue.Queue[object]]:
     """A thread in ``inbox.receive(match=...)``, once it polls the borrowed socket."""
     got: queue.Queue[object] = queue.Queue()
@@ -137,7 +137,7 @@ def test_close_from_another_thread_ends_the_wait_of_the_reader(
 ) -> None:
     conn = _upgraded(open_conn, server.port)
     inbox = inbox_of(conn)
-    waiter, got = _reading(inbox, lambda m: True)
+    waiter, got = _reading(inbox)
     conn.close()
     down = got.get(timeout=WAIT)
     assert isinstance(down, tether.Down)
