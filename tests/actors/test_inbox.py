@@ -171,3 +171,15 @@ def test_tell_all_to_a_closed_inbox_raises_and_adds_nothing() -> None:
     with pytest.raises(tether.InboxClosedError):
         inbox.tell_all([1, 2])
     assert len(inbox) == 0
+
+
+@pytest.mark.parametrize("bad", [-1e-6, float("nan"), float("inf")])
+def test_busy_poll_must_be_finite_and_not_negative(bad: float) -> None:
+    with pytest.raises(ValueError, match="busy_poll"):
+        tether.Inbox(busy_poll=bad)
+
+
+@pytest.mark.parametrize("bad", ["50e-6", True, None])
+def test_busy_poll_must_be_a_number(bad: object) -> None:
+    with pytest.raises(TypeError, match="busy_poll"):
+        tether.Inbox(busy_poll=bad)  # type: ignore[arg-type]

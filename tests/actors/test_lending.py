@@ -21,7 +21,7 @@ from websockets.sync.server import ServerConnection, serve
 
 import tether
 from tests.conftest import ConnectionTracker, inbox_of
-from tether.actors import _transport
+from tether.actors import _lending, _transport
 from tether.actors._ioloop import IoLoop, Watch
 from tether.server import Server
 
@@ -69,11 +69,17 @@ def reading_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return names
 
 
+@pytest.mark.parametrize("busy_poll", [None, 0.0], ids=["default", "no-spin"])
 def test_the_thread_waiting_for_an_echo_reads_it_itself(
-    server: Server, open_conn: ConnectionTracker, reading_threads: list[str]
+    server: Server,
+    open_conn: ConnectionTracker,
+    reading_threads: list[str],
+    busy_poll: float | None,
 ) -> None:
-    # A blocking client's round trip wakes one thread: the one waiting.
-    conn = _upgraded(open_conn, server.port)
+    # A blocking client's round trip wakes one thread: the one waiting,
+    # whether it polls briefly before it sleeps or not.
+    owner = {} if busy_poll is None else {"owner": tether.Inbox(busy_poll=busy_poll)}
+    conn = _upgraded(open_conn, server.port, **owner)
     inbox = inbox_of(conn)
     me = threading.current_thread().name
     for n in range(20):
@@ -155,6 +161,27 @@ def test_a_receive_that_times_out_gives_the_socket_back(
         inbox.receive(timeout=0.05)
     conn.ws_send("after the timeout")
     assert _next_ws(inbox) == tether.Text("after the timeout")
+
+
+@pytest.mark.parametrize("busy_poll", [0.0, 50e-6, 0.01])
+def test_a_waiting_reader_sleeps_through_a_long_wait(
+    server: Server, open_conn: ConnectionTracker, busy_poll: float
+) -> None:
+    # The reader polls briefly before it sleeps (busy_poll), but a wait that
+    # lasts costs no CPU: 0.3 s of waiting use a few ms at most, whether the
+    # spin is off, the default or long; then the socket still works.
+    conn = _upgraded(open_conn, server.port, owner=tether.Inbox(busy_poll=busy_poll))
+    inbox = inbox_of(conn)
+    conn.ws_send("warm")
+    assert _next_ws(inbox) == tether.Text("warm")
+    _lending._waker()._short = True  # as if the last wait was short: this one spins first
+    cpu = time.thread_time()
+    for _ in range(3):
+        with pytest.raises(tether.ReceiveTimeout):
+            inbox.receive(timeout=0.1)
+    assert time.thread_time() - cpu < 0.03 + busy_poll
+    conn.ws_send("after the waits")
+    assert _next_ws(inbox) == tether.Text("after the waits")
 
 
 def test_an_inbox_owning_two_connections_gets_the_events_of_both(

@@ -8,6 +8,7 @@ events, and ``receive(match=...)`` takes the oldest one that matches.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -17,7 +18,10 @@ from tether._errors import InboxClosedError, ReceiveTimeout
 from tether.actors._ioloop import Watch
 from tether.actors._lending import Lending
 
-__all__ = ["Inbox"]
+__all__ = ["DEFAULT_BUSY_POLL", "Inbox"]
+
+DEFAULT_BUSY_POLL = 50e-6
+"""Seconds a waiting thread polls its lent socket before it sleeps (``docs/performance.md``)."""
 
 Match = Callable[[object], bool]
 
@@ -32,9 +36,24 @@ class Inbox:
     thread reads the connection's socket itself (see
     :mod:`tether.actors._lending`): the answer it waits for wakes it
     directly instead of passing through tether's I/O thread.
+
+    Args:
+        busy_poll: seconds such a thread polls the socket without sleeping
+            before it sleeps, while its waits are that short (a sleeping
+            thread is woken late, tens of µs on a virtual machine; waits
+            that last stop the spinning, so an idle wait costs no CPU).
+            ``0`` never spins.
+
+    Raises:
+        TypeError: ``busy_poll`` is not a number.
+        ValueError: ``busy_poll`` is negative or not finite.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, busy_poll: float = DEFAULT_BUSY_POLL) -> None:
+        if isinstance(busy_poll, bool) or not isinstance(busy_poll, int | float):
+            raise TypeError(f"busy_poll must be a number of seconds, not {busy_poll!r}")
+        if not 0.0 <= busy_poll < math.inf:
+            raise ValueError(f"busy_poll must be finite and >= 0, not {busy_poll!r}")
         # The lock itself where nothing waits: entering it is C, a Condition's is Python.
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -44,7 +63,7 @@ class Inbox:
         # some (a receiver that borrowed a socket waits in poll, woken by
         # the Lending; notify_all is two Python calls on every tell).
         self._sleepers = 0
-        self._lending = Lending(self._cond)
+        self._lending = Lending(self._cond, float(busy_poll))
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

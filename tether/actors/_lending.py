@@ -19,6 +19,16 @@ thread, or the supervisor) wakes the poller through a per-thread
 thread of an Inbox borrows at a time; others wait on its condition
 variable, woken by what the borrower's reads tell the Inbox.
 
+**Busy polling.** A borrower whose previous wait was short polls the
+socket without blocking for up to the Inbox's ``busy_poll`` (50 µs by
+default) before it sleeps in ``poll``, the way Linux's ``SO_BUSY_POLL``
+or an adaptive mutex spins: a thread that sleeps is woken tens of µs
+after its answer arrives on a virtual machine (the vCPU has to be
+resumed), which on a small round trip is a fifth of its time
+(``docs/performance.md``). It is adaptive so that waits that last (an
+idle connection, a slow server) cost no CPU: once a wait outlasts the
+spin, the next ones sleep at once, until one of them is short again.
+
 The connection's transport lends its socket (:meth:`Lending.lend`) once it
 is handed to the I/O loop and withdraws it (:meth:`Lending.unlend`) when
 it is closed or ends. An Inbox owning several connections lends nothing
@@ -31,6 +41,7 @@ import contextlib
 import os
 import select
 import threading
+import time
 
 from tether.actors._ioloop import Watch
 
@@ -44,6 +55,9 @@ class _Waker:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
+        # Whether this thread's last wait was shorter than a spin: only then
+        # is the next one worth spinning for (see "Busy polling" above).
+        self._short = True
 
     def __del__(self) -> None:
         with contextlib.suppress(OSError, AttributeError):
@@ -54,12 +68,22 @@ class _Waker:
         with contextlib.suppress(OSError):  # the counter cannot overflow in practice
             os.eventfd_write(self.fd, 1)
 
-    def wait(self, fd: int, timeout: float | None) -> bool:
-        """Wait until ``fd`` is readable (True), or a wake-up or the timeout (False)."""
+    def wait(self, fd: int, timeout: float | None, busy_poll: float) -> bool:
+        """Wait until ``fd`` is readable (True), or a wake-up or the timeout (False).
+
+        Polls without blocking for up to ``busy_poll`` seconds first if the
+        previous wait was that short.
+        """
         poll = self._poll
         poll.register(fd, select.POLLIN)
         try:
-            events = poll.poll(None if timeout is None else max(timeout, 0.0) * 1000.0)
+            events = poll.poll(0)
+            if not events and busy_poll > 0.0 and self._short:
+                events = _spin(poll, busy_poll if timeout is None else min(busy_poll, timeout))
+            if not events:
+                start = time.monotonic()
+                events = poll.poll(None if timeout is None else max(timeout, 0.0) * 1000.0)
+                self._short = time.monotonic() - start < busy_poll
         finally:
             poll.unregister(fd)
         readable = False
@@ -70,6 +94,15 @@ class _Waker:
             else:
                 readable = True  # readable, closed (POLLNVAL) or hung up: read() tells
         return readable
+
+
+def _spin(poll: select.poll, seconds: float) -> list[tuple[int, int]]:
+    """Poll without blocking until something is ready or ``seconds`` have passed."""
+    end = time.perf_counter() + seconds
+    events = poll.poll(0)  # releases the GIL: other threads run meanwhile
+    while not events and time.perf_counter() < end:
+        events = poll.poll(0)
+    return events
 
 
 _local = threading.local()
@@ -90,8 +123,9 @@ class Lending:
     borrow, poll and read, and take it back before they return.
     """
 
-    def __init__(self, lock: threading.Condition) -> None:
+    def __init__(self, lock: threading.Condition, busy_poll: float) -> None:
         self._lock = lock
+        self._busy_poll = busy_poll
         self._lent: list[Watch] = []
         self._borrowing = False  # a thread of this Inbox holds a borrowed socket
         self._polling: _Waker | None = None  # ... and waits in poll: wake it on a tell
@@ -143,7 +177,7 @@ class Lending:
         self._polling = waker
         self._lock.release()
         try:
-            readable = waker.wait(watch.fd, timeout)
+            readable = waker.wait(watch.fd, timeout, self._busy_poll)
             # Not polling any more: what the read tells must not wake the
             # next poll (a tell that saw the waker just before costs one
             # spurious turn at most; the Inbox is looked at again anyway).
