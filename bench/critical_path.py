@@ -68,7 +68,7 @@ PROBES: list[tuple[str, str, str | None, str | None]] = [
     ("actors/_inbox.py", "borrowed = self._lending.borrow()\n", "borrow", "borrowed"),
     (
         "actors/_lending.py",
-        "events = poll.poll(None if timeout is None else max(timeout, 0.0) * 1000.0)\n",
+        "readable = waker.wait(watch.fd, timeout, self._busy_poll)\n",
         "wait",
         "woken",
     ),
