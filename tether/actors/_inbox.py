@@ -32,8 +32,8 @@ class Inbox:
     Closing an Inbox tells the connections it owns that their owner is gone:
     their next ``tell`` fails and they shut down (owner monitoring).
 
-    While a thread waits in an Inbox that owns a single connection, that
-    thread reads the connection's socket itself (see
+    On Linux, while a thread waits in an Inbox that owns a single
+    connection, that thread reads the connection's socket itself (see
     :mod:`tether.actors._lending`): the answer it waits for wakes it
     directly instead of passing through tether's I/O thread.
 
