@@ -46,17 +46,13 @@ def echo(params: Params) -> Result:
         conn.wait_stopped(_RECEIVE)
 
 
-def protocol_echo(params: Params) -> Result:
-    """The floor under ``echo``: tether's sans-I/O layer on a blocking socket, no actors.
-
-    What the connection actor, the mailbox, the Inbox and the lending add
-    to a round trip is ``echo`` minus this (``docs/performance.md``).
-    """
-    sock = socket.create_connection((HOST, params.ws_port), timeout=_RECEIVE)
+def protocol_upgraded(port: int) -> tuple[socket.socket, ClientProtocol]:
+    """A blocking socket and tether's sans-I/O protocol on it, upgraded to a Websocket."""
+    sock = socket.create_connection((HOST, port), timeout=_RECEIVE)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as TcpTransport does
     proto = ClientProtocol(
         None,
-        authority=f"{HOST}:{params.ws_port}",
+        authority=f"{HOST}:{port}",
         http_opts=tether.HttpOpts(),
         ws_opts=tether.WsOpts(),
     )
@@ -64,10 +60,18 @@ def protocol_echo(params: Params) -> Result:
     sock.sendall(proto.data_to_send())
     for _ in range(100):  # bounded: the 101 comes in the first read or two
         if any(isinstance(e, tether.Upgrade) for e in proto.events()):
-            break
+            return sock, proto
         proto.receive_data(sock.recv(65536))
-    else:
-        raise RuntimeError("no upgrade")
+    raise RuntimeError("no upgrade")
+
+
+def protocol_echo(params: Params) -> Result:
+    """The floor under ``echo``: tether's sans-I/O layer on a blocking socket, no actors.
+
+    What the connection actor, the mailbox, the Inbox and the lending add
+    to a round trip is ``echo`` minus this (``docs/performance.md``).
+    """
+    sock, proto = protocol_upgraded(params.ws_port)
     frames = (tether.Binary(b"x" * params.size),)
 
     def one() -> None:

@@ -30,7 +30,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import websocket  # type: ignore[import-not-found]
+from client_tether import protocol_upgraded
 from run import echo_server, ensure_node_modules
 
 import tether  # in a worker, the instrumented copy (PYTHONPATH)
-from tether.protocol import ClientProtocol
 
 BENCH = Path(__file__).resolve().parent
 
@@ -215,20 +214,7 @@ def _wsclient_loop(port: int, probe: Any) -> Loop:
 
 def _protocol_loop(port: int, probe: Any) -> Loop:
     p = probe.p
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as TcpTransport does
-    proto = ClientProtocol(
-        None,
-        authority=f"127.0.0.1:{port}",
-        http_opts=tether.HttpOpts(),
-        ws_opts=tether.WsOpts(),
-    )
-    proto.ws_upgrade(tether.StreamRef(), b"/", [])
-    sock.sendall(proto.data_to_send())
-    for _ in range(100):  # bounded: the 101 comes in the first read or two
-        if any(isinstance(e, tether.Upgrade) for e in proto.events()):
-            break
-        proto.receive_data(sock.recv(65536))
+    sock, proto = protocol_upgraded(port)
     frames = (tether.Binary(_PAYLOAD),)
 
     def one() -> None:
@@ -337,21 +323,12 @@ def run_one(
     return json.loads(proc.stdout.splitlines()[-1])  # type: ignore[no-any-return]
 
 
-CRITICAL = {  # segments (named by where they end) on the path from the echo to the next send
-    "tether": {
-        "actor runs ws_send",
-        "frame built",
-        "send",
-        "read",
-        "actor has the bytes",
-        "event parsed",
-        "in Inbox",
-        "give back",
-        "given back",
-        "returned",
-    },
-    "websocket-client": {"send", "read", "returned"},
-    "tether-protocol": {"send", "returned"},
+# The segments (named by where they end) off the critical path: the send
+# itself, what follows it, and the wait; all others are on it.
+OFF_PATH = {
+    "tether": {"sent", "ws_send returned", "borrow", "borrowed", "wait", "woken"},
+    "websocket-client": {"sent", "ws_send returned", "wait", "woken"},
+    "tether-protocol": {"sent", "wait", "woken"},
 }
 
 
@@ -399,7 +376,7 @@ def main() -> None:
         critical = 0.0
         for a, b in itertools.pairwise(order):
             us = statistics.median(r["segments"][b] for r in runs)
-            on_path = b in CRITICAL[client]
+            on_path = b not in OFF_PATH[client]
             critical += us if on_path else 0.0
             print(f"| {a} | {b} | {us:.1f} | {'yes' if on_path else ''} |")
         print(
