@@ -229,8 +229,12 @@ class Watch:
             self._lent = False
             poller = self._poller
             if self.state == "reading" and poller is not None:
-                with contextlib.suppress(OSError):  # unregistered meanwhile: nothing to read
+                # Not contextlib.suppress: this runs on every round trip's critical
+                # path, and suppress is three Python calls (docs/performance.md).
+                try:  # noqa: SIM105 - see above
                     poller.rearm(self.fd)
+                except OSError:
+                    pass  # unregistered meanwhile: nothing to read
 
     # -- the I/O thread's ----------------------------------------------------------
 
