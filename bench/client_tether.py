@@ -14,7 +14,8 @@ from tether.protocol import ClientProtocol
 _RECEIVE = 10.0  # seconds any one event may take before the run counts as failed
 
 
-def _upgraded(port: int) -> tether.Connection:
+def upgraded(port: int) -> tether.Connection:
+    """A tether connection to the echo server, upgraded to a Websocket."""
     conn = tether.open(HOST, port, retry=0)
     conn.await_up(timeout=_RECEIVE)
     stream = conn.ws_upgrade("/")
@@ -26,7 +27,7 @@ def _upgraded(port: int) -> tether.Connection:
 
 def echo(params: Params) -> Result:
     """Round trips of ``params.size``-byte binary messages on one connection."""
-    conn = _upgraded(params.ws_port)
+    conn = upgraded(params.ws_port)
     inbox = conn.inbox
     assert inbox is not None
     frame = tether.Binary(b"x" * params.size)

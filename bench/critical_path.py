@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import websocket  # type: ignore[import-not-found]
-from client_tether import protocol_upgraded
+from client_tether import protocol_upgraded, upgraded
 from run import echo_server, ensure_node_modules
 
 import tether  # in a worker, the instrumented copy (PYTHONPATH)
@@ -159,9 +159,7 @@ Loop = Callable[[], None]
 
 def _tether_loop(port: int, probe: Any) -> Loop:
     p = probe.p
-    conn = tether.open("127.0.0.1", port, retry=0)
-    conn.await_up(timeout=10)
-    conn.await_(conn.ws_upgrade("/"), timeout=10)
+    conn = upgraded(port)
     inbox = conn.inbox
     assert inbox is not None
     frame = tether.Binary(_PAYLOAD)
