@@ -26,8 +26,9 @@ or an adaptive mutex spins: a thread that sleeps is woken tens of µs
 after its answer arrives on a virtual machine (the vCPU has to be
 resumed), which on a small round trip is a fifth of its time
 (``docs/performance.md``). It is adaptive so that waits that last (an
-idle connection, a slow server) cost no CPU: once a wait outlasts the
-spin, the next ones sleep at once, until one of them is short again.
+idle connection, a slow server) cost no CPU: once a wait has to sleep
+for longer than the spin, the next ones sleep at once, until one of them
+sleeps for less.
 
 The connection's transport lends its socket (:meth:`Lending.lend`) once it
 is handed to the I/O loop and withdraws it (:meth:`Lending.unlend`) when
@@ -55,8 +56,8 @@ class _Waker:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
-        # Whether this thread's last wait was shorter than a spin: only then
-        # is the next one worth spinning for (see "Busy polling" above).
+        # False once this thread's last wait slept longer than a spin: the
+        # next one is not worth spinning for (see "Busy polling" above).
         self._short = True
 
     def __del__(self) -> None:
@@ -71,19 +72,23 @@ class _Waker:
     def wait(self, fd: int, timeout: float | None, busy_poll: float) -> bool:
         """Wait until ``fd`` is readable (True), or a wake-up or the timeout (False).
 
-        Polls without blocking for up to ``busy_poll`` seconds first if the
-        previous wait was that short.
+        Polls without blocking for up to ``busy_poll`` seconds first unless
+        the previous wait slept longer than that.
         """
         poll = self._poll
         poll.register(fd, select.POLLIN)
         try:
-            events = poll.poll(0)
-            if not events and busy_poll > 0.0 and self._short:
-                events = _spin(poll, busy_poll if timeout is None else min(busy_poll, timeout))
+            events: list[tuple[int, int]] = []
+            if busy_poll > 0.0 and self._short:
+                spin = busy_poll if timeout is None else min(busy_poll, timeout)
+                events = _spin(poll, time.perf_counter() + spin)
             if not events:
-                start = time.monotonic()
+                start = time.perf_counter()
                 events = poll.poll(None if timeout is None else max(timeout, 0.0) * 1000.0)
-                self._short = time.monotonic() - start < busy_poll
+                # The sleep alone: measured from the spin's start it would
+                # include the wake-up it is there to avoid, and a thread
+                # that slept once would seldom spin again (measured).
+                self._short = time.perf_counter() - start < busy_poll
         finally:
             poll.unregister(fd)
         readable = False
@@ -96,10 +101,9 @@ class _Waker:
         return readable
 
 
-def _spin(poll: select.poll, seconds: float) -> list[tuple[int, int]]:
-    """Poll without blocking until something is ready or ``seconds`` have passed."""
-    end = time.perf_counter() + seconds
-    events = poll.poll(0)  # releases the GIL: other threads run meanwhile
+def _spin(poll: select.poll, end: float) -> list[tuple[int, int]]:
+    """Poll without blocking until something is ready or ``perf_counter()`` reaches ``end``."""
+    events = poll.poll(0)  # at least once; releases the GIL: other threads run meanwhile
     while not events and time.perf_counter() < end:
         events = poll.poll(0)
     return events
