@@ -3,9 +3,11 @@
 A round trip is: the client's work up to the send system call, the send,
 its work after the send, the wait for the echo, and its work from the
 echo's arrival to handing it to the caller. The server answers while the
-client does its post-send work, so that work is free up to the server's
-turnaround (``--spin`` checks it: a busy wait put after the send costs
-no rate, the same put before it does); what the rate depends on is the
+client does its post-send work, so that work is hidden up to the
+server's turnaround (``--spin`` checks it: a busy wait put before the
+send costs its length on every round trip, the same put after it costs
+less or nothing, and a client that would otherwise sleep gets faster);
+what the rate depends on is the
 **critical path**, the client's work from reading the echo to sending
 the next message.
 
