@@ -183,7 +183,7 @@ class Starting(Supervised, LazyThreadingActor):
         super().__init__()
         self.log = log
         self.fail = fail
-        self._mailbox.bind(lambda m: m == "tell", self.on_receive)
+        self._mailbox.bind(lambda m: m == "tell", self.on_receive, self.actor_stopped)
         self.actor_ref.tell("tell")  # before on_start: it must wait for it
         if early_asks is not None:
             early_asks.append(self.actor_ref.ask("early ask", block=False))

@@ -44,7 +44,7 @@ class Recording(pykka.ThreadingActor):
         self._inside = False
         mailbox = self.actor_inbox
         assert isinstance(mailbox, Mailbox)
-        mailbox.bind(lambda m: isinstance(m, tuple), self._handle)
+        mailbox.bind(lambda m: isinstance(m, tuple), self._handle, self.actor_stopped)
 
     def _handle(self, message: object) -> None:
         self.on_receive(message)
@@ -84,18 +84,44 @@ class LazyRecording(Recording, LazyThreadingActor):
 _STATES: dict[str, Recording] = {}
 
 
-@pytest.fixture(params=[Recording, LazyRecording], ids=["eager", "lazy"])
+class MailboxTells:
+    """An actor's ref whose ``tell`` is the Mailbox's own (what connections use)."""
+
+    def __init__(self, ref: pykka.ActorRef[Any]) -> None:
+        self._ref = ref
+
+    def tell(self, message: object) -> None:
+        mailbox = self._ref.actor_inbox
+        assert isinstance(mailbox, Mailbox)
+        mailbox.tell(message)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ref, name)
+
+
+@pytest.fixture(
+    params=[
+        (Recording, "ActorRef.tell"),
+        (LazyRecording, "ActorRef.tell"),
+        (Recording, "Mailbox.tell"),
+        (LazyRecording, "Mailbox.tell"),
+    ],
+    ids=["eager", "lazy", "eager-mailbox-tell", "lazy-mailbox-tell"],
+)
 def actor(request: pytest.FixtureRequest) -> Any:
+    # Every rule holds for both ways of telling: pykka's ActorRef.tell (an
+    # envelope through Mailbox.put) and Mailbox.tell (no envelope unless queued).
+    cls, via = request.param
     box: list[Recording] = []
-    ref = request.param.start(box)
+    ref = cls.start(box)
     _STATES[ref.actor_urn] = box[0]
-    yield ref
+    yield ref if via == "ActorRef.tell" else MailboxTells(ref)
     del _STATES[ref.actor_urn]
     if ref.is_alive():
         ref.stop(timeout=WAIT)
 
 
-def _actor(ref: pykka.ActorRef[Any]) -> Recording:
+def _actor(ref: Any) -> Recording:
     return _STATES[ref.actor_urn]
 
 
@@ -213,7 +239,7 @@ def test_what_the_actor_does_not_accept_is_queued_for_its_thread() -> None:
             super().__init__(box)
             mailbox = self.actor_inbox
             assert isinstance(mailbox, Mailbox)
-            mailbox.bind(lambda m: False, self._handle)
+            mailbox.bind(lambda m: False, self._handle, self.actor_stopped)
 
     box: list[Recording] = []
     ref = Picky.start(box)

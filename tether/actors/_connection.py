@@ -131,7 +131,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             Inbox,
             pykka.ActorRef,
         )
-        self._mailbox.bind(self._may_run_inline, self.on_receive)
+        self._mailbox.bind(self._may_run_inline, self.on_receive, self.actor_stopped)
         self._dispatch = self._dispatch_table()
         # Events are delivered in batches to an Inbox (without an event
         # handler, which must see each event before the owner does).
@@ -285,7 +285,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         """Called from the connect or I/O thread: hand a report to the actor."""
         # Not contextlib.suppress: it costs two calls on every report.
         try:  # noqa: SIM105
-            self.actor_ref.tell(report)
+            self._mailbox.tell(report)  # actor_ref.tell, without its envelope
         except pykka.ActorDeadError:
             pass  # the actor is gone, and so is interest in this socket
 

@@ -50,6 +50,7 @@ from tether._frames import coerce_frames
 from tether._options import ConnectOpts, WsOpts, check_positive_seconds, coerce_opts
 from tether.actors import _messages as msg
 from tether.actors._inbox import Inbox
+from tether.actors._mailbox import Mailbox
 from tether.protocol import check_body, check_method, check_path, normalize_headers
 
 __all__ = ["Connection", "ConnectionInfo", "Owner", "open_connection"]
@@ -203,7 +204,10 @@ class Connection:
             if ref is None or self._stopped.is_set():
                 break
             try:
-                ref.tell(command)
+                # ref.tell(command), without pykka's envelope: every generation's
+                # inbox is a Mailbox (ConnectionActor is a LazyThreadingActor).
+                mailbox: Mailbox = ref.actor_inbox  # type: ignore[assignment]
+                mailbox.tell(command)
             except pykka.ActorDeadError:
                 pass
             else:

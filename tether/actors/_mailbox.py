@@ -53,6 +53,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pykka
+
 __all__ = ["Mailbox", "Reraise"]
 
 
@@ -107,6 +109,7 @@ class Mailbox:
         self._loop_has_turn = False
         self._accept: Accept | None = None
         self._handle: Handle | None = None
+        self._stopped: threading.Event | None = None  # the actor's actor_stopped
         self._ready = False  # tellers may run messages (the loop runs, or open())
         self._watchers = 0  # threads in wait_queued
         # A lazily started actor thread (make_lazy): whether it has been
@@ -117,15 +120,18 @@ class Mailbox:
         self._run_loop: Run | None = None
         self._ends_loop: Accept | None = None
 
-    def bind(self, accept: Accept, handle: Handle) -> None:
+    def bind(self, accept: Accept, handle: Handle, stopped: threading.Event) -> None:
         """Let tellers run messages that ``accept`` allows with ``handle``.
 
         The actor's ``on_receive`` must raise the ``error`` of a
         :class:`Reraise` it is given: that is how a crash in a message run
         inline reaches pykka's failure path on the actor thread.
+        ``stopped`` is the actor's ``actor_stopped``, which :meth:`tell`
+        checks as ``ActorRef.tell`` does.
         """
         self._accept = accept
         self._handle = handle
+        self._stopped = stopped
 
     def make_lazy(self, start_thread: Run, run_loop: Run, ends_loop: Accept) -> None:
         """The actor thread is not started yet: start it with ``start_thread`` when needed.
@@ -165,18 +171,42 @@ class Mailbox:
 
     def put(self, envelope: Any, /) -> None:
         """Run the message now if the actor is idle and allows it, else queue it."""
+        self._enter(envelope.message, envelope)
+
+    def tell(self, message: object, /) -> None:
+        """``ActorRef.tell`` for this mailbox's actor (:meth:`bind` first), from any thread.
+
+        The same as ``actor_ref.tell(message)``, without the envelope (and
+        pykka's three calls to make it) when the message runs inline: what
+        a connection's commands and I/O reports go through, two of them on
+        every round trip (``docs/performance.md``).
+
+        Raises:
+            pykka.ActorDeadError: the actor has stopped.
+        """
+        stopped = self._stopped
+        if stopped is None or stopped.is_set():
+            raise pykka.ActorDeadError(f"the actor of {self!r} is not running")
+        self._enter(message, None)
+
+    def _enter(self, message: object, envelope: Any) -> None:
+        """Run ``message`` now if the actor is idle and allows it, else queue it.
+
+        ``envelope`` is pykka's (``put``), or None for a :meth:`tell`, which
+        gets one only if it has to be queued.
+        """
         with self._lock:
             if not (
                 self._busy
                 or self._items
                 or not self._ready
                 or self._handle is None
-                or envelope.reply_to is not None
+                or (envelope is not None and envelope.reply_to is not None)
             ):
                 self._busy = True  # the turn is ours: nothing queued, nobody handling
                 after = None
             else:
-                self._items.append(envelope)
+                self._items.append(_Letter(message) if envelope is None else envelope)
                 if self._watchers:
                     self._cond.notify_all()
                 if self._busy or not self._ready:
@@ -186,10 +216,23 @@ class Mailbox:
                 after = self._hand_over()
                 if after is None:
                     return
-        if after is None:
-            self._run_turn(envelope)
-        else:
+        if after is not None:
             after()
+            return
+        # With the turn: run the message, then what was queued meanwhile, then hand over.
+        accept, handle = self._accept, self._handle
+        assert accept is not None
+        assert handle is not None
+        if not accept(message):
+            with self._lock:
+                # First: told before anything queued since.
+                self._items.appendleft(_Letter(message) if envelope is None else envelope)
+                after = self._release()
+            if after is not None:
+                after()
+            return
+        self._run(handle, message)
+        self._continue_turn()
 
     def get(self) -> Any:
         """The loop's next message: ends the loop's previous turn, takes a new one."""
@@ -270,21 +313,6 @@ class Mailbox:
             self._run_loop()
 
     # -- inline ------------------------------------------------------------------------
-
-    def _run_turn(self, envelope: Any) -> None:
-        """With the turn: run ``envelope``, then what was queued meanwhile, then hand over."""
-        accept, handle = self._accept, self._handle
-        assert accept is not None
-        assert handle is not None
-        if not accept(envelope.message):
-            with self._lock:
-                self._items.appendleft(envelope)  # first: told before anything queued since
-                after = self._release()
-            if after is not None:
-                after()
-            return
-        self._run(handle, envelope.message)
-        self._continue_turn()
 
     def _continue_turn(self) -> None:
         """With the turn: handle what was queued meanwhile, then let go of the turn.
