@@ -15,11 +15,23 @@ operation:
 
 Counts move with timing, not with speed: when an echo arrives before
 the caller waits, the I/O thread reads it and the caller skips borrowing
-the socket, so compare trees on the same machine in the same state. Run
-it with ``bench/.venv``'s Python (``python bench/run.py`` creates it)::
+the socket, so compare trees on the same machine in the same state.
+
+``--instructions`` counts instead the user-space instructions each
+operation takes (valgrind's cachegrind, every thread, the kernel not
+included): the count for ``--count`` operations more, minus that of the
+warm-up alone. Where rates and CPU times move by 2x between runs on a
+shared virtual machine, this moves by about 1%, so it tells two trees
+apart by a few per cent (tether imported from ``PYTHONPATH`` if set).
+tether's Inbox does not busy-poll there (``busy_poll=0``): a spin's
+instructions are waiting, not work. It needs ``valgrind`` (Debian's
+package) and takes about a minute per client.
+
+Run it with ``bench/.venv``'s Python (``python bench/run.py`` creates it)::
 
     bench/.venv/bin/python bench/calls.py                 # 32 B echo and HTTP GET
     bench/.venv/bin/python bench/calls.py --only echo --count 5000
+    PYTHONPATH=../other bench/.venv/bin/python bench/calls.py --instructions
 """
 
 from __future__ import annotations
@@ -27,7 +39,9 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import re
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -72,6 +86,8 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
         for _ in range(count):
             one()
         counting = False
+        if not count:  # the warm-up alone (--instructions)
+            return {}
         usage = resource.getrusage(resource.RUSAGE_SELF)
         outcome["vcsw"] = (usage.ru_nvcsw - usage0.ru_nvcsw) / count
         system = usage.ru_stime - usage0.ru_stime
@@ -86,6 +102,13 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
 
     for module in (client_tether, client_others):
         module.rate = counted  # type: ignore[attr-defined]
+    if mode == "instructions":
+        import tether  # noqa: PLC0415
+
+        # Inbox() in the clients: no spinning while waiting (see the docstring).
+        defaults = tether.Inbox.__init__.__kwdefaults__
+        assert defaults is not None
+        defaults["busy_poll"] = 0.0
     if mode == "calls":
         threading.setprofile(profile)
         sys.setprofile(profile)
@@ -109,6 +132,38 @@ def _run(mode: str, scenario: str, client: str, ports: tuple[int, int], count: i
     return json.loads(out.stdout.splitlines()[-1])
 
 
+_INSTRUCTIONS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def _instructions(scenario: str, client: str, ports: tuple[int, int], count: int) -> float:
+    """User-space instructions per operation: the run of ``count`` more, minus the warm-up's."""
+    totals = []
+    for n in (0, count):
+        args = json.dumps(["instructions", scenario, client, ports, n])
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null",
+                sys.executable,
+                __file__,
+                "--child",
+                args,
+            ],
+            cwd=BENCH,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        found = _INSTRUCTIONS.search(out.stderr)
+        if found is None:
+            sys.exit(f"calls.py: no instruction count from valgrind:\n{out.stderr[-2000:]}")
+        totals.append(int(found.group(1).replace(",", "")))
+    return (totals[1] - totals[0]) / count
+
+
 def _report(scenario: str, client: str, counted: dict[str, Any], run: dict[str, float]) -> str:
     calls: dict[str, float] = counted["calls"]
     python = sum(n for key, n in calls.items() if key.endswith(" call"))
@@ -127,6 +182,11 @@ def main() -> None:
     parser.add_argument(
         "--functions", type=int, default=0, metavar="N", help="also list the N most called"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count user-space instructions per operation instead (valgrind)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -136,6 +196,17 @@ def main() -> None:
     sys.path.insert(0, str(BENCH))
     from run import echo_server, ensure_node_modules  # noqa: PLC0415
 
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            sys.exit("calls.py --instructions needs valgrind (apt install valgrind)")
+        print("| scenario | client | instructions/op |")
+        print("| --- | --- | --- |")
+        with echo_server(ensure_node_modules()) as ports:
+            for scenario in args.only or list(CLIENTS):
+                for client in CLIENTS[scenario]:
+                    per_op = _instructions(scenario, client, ports, args.count)
+                    print(f"| {scenario} | {client} | {per_op:,.0f} |", flush=True)
+        return
     print(
         "| scenario | client | calls/op | Python calls/op | vcsw/op | CPU µs/op (system) "
         "| by thread |"
