@@ -1,6 +1,10 @@
 """What reaches a connection actor's mailbox: user commands and I/O reports.
 
-Every message is a frozen, slotted dataclass (pykka does not copy messages).
+Every message is a frozen, slotted dataclass (pykka does not copy messages),
+except the two that every Websocket round trip builds, ``WsSend`` and
+``BytesIn``: slotted, not frozen, because a frozen dataclass's ``__init__``
+sets each field through ``object.__setattr__`` and costs 2.5x as much
+(``docs/performance.md``). Nothing changes them after they are built either.
 I/O reports carry the connection *epoch* they belong to: bytes from a socket
 that was already replaced can still be queued after a reconnect, and the
 actor drops anything whose epoch is not current.
@@ -77,7 +81,7 @@ class WsUpgrade:
     opts: WsOpts
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see the module's docstring
 class WsSend:
     frames: tuple[Frame, ...]
     stream: StreamRef | None
@@ -118,7 +122,7 @@ class ConnectFailed:
     reason: BaseException
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see the module's docstring
 class BytesIn:
     epoch: int
     data: bytes
