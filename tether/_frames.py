@@ -102,6 +102,10 @@ Frame: TypeAlias = Text | Binary | Ping | Pong | Close
 _FRAME_TYPES = (Text, Binary, Ping, Pong, Close)
 
 
+# Frame types that ws_send takes as they are (a Close is checked first).
+_NEED_NO_CHECK = frozenset({Text, Binary, Ping, Pong})
+
+
 def _coerce_one(item: object) -> Frame:
     if isinstance(item, _FRAME_TYPES):
         if isinstance(item, Close):
@@ -124,6 +128,8 @@ def coerce_frames(frames: object) -> tuple[Frame, ...]:
     or a list/tuple of any of these. An empty list is an error: it would
     silently send nothing.
     """
+    if type(frames) in _NEED_NO_CHECK:  # one frame, the usual case: no more calls
+        return (frames,)  # type: ignore[return-value]
     if isinstance(frames, list | tuple):
         if not frames:
             raise ValueError("ws_send needs at least one frame")

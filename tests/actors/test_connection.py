@@ -185,6 +185,26 @@ def test_bad_bodies_and_frames_raise_type_error(connect: Connect) -> None:
     assert_still_serves(conn)
 
 
+@pytest.mark.parametrize(
+    "frames",
+    [
+        tether.Close(1005),
+        [tether.Text("a"), tether.Close(1006)],
+        (tether.Close(1000, "x" * 124),),
+        [],
+    ],
+    ids=["close-1005", "close-1006-in-a-list", "close-reason-too-long", "no-frames"],
+)
+def test_frames_that_may_not_be_sent_raise_value_error(connect: Connect, frames: Any) -> None:
+    # Checked before anything else (the connection is not even upgraded):
+    # a received Close's code or an over-long reason never reaches the wire.
+    conn = connect()
+    conn.await_up()
+    with pytest.raises(ValueError):
+        conn.ws_send(frames)
+    assert_still_serves(conn)
+
+
 def test_ws_send_before_an_upgrade_raises_not_upgraded(connect: Connect) -> None:
     conn = connect()
     conn.await_up()

@@ -270,6 +270,8 @@ class TcpTransport(Transport):
             sent = sock.sendmsg(pieces[:_MAX_IOV], (), socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             sent = 0
+        if sent == sum(map(len, pieces)):  # all of it, the usual case: no more calls
+            return
         rest = unsent(pieces, sent)
         if rest:
             self._backlog.extend(rest)
