@@ -66,7 +66,6 @@ PROBES: list[tuple[str, str, str | None, str | None]] = [
         "send",
         "sent",
     ),
-    ("actors/_inbox.py", "borrowed = self._lending.borrow()\n", "borrow", "borrowed"),
     (
         "actors/_lending.py",
         "readable = waker.wait(watch.fd, timeout, self._busy_poll)\n",
@@ -86,12 +85,6 @@ PROBES: list[tuple[str, str, str | None, str | None]] = [
         "actor has the bytes",
     ),
     ("actors/_connection.py", "self._batch_to.tell_all(events)\n", "event parsed", "in Inbox"),
-    (
-        "actors/_lending.py",
-        "self._lock.release()\n        try:\n            watch.give_back()\n",
-        "give back",
-        "given back",
-    ),
 ]
 
 # The order of the probes in a round trip, from the loop's start to its end.
@@ -102,16 +95,12 @@ TETHER_ORDER = [
     "send",
     "sent",
     "ws_send returned",
-    "borrow",
-    "borrowed",
     "wait",
     "woken",
     "read",
     "actor has the bytes",
     "event parsed",
     "in Inbox",
-    "give back",
-    "given back",
     "returned",
 ]
 
@@ -326,7 +315,7 @@ def run_one(
 # The segments (named by where they end) off the critical path: the send
 # itself, what follows it, and the wait; all others are on it.
 OFF_PATH = {
-    "tether": {"sent", "ws_send returned", "borrow", "borrowed", "wait", "woken"},
+    "tether": {"sent", "ws_send returned", "wait", "woken"},
     "websocket-client": {"sent", "ws_send returned", "wait", "woken"},
     "tether-protocol": {"sent", "wait", "woken"},
 }

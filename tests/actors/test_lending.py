@@ -22,7 +22,7 @@ from websockets.sync.server import ServerConnection, serve
 import tether
 from tests.conftest import ConnectionTracker, inbox_of
 from tether.actors import _lending, _transport
-from tether.actors._ioloop import IoLoop, Watch
+from tether.actors._ioloop import IoLoop, Watch, default_loop
 from tether.server import Server
 
 WAIT = 5.0
@@ -47,6 +47,15 @@ def _reading(
         assert time.monotonic() < deadline, "the waiter never borrowed the socket"
         time.sleep(0.001)
     return waiter, got
+
+
+def _given_back(inbox: tether.Inbox) -> None:
+    """Wait until the I/O thread has taken back the socket held since the last receive."""
+    lending = inbox._lending
+    deadline = time.monotonic() + WAIT
+    while lending._held is not None or lending._borrowing:  # no event says so: poll, bounded
+        assert time.monotonic() < deadline, "the held socket was never taken back"
+        time.sleep(0.001)
 
 
 def _next_ws(inbox: tether.Inbox) -> tether.Frame:
@@ -95,8 +104,9 @@ def test_reads_stay_in_order_whoever_makes_them(
     server: Server, open_conn: ConnectionTracker, reading_threads: list[str]
 ) -> None:
     # Bursts of echoes, received partly while waiting (this thread reads)
-    # and partly after they arrived (the I/O thread read them): all of
-    # them, once each, in the order sent.
+    # and partly after they arrived (the I/O thread read them, once it took
+    # the socket back from this thread, which was away): all of them, once
+    # each, in the order sent.
     conn = _upgraded(open_conn, server.port)
     inbox = inbox_of(conn)
     sent = [f"{burst}.{k}" for burst in range(30) for k in range(10)]
@@ -104,6 +114,7 @@ def test_reads_stay_in_order_whoever_makes_them(
     for burst in range(30):
         conn.ws_send([tether.Text(f"{burst}.{k}") for k in range(10)])
         got += [_next_ws(inbox) for _ in range(3)]
+        _given_back(inbox)  # the I/O thread reads what is left of the burst
         conn.ws_send(tether.Binary(b"x" * 200_000))  # many reads, while this thread waits
         got += [_next_ws(inbox) for _ in range(8)]
     assert [f.data for f in got if isinstance(f, tether.Text)] == sent
@@ -196,34 +207,49 @@ def test_an_inbox_owning_two_connections_gets_the_events_of_both(
         assert conn.await_body(stream, WAIT) == b"hello from tether\n"
 
 
+PingingServer = tuple[SyncServer, threading.Event, queue.Queue[bool]]
+
+
 @pytest.fixture
-def pinging_server(thread_baseline: int) -> Iterator[tuple[SyncServer, queue.Queue[bool]]]:
-    """A websockets server that echoes one message, then pings and reports if the pong came."""
+def pinging_server(thread_baseline: int) -> Iterator[PingingServer]:
+    """A websockets server: echoes one message, pings when told, says if the pong came."""
+    ping = threading.Event()
     pongs: queue.Queue[bool] = queue.Queue()
 
     def handler(ws: ServerConnection) -> None:
         ws.send(ws.recv(timeout=WAIT))
+        assert ping.wait(WAIT)
         pongs.put(ws.ping().wait(timeout=WAIT))
         ws.recv(timeout=WAIT)  # until the client closes
 
     with serve(handler, "127.0.0.1", 0) as srv:
         thread = threading.Thread(target=srv.serve_forever, daemon=True)
         thread.start()
-        yield srv, pongs
+        yield srv, ping, pongs
         srv.shutdown()
         thread.join(WAIT)
 
 
 def test_a_connection_nobody_waits_for_is_still_read(
-    pinging_server: tuple[SyncServer, queue.Queue[bool]], open_conn: ConnectionTracker
+    pinging_server: PingingServer, open_conn: ConnectionTracker
 ) -> None:
-    # After the echo the owner stops receiving: the I/O thread reads the
-    # socket again, so the server's ping is answered all the same.
-    srv, pongs = pinging_server
+    # After the echo the owner stops receiving, though it still holds the
+    # socket (kept for its next receive): the I/O thread takes the socket
+    # back and reads it, so the server's ping, sent only then, is answered
+    # all the same, and the I/O thread stops ticking once it has.
+    srv, ping, pongs = pinging_server
     conn = _upgraded(open_conn, srv.socket.getsockname()[1])
     conn.ws_send("hi")
-    assert _next_ws(inbox_of(conn)) == tether.Text("hi")
+    inbox = inbox_of(conn)
+    assert _next_ws(inbox) == tether.Text("hi")
+    ping.set()
     assert pongs.get(timeout=WAIT) is True
+    _given_back(inbox)
+    loop = default_loop()
+    deadline = time.monotonic() + WAIT
+    while loop._tickers:  # no event says so: poll, bounded
+        assert time.monotonic() < deadline, "the I/O thread went on ticking for an idle socket"
+        time.sleep(0.001)
 
 
 @pytest.mark.parametrize("borrowable", [True, False])

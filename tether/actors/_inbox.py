@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from tether._errors import InboxClosedError, ReceiveTimeout
-from tether.actors._ioloop import Watch
 from tether.actors._lending import Lending
 
 __all__ = ["DEFAULT_BUSY_POLL", "Inbox"]
@@ -129,9 +128,9 @@ class Inbox:
         without consuming it.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        borrowed: Watch | None = None
         tried = False  # to borrow since the last wait
         with self._lock:
+            borrowed = self._lending.resume()  # held since the last receive, if it was
             try:
                 while True:
                     for index, message in enumerate(self._messages):
@@ -165,8 +164,14 @@ class Inbox:
                         self._lending.give_back(borrowed)
                         borrowed = None
             finally:
-                if borrowed is not None:
+                if borrowed is None:
+                    pass
+                elif self._sleepers or self._closed or not self._lending.lent(borrowed):
+                    # Another receiver waits without a socket, or there is none to
+                    # keep: the I/O thread reads it again from now on.
                     self._lending.give_back(borrowed)
+                else:
+                    self._lending.hold(borrowed)  # for the next receive
 
     def flush(self, match: Match | None = None) -> list[object]:
         """Remove and return every message for which ``match`` is true (all if None)."""

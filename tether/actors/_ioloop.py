@@ -45,6 +45,7 @@ import select
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -68,6 +69,12 @@ two at once. The end comes once: ``exc`` is ``None`` for EOF, else the
 
 ConnectHandler = Callable[[OSError | None], None]
 """Called on the I/O thread when a non-blocking connect ends: ``None`` or the error."""
+
+Ticker = Callable[[], bool]
+"""Called on the I/O thread every :data:`TICK` s (:meth:`IoLoop.tick`); False: no more."""
+
+TICK = 0.005
+"""Seconds between two calls of the tickers, while there are some."""
 
 
 class _Poller:
@@ -97,7 +104,8 @@ class _Poller:
         """Report reads of a disarmed ``fd`` again (any thread, epoll only)."""
         raise NotImplementedError
 
-    def poll(self) -> list[int]:
+    def poll(self, timeout: float | None) -> list[int]:
+        """The ready descriptors, waiting up to ``timeout`` s (None: until one is)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -127,8 +135,8 @@ class _EpollPoller(_Poller):
     def rearm(self, fd: int) -> None:
         self._epoll.modify(fd, select.EPOLLIN)
 
-    def poll(self) -> list[int]:
-        return [fd for fd, _ in self._epoll.poll()]
+    def poll(self, timeout: float | None) -> list[int]:
+        return [fd for fd, _ in self._epoll.poll(-1 if timeout is None else timeout)]
 
     def close(self) -> None:
         self._epoll.close()
@@ -152,8 +160,8 @@ class _SelectorPoller(_Poller):
         # Only the I/O thread disarms here (nothing is lent): forget the socket.
         self.unregister(fd)
 
-    def poll(self) -> list[int]:
-        return [key.fd for key, _ in self._selector.select()]
+    def poll(self, timeout: float | None) -> list[int]:
+        return [key.fd for key, _ in self._selector.select(timeout)]
 
     def close(self) -> None:
         self._selector.close()
@@ -174,7 +182,17 @@ class Watch:
     borrower's); the rest is the I/O thread's.
     """
 
-    __slots__ = ("_lent", "_lock", "_on_connect", "_on_read", "_poller", "fd", "sock", "state")
+    __slots__ = (
+        "_lent",
+        "_lock",
+        "_on_connect",
+        "_on_read",
+        "_poller",
+        "fd",
+        "loop",
+        "sock",
+        "state",
+    )
 
     def __init__(
         self, sock: socket.socket, on_read: ReadHandler, on_connect: ConnectHandler | None
@@ -190,6 +208,7 @@ class Watch:
         self.state: State = "queued"
         self._lent = False
         self._poller: _Poller | None = None  # set while registered
+        self.loop: IoLoop | None = None  # the loop it was handed to
 
     def __repr__(self) -> str:
         lent = ", lent" if self._lent else ""
@@ -347,6 +366,8 @@ class IoLoop:
         self._thread: threading.Thread | None = None
         self._wake_w: socket.socket | None = None
         self._woken = False
+        self._tickers: list[Ticker] = []
+        self._next_tick = 0.0
 
     def add(self, sock: socket.socket, handler: ReadHandler) -> Watch:
         """Watch ``sock`` (connected, blocking) and call ``handler`` with what it reads.
@@ -380,7 +401,47 @@ class IoLoop:
         """
         self._request(watch, add=False)
 
+    def tick(self, ticker: Ticker) -> None:
+        """Call ``ticker`` on the I/O thread every :data:`TICK` s until it returns False.
+
+        Thread-safe. For work that must happen while nothing is ready (a
+        lent socket taken back from a caller that is away, see
+        :mod:`tether.actors._lending`); the thread polls with a timeout
+        only while there are tickers, so an idle loop does not wake up.
+        """
+        with self._lock:
+            self._tickers.append(ticker)
+            if len(self._tickers) > 1 or self._thread is None:
+                return  # already ticking (or the next thread will)
+            wake_w = self._wake_w
+        if wake_w is not None:  # not self._woken: that one promises requests
+            with contextlib.suppress(OSError):  # full buffer: the thread is awake anyway
+                wake_w.send(b"\0", socket.MSG_DONTWAIT)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + TICK
+        with self._lock:
+            tickers = self._tickers[:]
+        done = []
+        for ticker in tickers:
+            try:
+                more = ticker()
+            except Exception:  # a bug must not stop the I/O of every connection
+                log.exception("tether I/O: ticker %r failed; it is no longer called", ticker)
+                more = False
+            if not more:
+                done.append(ticker)
+        if done:
+            with self._lock:
+                for ticker in done:
+                    self._tickers.remove(ticker)  # one entry each: it may be there again
+
     def _request(self, watch: Watch, *, add: bool) -> None:
+        if add:
+            watch.loop = self
         with self._lock:
             self._requests.append((watch, add))
             if self._thread is None:
@@ -434,7 +495,9 @@ class IoLoop:
                 # a request is always followed by a wake-up byte.
                 if (self._requests or not watches) and not self._take_requests(poller, watches):
                     return
-                for fd in poller.poll():
+                # Read without the lock: a ticker added meanwhile sends a wake-up byte.
+                ticking = bool(self._tickers)
+                for fd in poller.poll(TICK if ticking else None):
                     if fd == wake_fd:
                         with contextlib.suppress(OSError):
                             wake_r.recv(4096)
@@ -446,6 +509,8 @@ class IoLoop:
                         watch._ready()
                     except Exception as exc:  # a bug must not stop every connection's I/O
                         watch._fail(exc)
+                if ticking:
+                    self._tick()
         finally:
             poller.close()
             wake_r.close()

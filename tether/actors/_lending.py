@@ -30,6 +30,19 @@ idle connection, a slow server) cost no CPU: once a wait has to sleep
 for longer than the spin, the next ones sleep at once, until one of them
 sleeps for less.
 
+**Holding.** A receive that returns does not give the socket back: the
+next receive, usually a few µs later (the caller sent the next message),
+goes on reading it without borrowing it again, which saves two
+``epoll_ctl`` calls, two lock hand-offs and a tenth of the instructions
+of a small round trip (``docs/performance.md``). A socket held while
+nobody receives must still be read (a server's ping, a close, events
+for ``len(inbox)``): the I/O thread takes it back once it has been held
+for :data:`HOLD` s with nobody receiving (a :meth:`IoLoop.tick
+<tether.actors._ioloop.IoLoop.tick>` every 5 ms while something is held
+or borrowed, none while the connection is idle). A receive that returns
+while another thread waits in the same Inbox without a socket gives it
+back at once.
+
 The connection's transport lends its socket (:meth:`Lending.lend`) once it
 is handed to the I/O loop and withdraws it (:meth:`Lending.unlend`) when
 it is closed or ends. An Inbox owning several connections lends nothing
@@ -46,7 +59,10 @@ import time
 
 from tether.actors._ioloop import Watch
 
-__all__ = ["Lending"]
+__all__ = ["HOLD", "Lending"]
+
+HOLD = 0.005
+"""Seconds a socket stays borrowed after a receive returns, if no other receive comes."""
 
 
 class _Waker:
@@ -123,8 +139,10 @@ class Lending:
     """The sockets lent to one Inbox, and the thread borrowing one of them.
 
     Every method is called with the Inbox's lock held (``lock``), except
-    :meth:`borrow` and :meth:`wait_and_read`, which release it while they
-    borrow, poll and read, and take it back before they return.
+    :meth:`borrow`, :meth:`wait_and_read` and :meth:`give_back`, which
+    release it while they borrow, poll, read or give back, and take it
+    back before they return; and the I/O thread's tick (``_reclaim``),
+    which takes it.
     """
 
     def __init__(self, lock: threading.Condition, busy_poll: float) -> None:
@@ -133,6 +151,10 @@ class Lending:
         self._lent: list[Watch] = []
         self._borrowing = False  # a thread of this Inbox holds a borrowed socket
         self._polling: _Waker | None = None  # ... and waits in poll: wake it on a tell
+        # Borrowed, while no thread receives (see "Holding" above), and since when.
+        self._held: Watch | None = None
+        self._held_since = 0.0
+        self._ticking = False  # _reclaim is one of the I/O loop's tickers
 
     # -- the transport's (any thread) ----------------------------------------------
 
@@ -146,6 +168,11 @@ class Lending:
         with self._lock:
             with contextlib.suppress(ValueError):
                 self._lent.remove(watch)
+            if self._held is watch:
+                # Nobody reads it again: nothing to give back (and this may run
+                # under the watch's own lock, at the end of its reads).
+                self._held = None
+                self._borrowing = False
             self.wake()
 
     # -- the Inbox's (its lock held) -----------------------------------------------
@@ -156,8 +183,41 @@ class Lending:
             self._polling.wake()
 
     def lent(self, watch: Watch) -> bool:
-        """True while ``watch`` is still lent to this Inbox."""
-        return watch in self._lent
+        """True while ``watch`` is still lent to this Inbox, and the only one lent."""
+        return len(self._lent) == 1 and self._lent[0] is watch
+
+    def resume(self) -> Watch | None:
+        """The socket held since the last receive, if any: this receive reads it."""
+        watch, self._held = self._held, None
+        return watch
+
+    def hold(self, watch: Watch) -> None:
+        """A receive returns: keep ``watch`` borrowed for the next one (see "Holding")."""
+        self._held = watch
+        self._held_since = time.monotonic()
+        if not self._ticking and watch.loop is not None:
+            self._ticking = True
+            watch.loop.tick(self._reclaim)  # the loop's lock, never taken the other way round
+
+    def _reclaim(self) -> bool:
+        """The I/O thread's tick: take back a socket held too long; False when done."""
+        with self._lock:
+            watch = self._held
+            if watch is None:
+                if self._borrowing:
+                    return True  # a receive reads it, and may hold it when it returns
+                self._ticking = False
+                return False
+            if time.monotonic() - self._held_since < HOLD:
+                return True
+            self._held = None
+            self._borrowing = False
+            self._ticking = False
+        # Not under the Inbox's lock (a watch's lock is never taken with it held).
+        # A receive that comes meanwhile finds it still lent, waits without it,
+        # and is told what the I/O thread reads from now on.
+        watch.give_back()
+        return False
 
     def borrow(self) -> Watch | None:
         """Borrow the only socket lent to this Inbox, if there is one and nobody else has it."""
