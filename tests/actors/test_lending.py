@@ -245,11 +245,33 @@ def test_a_connection_nobody_waits_for_is_still_read(
     ping.set()
     assert pongs.get(timeout=WAIT) is True
     _given_back(inbox)
+    _stops_ticking()
+
+
+def _stops_ticking() -> None:
     loop = default_loop()
     deadline = time.monotonic() + WAIT
     while loop._tickers:  # no event says so: poll, bounded
-        assert time.monotonic() < deadline, "the I/O thread went on ticking for an idle socket"
+        assert time.monotonic() < deadline, "the I/O thread went on ticking"
         time.sleep(0.001)
+
+
+def test_a_receive_that_waits_long_does_not_keep_the_io_thread_ticking(
+    server: Server, open_conn: ConnectionTracker
+) -> None:
+    # An owner that waits for hours in receive() (a subscriber) costs the
+    # I/O thread no wake-ups: the ticks that take a kept socket back stop
+    # while the socket is being read, and start again when it is kept.
+    conn = _upgraded(open_conn, server.port)
+    inbox = inbox_of(conn)
+    conn.ws_send("kept")
+    assert _next_ws(inbox) == tether.Text("kept")  # kept: the I/O thread ticks
+    waiter, got = _reading(inbox)
+    _stops_ticking()
+    assert waiter.is_alive()  # still waiting
+    conn.ws_send("at last")
+    assert got.get(timeout=WAIT) == tether.Ws(conn, conn._ws_stream, tether.Text("at last"))
+    waiter.join(WAIT)
 
 
 @pytest.mark.parametrize("borrowable", [True, False])

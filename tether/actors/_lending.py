@@ -38,8 +38,8 @@ of a small round trip (``docs/performance.md``). A socket held while
 nobody receives must still be read (a server's ping, a close, events
 for ``len(inbox)``): the I/O thread takes it back once it has been held
 for :data:`HOLD` s with nobody receiving (a :meth:`IoLoop.tick
-<tether.actors._ioloop.IoLoop.tick>` every 5 ms while something is held
-or borrowed, none while the connection is idle). A receive that returns
+<tether.actors._ioloop.IoLoop.tick>` every 5 ms while a socket is kept,
+none while a receive waits or the connection is idle). A receive that returns
 while another thread waits in the same Inbox without a socket gives it
 back at once.
 
@@ -204,8 +204,10 @@ class Lending:
         with self._lock:
             watch = self._held
             if watch is None:
-                if self._borrowing:
-                    return True  # a receive reads it, and may hold it when it returns
+                # Nothing kept (a receive may be reading it: it holds it again
+                # when it returns, and that starts the ticks again). No ticks
+                # while a receive waits: an owner that waits for hours in
+                # receive() must not wake the I/O thread every tick.
                 self._ticking = False
                 return False
             if time.monotonic() - self._held_since < HOLD:
