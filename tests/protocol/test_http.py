@@ -129,6 +129,27 @@ def test_trailers_end_the_stream_without_a_fin_data():
     assert not pair.client.busy
 
 
+def test_header_names_arrive_lower_cased_in_order_with_their_bytes_kept():
+    # As the server sent them, names lower-cased (RFC 9110: case-insensitive),
+    # repeated names kept apart, values as latin-1 so that no byte is lost.
+    pair, stream = sent_pair()
+    pair.server_send_bytes(
+        b"HTTP/1.1 200 OK\r\nX-Mixed-CASE: A b\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n"
+        b"X-Latin: caf\xe9\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\nX-Checksum: 42\r\n\r\n"
+    )
+    head, trailers = pair.events()
+    assert isinstance(head, Response)
+    assert head.headers == (
+        ("x-mixed-case", "A b"),
+        ("set-cookie", "a=1"),
+        ("set-cookie", "b=2"),
+        ("x-latin", "caf\xe9"),
+        ("transfer-encoding", "chunked"),
+    )
+    assert trailers == Trailers(pair.conn, stream, (("x-checksum", "42"),))
+
+
 def test_informational_responses_come_before_the_response():
     pair, stream = sent_pair()
     pair.server_send(

@@ -76,9 +76,16 @@ def _head_size(event: h11.Response | h11.InformationalResponse | h11.EndOfMessag
     return len(b"HTTP/1.1 000 \r\n") + len(event.reason) + fields
 
 
-def _headers(raw: list[tuple[bytes, bytes]] | h11._headers.Headers) -> Headers:
-    # h11 lower-cases names; latin-1 maps every byte, so nothing is lost.
-    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+def _headers(raw: h11._headers.Headers) -> Headers:
+    # Lower-cased names, as h11's own iteration gives them; latin-1 maps every
+    # byte, so nothing is lost. Not h11's iteration itself: its Headers is a
+    # Sequence iterated through __getitem__, three Python calls per header.
+    return tuple(
+        [
+            (name.lower().decode("latin-1"), value.decode("latin-1"))
+            for name, value in raw.raw_items()
+        ]
+    )
 
 
 class HttpClient:
