@@ -164,14 +164,12 @@ class Inbox:
                         self._lending.give_back(borrowed)
                         borrowed = None
             finally:
-                if borrowed is None:
-                    pass
-                elif self._sleepers or self._closed or not self._lending.lent(borrowed):
-                    # Another receiver waits without a socket, or there is none to
-                    # keep: the I/O thread reads it again from now on.
+                # Kept for the next receive, unless another receiver waits without
+                # a socket or it may not be kept: then the I/O thread reads it.
+                if borrowed is not None and (
+                    self._sleepers or self._closed or not self._lending.hold(borrowed)
+                ):
                     self._lending.give_back(borrowed)
-                else:
-                    self._lending.hold(borrowed)  # for the next receive
 
     def flush(self, match: Match | None = None) -> list[object]:
         """Remove and return every message for which ``match`` is true (all if None)."""

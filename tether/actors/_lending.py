@@ -191,13 +191,21 @@ class Lending:
         watch, self._held = self._held, None
         return watch
 
-    def hold(self, watch: Watch) -> None:
-        """A receive returns: keep ``watch`` borrowed for the next one (see "Holding")."""
+    def hold(self, watch: Watch) -> bool:
+        """A receive returns: keep ``watch`` borrowed for the next one (see "Holding").
+
+        False if it may not be kept (it is not the only socket lent any
+        more, or has no loop to take it back): give it back then.
+        """
+        loop = watch.loop
+        if loop is None or not self.lent(watch):
+            return False
         self._held = watch
         self._held_since = time.monotonic()
-        if not self._ticking and watch.loop is not None:
+        if not self._ticking:
             self._ticking = True
-            watch.loop.tick(self._reclaim)  # the loop's lock, never taken the other way round
+            loop.tick(self._reclaim)  # the loop's lock, never taken the other way round
+        return True
 
     def _reclaim(self) -> bool:
         """The I/O thread's tick: take back a socket held too long; False when done."""
