@@ -268,6 +268,32 @@ def test_server_text_and_binary_messages_reach_the_owner():
     ]
 
 
+def test_received_frames_and_events_are_the_frozen_hashable_values_users_build():
+    # Whole, fragmented, text and binary: what arrives equals, hashes like
+    # and is as immutable as the same values built with the public classes.
+    pair, stream = upgraded()
+    pair.ws_server_send(
+        wse.TextMessage("t"),
+        wse.BytesMessage(b"b"),
+        wse.TextMessage("fr", message_finished=False),
+        wse.TextMessage("ag", message_finished=True),
+        wse.BytesMessage(b"fr", message_finished=False),
+        wse.BytesMessage(b"ag", message_finished=True),
+    )
+    expected = [Text("t"), Binary(b"b"), Text("frag"), Binary(b"frag")]
+    events = pair.events()
+    assert events == [ws(pair, stream, frame) for frame in expected]
+    for event, frame in zip(events, expected, strict=True):
+        assert type(event) is Ws
+        assert type(event.frame) is type(frame)
+        assert type(event.frame.data) is type(frame.data)
+        assert hash(event.frame) == hash(frame)
+        with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
+            event.frame.data = frame.data  # type: ignore[misc]
+        with pytest.raises(AttributeError):
+            event.stream = stream  # type: ignore[misc]
+
+
 def test_fragmented_messages_arrive_whole():
     pair, stream = upgraded()
     pair.ws_server_send(

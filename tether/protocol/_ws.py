@@ -68,6 +68,34 @@ _MIN_BINARY_PART = 1024
 FAIL_LINGER = 0.25
 """Seconds the close frame of a failed Websocket waits when messages came just before."""
 
+# Every message received builds a frame and a Ws event. Built here without
+# their dataclass __init__, which for a frozen dataclass sets each field
+# through object.__setattr__ and checks types already known here: 7k of a
+# 32 B round trip's 125k instructions (docs/performance.md). The objects are
+# the same: same class, same fields, still frozen.
+_new = object.__new__
+_SET_TEXT = Text.__dict__["data"].__set__
+_SET_BINARY = Binary.__dict__["data"].__set__
+_SET_CONN = Ws.__dict__["conn"].__set__
+_SET_STREAM = Ws.__dict__["stream"].__set__
+_SET_FRAME = Ws.__dict__["frame"].__set__
+
+
+def _received(conn: Any, stream: StreamRef, data: str | bytes) -> Ws:
+    """The ``Ws`` event of a whole message: ``Text`` for ``str``, else ``Binary`` (``bytes``)."""
+    frame: Frame
+    if type(data) is str:
+        frame = _new(Text)
+        _SET_TEXT(frame, data)
+    else:
+        frame = _new(Binary)
+        _SET_BINARY(frame, data)
+    event: Ws = _new(Ws)
+    _SET_CONN(event, conn)
+    _SET_STREAM(event, stream)
+    _SET_FRAME(event, frame)
+    return event
+
 
 class WsHandshake:
     """One upgrade attempt: the request headers to send and the check of the reply."""
@@ -433,18 +461,18 @@ class WsClient:
                 self._add_binary_part(data)
             return True
         self._size = 0
-        frame: Frame
+        whole: str | bytes
         if isinstance(data, str):
             if self._text.tell():  # the last of several parts
                 self._text.write(data)
                 data, self._text = self._text.getvalue(), io.StringIO()
-            frame = Text(data)
+            whole = data
         elif self._binary:  # the last of several parts
             self._add_binary_part(data)
-            frame, self._binary = Binary(b"".join(self._binary)), []
+            whole, self._binary = b"".join(self._binary), []
         else:
-            frame = Binary(bytes(data))  # bytes from wsproto 1.3 or the reader: no copy
-        self._emit(Ws(self._conn, self.stream, frame))
+            whole = bytes(data)  # bytes from wsproto 1.3 or the reader: no copy
+        self._emit(_received(self._conn, self.stream, whole))
         self._owner_may_answer = True
         return True
 
