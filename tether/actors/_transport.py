@@ -272,10 +272,8 @@ class TcpTransport(Transport):
             sent = 0
         if sent == sum(map(len, pieces)):  # all of it, the usual case: no more calls
             return
-        rest = unsent(pieces, sent)
-        if rest:
-            self._backlog.extend(rest)
-            self._report(Drain(self._epoch))
+        self._backlog.extend(unsent(pieces, sent))  # not empty: some bytes were not sent
+        self._report(Drain(self._epoch))
 
     def drain(self) -> None:
         sock = self._sock
