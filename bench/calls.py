@@ -119,19 +119,33 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
     return outcome
 
 
-def _run(mode: str, scenario: str, client: str, ports: tuple[int, int], count: int) -> Any:
+def _child(
+    mode: str,
+    scenario: str,
+    client: str,
+    ports: tuple[int, int],
+    count: int,
+    *,
+    under: tuple[str, ...] = (),
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """Run :func:`_measure` in a fresh process, ``under`` a wrapper command (valgrind) if any."""
     args = json.dumps([mode, scenario, client, ports, count])
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", args],
+    return subprocess.run(
+        [*under, sys.executable, __file__, "--child", args],
         cwd=BENCH,
         check=True,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
-    return json.loads(out.stdout.splitlines()[-1])
 
 
+def _run(mode: str, scenario: str, client: str, ports: tuple[int, int], count: int) -> Any:
+    return json.loads(_child(mode, scenario, client, ports, count).stdout.splitlines()[-1])
+
+
+_VALGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null")
 _INSTRUCTIONS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
@@ -139,24 +153,7 @@ def _instructions(scenario: str, client: str, ports: tuple[int, int], count: int
     """User-space instructions per operation: the run of ``count`` more, minus the warm-up's."""
     totals = []
     for n in (0, count):
-        args = json.dumps(["instructions", scenario, client, ports, n])
-        out = subprocess.run(
-            [
-                "valgrind",
-                "--tool=cachegrind",
-                "--cache-sim=no",
-                "--cachegrind-out-file=/dev/null",
-                sys.executable,
-                __file__,
-                "--child",
-                args,
-            ],
-            cwd=BENCH,
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=1200,
-        )
+        out = _child("instructions", scenario, client, ports, n, under=_VALGRIND, timeout=1200)
         found = _INSTRUCTIONS.search(out.stderr)
         if found is None:
             sys.exit(f"calls.py: no instruction count from valgrind:\n{out.stderr[-2000:]}")
