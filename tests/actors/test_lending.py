@@ -42,20 +42,25 @@ def _reading(
     got: queue.Queue[object] = queue.Queue()
     waiter = threading.Thread(target=lambda: got.put(inbox.receive(timeout=WAIT, match=match)))
     waiter.start()
-    deadline = time.monotonic() + WAIT
-    while inbox._lending._polling is None:  # no event says so: poll the state, bounded
-        assert time.monotonic() < deadline, "the waiter never borrowed the socket"
-        time.sleep(0.001)
+    _until(lambda: inbox._lending._polling is not None, "the waiter never borrowed the socket")
     return waiter, got
+
+
+def _until(condition: Callable[[], bool], failure: str) -> None:
+    """Wait for internal state that no event announces: poll it, bounded by WAIT."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.001)
 
 
 def _given_back(inbox: tether.Inbox) -> None:
     """Wait until the I/O thread has taken back the socket held since the last receive."""
     lending = inbox._lending
-    deadline = time.monotonic() + WAIT
-    while lending._held is not None or lending._borrowing:  # no event says so: poll, bounded
-        assert time.monotonic() < deadline, "the held socket was never taken back"
-        time.sleep(0.001)
+    _until(
+        lambda: lending._held is None and not lending._borrowing,
+        "the held socket was never taken back",
+    )
 
 
 def _next_ws(inbox: tether.Inbox) -> tether.Frame:
@@ -250,10 +255,7 @@ def test_a_connection_nobody_waits_for_is_still_read(
 
 def _stops_ticking() -> None:
     loop = default_loop()
-    deadline = time.monotonic() + WAIT
-    while loop._tickers:  # no event says so: poll, bounded
-        assert time.monotonic() < deadline, "the I/O thread went on ticking"
-        time.sleep(0.001)
+    _until(lambda: not loop._tickers, "the I/O thread went on ticking")
 
 
 def test_a_receive_that_waits_long_does_not_keep_the_io_thread_ticking(
