@@ -415,8 +415,7 @@ class IoLoop:
                 return  # already ticking (or the next thread will)
             wake_w = self._wake_w
         if wake_w is not None:  # not self._woken: that one promises requests
-            with contextlib.suppress(OSError):  # full buffer: the thread is awake anyway
-                wake_w.send(b"\0", socket.MSG_DONTWAIT)
+            _wake(wake_w)
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -457,8 +456,7 @@ class IoLoop:
             self._woken = True
             wake_w = self._wake_w
         assert wake_w is not None
-        with contextlib.suppress(OSError):  # full buffer: the thread is awake anyway
-            wake_w.send(b"\0", socket.MSG_DONTWAIT)
+        _wake(wake_w)
 
     def _take_requests(self, poller: _Poller, watches: dict[int, Watch]) -> bool:
         """Apply the queued requests; False once nothing is left to watch (thread ends)."""
@@ -514,6 +512,12 @@ class IoLoop:
         finally:
             poller.close()
             wake_r.close()
+
+
+def _wake(wake_w: socket.socket) -> None:
+    """Send the I/O thread a wake-up byte (not under the loop's lock)."""
+    with contextlib.suppress(OSError):  # full buffer: the thread is awake anyway
+        wake_w.send(b"\0", socket.MSG_DONTWAIT)
 
 
 _default: IoLoop | None = None
