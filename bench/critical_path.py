@@ -87,23 +87,6 @@ PROBES: list[tuple[str, str, str | None, str | None]] = [
     ("actors/_connection.py", "self._batch_to.tell_all(events)\n", "event parsed", "in Inbox"),
 ]
 
-# The order of the probes in a round trip, from the loop's start to its end.
-TETHER_ORDER = [
-    "start",
-    "actor runs ws_send",
-    "frame built",
-    "send",
-    "sent",
-    "ws_send returned",
-    "wait",
-    "woken",
-    "read",
-    "actor has the bytes",
-    "event parsed",
-    "in Inbox",
-    "returned",
-]
-
 PROBE_MODULE = '''\
 """Timestamps for bench/critical_path.py (inserted into a copy of the tree)."""
 import time
@@ -125,8 +108,23 @@ def p(name):
 '''
 
 
+# Each client's probes in the order of a round trip, from the loop's start to its end.
 ORDERS = {
-    "tether": TETHER_ORDER,
+    "tether": [
+        "start",
+        "actor runs ws_send",
+        "frame built",
+        "send",
+        "sent",
+        "ws_send returned",
+        "wait",
+        "woken",
+        "read",
+        "actor has the bytes",
+        "event parsed",
+        "in Inbox",
+        "returned",
+    ],
     "websocket-client": [
         "start",
         "send",
