@@ -520,7 +520,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         proto = self._proto
         if proto is None:
             return
-        chunks = proto.chunks_to_send()
+        chunks, events, close_reason, failing = proto.drain()
         out: bytes | list[bytes | bytearray] = chunks
         if chunks and self._tls is not None:
             out = self._tls.send(b"".join(chunks))  # TLS encrypts into new records anyway
@@ -530,14 +530,14 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 self._transport.write(out)
             except OSError as exc:  # WriteTimeout included; events first, then Down
                 write_error = exc
-        events = proto.events()
+        # Delivering runs no protocol call (commands told meanwhile are
+        # queued behind this turn): close_reason and failing still hold.
         if events and not self._deliver_events(events):
             return
-        ws = proto.ws
-        if ws is not None and ws.failing and self._lingering is not ws:
-            self._lingering = ws  # answers to the messages before the bad frame go out first
+        if failing is not None and self._lingering is not failing:
+            self._lingering = failing  # answers to the messages before the bad frame go out first
             self._schedule("ws_fail", FAIL_LINGER)
-        lost_reason = write_error or proto.close_reason
+        lost_reason = write_error or close_reason
         if lost_reason is not None:
             self._lost(lost_reason)
         elif self._state == "closing" and proto.protocol == "http" and not proto.busy:
