@@ -564,3 +564,41 @@ def test_handshake_tokens_are_case_insensitive():
     [event] = pair.events()
     assert type(event) is Upgrade
     assert pair.client.protocol == "ws"
+
+
+def test_drain_returns_what_the_separate_calls_would_in_one():
+    # What the connection actor reads after every message: the bytes to send,
+    # the events (both removed), the close reason and a lingering failure.
+    pair, stream = upgraded()
+    pair.client.ws_send((Text("hi"),))
+    pair.server_send_bytes(pair.ws_server_bytes(wse.TextMessage("hello")))
+    chunks, events, close_reason, failing = pair.client.drain()
+    assert b"".join(chunks)  # the masked "hi" frame
+    assert events == [ws(pair, stream, Text("hello"))]
+    assert (close_reason, failing) == (None, None)
+    assert pair.client.drain() == ([], [], None, None)  # all of it was removed
+
+    pair.server_send_bytes(pair.ws_server_bytes(wse.TextMessage("more")) + b"\x83\x00")
+    _, [message, error], close_reason, failing = pair.client.drain()
+    assert message == ws(pair, stream, Text("more"))
+    assert error.reason.close_code == 1002
+    assert close_reason is None
+    assert failing is pair.client.ws  # the close frame lingers: the actor's timer is due
+
+    pair.client.ws.fail_now()
+    chunks, _, close_reason, failing = pair.client.drain()
+    assert b"".join(chunks)[:1] == b"\x88"  # the close frame went out
+    assert close_reason is error.reason
+    assert failing is None
+
+
+def test_drain_before_the_upgrade_reports_the_http_side():
+    pair = ProtocolPair()
+    pair.client.request(StreamRef(), b"GET", b"/", [], None)
+    chunks, events, close_reason, failing = pair.client.drain()
+    assert b"".join(chunks).startswith(b"GET / HTTP/1.1\r\n")
+    assert (events, close_reason, failing) == ([], None, None)
+    pair.server_close()
+    *_, close_reason, failing = pair.client.drain()
+    assert type(close_reason) is ConnectionClosed
+    assert failing is None
