@@ -140,6 +140,23 @@ def test_a_tell_from_another_thread_wakes_the_waiting_reader(
     assert _next_ws(inbox) == tether.Text("still read")
 
 
+def test_one_thread_reads_the_sockets_of_two_inboxes_in_turn(
+    server: Server, open_conn: ConnectionTracker, reading_threads: list[str]
+) -> None:
+    # The thread's poll keeps the last socket it waited for registered: when
+    # it waits in the other Inbox, for the other socket, that one is polled.
+    conns = [_upgraded(open_conn, server.port, owner=tether.Inbox()) for _ in range(2)]
+    me = threading.current_thread().name
+    for n in range(10):
+        reading_threads.clear()
+        for conn in conns:
+            conn.ws_send(f"{id(conn)}.{n}")
+            assert _next_ws(inbox_of(conn)) == tether.Text(f"{id(conn)}.{n}")
+        if reading_threads == [me, me]:
+            return
+    pytest.fail(f"this thread did not read both sockets: {reading_threads}")
+
+
 def test_a_server_drop_seen_by_the_waiting_reader_reconnects(
     server: Server, open_conn: ConnectionTracker, reading_threads: list[str]
 ) -> None:
