@@ -521,15 +521,16 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if proto is None:
             return
         chunks, events, close_reason, failing = proto.drain()
-        out: bytes | list[bytes | bytearray] = chunks
-        if chunks and self._tls is not None:
-            out = self._tls.send(b"".join(chunks))  # TLS encrypts into new records anyway
         write_error: OSError | None = None
-        if out and self._transport is not None:
-            try:
-                self._transport.write(out)
-            except OSError as exc:  # WriteTimeout included; events first, then Down
-                write_error = exc
+        if chunks:
+            tls, transport = self._tls, self._transport
+            # TLS encrypts into new records anyway: join the pieces for it.
+            out = chunks if tls is None else tls.send(b"".join(chunks))
+            if out and transport is not None:
+                try:
+                    transport.write(out)
+                except OSError as exc:  # WriteTimeout included; events first, then Down
+                    write_error = exc
         # Delivering runs no protocol call (commands told meanwhile are
         # queued behind this turn): close_reason and failing still hold.
         if events and not self._deliver_events(events):
@@ -540,9 +541,14 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         lost_reason = write_error or close_reason
         if lost_reason is not None:
             self._lost(lost_reason)
-        elif self._state == "closing" and proto.protocol == "http" and not proto.busy:
+        elif self._state == "closing":
+            self._shutdown_step(proto)
+
+    def _shutdown_step(self, proto: ClientProtocol) -> None:
+        """While shutting down, after each flush: stop once idle, or close a new Websocket."""
+        if proto.protocol == "http" and not proto.busy:
             self._stop_now(ClosedByUser("shutdown() completed"))
-        elif self._state == "closing" and proto.ws is not None and not proto.ws.closing:
+        elif proto.ws is not None and not proto.ws.closing:
             # Upgraded while shutting down: close the new Websocket as shutdown() does.
             proto.ws_send((CloseFrame(1000),))
             self._flush()

@@ -523,8 +523,12 @@ class Connection:
         if isinstance(event, Error | Trailers) or (
             isinstance(event, Response | Data) and event.fin
         ):
-            with self._lock:
+            # acquire/release, not `with`: half the instructions (see Inbox.take).
+            self._lock.acquire()
+            try:
                 self._ended.add(stream)
+            finally:
+                self._lock.release()
         return event
 
     def await_body(self, stream: StreamRef, timeout: float = 5.0) -> bytes:
@@ -544,9 +548,12 @@ class Connection:
         check_positive_seconds("timeout", timeout)
         deadline = time.monotonic() + timeout
         chunks: list[bytes] = []
-        with self._lock:
+        self._lock.acquire()  # not `with`: see _await_stream
+        try:
             if stream in self._ended:
                 return b""
+        finally:
+            self._lock.release()
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
             event = self._await_stream(stream, remaining or 1e-9, remove_trailers=False)

@@ -235,10 +235,14 @@ class Watch:
 
     def read(self) -> bool:
         """Read once without blocking and report it (the borrower); False once it ended."""
-        with self._lock:
+        # Not `with`: half the instructions, on every round trip (see Inbox.take).
+        self._lock.acquire()
+        try:
             if not self._lent or self.state != "reading":
                 return False
             return self._read()
+        finally:
+            self._lock.release()
 
     def give_back(self) -> None:
         """Let the I/O thread read this socket again. Idempotent."""

@@ -130,15 +130,21 @@ class ClientProtocol:
         five calls it replaces were ~4% of a small round trip's
         instructions (``docs/performance.md``).
         """
+        # Usually one of the two is empty (a send writes, a read emits): no copy then.
         out, pending = self._out, self._events
-        chunks = out[:]
-        out.clear()
-        events = pending[:]
-        pending.clear()
+        chunks: list[bytes | bytearray] = []
+        if out:
+            chunks = out[:]
+            out.clear()
+        events: list[Event] = []
+        if pending:
+            events = pending[:]
+            pending.clear()
         ws = self._ws
         if ws is None:
             return chunks, events, self._http.close_reason, None
-        return chunks, events, ws.close_reason, ws if ws.failing else None
+        reason = ws.close_reason
+        return chunks, events, reason, ws if reason is None and ws.failing else None
 
     def lost_streams(self) -> tuple[tuple[StreamRef, ...], tuple[StreamRef, ...]]:
         """``(killed, unprocessed)`` for the ``Down`` of this connection."""
