@@ -87,6 +87,15 @@ Run = Callable[[], None]
 _MAX_HELPED = 16
 
 
+def _refuse(message: object) -> bool:
+    """What a mailbox accepts to run inline before :meth:`Mailbox.bind`: nothing."""
+    return False
+
+
+def _unbound(message: object) -> None:  # pragma: no cover - never accepted, never called
+    raise RuntimeError("Mailbox.bind() was not called")
+
+
 class Mailbox:
     """A pykka ``ActorInbox`` whose tellers may run the actor while it is idle.
 
@@ -107,10 +116,12 @@ class Mailbox:
         # The turn is the loop's (the actor thread's, or the thread that runs
         # on_start or a stop in its stead): the loop's next get() ends it.
         self._loop_has_turn = False
-        self._accept: Accept | None = None
-        self._handle: Handle | None = None
+        # Until bind(): nothing is accepted, so _unbound is never called.
+        self._accept: Accept = _refuse
+        self._handle: Handle = _unbound
         self._stopped: threading.Event | None = None  # the actor's actor_stopped
         self._ready = False  # tellers may run messages (the loop runs, or open())
+        self._inline = False  # ready and bound: one flag for the check on every message
         self._watchers = 0  # threads in wait_queued
         # A lazily started actor thread (make_lazy): whether it has been
         # started, how to start it, how to run the loop here instead, and
@@ -129,9 +140,11 @@ class Mailbox:
         ``stopped`` is the actor's ``actor_stopped``, which :meth:`tell`
         checks as ``ActorRef.tell`` does.
         """
-        self._accept = accept
-        self._handle = handle
-        self._stopped = stopped
+        with self._lock:
+            self._accept = accept
+            self._handle = handle
+            self._stopped = stopped
+            self._inline = self._ready
 
     def make_lazy(self, start_thread: Run, run_loop: Run, ends_loop: Accept) -> None:
         """The actor thread is not started yet: start it with ``start_thread`` when needed.
@@ -155,6 +168,7 @@ class Mailbox:
         """``on_start`` is over: tellers may run messages; this thread runs those told so far."""
         with self._lock:
             self._ready = True
+            self._inline = self._stopped is not None
             self._loop_has_turn = False
             if not self._items:
                 self._busy = False
@@ -200,8 +214,7 @@ class Mailbox:
             if not (
                 self._busy
                 or self._items
-                or not self._ready
-                or self._handle is None
+                or not self._inline
                 or (envelope is not None and envelope.reply_to is not None)
             ):
                 self._busy = True  # the turn is ours: nothing queued, nobody handling
@@ -223,10 +236,7 @@ class Mailbox:
             after()
             return
         # With the turn: run the message, then what was queued meanwhile, then hand over.
-        accept, handle = self._accept, self._handle
-        assert accept is not None
-        assert handle is not None
-        if not accept(message):
+        if not self._accept(message):
             with self._lock:
                 # First: told before anything queued since.
                 self._items.appendleft(_Letter(message) if envelope is None else envelope)
@@ -234,7 +244,7 @@ class Mailbox:
             if after is not None:
                 after()
             return
-        self._run(handle, message)
+        self._run(self._handle, message)
         self._continue_turn()
 
     def get(self) -> Any:
@@ -244,6 +254,7 @@ class Mailbox:
                 self._loop_has_turn = False
                 self._busy = False
             self._ready = True
+            self._inline = self._stopped is not None
             while self._busy or not self._items:
                 self._cond.wait()
             self._busy = self._loop_has_turn = True
@@ -344,7 +355,7 @@ class Mailbox:
                     return
                 message = self._items[0].message
                 queued_ask = self._items[0].reply_to is not None
-            if queued_ask or accept is None or handle is None or not accept(message):
+            if queued_ask or not accept(message):
                 break
             with self._lock:
                 self._items.popleft()  # still first: only the thread with the turn takes
