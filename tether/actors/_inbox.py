@@ -157,7 +157,7 @@ class Inbox:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise ReceiveTimeout(f"no matching message within {timeout} s")
-                    if borrowed is not None and not self._lending.lent(borrowed):
+                    if borrowed is not None and self._lending.only is not borrowed:
                         self._lending.give_back(borrowed)  # closed or ended meanwhile
                         borrowed, tried = None, False
                         continue  # the lock was let go: look again

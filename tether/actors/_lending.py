@@ -156,6 +156,9 @@ class Lending:
         self._lock = lock
         self._busy_poll = busy_poll
         self._lent: list[Watch] = []
+        #: The socket lent, while it is the only one (else None): read under
+        #: the Inbox's lock, by each receive (an attribute: no call).
+        self.only: Watch | None = None
         self._borrowing = False  # a thread of this Inbox holds a borrowed socket
         self._polling: _Waker | None = None  # ... and waits in poll: wake it on a tell
         # Borrowed, while no thread receives (see "Holding" above), and since when.
@@ -169,12 +172,14 @@ class Lending:
         """Offer ``watch``'s reads to threads waiting in this Inbox."""
         with self._lock:
             self._lent.append(watch)
+            self._count()
 
     def unlend(self, watch: Watch) -> None:
         """Withdraw ``watch`` (closed or ended); a thread polling it is woken."""
         with self._lock:
             with contextlib.suppress(ValueError):
                 self._lent.remove(watch)
+            self._count()
             if self._held is watch:
                 # Nobody reads it again: nothing to give back (and this may run
                 # under the watch's own lock, at the end of its reads).
@@ -182,16 +187,15 @@ class Lending:
                 self._borrowing = False
             self.wake()
 
+    def _count(self) -> None:
+        self.only = self._lent[0] if len(self._lent) == 1 else None
+
     # -- the Inbox's (its lock held) -----------------------------------------------
 
     def wake(self) -> None:
         """Something was told: interrupt the borrower's poll, if one polls."""
         if self._polling is not None:
             self._polling.wake()
-
-    def lent(self, watch: Watch) -> bool:
-        """True while ``watch`` is still lent to this Inbox, and the only one lent."""
-        return len(self._lent) == 1 and self._lent[0] is watch
 
     def resume(self) -> Watch | None:
         """The socket held since the last receive, if any: this receive reads it."""
@@ -205,7 +209,7 @@ class Lending:
         more, or has no loop to take it back): give it back then.
         """
         loop = watch.loop
-        if loop is None or not self.lent(watch):
+        if loop is None or self.only is not watch:
             return False
         self._held = watch
         self._held_since = time.monotonic()
@@ -238,9 +242,9 @@ class Lending:
 
     def borrow(self) -> Watch | None:
         """Borrow the only socket lent to this Inbox, if there is one and nobody else has it."""
-        if self._borrowing or len(self._lent) != 1:
+        watch = self.only
+        if self._borrowing or watch is None:
             return None
-        watch = self._lent[0]
         self._borrowing = True
         self._lock.release()  # a watch's lock is never taken with the Inbox's held
         try:
@@ -254,7 +258,8 @@ class Lending:
 
     def wait_and_read(self, watch: Watch, timeout: float | None) -> bool:
         """Wait for ``watch`` (or a tell) and read it; False once it can be read no more."""
-        waker = _waker()
+        # _waker(), without the call: this runs on every receive that waits.
+        waker = getattr(_local, "waker", None) or _waker()
         self._polling = waker
         self._lock.release()
         try:
