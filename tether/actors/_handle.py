@@ -49,7 +49,7 @@ from tether._events import (
 from tether._frames import coerce_frames
 from tether._options import ConnectOpts, WsOpts, check_positive_seconds, coerce_opts
 from tether.actors import _messages as msg
-from tether.actors._inbox import Inbox
+from tether.actors._inbox import Inbox, Match
 from tether.actors._mailbox import Mailbox
 from tether.protocol import check_body, check_method, check_path, normalize_headers
 
@@ -492,16 +492,18 @@ class Connection:
             ReceiveTimeout: nothing came in time.
         """
         check_positive_seconds("timeout", timeout)
-        return self._await_stream(stream, timeout, remove_trailers=True)
-
-    def _await_stream(
-        self, stream: StreamRef, timeout: float | None, *, remove_trailers: bool
-    ) -> object:
-        # ``timeout`` is checked by the public caller (once per await_body, not per event).
         inbox = self._require_inbox()
+        return self._await_stream(inbox, stream, timeout, self._waiter(stream, trailers=True))
+
+    def _waiter(self, stream: StreamRef, *, trailers: bool) -> tuple[Match, Match]:
+        """The ``match`` and ``remove`` of a wait for ``stream``'s next event.
+
+        Built once per ``await_``/``await_body`` call, not per event.
+        ``trailers``: whether a ``Trailers`` event is removed when taken.
+        """
 
         def match(m: object) -> bool:
-            if not self._mine(m):
+            if getattr(m, "conn", None) is not self:  # self._mine(m), without the call
                 return False
             if isinstance(m, _STREAM_EVENTS) and m.stream is stream:
                 return True
@@ -512,9 +514,16 @@ class Connection:
         def remove(m: object) -> bool:
             # Connection-wide events stay for await_up and the owner's loop.
             if isinstance(m, Trailers):
-                return remove_trailers
+                return trailers
             return not isinstance(m, Down) and not (isinstance(m, Error) and m.stream is None)
 
+        return match, remove
+
+    def _await_stream(
+        self, inbox: Inbox, stream: StreamRef, timeout: float | None, waiter: tuple[Match, Match]
+    ) -> object:
+        # ``timeout`` is checked by the public caller (once per await_body, not per event).
+        match, remove = waiter
         event = self._take(inbox, match, timeout, remove)
         if isinstance(event, Down | Error) and not (
             isinstance(event, Error) and event.stream is stream
@@ -547,6 +556,8 @@ class Connection:
         """
         check_positive_seconds("timeout", timeout)
         deadline = time.monotonic() + timeout
+        inbox = self._require_inbox()
+        waiter = self._waiter(stream, trailers=False)
         chunks: list[bytes] = []
         self._lock.acquire()  # not `with`: see _await_stream
         try:
@@ -556,7 +567,7 @@ class Connection:
             self._lock.release()
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
-            event = self._await_stream(stream, remaining or 1e-9, remove_trailers=False)
+            event = self._await_stream(inbox, stream, remaining or 1e-9, waiter)
             match event:
                 case Response(fin=True):
                     return b""

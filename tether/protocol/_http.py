@@ -65,15 +65,12 @@ class Switch:
     trailing_data: bytes
 
 
-def _head_size(event: h11.Response | h11.InformationalResponse | h11.EndOfMessage) -> int:
-    # The head's (or trailer block's) size on the wire, less any whitespace h11 stripped.
+def _fields_size(headers: h11._headers.Headers) -> int:
+    # A header (or trailer) block's size on the wire, less any whitespace h11 stripped.
     # raw_items() is one list (iterating h11's Headers is a Python call per
     # field), and chain/map keep the sum in C: this runs for every response.
-    raw = event.headers.raw_items()
-    fields = sum(map(len, chain.from_iterable(raw))) + 4 * len(raw) + len(b"\r\n")
-    if isinstance(event, h11.EndOfMessage):
-        return fields
-    return len(b"HTTP/1.1 000 \r\n") + len(event.reason) + fields
+    raw = headers.raw_items()
+    return sum(map(len, chain.from_iterable(raw))) + 4 * len(raw) + len(b"\r\n")
 
 
 def _headers(raw: h11._headers.Headers) -> Headers:
@@ -233,13 +230,18 @@ class HttpClient:
         h11 bounds only what is still incomplete (its 431 "receive buffer too
         long"); one read can bring a whole head that is too big.
         """
-        if isinstance(event, h11.Response | h11.InformationalResponse):
+        # type() is, not isinstance: h11's events are ABCs, and an isinstance
+        # check against an ABC is a Python call, on every event.
+        kind = type(event)
+        if kind is h11.Response or kind is h11.InformationalResponse:
             what = "response head"
-        elif type(event) is h11.EndOfMessage and event.headers:
+            size = len(b"HTTP/1.1 000 \r\n") + len(event.reason) + _fields_size(event.headers)
+        elif kind is h11.EndOfMessage and event.headers:
             what = "trailer block"
+            size = _fields_size(event.headers)
         else:
             return
-        if _head_size(event) > self._max_head:
+        if size > self._max_head:
             raise RemoteProtocolError(
                 f"{what} larger than http_opts max_header_block_size ({self._max_head} bytes)"
             )
