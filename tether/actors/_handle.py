@@ -115,6 +115,9 @@ class Connection:
         self._carried: list[msg.Command] = []
         self._ws_stream: StreamRef | None = None
         self._stopped = threading.Event()
+        # _stopped.is_set(), as a plain attribute for the checks made on every
+        # command and await (Event.is_set is a Python call). Set right after it.
+        self._done = False
         # Streams whose last event an await_ call returned, so that a later
         # await_body returns b"" at once instead of waiting (as Gun's does).
         # Weak: forgotten StreamRefs cost nothing.
@@ -154,6 +157,7 @@ class Connection:
                 return  # the actor ended it already, with its own final event
             self._ws_stream = None
             self._stopped.set()
+            self._done = True
             self._generation.notify_all()
             carried, self._carried = self._carried, []
             if reason is None:
@@ -179,6 +183,7 @@ class Connection:
         with self._generation:
             self._ws_stream = None
             self._stopped.set()
+            self._done = True
             self._generation.notify_all()  # wakes calls waiting for a restart
 
     def _next_generation(self, dead: pykka.ActorRef[Any]) -> pykka.ActorRef[Any] | None:
@@ -201,7 +206,7 @@ class Connection:
                     self._carried.append(command)
                     return
         for attempt in range(2):
-            if ref is None or self._stopped.is_set():
+            if ref is None or self._done:
                 break
             try:
                 # ref.tell(command), without pykka's envelope: every generation's
@@ -230,7 +235,7 @@ class Connection:
 
     def is_alive(self) -> bool:
         """False once the connection has stopped for good (not during reconnects)."""
-        return not self._stopped.is_set()
+        return not self._done
 
     def info(self, timeout: float = _INFO_TIMEOUT) -> ConnectionInfo:
         """A snapshot of the connection's state (asks the actor, bounded by ``timeout``).
