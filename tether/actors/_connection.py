@@ -276,8 +276,16 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         return current
 
     def _on_bytes_in(self, report: msg.BytesIn) -> None:
-        if report.epoch == self._epoch:
-            self._on_bytes(report.data)
+        """Bytes read from the current socket: decrypt (TLS), feed the protocol, flush."""
+        if report.epoch != self._epoch:
+            return
+        data: bytes | None = report.data
+        if self._tls is not None:
+            data = self._from_tls(report.data)
+        proto = self._proto
+        if proto is not None and data:
+            proto.receive_data(data)
+            self._flush()
 
     # -- connecting ----------------------------------------------------------------
 
@@ -347,27 +355,30 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         else:
             self._lost(reason)
 
-    def _on_bytes(self, data: bytes) -> None:
+    def _from_tls(self, data: bytes) -> bytes | None:
+        """Decrypt ``data``, answering the TLS layer; the plaintext, or None if there is none.
+
+        None also when the handshake failed or ended the connection, or the
+        server closed TLS (reported here).
+        """
         tls = self._tls
-        if tls is not None:
-            was_done = tls.handshake_done
-            try:
-                data, reply = tls.receive(data)
-            except ssl.SSLError as exc:
-                self._connection_failed(exc)
-                return
-            if not self._write_raw(reply):
-                return
-            if not was_done and tls.handshake_done:
-                self._on_connected()
-                if not self._is_up():
-                    return
-            if tls.closed and not data:
-                self._on_closed(None)
-                return
-        if self._proto is not None and data:
-            self._proto.receive_data(data)
-            self._flush()
+        assert tls is not None
+        was_done = tls.handshake_done
+        try:
+            plain, reply = tls.receive(data)
+        except ssl.SSLError as exc:
+            self._connection_failed(exc)
+            return None
+        if not self._write_raw(reply):
+            return None
+        if not was_done and tls.handshake_done:
+            self._on_connected()
+            if not self._is_up():
+                return None
+        if tls.closed and not plain:
+            self._on_closed(None)
+            return None
+        return plain
 
     def _on_connected(self) -> None:
         self._state = "up"
