@@ -143,8 +143,7 @@ class ClientProtocol:
         ws = self._ws
         if ws is None:
             return chunks, events, self._http.close_reason, None
-        reason = ws.close_reason
-        return chunks, events, reason, ws if reason is None and ws.failing else None
+        return chunks, events, ws.close_reason, ws if ws.failing else None
 
     def lost_streams(self) -> tuple[tuple[StreamRef, ...], tuple[StreamRef, ...]]:
         """``(killed, unprocessed)`` for the ``Down`` of this connection."""

@@ -297,6 +297,10 @@ class WsClient:
         # may still be answering, so a failure now lingers (FAIL_LINGER).
         self._owner_may_answer = False
         self.close_reason: BaseException | None = None
+        #: True while a failure lingers: reported, close frame due in
+        #: :data:`FAIL_LINGER` (a failure reported, no close_reason yet). An
+        #: attribute, not a property: the actor reads it after every message.
+        self.failing = False
         #: Pong frames received so far: keepalive compares it before and after a ping.
         self.pongs_received = 0
 
@@ -309,11 +313,6 @@ class WsClient:
     def closing(self) -> bool:
         """True once a close frame went out or came in: no more messages can be sent."""
         return self._ws.state is not ConnectionState.OPEN
-
-    @property
-    def failing(self) -> bool:
-        """True while a failure lingers: reported, close frame due in :data:`FAIL_LINGER`."""
-        return self._failure is not None and self.close_reason is None
 
     def start(self) -> None:
         """Process frames that arrived together with the 101 response."""
@@ -415,6 +414,7 @@ class WsClient:
     def _set_close_reason(self, reason: BaseException) -> None:
         if self.close_reason is None:
             self.close_reason = reason
+            self.failing = False  # the close frame went out, or never will
 
     def _process(self) -> None:
         for event in self._ws.events():
@@ -511,6 +511,7 @@ class WsClient:
         """
         self._emit(Error(self._conn, self.stream, error))
         self._failure = error
+        self.failing = self.close_reason is None
         if not linger:
             self.fail_now()
 
