@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pykka
@@ -78,21 +78,40 @@ class Watch:
         self.release = threading.Event()
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        original = ConnectionActor.on_receive
+        # Every handler of the actor's dispatch table, which both the actor
+        # thread (on_receive) and a teller (_run_inline) run messages with;
+        # and on_receive for what is not in it (a Reraise).
+        original_table = ConnectionActor._dispatch_table
+        original_receive = ConnectionActor.on_receive
         watch = self
 
-        def on_receive(actor: ConnectionActor, message: Any) -> Any:
-            watch.seen.append((message, threading.current_thread().name))
-            if isinstance(message, msg.WsSend):
-                if tether.Text("hold") in message.frames:
-                    watch.holder = threading.current_thread().name
-                    watch.holding.set()
-                    assert watch.release.wait(WAIT)
-                if tether.Text("crash") in message.frames:
-                    raise Boom("crash")
-            return original(actor, message)
+        def observed(handle: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            def observe(message: Any) -> Any:
+                watch._observe(message)
+                return handle(message)
 
+            return observe
+
+        def dispatch_table(actor: ConnectionActor) -> dict[type, Callable[[Any], Any]]:
+            return {kind: observed(handle) for kind, handle in original_table(actor).items()}
+
+        def on_receive(actor: ConnectionActor, message: Any) -> Any:
+            if isinstance(message, Reraise):
+                watch._observe(message)
+            return original_receive(actor, message)
+
+        monkeypatch.setattr(ConnectionActor, "_dispatch_table", dispatch_table)
         monkeypatch.setattr(ConnectionActor, "on_receive", on_receive)
+
+    def _observe(self, message: object) -> None:
+        self.seen.append((message, threading.current_thread().name))
+        if isinstance(message, msg.WsSend):
+            if tether.Text("hold") in message.frames:
+                self.holder = threading.current_thread().name
+                self.holding.set()
+                assert self.release.wait(WAIT)
+            if tether.Text("crash") in message.frames:
+                raise Boom("crash")
 
     @contextlib.contextmanager
     def held(self, conn: tether.Connection) -> Iterator[None]:
@@ -183,10 +202,16 @@ class Starting(Supervised, LazyThreadingActor):
         super().__init__()
         self.log = log
         self.fail = fail
-        self._mailbox.bind(lambda m: m == "tell", self.on_receive, self.actor_stopped)
+        self._mailbox.bind(self._run_inline, self.actor_stopped)
         self.actor_ref.tell("tell")  # before on_start: it must wait for it
         if early_asks is not None:
             early_asks.append(self.actor_ref.ask("early ask", block=False))
+
+    def _run_inline(self, message: object) -> bool:
+        if message != "tell":
+            return False  # asks, stops and the rest: the actor thread's
+        self.on_receive(message)
+        return True
 
     def on_start(self) -> None:
         self.log.append(("on_start", threading.current_thread().name))

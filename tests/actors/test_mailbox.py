@@ -44,10 +44,15 @@ class Recording(pykka.ThreadingActor):
         self._inside = False
         mailbox = self.actor_inbox
         assert isinstance(mailbox, Mailbox)
-        mailbox.bind(lambda m: isinstance(m, tuple), self._handle, self.actor_stopped)
+        mailbox.bind(self._run_inline, self.actor_stopped)
 
-    def _handle(self, message: object) -> None:
+    def _run_inline(self, message: object) -> bool:
+        # The recorded messages (tuples) run inline; a Reraise, the rest of
+        # pykka's and anything else go to the actor thread.
+        if not isinstance(message, tuple):
+            return False
         self.on_receive(message)
+        return True
 
     def on_receive(self, message: Any) -> Any:
         if self._inside:
@@ -239,7 +244,7 @@ def test_what_the_actor_does_not_accept_is_queued_for_its_thread() -> None:
             super().__init__(box)
             mailbox = self.actor_inbox
             assert isinstance(mailbox, Mailbox)
-            mailbox.bind(lambda m: False, self._handle, self.actor_stopped)
+            mailbox.bind(lambda m: False, self.actor_stopped)
 
     box: list[Recording] = []
     ref = Picky.start(box)

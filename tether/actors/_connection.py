@@ -102,6 +102,11 @@ _INLINE = (
 )
 
 
+def _refuse_all(message: object) -> bool:
+    """The Mailbox's ``run_inline`` when tellers may not run the actor (see ``_inline_ok``)."""
+    return False
+
+
 def _checked_delay(delay: float) -> float:
     if math.isnan(delay) or delay < 0:
         raise ValueError(f"retry_backoff returned {delay!r}; a delay must be >= 0")
@@ -131,8 +136,13 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             Inbox,
             pykka.ActorRef,
         )
-        self._mailbox.bind(self._may_run_inline, self.on_receive, self.actor_stopped)
         self._dispatch = self._dispatch_table()
+        self._inline_handlers: dict[type, Callable[[Any], Any]] = {
+            kind: self._dispatch[kind] for kind in _INLINE
+        }
+        self._mailbox.bind(
+            self._run_inline if self._inline_ok else _refuse_all, self.actor_stopped
+        )
         # Events are delivered in batches to an Inbox (without an event
         # handler, which must see each event before the owner does).
         owner = conn.owner
@@ -228,13 +238,21 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._mailbox.requeue(others)  # asks among them fail with ActorDeadError
         return commands
 
-    def _may_run_inline(self, message: object) -> bool:
-        """Whether the telling thread may handle ``message`` now (it holds the turn).
+    def _run_inline(self, message: object) -> bool:
+        """Handle ``message`` on the telling thread (it holds the turn); False if it may not.
 
-        Also once the connection is stopped (``on_receive`` then ignores the
-        message): what raced the stop must not start the thread for nothing.
+        What ``on_receive`` does for the types in ``_INLINE``, while the
+        actor runs. Also once the connection is stopped (the message is
+        ignored then, as ``on_receive`` does): what raced the stop must not
+        start the thread for nothing.
         """
-        return isinstance(message, _INLINE) and not self.actor_stopped.is_set() and self._inline_ok
+        handle = self._inline_handlers.get(type(message))
+        if handle is None or self.actor_stopped.is_set():
+            return False
+        if self._state != "stopped":
+            self._handling = message
+            handle(message)
+        return True
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch a command or an I/O report (by its type: this runs for every message)."""

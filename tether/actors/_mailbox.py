@@ -24,7 +24,7 @@ behind it, as before.
 
 What is never run inline: asks (their reply is a pykka future, answered
 by the actor thread), pykka's own messages (stop, proxy calls), and what
-the actor does not allow (:meth:`Mailbox.bind`'s ``accept``). A message
+the actor does not allow (:meth:`Mailbox.bind`'s ``run_inline`` refuses it). A message
 that raises while handled inline is handed to the actor thread, which
 raises it again, so pykka's failure path (``on_failure``, the supervisor)
 runs there as for any crash.
@@ -33,14 +33,14 @@ The actor thread may start late (:meth:`Mailbox.make_lazy`, used by
 :class:`~tether.actors._lazy.LazyThreadingActor`): then the mailbox starts
 it, once, the first time it hands messages over, i.e. the first time a
 message is queued that no teller will handle (an ask, a crash to re-raise,
-pykka's own messages, what ``accept`` refuses, what is left after
+pykka's own messages, what ``run_inline`` refuses, what is left after
 ``_MAX_HELPED``). Until then tellers handled everything and no thread was
 needed. A stop (pykka's ``_ActorStop``) that finds no thread started and
 nothing before it ends the actor on the thread that hands it over: pykka's
 loop, run there, handles the stop and returns, instead of a thread being
 started only to stop.
 
-The actor decides what may run inline (:meth:`Mailbox.bind`'s ``accept``):
+The actor decides what may run inline (:meth:`Mailbox.bind`'s ``run_inline``):
 a connection allows it only when nothing it calls out to can block the
 teller or run user code on the teller's thread (see ``ConnectionActor``).
 """
@@ -74,10 +74,12 @@ class _Letter:
 
 
 Accept = Callable[[object], bool]
-"""Whether a told message may be handled on the calling thread (called with the turn)."""
+"""A predicate on a message (:meth:`Mailbox.make_lazy`'s ``ends_loop``)."""
 
-Handle = Callable[[object], None]
-"""Handles one message on the calling thread (with the turn)."""
+RunInline = Callable[[object], bool]
+"""Handles a told message on the calling thread (with the turn) and returns True,
+or returns False at once, having done nothing, if the actor does not allow it.
+One call for both: asking first and then handling was two calls on every message."""
 
 Run = Callable[[], None]
 """Starts the actor thread, or runs pykka's actor loop here (:meth:`Mailbox.make_lazy`)."""
@@ -88,12 +90,8 @@ _MAX_HELPED = 16
 
 
 def _refuse(message: object) -> bool:
-    """What a mailbox accepts to run inline before :meth:`Mailbox.bind`: nothing."""
+    """What a mailbox runs inline before :meth:`Mailbox.bind`: nothing."""
     return False
-
-
-def _unbound(message: object) -> None:  # pragma: no cover - never accepted, never called
-    raise RuntimeError("Mailbox.bind() was not called")
 
 
 class Mailbox:
@@ -116,9 +114,7 @@ class Mailbox:
         # The turn is the loop's (the actor thread's, or the thread that runs
         # on_start or a stop in its stead): the loop's next get() ends it.
         self._loop_has_turn = False
-        # Until bind(): nothing is accepted, so _unbound is never called.
-        self._accept: Accept = _refuse
-        self._handle: Handle = _unbound
+        self._run_inline: RunInline = _refuse  # until bind()
         self._stopped: threading.Event | None = None  # the actor's actor_stopped
         self._ready = False  # tellers may run messages (the loop runs, or open())
         self._inline = False  # ready and bound: one flag for the check on every message
@@ -131,18 +127,17 @@ class Mailbox:
         self._run_loop: Run | None = None
         self._ends_loop: Accept | None = None
 
-    def bind(self, accept: Accept, handle: Handle, stopped: threading.Event) -> None:
-        """Let tellers run messages that ``accept`` allows with ``handle``.
+    def bind(self, run_inline: RunInline, stopped: threading.Event) -> None:
+        """Let tellers run messages with ``run_inline`` (which may refuse them).
 
-        The actor's ``on_receive`` must raise the ``error`` of a
-        :class:`Reraise` it is given: that is how a crash in a message run
-        inline reaches pykka's failure path on the actor thread.
+        ``run_inline`` must refuse a :class:`Reraise`, and the actor's
+        ``on_receive`` must raise its ``error``: that is how a crash in a
+        message run inline reaches pykka's failure path on the actor thread.
         ``stopped`` is the actor's ``actor_stopped``, which :meth:`tell`
         checks as ``ActorRef.tell`` does.
         """
         with self._lock:
-            self._accept = accept
-            self._handle = handle
+            self._run_inline = run_inline
             self._stopped = stopped
             self._inline = self._ready
 
@@ -236,7 +231,7 @@ class Mailbox:
             after()
             return
         # With the turn: run the message, then what was queued meanwhile, then hand over.
-        if not self._accept(message):
+        if not self._run(message):
             with self._lock:
                 # First: told before anything queued since.
                 self._items.appendleft(_Letter(message) if envelope is None else envelope)
@@ -244,7 +239,6 @@ class Mailbox:
             if after is not None:
                 after()
             return
-        self._run(self._handle, message)
         self._continue_turn()
 
     def get(self) -> Any:
@@ -347,19 +341,19 @@ class Mailbox:
                 return
         finally:
             self._lock.release()
-        accept, handle = self._accept, self._handle
         for _ in range(_MAX_HELPED):
             with self._lock:
                 if not self._items:
                     self._busy = False
                     return
-                message = self._items[0].message
-                queued_ask = self._items[0].reply_to is not None
-            if queued_ask or not accept(message):
+                if self._items[0].reply_to is not None:
+                    break  # an ask: the actor thread answers it
+                # Only the thread with the turn takes from the front.
+                envelope = self._items.popleft()
+            if not self._run(envelope.message):
+                with self._lock:
+                    self._items.appendleft(envelope)  # still first, for the actor thread
                 break
-            with self._lock:
-                self._items.popleft()  # still first: only the thread with the turn takes
-            self._run(handle, message)
         with self._lock:
             after = self._release()
         if after is not None:
@@ -370,12 +364,13 @@ class Mailbox:
         self._busy = False
         return self._hand_over() if self._items else None
 
-    def _run(self, handle: Handle, message: object) -> None:
-        """Handle ``message`` here; a crash is re-raised on the actor thread."""
+    def _run(self, message: object) -> bool:
+        """Handle ``message`` here (False if refused); a crash is re-raised on the actor thread."""
         try:
-            handle(message)
+            return self._run_inline(message)
         except Exception as exc:
             self._crash(exc)
+            return True  # handled: it crashed
         except BaseException as exc:
             # Interrupted (Ctrl-C in the caller's thread): the handling is cut
             # short, so the actor crashes; the caller still gets its exception.
@@ -388,7 +383,7 @@ class Mailbox:
 
     def _crash(self, error: BaseException) -> None:
         # In front: in the actor's own thread the crash would have happened
-        # before anything told meanwhile was handled. Not run inline (not
-        # accepted), so the actor thread raises it.
+        # before anything told meanwhile was handled. Never run inline (bind()),
+        # so the actor thread raises it.
         with self._lock:
             self._items.appendleft(_Letter(Reraise(error)))
