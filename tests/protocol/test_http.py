@@ -56,6 +56,22 @@ def test_content_length_response_in_one_read_ends_on_the_data():
     assert pair.client.close_reason is None
 
 
+def test_received_response_and_data_are_the_frozen_hashable_values_users_build():
+    # Built without their frozen __init__ (tether.protocol._received): still
+    # equal to, hashing like and as immutable as the public classes' values.
+    pair, stream = sent_pair()
+    pair.server_send_bytes(pair.respond(200, b"hello"))
+    got = pair.events()
+    expected = [response(pair, stream, False), data(pair, stream, True, b"hello")]
+    assert got == expected
+    for event, built in zip(got, expected, strict=True):
+        assert type(event) is type(built)
+        assert hash(event) == hash(built)
+        assert repr(event) == repr(built)
+        with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
+            event.fin = True  # type: ignore[misc]
+
+
 def test_body_in_later_reads_ends_on_the_last_piece():
     pair, stream = sent_pair()
     raw = pair.respond(200, b"hello")

@@ -25,8 +25,9 @@ from typing import Any
 import h11
 
 from tether._errors import ConnectionClosed, InvalidRequestError, RemoteProtocolError
-from tether._events import Data, Error, Event, Headers, Inform, Response, StreamRef, Trailers
+from tether._events import Error, Event, Headers, Inform, StreamRef, Trailers
 from tether._options import HttpOpts
+from tether.protocol import _received as received
 from tether.protocol._validate import HeaderList
 from tether.protocol._ws import WsHandshake
 
@@ -353,14 +354,16 @@ class HttpClient:
                 request.answered = ends_next
                 self._emit_for(
                     request,
-                    Response(
+                    received.response(
                         self._conn, stream, ends_next, event.status_code, _headers(event.headers)
                     ),
                 )
             elif kind is h11.Data:
                 skip_end = ends_next
                 request.answered = ends_next
-                self._emit_for(request, Data(self._conn, stream, ends_next, bytes(event.data)))
+                self._emit_for(
+                    request, received.data(self._conn, stream, ends_next, bytes(event.data))
+                )
             elif kind is h11.EndOfMessage:
                 request.answered = True
                 if skip_end:
@@ -368,7 +371,7 @@ class HttpClient:
                 if event.headers:
                     self._emit_for(request, Trailers(self._conn, stream, _headers(event.headers)))
                 else:
-                    self._emit_for(request, Data(self._conn, stream, True, b""))
+                    self._emit_for(request, received.data(self._conn, stream, True, b""))
 
     def _on_remote_error(self, exc: h11.RemoteProtocolError, *, eof: bool) -> None:
         if eof:

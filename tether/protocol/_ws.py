@@ -51,6 +51,7 @@ from tether._options import WsOpts
 from tether.protocol import _mask
 from tether.protocol._framing import BINARY, TEXT, MaskingKeys, masked_frame
 from tether.protocol._reader import FrameReader, wsproto_is_idle
+from tether.protocol._received import ws_message
 from tether.protocol._validate import HeaderList
 
 _mask.install()  # C masking when wsaccel is installed; wsproto's own otherwise
@@ -67,34 +68,6 @@ _MIN_BINARY_PART = 1024
 
 FAIL_LINGER = 0.25
 """Seconds the close frame of a failed Websocket waits when messages came just before."""
-
-# Every message received builds a frame and a Ws event. Built here without
-# their dataclass __init__, which for a frozen dataclass sets each field
-# through object.__setattr__ and checks types already known here: 7k of a
-# 32 B round trip's 125k instructions (docs/performance.md). The objects are
-# the same: same class, same fields, still frozen.
-_new = object.__new__
-_SET_TEXT = Text.__dict__["data"].__set__
-_SET_BINARY = Binary.__dict__["data"].__set__
-_SET_CONN = Ws.__dict__["conn"].__set__
-_SET_STREAM = Ws.__dict__["stream"].__set__
-_SET_FRAME = Ws.__dict__["frame"].__set__
-
-
-def _received(conn: Any, stream: StreamRef, data: str | bytes) -> Ws:
-    """The ``Ws`` event of a whole message: ``Text`` for ``str``, else ``Binary`` (``bytes``)."""
-    frame: Frame
-    if type(data) is str:
-        frame = _new(Text)
-        _SET_TEXT(frame, data)
-    else:
-        frame = _new(Binary)
-        _SET_BINARY(frame, data)
-    event: Ws = _new(Ws)
-    _SET_CONN(event, conn)
-    _SET_STREAM(event, stream)
-    _SET_FRAME(event, frame)
-    return event
 
 
 class WsHandshake:
@@ -472,7 +445,7 @@ class WsClient:
             whole, self._binary = b"".join(self._binary), []
         else:
             whole = bytes(data)  # bytes from wsproto 1.3 or the reader: no copy
-        self._emit(_received(self._conn, self.stream, whole))
+        self._emit(ws_message(self._conn, self.stream, whole))
         self._owner_may_answer = True
         return True
 
