@@ -25,14 +25,21 @@ __all__ = ["data", "response", "ws_message"]
 _new = object.__new__
 
 
-def _setters(cls: type, *fields: str) -> list[Any]:
-    return [cls.__dict__[name].__set__ for name in fields]
-
-
-_SET_TEXT, _SET_BINARY = Text.__dict__["data"].__set__, Binary.__dict__["data"].__set__
-_SET_WS = _setters(Ws, "conn", "stream", "frame")
-_SET_RESPONSE = _setters(Response, "conn", "stream", "fin", "status", "headers")
-_SET_DATA = _setters(Data, "conn", "stream", "fin", "data")
+# Each slot's setter, looked up once (a module global is one load per call).
+_SET_TEXT = Text.__dict__["data"].__set__
+_SET_BINARY = Binary.__dict__["data"].__set__
+_SET_WS_CONN = Ws.__dict__["conn"].__set__
+_SET_WS_STREAM = Ws.__dict__["stream"].__set__
+_SET_WS_FRAME = Ws.__dict__["frame"].__set__
+_SET_RESPONSE_CONN = Response.__dict__["conn"].__set__
+_SET_RESPONSE_STREAM = Response.__dict__["stream"].__set__
+_SET_RESPONSE_FIN = Response.__dict__["fin"].__set__
+_SET_RESPONSE_STATUS = Response.__dict__["status"].__set__
+_SET_RESPONSE_HEADERS = Response.__dict__["headers"].__set__
+_SET_DATA_CONN = Data.__dict__["conn"].__set__
+_SET_DATA_STREAM = Data.__dict__["stream"].__set__
+_SET_DATA_FIN = Data.__dict__["fin"].__set__
+_SET_DATA_DATA = Data.__dict__["data"].__set__
 
 
 def ws_message(conn: Any, stream: StreamRef, payload: str | bytes) -> Ws:
@@ -45,31 +52,28 @@ def ws_message(conn: Any, stream: StreamRef, payload: str | bytes) -> Ws:
         frame = _new(Binary)
         _SET_BINARY(frame, payload)
     event: Ws = _new(Ws)
-    conn_, stream_, frame_ = _SET_WS
-    conn_(event, conn)
-    stream_(event, stream)
-    frame_(event, frame)
+    _SET_WS_CONN(event, conn)
+    _SET_WS_STREAM(event, stream)
+    _SET_WS_FRAME(event, frame)
     return event
 
 
 def response(conn: Any, stream: StreamRef, fin: bool, status: int, headers: Headers) -> Response:
     """``Response(conn, stream, fin, status, headers)``."""
     event: Response = _new(Response)
-    conn_, stream_, fin_, status_, headers_ = _SET_RESPONSE
-    conn_(event, conn)
-    stream_(event, stream)
-    fin_(event, fin)
-    status_(event, status)
-    headers_(event, headers)
+    _SET_RESPONSE_CONN(event, conn)
+    _SET_RESPONSE_STREAM(event, stream)
+    _SET_RESPONSE_FIN(event, fin)
+    _SET_RESPONSE_STATUS(event, status)
+    _SET_RESPONSE_HEADERS(event, headers)
     return event
 
 
 def data(conn: Any, stream: StreamRef, fin: bool, payload: bytes) -> Data:
     """``Data(conn, stream, fin, payload)``."""
     event: Data = _new(Data)
-    conn_, stream_, fin_, data_ = _SET_DATA
-    conn_(event, conn)
-    stream_(event, stream)
-    fin_(event, fin)
-    data_(event, payload)
+    _SET_DATA_CONN(event, conn)
+    _SET_DATA_STREAM(event, stream)
+    _SET_DATA_FIN(event, fin)
+    _SET_DATA_DATA(event, payload)
     return event
