@@ -131,6 +131,7 @@ class Inbox:
         without consuming it.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        remaining = timeout  # read from the clock again only after a wait
         tried = False  # to borrow since the last wait
         # acquire/release, not `with`: a with statement looks up and calls
         # __enter__ and __exit__(None, None, None), twice the instructions
@@ -154,7 +155,6 @@ class Inbox:
                                 return message
                     if self._closed:
                         raise InboxClosedError("the inbox is closed")
-                    remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise ReceiveTimeout(f"no matching message within {timeout} s")
                     if borrowed is not None and self._lending.only is not borrowed:
@@ -177,6 +177,8 @@ class Inbox:
                     elif not self._lending.wait_and_read(borrowed, remaining):
                         self._lending.give_back(borrowed)
                         borrowed = None
+                    if deadline is not None:
+                        remaining = deadline - time.monotonic()
             finally:
                 # Kept for the next receive, unless another receiver waits without
                 # a socket or it may not be kept: then the I/O thread reads it.

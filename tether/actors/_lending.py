@@ -36,10 +36,14 @@ goes on reading it without borrowing it again, which saves two
 ``epoll_ctl`` calls, two lock hand-offs and a tenth of the instructions
 of a small round trip (``docs/performance.md``). A socket held while
 nobody receives must still be read (a server's ping, a close, events
-for ``len(inbox)``): the I/O thread takes it back once it has been held
-for :data:`HOLD` s with nobody receiving (a :meth:`IoLoop.tick
-<tether.actors._ioloop.IoLoop.tick>` every 5 ms while a socket is kept,
-none while a receive waits or the connection is idle). A receive that returns
+for ``len(inbox)``): the I/O thread takes it back once a whole tick has
+passed with nobody receiving (a :meth:`IoLoop.tick
+<tether.actors._ioloop.IoLoop.tick>` every :data:`~tether.actors._ioloop.TICK`
+s, 5 ms, while a socket is kept, none while a receive waits or the
+connection is idle): 5 to 10 ms after the last receive returned. A tick
+that finds the socket held since the tick before takes it back; each
+receive marks it held anew, which costs a store where reading a clock
+cost a call on every receive. A receive that returns
 while another thread waits in the same Inbox without a socket gives it
 back at once.
 
@@ -59,10 +63,7 @@ import time
 
 from tether.actors._ioloop import Watch
 
-__all__ = ["HOLD", "Lending"]
-
-HOLD = 0.005
-"""Seconds a socket stays borrowed after a receive returns, if no other receive comes."""
+__all__ = ["Lending"]
 
 
 class _Waker:
@@ -161,9 +162,10 @@ class Lending:
         self.only: Watch | None = None
         self._borrowing = False  # a thread of this Inbox holds a borrowed socket
         self._polling: _Waker | None = None  # ... and waits in poll: wake it on a tell
-        # Borrowed, while no thread receives (see "Holding" above), and since when.
+        # Borrowed, while no thread receives (see "Holding" above), and whether
+        # a receive returned since the last tick.
         self._held: Watch | None = None
-        self._held_since = 0.0
+        self._fresh = False
         self._ticking = False  # _reclaim is one of the I/O loop's tickers
 
     # -- the transport's (any thread) ----------------------------------------------
@@ -212,14 +214,14 @@ class Lending:
         if loop is None or self.only is not watch:
             return False
         self._held = watch
-        self._held_since = time.monotonic()
+        self._fresh = True
         if not self._ticking:
             self._ticking = True
             loop.tick(self._reclaim)  # the loop's lock, never taken the other way round
         return True
 
     def _reclaim(self) -> bool:
-        """The I/O thread's tick: take back a socket held too long; False when done."""
+        """The I/O thread's tick: take back a socket held a whole tick; False when done."""
         with self._lock:
             watch = self._held
             if watch is None:
@@ -229,7 +231,8 @@ class Lending:
                 # receive() must not wake the I/O thread every tick.
                 self._ticking = False
                 return False
-            if time.monotonic() - self._held_since < HOLD:
+            if self._fresh:  # a receive returned since the last tick: keep it one more
+                self._fresh = False
                 return True
             self._held = None
             self._borrowing = False
