@@ -256,3 +256,27 @@ def test_what_the_actor_does_not_accept_is_queued_for_its_thread() -> None:
         assert state.threads[0].startswith("Picky-")
     finally:
         ref.stop(timeout=WAIT)
+
+
+@pytest.mark.parametrize("ending", ["stop", "crash"])
+def test_nothing_runs_once_the_actor_has_stopped_not_even_a_message_that_raced_it(
+    actor: Any, ending: str
+) -> None:
+    # A message that passed tell's check just before the actor stopped is
+    # queued, never handled: the stopped actor's loop keeps the turn (the
+    # connection actor relies on it, see ConnectionActor._run_inline).
+    state = _actor(actor)
+    state.expected = 1
+    actor.tell(("main", 0))
+    assert state.done.wait(WAIT)
+    if ending == "stop":
+        actor.stop(timeout=WAIT)
+    else:
+        actor.tell(("boom", 0))
+    assert actor.actor_stopped.wait(WAIT)
+    mailbox = actor.actor_inbox
+    assert isinstance(mailbox, Mailbox)
+    for n in range(1, 4):
+        mailbox._enter(("main", n), None)  # past tell's check, as if it raced the stop
+    assert [n for _, n in state.seen] == [0]
+    assert not mailbox.empty()  # queued, for nobody

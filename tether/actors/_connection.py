@@ -241,13 +241,16 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _run_inline(self, message: object) -> bool:
         """Handle ``message`` on the telling thread (it holds the turn); False if it may not.
 
-        What ``on_receive`` does for the types in ``_INLINE``, while the
-        actor runs. Also once the connection is stopped (the message is
-        ignored then, as ``on_receive`` does): what raced the stop must not
-        start the thread for nothing.
+        What ``on_receive`` does for the types in ``_INLINE``. Also once the
+        connection is stopped (the message is ignored then, as ``on_receive``
+        does): what raced the stop must not start the thread for nothing.
+        The actor itself cannot have stopped: pykka sets ``actor_stopped``
+        only in its loop, with the turn, and a stopped actor's loop keeps the
+        turn for good (its last ``get()`` took it), so no teller runs a
+        message after it (``tether.actors._mailbox``).
         """
         handle = self._inline_handlers.get(type(message))
-        if handle is None or self.actor_stopped.is_set():
+        if handle is None:
             return False
         if self._state != "stopped":
             self._handling = message

@@ -22,6 +22,13 @@ in its Inbox without any thread waking up), or hands over to the actor
 thread. A message the actor tells itself while handling one is queued
 behind it, as before.
 
+Once the actor has stopped, nothing runs again: pykka sets
+``actor_stopped`` only in its loop, while it handles a message (with the
+turn), and the loop's teardown takes the rest of the queue with ``get()``,
+the last of which keeps the turn for good. A message that passed
+:meth:`Mailbox.tell`'s check just before the stop is queued for nobody,
+as with pykka's own inbox; a later tell raises ``ActorDeadError``.
+
 What is never run inline: asks (their reply is a pykka future, answered
 by the actor thread), pykka's own messages (stop, proxy calls), and what
 the actor does not allow (:meth:`Mailbox.bind`'s ``run_inline`` refuses it). A message
