@@ -59,7 +59,12 @@ PROBES: list[tuple[str, str, str | None, str | None]] = [
         "actor runs ws_send",
         None,
     ),
-    ("actors/_connection.py", "chunks = proto.chunks_to_send()\n", None, "frame built"),
+    (
+        "actors/_connection.py",
+        "chunks, events, close_reason, failing = proto.drain()\n",
+        None,
+        "frame built",
+    ),
     (
         "actors/_transport.py",
         "sent = sock.sendmsg(pieces[:_MAX_IOV], (), socket.MSG_DONTWAIT)\n",
@@ -80,7 +85,7 @@ PROBES: list[tuple[str, str, str | None, str | None]] = [
     ),
     (
         "actors/_connection.py",
-        "def _on_bytes(self, data: bytes) -> None:\n        tls = self._tls\n",
+        "data: bytes | None = report.data\n",
         None,
         "actor has the bytes",
     ),
