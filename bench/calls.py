@@ -27,11 +27,17 @@ tether's Inbox does not busy-poll there (``busy_poll=0``): a spin's
 instructions are waiting, not work. It needs ``valgrind`` (Debian's
 package) and takes about a minute per client.
 
+``--opcodes`` counts the byte code instructions each operation runs, by
+function (``sys.settrace`` with ``f_trace_opcodes``; ``--functions N``
+lists the N functions that run most), which is where a tree's extra
+instructions are; no spinning either.
+
 Run it with ``bench/.venv``'s Python (``python bench/run.py`` creates it)::
 
     bench/.venv/bin/python bench/calls.py                 # 32 B echo and HTTP GET
     bench/.venv/bin/python bench/calls.py --only echo --count 5000
     PYTHONPATH=../other bench/.venv/bin/python bench/calls.py --instructions
+    bench/.venv/bin/python bench/calls.py --opcodes --only echo --functions 30
 """
 
 from __future__ import annotations
@@ -68,11 +74,23 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
         if counting and event in ("call", "c_call"):
             calls[threading.current_thread().name, event] += 1
             if event == "call":
-                code = frame.f_code
-                where = "/".join(Path(code.co_filename).parts[-2:])
-                functions[f"{code.co_qualname} ({where})"] += 1
+                functions[_name(frame.f_code)] += 1
             else:
                 functions[f"{getattr(arg, '__qualname__', arg)} (C)"] += 1
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        # --opcodes: every byte code instruction a function runs, by function.
+        if not counting:
+            return None
+        frame.f_trace_opcodes = True
+        name = _name(frame.f_code)
+
+        def opcode(frame: Any, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                functions[name] += 1
+            return opcode
+
+        return opcode
 
     outcome: dict[str, Any] = {}
 
@@ -98,11 +116,12 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
             for (name, event), n in sorted(calls.items())
         }
         outcome["functions"] = {name: n / count for name, n in functions.most_common()}
+        outcome["opcodes"] = sum(functions.values()) / count
         return {}
 
     for module in (client_tether, client_others):
         module.rate = counted  # type: ignore[attr-defined]
-    if mode == "instructions":
+    if mode in ("instructions", "opcodes"):
         import tether  # noqa: PLC0415
 
         # Inbox() in the clients: no spinning while waiting (see the docstring).
@@ -112,11 +131,20 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
     if mode == "calls":
         threading.setprofile(profile)
         sys.setprofile(profile)
+    if mode == "opcodes":
+        threading.settrace(trace)
+        sys.settrace(trace)
     params = _common.Params(scenario=scenario, client=client, ws_port=ports[0], http_port=ports[1])
     worker.SCENARIOS[scenario, client](params)
     sys.setprofile(None)
     threading.setprofile(None)
+    sys.settrace(None)
+    threading.settrace(None)
     return outcome
+
+
+def _name(code: Any) -> str:
+    return f"{code.co_qualname} ({'/'.join(Path(code.co_filename).parts[-2:])})"
 
 
 def _child(
@@ -184,6 +212,11 @@ def main() -> None:
         action="store_true",
         help="count user-space instructions per operation instead (valgrind)",
     )
+    parser.add_argument(
+        "--opcodes",
+        action="store_true",
+        help="count byte code instructions per operation instead, by function (sys.settrace)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -203,6 +236,17 @@ def main() -> None:
                 for client in CLIENTS[scenario]:
                     per_op = _instructions(scenario, client, ports, args.count)
                     print(f"| {scenario} | {client} | {per_op:,.0f} |", flush=True)
+        return
+    if args.opcodes:
+        print("| scenario | client | byte code instructions/op |")
+        print("| --- | --- | --- |")
+        with echo_server(ensure_node_modules()) as ports:
+            for scenario in args.only or list(CLIENTS):
+                for client in CLIENTS[scenario]:
+                    counted = _run("opcodes", scenario, client, ports, args.count)
+                    print(f"| {scenario} | {client} | {counted['opcodes']:,.0f} |", flush=True)
+                    for name, n in list(counted["functions"].items())[: args.functions]:
+                        print(f"  {n:7.1f}  {name}")
         return
     print(
         "| scenario | client | calls/op | Python calls/op | vcsw/op | CPU µs/op (system) "
