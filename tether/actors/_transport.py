@@ -259,7 +259,7 @@ class TcpTransport(Transport):
         sock = self._sock
         if sock is None:
             raise OSError("not connected")
-        # A list is a message's pieces (ClientProtocol.chunks_to_send: a frame
+        # A list is a message's pieces (ClientProtocol.drain's chunks: a frame
         # header and a masked payload): sendmsg writes them as one stream
         # without joining them, which on a 1 MiB message would be a 1 MiB copy.
         pieces = [data] if isinstance(data, bytes) else data
