@@ -77,7 +77,7 @@ TARGETS: dict[str, list[tuple[str, str]]] = {
     "http": [("urllib3", "higher"), ("httpx", "higher")],
 }
 # Scenarios run once, uncounted, before the rounds (seconds): see run_rounds.
-WARM_UP = {"small": 1.0, "mib": 1.0, "http": 1.0}
+WARM_UP = {"small": 2.0, "mib": 1.0, "http": 2.0}
 SWEEP_SIZES = [32, 1024, 16 * 1024, 256 * 1024, MIB]
 SWEEP_CONNS = [100, 1000, 3000, 10_000]
 
