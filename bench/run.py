@@ -342,6 +342,11 @@ def table(
                 f"| {LABELS[key]} | {fmt(tether)} | {before} | {others} | {sign} 1.0x {other} | "
                 f"{'-' if ratio is None else f'{ratio:.2f}x'} | {'yes' if met else 'NO'} |"
             )
+    for key in med:
+        for other, _ in TARGETS.get(key, []):
+            rounds = _round_ratios(key, other, raw)
+            if rounds:
+                lines.append(f"\n{LABELS[key]}, tether / {other} round by round: {rounds}")
     for client in WS:
         runs = [r for r in raw.get("fanout", {}).get(client, []) if "phases" in r]
         if runs:
@@ -352,6 +357,15 @@ def table(
             )
             lines.append(f"\n{client} fan-out phases, median s after the first open(): {phases}")
     return "\n".join(lines)
+
+
+def _round_ratios(key: str, other: str, raw: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+    """Each round's ratio (the spread behind the ratio of medians, which decides "met")."""
+    ratios = []
+    for mine, theirs in zip(raw[key]["tether"], raw[key].get(other, []), strict=False):
+        a, b = value(key, mine), value(key, theirs)
+        ratios.append("-" if a is None or b is None else f"{a / b:.2f}x")
+    return ", ".join(ratios)
 
 
 def plot(data: dict[str, Any], path: Path) -> None:
