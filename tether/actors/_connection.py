@@ -85,20 +85,22 @@ OWNER_CHECK_INTERVAL = 2.0
 # What a teller may handle itself while the actor is idle: everything the
 # actor is told except asks, pykka's own messages (see _mailbox) and Drain
 # (sendall of a backlog may block up to SEND_TIMEOUT: the actor thread's job).
-_INLINE = (
-    msg.RequestCmd,
-    msg.HeadersCmd,
-    msg.DataCmd,
-    msg.Cancel,
-    msg.WsUpgrade,
-    msg.WsSend,
-    msg.Close,
-    msg.Shutdown,
-    msg.Connected,
-    msg.ConnectFailed,
-    msg.BytesIn,
-    msg.Closed,
-    msg.Tick,
+_INLINE = frozenset(
+    {
+        msg.RequestCmd,
+        msg.HeadersCmd,
+        msg.DataCmd,
+        msg.Cancel,
+        msg.WsUpgrade,
+        msg.WsSend,
+        msg.Close,
+        msg.Shutdown,
+        msg.Connected,
+        msg.ConnectFailed,
+        msg.BytesIn,
+        msg.Closed,
+        msg.Tick,
+    }
 )
 
 
@@ -137,9 +139,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             pykka.ActorRef,
         )
         self._dispatch = self._dispatch_table()
-        self._inline_handlers: dict[type, Callable[[Any], Any]] = {
-            kind: self._dispatch[kind] for kind in _INLINE
-        }
         self._mailbox.bind(
             self._run_inline if self._inline_ok else _refuse_all, self.actor_stopped
         )
@@ -249,12 +248,12 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         turn for good (its last ``get()`` took it), so no teller runs a
         message after it (``tether.actors._mailbox``).
         """
-        handle = self._inline_handlers.get(type(message))
-        if handle is None:
+        kind = type(message)
+        if kind not in _INLINE:
             return False
         if self._state != "stopped":
             self._handling = message
-            handle(message)
+            self._dispatch[kind](message)
         return True
 
     def on_receive(self, message: Any) -> Any:
