@@ -121,10 +121,10 @@ class Mailbox:
         # The turn is the loop's (the actor thread's, or the thread that runs
         # on_start or a stop in its stead): the loop's next get() ends it.
         self._loop_has_turn = False
-        self._run_inline: RunInline = _refuse  # until bind()
+        # Until bind(): refuses everything, so that every message is queued.
+        self._run_inline: RunInline = _refuse
         self._stopped: threading.Event | None = None  # the actor's actor_stopped
         self._ready = False  # tellers may run messages (the loop runs, or open())
-        self._inline = False  # ready and bound: one flag for the check on every message
         self._watchers = 0  # threads in wait_queued
         # A lazily started actor thread (make_lazy): whether it has been
         # started, how to start it, how to run the loop here instead, and
@@ -146,7 +146,6 @@ class Mailbox:
         with self._lock:
             self._run_inline = run_inline
             self._stopped = stopped
-            self._inline = self._ready
 
     def make_lazy(self, start_thread: Run, run_loop: Run, ends_loop: Accept) -> None:
         """The actor thread is not started yet: start it with ``start_thread`` when needed.
@@ -170,7 +169,6 @@ class Mailbox:
         """``on_start`` is over: tellers may run messages; this thread runs those told so far."""
         with self._lock:
             self._ready = True
-            self._inline = self._stopped is not None
             self._loop_has_turn = False
             if not self._items:
                 self._busy = False
@@ -216,7 +214,7 @@ class Mailbox:
             if not (
                 self._busy
                 or self._items
-                or not self._inline
+                or not self._ready
                 or (envelope is not None and envelope.reply_to is not None)
             ):
                 self._busy = True  # the turn is ours: nothing queued, nobody handling
@@ -255,7 +253,6 @@ class Mailbox:
                 self._loop_has_turn = False
                 self._busy = False
             self._ready = True
-            self._inline = self._stopped is not None
             while self._busy or not self._items:
                 self._cond.wait()
             self._busy = self._loop_has_turn = True
