@@ -155,10 +155,7 @@ class Connection:
         with self._generation:
             if self._stopped.is_set():
                 return  # the actor ended it already, with its own final event
-            self._ws_stream = None
-            self._stopped.set()
-            self._done = True
-            self._generation.notify_all()
+            self._end()
             carried, self._carried = self._carried, []
             if reason is None:
                 return
@@ -181,10 +178,14 @@ class Connection:
 
     def _mark_stopped(self) -> None:
         with self._generation:
-            self._ws_stream = None
-            self._stopped.set()
-            self._done = True
-            self._generation.notify_all()  # wakes calls waiting for a restart
+            self._end()
+
+    def _end(self) -> None:
+        # Stopped for good (the lock held): wakes calls waiting for a restart.
+        self._ws_stream = None
+        self._stopped.set()
+        self._done = True
+        self._generation.notify_all()
 
     def _next_generation(self, dead: pykka.ActorRef[Any]) -> pykka.ActorRef[Any] | None:
         # The actor died: while its supervisor restarts it, wait (briefly) for
