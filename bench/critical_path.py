@@ -113,33 +113,22 @@ def p(name):
 '''
 
 
+# The probes around the socket calls, the same points in tether and websocket-client.
+_AROUND_THE_SOCKET = ["send", "sent", "ws_send returned", "wait", "woken", "read"]
+
 # Each client's probes in the order of a round trip, from the loop's start to its end.
 ORDERS = {
     "tether": [
         "start",
         "actor runs ws_send",
         "frame built",
-        "send",
-        "sent",
-        "ws_send returned",
-        "wait",
-        "woken",
-        "read",
+        *_AROUND_THE_SOCKET,
         "actor has the bytes",
         "event parsed",
         "in Inbox",
         "returned",
     ],
-    "websocket-client": [
-        "start",
-        "send",
-        "sent",
-        "ws_send returned",
-        "wait",
-        "woken",
-        "read",
-        "returned",
-    ],
+    "websocket-client": ["start", *_AROUND_THE_SOCKET, "returned"],
     "tether-protocol": ["start", "send", "sent", "wait", "woken", "returned"],
 }
 
