@@ -51,7 +51,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,16 @@ def _report(scenario: str, client: str, counted: dict[str, Any], run: dict[str, 
     )
 
 
+def _each_client(only: list[str] | None) -> Iterator[tuple[tuple[int, int], str, str]]:
+    """``(ports, scenario, client)`` for every client of the chosen scenarios, one echo server."""
+    from run import echo_server, ensure_node_modules  # noqa: PLC0415 - needs BENCH on sys.path
+
+    with echo_server(ensure_node_modules()) as ports:
+        for scenario in only or list(CLIENTS):
+            for client in CLIENTS[scenario]:
+                yield ports, scenario, client
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=list(CLIENTS), help="these scenarios only")
@@ -224,29 +234,23 @@ def main() -> None:
         print(json.dumps(_measure(mode, scenario, client, tuple(ports), count)), flush=True)
         return
     sys.path.insert(0, str(BENCH))
-    from run import echo_server, ensure_node_modules  # noqa: PLC0415
-
     if args.instructions:
         if shutil.which("valgrind") is None:
             sys.exit("calls.py --instructions needs valgrind (apt install valgrind)")
         print("| scenario | client | instructions/op |")
         print("| --- | --- | --- |")
-        with echo_server(ensure_node_modules()) as ports:
-            for scenario in args.only or list(CLIENTS):
-                for client in CLIENTS[scenario]:
-                    per_op = _instructions(scenario, client, ports, args.count)
-                    print(f"| {scenario} | {client} | {per_op:,.0f} |", flush=True)
+        for ports, scenario, client in _each_client(args.only):
+            per_op = _instructions(scenario, client, ports, args.count)
+            print(f"| {scenario} | {client} | {per_op:,.0f} |", flush=True)
         return
     if args.opcodes:
         print("| scenario | client | byte code instructions/op |")
         print("| --- | --- | --- |")
-        with echo_server(ensure_node_modules()) as ports:
-            for scenario in args.only or list(CLIENTS):
-                for client in CLIENTS[scenario]:
-                    counted = _run("opcodes", scenario, client, ports, args.count)
-                    print(f"| {scenario} | {client} | {counted['opcodes']:,.0f} |", flush=True)
-                    for name, n in list(counted["functions"].items())[: args.functions]:
-                        print(f"  {n:7.1f}  {name}")
+        for ports, scenario, client in _each_client(args.only):
+            counted = _run("opcodes", scenario, client, ports, args.count)
+            print(f"| {scenario} | {client} | {counted['opcodes']:,.0f} |", flush=True)
+            for name, n in list(counted["functions"].items())[: args.functions]:
+                print(f"  {n:7.1f}  {name}")
         return
     print(
         "| scenario | client | calls/op | Python calls/op | vcsw/op | CPU µs/op (system) "
@@ -254,13 +258,11 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     listed: list[tuple[str, str, dict[str, float]]] = []
-    with echo_server(ensure_node_modules()) as ports:
-        for scenario in args.only or list(CLIENTS):
-            for client in CLIENTS[scenario]:
-                counted = _run("calls", scenario, client, ports, args.count)
-                run = _run("switches", scenario, client, ports, args.count)
-                print(_report(scenario, client, counted, run), flush=True)
-                listed.append((scenario, client, counted["functions"]))
+    for ports, scenario, client in _each_client(args.only):
+        counted = _run("calls", scenario, client, ports, args.count)
+        run = _run("switches", scenario, client, ports, args.count)
+        print(_report(scenario, client, counted, run), flush=True)
+        listed.append((scenario, client, counted["functions"]))
     for scenario, client, functions in listed if args.functions else []:
         print(f"\n{scenario}, {client}: calls per operation, most called first")
         for name, n in list(functions.items())[: args.functions]:
