@@ -52,13 +52,18 @@ def _check_bool(name: str, value: object) -> None:
         raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
 
 
-def _check_size(name: str, value: object, *, allow_none: bool) -> None:
+def _check_size(name: str, value: object, *, allow_none: bool, what: str = "bytes") -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int number of bytes, not {type(value).__name__}")
+        raise TypeError(f"{name} must be an int number of {what}, not {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name} must be > 0, not {value!r}")
+
+
+def check_flow(name: str, value: object) -> None:
+    """Validate a ``flow`` value (Gun: an integer > 0; None: no flow control)."""
+    _check_size(name, value, allow_none=True, what="messages")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +86,15 @@ class HttpOpts:
         max_headers: most header fields accepted in one response head (or
             trailer block); ``None``: no limit but the size. Python's
             ``http.client`` allows 100. More fail the response the same way.
+        flow: Gun's flow control for every request (a request's own ``flow``
+            wins): how many ``Data`` events a response may deliver before
+            tether stops reading the connection, until ``update_flow`` gives
+            more. ``None`` (Gun's default): no flow control.
+        response_timeout: seconds from a request going out to its response
+            head (status line and headers) arriving; past it the stream gets
+            an ``Error`` with :class:`~tether.ResponseTimeout` and the
+            connection is closed (HTTP/1.1 cannot skip a response; ``Down``,
+            then a reconnect). ``None`` (the default, as Gun): no limit.
     """
 
     version: Literal["HTTP/1.1", "HTTP/1.0"] = "HTTP/1.1"
@@ -88,6 +102,8 @@ class HttpOpts:
     closing_timeout: float = 15.0
     max_header_block_size: int = 100_000
     max_headers: int | None = 100
+    flow: int | None = None
+    response_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.version not in ("HTTP/1.1", "HTTP/1.0"):
@@ -106,6 +122,8 @@ class HttpOpts:
             )
         if count is not None and count <= 0:
             raise ValueError(f"http_opts max_headers must be > 0, not {count!r}")
+        check_flow("http_opts flow", self.flow)
+        check_positive_seconds("http_opts response_timeout", self.response_timeout)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,7 +156,21 @@ class WsOpts:
         closing_timeout: seconds to wait for the close handshake.
         max_message_size: largest message accepted, in bytes (``None``: no
             limit); a larger one closes with 1009 and an ``Error``.
+        max_fragments: most frames one message may arrive in (``None``: no
+            limit); more close with 1009 and an ``Error``, as a message too
+            large does: a server sending empty fragments for ever would
+            otherwise keep the connection busy for ever without growing it.
         reupgrade: repeat the last successful upgrade after a reconnect.
+        flow: Gun's flow control for the Websocket (and its upgrade
+            request): how many ``Ws`` events it may deliver before tether
+            stops reading the connection, until ``update_flow`` gives more.
+            A read's frames are all delivered, so the credit may go below
+            zero (as in Gun). ``None`` (Gun's default): no flow control.
+        upgrade_timeout: seconds from the upgrade request going out to the
+            server's answer (the ``101``, or a refusal's head); past it the
+            stream gets an ``Error`` with :class:`~tether.UpgradeTimeout` and
+            the connection is closed (``Down``, then a reconnect). ``None``
+            (the default, as Gun): no limit.
     """
 
     compress: bool = False
@@ -152,7 +184,10 @@ class WsOpts:
     silence_pings: bool = True
     closing_timeout: float = 15.0
     max_message_size: int | None = 1 << 20
+    max_fragments: int | None = 4096
     reupgrade: bool = False
+    flow: int | None = None
+    upgrade_timeout: float | None = None
 
     def __post_init__(self) -> None:
         _check_bool("ws_opts compress", self.compress)
@@ -168,7 +203,10 @@ class WsOpts:
         _check_bool("ws_opts silence_pings", self.silence_pings)
         check_positive_seconds("ws_opts closing_timeout", self.closing_timeout, allow_none=False)
         _check_size("ws_opts max_message_size", self.max_message_size, allow_none=True)
+        _check_size("ws_opts max_fragments", self.max_fragments, allow_none=True, what="frames")
         _check_bool("ws_opts reupgrade", self.reupgrade)
+        check_flow("ws_opts flow", self.flow)
+        check_positive_seconds("ws_opts upgrade_timeout", self.upgrade_timeout)
 
     def _check_deflate(self) -> None:
         defaults = {
@@ -239,9 +277,28 @@ class ExponentialBackoff:
         return self._rng.uniform(0.0, ceiling)
 
 
+#: Events a connection may have told its owner and the owner not taken yet
+#: (``max_queue``), and their payload bytes (``max_queue_bytes``), before
+#: it stops reading: websockets' ``max_queue`` (16 messages of at most 1 MiB)
+#: in spirit, counted in events since an HTTP body arrives in many.
+DEFAULT_MAX_QUEUE = 128
+DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
+#: Bytes a connection may hold for the wire before senders wait.
+DEFAULT_SEND_BUFFER = 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectOpts:
-    """All options of ``tether.open``, validated. Gun's defaults: retry 5, retry_timeout 5 s."""
+    """All options of ``tether.open``, validated. Gun's defaults: retry 5, retry_timeout 5 s.
+
+    The backpressure options (``docs/connection.md``): ``max_queue`` events
+    and ``max_queue_bytes`` bytes told to the owner and not yet taken stop
+    reading (``max_queue=None`` turns the receive bound off: Gun's unbounded
+    mailbox); ``send_buffer`` bytes held for the wire make senders wait (for
+    at most ``send_timeout`` seconds), and no byte waits to be sent longer
+    than ``send_timeout`` (Gun's ``send_timeout``, 15 s) before the
+    connection counts as lost (``WriteTimeout``).
+    """
 
     transport: Literal["tcp", "tls"] = "tcp"
     tls_context: ssl.SSLContext | None = None
@@ -252,6 +309,10 @@ class ConnectOpts:
     http_opts: HttpOpts = field(default_factory=HttpOpts)
     ws_opts: WsOpts = field(default_factory=WsOpts)
     event_handler: EventHandler | None = None
+    max_queue: int | None = DEFAULT_MAX_QUEUE
+    max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES
+    send_buffer: int | None = DEFAULT_SEND_BUFFER
+    send_timeout: float = 15.0
 
     def __post_init__(self) -> None:
         if self.transport not in ("tcp", "tls"):
@@ -268,6 +329,10 @@ class ConnectOpts:
             raise TypeError("retry_backoff must be a callable (attempt) -> seconds")
         if self.event_handler is not None and not callable(self.event_handler):
             raise TypeError("event_handler must be a callable (name, data) -> None")
+        _check_size("max_queue", self.max_queue, allow_none=True, what="events")
+        _check_size("max_queue_bytes", self.max_queue_bytes, allow_none=True)
+        _check_size("send_buffer", self.send_buffer, allow_none=True)
+        check_positive_seconds("send_timeout", self.send_timeout, allow_none=False)
 
     @classmethod
     def build(cls, **kwargs: Any) -> ConnectOpts:

@@ -21,6 +21,7 @@ never touches a socket, a thread or a clock.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tether._errors import InvalidRequestError, NotUpgradedError, UpgradedError, UpgradeError
@@ -31,7 +32,16 @@ from tether.protocol._http import HttpClient, Outgoing
 from tether.protocol._validate import HeaderList
 from tether.protocol._ws import WsClient, WsHandshake
 
-__all__ = ["ClientProtocol"]
+__all__ = ["ClientProtocol", "HeadWait"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeadWait:
+    """A stream waiting for its response head, and how long it may (see ``head_wait``)."""
+
+    stream: StreamRef
+    timeout: float
+    upgrade: bool
 
 
 def _has(headers: HeaderList, name: bytes) -> bool:
@@ -94,6 +104,66 @@ class ClientProtocol:
     def busy(self) -> bool:
         """True while an HTTP request is queued or waiting for its response."""
         return self._http.busy
+
+    @property
+    def flow_paused(self) -> bool:
+        """True while the stream being received has spent its flow credit: stop reading.
+
+        Gun's flow control (``flow`` options, :meth:`update_flow`); always
+        False for streams without it.
+        """
+        ws = self._ws
+        return self._http.flow_paused if ws is None else ws.flow_paused
+
+    @property
+    def held_size(self) -> int:
+        """Bytes of request bodies held, queued behind an earlier request (not yet written)."""
+        return self._http.held_size
+
+    @property
+    def head_wait(self) -> HeadWait | None:
+        """The stream on the wire waiting for its response head, if a timeout bounds the wait.
+
+        ``http_opts`` ``response_timeout`` for a request, the upgrade's
+        ``ws_opts`` ``upgrade_timeout`` for an upgrade (its ``101`` or a
+        refusal's head). The driver times it (the protocol has no clock)
+        and calls :meth:`head_timed_out` if it is still waiting then.
+        """
+        if self._ws is not None:
+            return None
+        request = self._http.waiting_for_head
+        if request is None:
+            return None
+        if request.handshake is not None:
+            timeout = request.handshake.opts.upgrade_timeout
+        else:
+            timeout = self._http_opts.response_timeout
+        return (
+            None
+            if timeout is None
+            else HeadWait(request.stream, timeout, request.handshake is not None)
+        )
+
+    def head_timed_out(self, stream: StreamRef, error: Exception) -> None:
+        """``stream`` waited too long for its head: ``Error`` for it, and the connection closes.
+
+        Nothing if ``stream`` is no longer the one waiting.
+        """
+        if self._ws is None:
+            request = self._http.waiting_for_head
+            if request is not None and request.stream is stream:
+                self._http.fail_stream(request, error)
+
+    def update_flow(self, stream: StreamRef, increment: int) -> None:
+        """Gun's ``update_flow``: ``increment`` more flow credit for ``stream``.
+
+        Nothing for an unknown or ended stream, or one without flow control.
+        """
+        ws = self._ws
+        if ws is None:
+            self._http.update_flow(stream, increment)
+        elif stream is ws.stream:
+            ws.update_flow(increment)
 
     def events(self) -> list[Event]:
         """Remove and return the events produced so far, oldest first."""
@@ -173,6 +243,9 @@ class ClientProtocol:
         )
         return True
 
+    def _flow(self, flow: int | None) -> int | None:
+        return self._http_opts.flow if flow is None else flow
+
     def request(
         self,
         stream: StreamRef,
@@ -180,8 +253,13 @@ class ClientProtocol:
         target: bytes,
         headers: HeaderList,
         body: bytes | None,
+        *,
+        flow: int | None = None,
     ) -> None:
-        """Queue a request with its whole body (``None``: no body at all)."""
+        """Queue a request with its whole body (``None``: no body at all).
+
+        ``flow``: its flow credit (``None``: ``http_opts`` flow).
+        """
         if self._refuse_if_upgraded(stream):
             return
         all_headers = self._base_headers(headers)
@@ -190,13 +268,27 @@ class ClientProtocol:
         ):
             all_headers.append((b"content-length", str(len(body)).encode()))
         self._http.submit(
-            Outgoing(stream, method, target, all_headers, [body] if body else [], fin=True)
+            Outgoing(
+                stream,
+                method,
+                target,
+                all_headers,
+                [body] if body else [],
+                fin=True,
+                flow=self._flow(flow),
+            )
         )
 
     def headers(
-        self, stream: StreamRef, method: bytes, target: bytes, headers: HeaderList
+        self,
+        stream: StreamRef,
+        method: bytes,
+        target: bytes,
+        headers: HeaderList,
+        *,
+        flow: int | None = None,
     ) -> None:
-        """Queue a request whose body follows through :meth:`data`."""
+        """Queue a request whose body follows through :meth:`data` (``flow``: see ``request``)."""
         if self._refuse_if_upgraded(stream):
             return
         all_headers = self._base_headers(headers)
@@ -214,7 +306,9 @@ class ClientProtocol:
                 )
                 return
             all_headers.append((b"transfer-encoding", b"chunked"))
-        self._http.submit(Outgoing(stream, method, target, all_headers, fin=False))
+        self._http.submit(
+            Outgoing(stream, method, target, all_headers, fin=False, flow=self._flow(flow))
+        )
 
     def data(self, stream: StreamRef, fin: bool, data: bytes) -> None:
         """Send a piece of a streamed request body; ``fin`` marks the last one."""
@@ -244,8 +338,18 @@ class ClientProtocol:
             return
         handshake = WsHandshake(headers, opts or self._ws_opts)
         all_headers = self._base_headers(handshake.request_headers())
+        # Gun: ws_opts flow (never http_opts flow) counts for the upgrade
+        # request and, after the 101, for the Websocket.
         self._http.submit(
-            Outgoing(stream, b"GET", target, all_headers, fin=True, handshake=handshake)
+            Outgoing(
+                stream,
+                b"GET",
+                target,
+                all_headers,
+                fin=True,
+                handshake=handshake,
+                flow=handshake.opts.flow,
+            )
         )
 
     def http_keepalive(self) -> bool:
@@ -311,6 +415,7 @@ class ClientProtocol:
             trailing_data=switch.trailing_data,
             emit=self._events.append,
             write=self._out.append,
+            flow=request.flow,
         )
         self._events.append(Upgrade(self._conn, request.stream, ("websocket",), switch.headers))
         for raced in self._http.take_queue():

@@ -12,6 +12,13 @@ Events are turned into Gun's messages with one event of lookahead, so that
 ``fin`` can be set on the ``Response`` (no body) or on the last ``Data``
 when h11 has already seen the end of the message in the same read, instead
 of always sending an extra empty ``Data(fin=True)``.
+
+Flow control is Gun's (``flow`` in ``http_opts`` or per request): each
+``Data`` event spends one credit of its stream; once the stream in the
+cycle has none left and its response is not over, :attr:`HttpClient.flow_paused`
+says so and the driver stops reading the connection (HTTP/1.1 has one
+stream at a time on the wire), until :meth:`HttpClient.update_flow` gives
+more. A cancelled stream is read to its end whatever its credit.
 """
 
 from __future__ import annotations
@@ -55,6 +62,10 @@ class Outgoing:
     handshake: WsHandshake | None = None
     cancelled: bool = False
     answered: bool = False
+    #: Gun's flow credit: Data events it may still deliver (None: no flow control).
+    flow: int | None = None
+    #: The response's head (or the 101) has arrived.
+    headed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +121,16 @@ class HttpClient:
         self._informational_101: Headers = ()
         self.close_reason: BaseException | None = None
         self.switch: Switch | None = None
+        #: Bytes of request bodies held here, not yet written (queued behind
+        #: an earlier request): the driver's send buffer counts them.
+        self.held_size = 0
 
     # -- user intents ------------------------------------------------------
 
     def submit(self, request: Outgoing) -> None:
         """Queue a request; it is sent when every earlier cycle has ended."""
         self._queue.append(request)
+        self.held_size += sum(map(len, request.body))
         self._pump()
 
     def data(self, stream: StreamRef, fin: bool, data: bytes) -> None:
@@ -135,6 +150,7 @@ class HttpClient:
             return
         if data:
             target.body.append(data)
+            self.held_size += len(data)
         target.fin = fin
         if target is self._current:
             self._send_body(target)
@@ -160,7 +176,41 @@ class HttpClient:
         for request in self._queue:
             if request.stream is stream:
                 self._queue.remove(request)
+                self.held_size -= sum(map(len, request.body))
                 return
+
+    def update_flow(self, stream: StreamRef, increment: int) -> None:
+        """Gun's ``update_flow``: ``increment`` more credit for ``stream``.
+
+        Nothing for an unknown or ended stream, or one without flow control.
+        """
+        target = self._find(stream)
+        if target is not None and target.flow is not None:
+            target.flow += increment
+
+    @property
+    def flow_paused(self) -> bool:
+        """True while the response on the wire may not deliver more (its credit is spent)."""
+        current = self._current
+        return (
+            current is not None
+            and current.flow is not None
+            and current.flow <= 0
+            and not (current.answered or current.cancelled)
+        )
+
+    @property
+    def waiting_for_head(self) -> Outgoing | None:
+        """The request on the wire while its response's head has not arrived."""
+        current = self._current
+        if current is None or current.headed or current.answered:
+            return None
+        return current
+
+    def fail_stream(self, request: Outgoing, error: Exception) -> None:
+        """``request`` can never be answered (a timeout): ``Error``, then the connection closes."""
+        if self._current is request:
+            self._fail(error)
 
     @property
     def busy(self) -> bool:
@@ -171,6 +221,7 @@ class HttpClient:
         """Remove and return the requests that were never sent."""
         queued = [r for r in self._queue if not r.cancelled]
         self._queue.clear()
+        self.held_size = 0
         return queued
 
     def lost_streams(self) -> tuple[list[StreamRef], list[StreamRef]]:
@@ -293,6 +344,7 @@ class HttpClient:
     def _send_body(self, request: Outgoing) -> None:
         for piece in request.body:
             self._write(self._h11.send(h11.Data(data=piece)))
+            self.held_size -= len(piece)
         request.body.clear()
         if request.fin and self._h11.our_state is h11.SEND_BODY:
             self._write(self._h11.send(h11.EndOfMessage()))
@@ -343,6 +395,7 @@ class HttpClient:
             stream = request.stream
             if kind is h11.InformationalResponse:
                 if event.status_code == 101:
+                    request.headed = True
                     self._informational_101 = _headers(event.headers)
                 else:
                     self._emit_for(
@@ -352,6 +405,7 @@ class HttpClient:
             elif kind is h11.Response:
                 skip_end = ends_next
                 request.answered = ends_next
+                request.headed = True
                 self._emit_for(
                     request,
                     received.response(
@@ -361,6 +415,8 @@ class HttpClient:
             elif kind is h11.Data:
                 skip_end = ends_next
                 request.answered = ends_next
+                if request.flow is not None:
+                    request.flow -= 1
                 self._emit_for(
                     request, received.data(self._conn, stream, ends_next, bytes(event.data))
                 )
@@ -390,7 +446,7 @@ class HttpClient:
             message = f"malformed response from the server: {exc}"
         self._fail(RemoteProtocolError(message))
 
-    def _fail(self, error: RemoteProtocolError) -> None:
+    def _fail(self, error: Exception) -> None:
         """The response cannot go on: ``Error`` for its stream, then the connection closes."""
         current = self._current
         # A stream whose response is complete is not in error: the connection is.

@@ -221,10 +221,17 @@ class WsClient:
         trailing_data: bytes,
         emit: Callable[[Event], None],
         write: Callable[[bytes | bytearray], None],
+        flow: int | None = None,
     ) -> None:
         self._conn = conn
         self.stream = stream
         self._opts = opts
+        #: Gun's flow credit: ``Ws`` events it may still deliver before the
+        #: driver stops reading (None: no flow control). A read's frames are
+        #: all delivered, so it may go below zero, as in Gun.
+        self.flow = flow
+        # Frames of the message being received (ws_opts max_fragments).
+        self._fragments = 0
         self._emit = emit
         self._write = write
         self._ws = WsConnection(ConnectionType.CLIENT, extensions)
@@ -335,6 +342,23 @@ class WsClient:
             return
         self._write(self._ws.send(_to_wsproto(frame)))
 
+    @property
+    def flow_paused(self) -> bool:
+        """True while no more ``Ws`` events may be delivered (the flow credit is spent)."""
+        flow = self.flow
+        return flow is not None and flow <= 0
+
+    def update_flow(self, increment: int) -> None:
+        """Gun's ``update_flow``: ``increment`` more credit (nothing without flow control)."""
+        if self.flow is not None:
+            self.flow += increment
+
+    def _emit_ws(self, event: Ws) -> None:
+        """Tell the owner a ``Ws`` event, spending one flow credit."""
+        if self.flow is not None:
+            self.flow -= 1
+        self._emit(event)
+
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the socket; ``b""`` means the server closed TCP."""
         if self.close_reason is not None:
@@ -395,20 +419,41 @@ class WsClient:
                 return
             match event:
                 case wse.TextMessage() | wse.BytesMessage():
+                    if (
+                        event.frame_finished
+                        and not event.message_finished
+                        and not self._count_fragment()
+                    ):
+                        return
                     self._on_message_part(event.data, event.message_finished)
                 case wse.Ping():
                     if self._ws.state is ConnectionState.OPEN:  # no pong once we sent close
                         self._write(self._ws.send(event.response()))
                     if not self._opts.silence_pings:
-                        self._emit(Ws(self._conn, self.stream, Ping(bytes(event.payload))))
+                        self._emit_ws(Ws(self._conn, self.stream, Ping(bytes(event.payload))))
                 case wse.Pong():
                     self.pongs_received += 1
                     if not self._opts.silence_pings:
-                        self._emit(Ws(self._conn, self.stream, Pong(bytes(event.payload))))
+                        self._emit_ws(Ws(self._conn, self.stream, Pong(bytes(event.payload))))
                 case wse.CloseConnection():
                     self._on_close(event, linger=self._owner_may_answer)
                 case _:  # pragma: no cover - wsproto yields nothing else after the handshake
                     pass
+
+    def _count_fragment(self) -> bool:
+        """One more frame of the message being received; False if that is too many."""
+        self._fragments += 1
+        limit = self._opts.max_fragments
+        if limit is not None and self._fragments >= limit:
+            # With the last frame still to come, this message would be limit + 1 frames.
+            self._fail(
+                RemoteProtocolError(
+                    f"message in more than ws_opts max_fragments ({limit}) frames",
+                    _MESSAGE_TOO_BIG,
+                )
+            )
+            return False
+        return True
 
     def _on_message_part(self, data: str | bytes | bytearray | memoryview, finished: bool) -> bool:
         """Add a part to the message (``str``: Text); False if that failed the connection.
@@ -434,6 +479,7 @@ class WsClient:
                 self._add_binary_part(data)
             return True
         self._size = 0
+        self._fragments = 0
         whole: str | bytes
         if isinstance(data, str):
             if self._text.tell():  # the last of several parts
@@ -445,6 +491,8 @@ class WsClient:
             whole, self._binary = b"".join(self._binary), []
         else:
             whole = bytes(data)  # bytes from wsproto 1.3 or the reader: no copy
+        if self.flow is not None:
+            self.flow -= 1
         self._emit(ws_message(self._conn, self.stream, whole))
         self._owner_may_answer = True
         return True
@@ -467,7 +515,7 @@ class WsClient:
             self._fail(error, linger=linger)
             return
         received = Close(int(event.code), event.reason or "")
-        self._emit(Ws(self._conn, self.stream, received))
+        self._emit_ws(Ws(self._conn, self.stream, received))
         if state is ConnectionState.REMOTE_CLOSING:
             # The server started the handshake: echo its code (RFC 6455 5.5.1);
             # wsproto answers a reserved code (1005 "no status") with an empty close.
