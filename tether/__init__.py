@@ -22,13 +22,16 @@ from tether._errors import PongTimeout as PongTimeout
 from tether._errors import ProtocolError as ProtocolError
 from tether._errors import ReceiveTimeout as ReceiveTimeout
 from tether._errors import RemoteProtocolError as RemoteProtocolError
+from tether._errors import ResponseTimeout as ResponseTimeout
 from tether._errors import RetriesExhausted as RetriesExhausted
+from tether._errors import SendTimeout as SendTimeout
 from tether._errors import StreamLost as StreamLost
 from tether._errors import SupervisorGaveUp as SupervisorGaveUp
 from tether._errors import SupervisorStopped as SupervisorStopped
 from tether._errors import TetherError as TetherError
 from tether._errors import UpgradedError as UpgradedError
 from tether._errors import UpgradeError as UpgradeError
+from tether._errors import UpgradeTimeout as UpgradeTimeout
 from tether._errors import WriteTimeout as WriteTimeout
 from tether._errors import WsClosed as WsClosed
 from tether._events import Data as Data
@@ -97,7 +100,9 @@ __all__ = [
     "ReceiveTimeout",
     "RemoteProtocolError",
     "Response",
+    "ResponseTimeout",
     "RetriesExhausted",
+    "SendTimeout",
     "StreamLost",
     "StreamRef",
     "Supervised",
@@ -110,6 +115,7 @@ __all__ = [
     "Up",
     "Upgrade",
     "UpgradeError",
+    "UpgradeTimeout",
     "UpgradedError",
     "WriteTimeout",
     "Ws",

@@ -12,7 +12,10 @@ the operating system gave), never a bare string::
     ├── InboxClosedError        tell() on, or receive() from, a closed Inbox
     ├── ReceiveTimeout          (also TimeoutError) receive/await_* timed out
     ├── ConnectTimeout          (also TimeoutError) connect_timeout elapsed
-    ├── WriteTimeout            (also TimeoutError) the peer stopped reading
+    ├── WriteTimeout            (also TimeoutError) bytes waited send_timeout to be sent
+    ├── SendTimeout             (also TimeoutError) the send buffer stayed full (at the call)
+    ├── ResponseTimeout         (also TimeoutError) no response head within response_timeout
+    ├── UpgradeTimeout          (also TimeoutError) no answer to an upgrade within upgrade_timeout
     ├── PongTimeout             (also TimeoutError) no pong: the peer is dead
     ├── ProtocolError
     │   ├── RemoteProtocolError the server broke HTTP or Websocket
@@ -56,12 +59,15 @@ __all__ = [
     "ProtocolError",
     "ReceiveTimeout",
     "RemoteProtocolError",
+    "ResponseTimeout",
     "RetriesExhausted",
+    "SendTimeout",
     "StreamLost",
     "SupervisorGaveUp",
     "SupervisorStopped",
     "TetherError",
     "UpgradeError",
+    "UpgradeTimeout",
     "UpgradedError",
     "WriteTimeout",
     "WsClosed",
@@ -109,7 +115,19 @@ class ConnectTimeout(TetherError, TimeoutError):
 
 
 class WriteTimeout(TetherError, TimeoutError):
-    """The peer stopped reading: a write could not complete in time."""
+    """Bytes waited longer than ``send_timeout`` to be sent: the peer reads too slowly, or not."""
+
+
+class SendTimeout(TetherError, TimeoutError):
+    """Raised at a send call: the send buffer stayed full for ``send_timeout`` (nothing sent)."""
+
+
+class ResponseTimeout(TetherError, TimeoutError):
+    """No response head came within ``http_opts`` ``response_timeout`` of the request."""
+
+
+class UpgradeTimeout(TetherError, TimeoutError):
+    """No answer to a Websocket upgrade came within ``ws_opts`` ``upgrade_timeout``."""
 
 
 class PongTimeout(TetherError, TimeoutError):

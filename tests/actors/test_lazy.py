@@ -23,7 +23,7 @@ import pytest
 
 import tether
 from tests.conftest import ConnectionTracker
-from tether.actors import ConnectionActor, Supervised, _transport
+from tether.actors import ConnectionActor, Supervised
 from tether.actors import _messages as msg
 from tether.actors._lazy import LazyThreadingActor
 from tether.actors._mailbox import _MAX_HELPED, Reraise
@@ -448,14 +448,15 @@ def test_more_than_max_helped_queued_messages_are_left_to_the_thread(
     assert helped <= _MAX_HELPED
 
 
-def test_a_write_backlog_is_drained_by_the_thread_it_starts(
-    monkeypatch: pytest.MonkeyPatch, open_conn: ConnectionTracker, watch: Watch
-) -> None:
-    # A peer that does not read: the write is left in a backlog, whose Drain
-    # may block, so it starts the actor thread; it ends in Down(WriteTimeout).
-    monkeypatch.setattr(_transport, "SEND_TIMEOUT", 0.2)
+def test_a_write_backlog_needs_no_actor_thread(open_conn: ConnectionTracker, watch: Watch) -> None:
+    # A peer that does not read: the write is left in a backlog, which never
+    # blocks anyone (the I/O thread says when the socket can take more), so
+    # nothing has to wait for the actor thread; it ends in Down(WriteTimeout)
+    # when the send_timeout timer finds bytes waiting that long.
     with socket.create_server(("127.0.0.1", 0)) as listener:
-        conn = open_conn("127.0.0.1", listener.getsockname()[1], retry=0)
+        conn = open_conn(
+            "127.0.0.1", listener.getsockname()[1], retry=0, send_timeout=0.2, send_buffer=None
+        )
         assert conn.await_up(WAIT) == "http"
         accepted, _ = listener.accept()
         with accepted:
@@ -465,11 +466,10 @@ def test_a_write_backlog_is_drained_by_the_thread_it_starts(
             assert isinstance(down.reason, tether.WriteTimeout)
             assert stream in down.killed_streams
     # The request was written inline (by this thread, or by the I/O thread if
-    # it still had the turn after telling Up); only the drain needed a thread.
+    # it still had the turn after telling Up), and so was everything else.
     [requested_on] = watch.threads_of(msg.RequestCmd)
     assert not requested_on.startswith("ConnectionActor-")
-    [drained_on] = watch.threads_of(msg.Drain)
-    assert drained_on.startswith("ConnectionActor-")
+    assert not any(thread.startswith("ConnectionActor-") for _, thread in watch.seen)
 
 
 def test_a_connection_that_may_not_run_inline_starts_its_thread_at_once(

@@ -315,7 +315,7 @@ def test_a_tell_made_while_the_receiver_borrows_is_not_missed(borrowable: bool) 
     watch = TellWhileBorrowing(
         local, lambda data, end: ended.set() if data is None else None, None
     )
-    loop._request(watch, add=True)
+    loop._request(watch, "add")
     if not borrowable:
         peer.close()  # its reads end: borrow() says no
         assert ended.wait(WAIT)

@@ -11,9 +11,8 @@ import pytest
 import tether
 from tests.conftest import ConnectionTracker
 from tether import WriteTimeout
-from tether.actors import _transport
 from tether.actors._ioloop import IoLoop
-from tether.actors._messages import Connected, Drain
+from tether.actors._messages import Connected, Writable
 from tether.actors._transport import TcpTransport
 from tether.server import Server
 
@@ -129,56 +128,73 @@ def _connected_pair(reports: _Reports) -> tuple[TcpTransport, socket.socket, soc
     return transport, accepted, listener
 
 
+def _flush_while_reading(
+    transport: TcpTransport, reports: _Reports, peer: socket.socket, size: int
+) -> bytes:
+    """Send the backlog as the actor does (on each Writable) while ``peer`` reads it."""
+    received = bytearray()
+
+    def read_all() -> None:
+        peer.settimeout(WAIT)
+        while len(received) < size:
+            chunk = peer.recv(1 << 20)
+            if not chunk:
+                break
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    while transport.backlog_size:
+        assert reports.next(Writable) == Writable(1)
+        transport.flush()  # never blocks: sends what the socket takes
+    reader.join(WAIT)
+    assert not reader.is_alive()
+    assert transport.waiting_since is None
+    return bytes(received)
+
+
 def test_what_the_socket_cannot_take_at_once_waits_and_goes_out_in_order() -> None:
     # A write never blocks the thread handling the actor's message: what
-    # does not fit waits in a backlog (the actor is told to drain it), and
-    # later writes queue behind it, so the peer reads everything in order.
+    # does not fit waits in a backlog (the actor is told when the socket can
+    # take more), and later writes queue behind it, so the peer reads
+    # everything in order.
     reports = _Reports()
     transport, accepted, listener = _connected_pair(reports)
     big = bytes(range(256)) * (32 * 1024)  # 8 MiB: more than the socket buffers hold
     with accepted, listener:
         transport.write(big)
         transport.write(b"after")
-        assert reports.next(Drain) == Drain(1)
-        received = bytearray()
-
-        def read_all() -> None:
-            accepted.settimeout(WAIT)
-            while len(received) < len(big) + 5:
-                chunk = accepted.recv(1 << 20)
-                if not chunk:
-                    break
-                received.extend(chunk)
-
-        reader = threading.Thread(target=read_all)
-        reader.start()
-        transport.drain()  # blocks until the peer has taken it all
-        reader.join(WAIT)
-        assert bytes(received) == big + b"after"
+        assert transport.waiting_since is not None
+        assert 0 < transport.backlog_size <= len(big) + 5
+        received = _flush_while_reading(transport, reports, accepted, len(big) + 5)
+        assert received == big + b"after"
         transport.close()
 
 
-def test_a_peer_that_never_reads_ends_the_drain_with_a_write_timeout(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(_transport, "SEND_TIMEOUT", 0.2)
+def test_a_peer_that_never_reads_leaves_the_backlog_waiting_without_blocking() -> None:
+    # Nothing blocks: the write returns, each flush returns, and the oldest
+    # byte's time stays what it was (the actor's send_timeout counts from it).
     reports = _Reports()
     transport, accepted, listener = _connected_pair(reports)
     with accepted, listener:
         transport.write(b"x" * (16 << 20))  # returns: the rest waits
-        reports.next(Drain)
-        with pytest.raises(WriteTimeout):
-            transport.drain()
+        since = transport.waiting_since
+        assert since is not None
+        transport.flush()  # nothing more fits: returns at once
+        transport.write(b"later")
+        assert transport.waiting_since == since
         transport.close()
+        assert transport.backlog_size == 0  # dropped with the socket, not kept
 
 
 def test_a_request_body_the_server_never_reads_ends_in_down_with_a_write_timeout(
-    monkeypatch: pytest.MonkeyPatch, open_conn: ConnectionTracker
+    open_conn: ConnectionTracker,
 ) -> None:
     # The connection goes down (Gun's send_timeout_close) instead of hanging.
-    monkeypatch.setattr(_transport, "SEND_TIMEOUT", 0.2)
     with socket.create_server(("127.0.0.1", 0)) as listener:
-        conn = open_conn("127.0.0.1", listener.getsockname()[1], retry=0)
+        conn = open_conn(
+            "127.0.0.1", listener.getsockname()[1], retry=0, send_timeout=0.2, send_buffer=None
+        )
         assert conn.await_up(WAIT) == "http"
         accepted, _ = listener.accept()
         with accepted:

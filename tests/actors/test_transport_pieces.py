@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
 
 import pytest
 
-from tests.actors.test_transport import WAIT, _connected_pair, _Reports
-from tether.actors._messages import Drain
-from tether.actors._transport import TcpTransport, unsent
+from tests.actors.test_transport import _connected_pair, _flush_while_reading, _Reports
+from tether.actors._transport import unsent
 
 PIECES = [b"abc", b"", b"defgh", bytearray(b"ij"), b"k"]
 
@@ -22,25 +19,6 @@ def test_what_is_left_after_a_partial_send(sent: int):
     assert all(len(view) for view in rest)  # no empty piece waits in the backlog
 
 
-def _drain_while_reading(transport: TcpTransport, peer: socket.socket, size: int) -> bytes:
-    received = bytearray()
-
-    def read_all() -> None:
-        peer.settimeout(WAIT)
-        while len(received) < size:
-            chunk = peer.recv(1 << 20)
-            if not chunk:
-                break
-            received.extend(chunk)
-
-    reader = threading.Thread(target=read_all)
-    reader.start()
-    transport.drain()  # blocks until the peer has taken it all
-    reader.join(WAIT)
-    assert not reader.is_alive()
-    return bytes(received)
-
-
 def test_a_header_and_a_payload_larger_than_the_socket_buffers_go_out_in_order():
     # The socket takes part of the payload at once (sendmsg cuts inside it);
     # the rest waits, and a later write queues behind it.
@@ -50,9 +28,8 @@ def test_a_header_and_a_payload_larger_than_the_socket_buffers_go_out_in_order()
     with accepted, listener:
         transport.write([header, payload, b"", bytearray(b"tail")])
         transport.write([b"after"])
-        assert reports.next(Drain) == Drain(1)
         expected = header + payload + b"tail" + b"after"
-        assert _drain_while_reading(transport, accepted, len(expected)) == expected
+        assert _flush_while_reading(transport, reports, accepted, len(expected)) == expected
         transport.close()
 
 
@@ -63,7 +40,6 @@ def test_more_pieces_than_one_sendmsg_takes_go_out_in_order():
     pieces: list[bytes | bytearray] = [b"%d," % i for i in range(3000)]
     with accepted, listener:
         transport.write(pieces)
-        assert reports.next(Drain) == Drain(1)
         expected = b"".join(pieces)
-        assert _drain_while_reading(transport, accepted, len(expected)) == expected
+        assert _flush_while_reading(transport, reports, accepted, len(expected)) == expected
         transport.close()

@@ -35,6 +35,7 @@ class Handler:
         self.times = times
         self.release = release
         self.raised: list[Boom] = []
+        self.entered = threading.Event()  # set when it starts waiting for ``release``
         self._lock = threading.Lock()
         self._names: list[str] = []
 
@@ -46,6 +47,7 @@ class Handler:
             error = Boom(f"handler refuses {name}")
             self.raised.append(error)
         if self.release is not None:
+            self.entered.set()
             assert self.release.wait(WAIT)
         raise error
 
@@ -146,7 +148,8 @@ def test_a_close_queued_behind_the_crash_still_stops_the_connection(
     assert conn.await_up(timeout=WAIT) == "http"
 
     conn.get("/")
-    conn.close()  # waits in the mailbox of the actor that is about to crash
+    assert handler.entered.wait(WAIT)  # the request is being handled: the close waits
+    conn.close()  # in front of the mailbox of the actor that is about to crash
     release.set()
 
     down = receive(conn)
@@ -253,6 +256,10 @@ def test_stopping_a_supervisor_stops_its_connections(
     assert sup.stop(timeout=WAIT)
 
     for conn in conns:
+        # Up and idle: it is lost (Down), and will not come back (Error).
+        down = receive(conn)
+        assert isinstance(down, tether.Down)
+        assert isinstance(down.reason, tether.SupervisorStopped)
         error = final_error(conn)
         assert isinstance(error.reason, tether.SupervisorStopped)
         assert not error.reason.gave_up

@@ -31,11 +31,13 @@ def next_event(conn: tether.Connection) -> object:
 
 
 def body_or_loss(conn: tether.Connection, stream: tether.StreamRef) -> bytes | BaseException:
-    """The body of ``stream``, or the reason it was lost."""
+    """The body of ``stream``, or the reason it was lost (in a Down, or its own Error)."""
     try:
         return conn.await_body(stream, timeout=WAIT)
     except tether.StreamLost as lost:
         return lost.reason
+    except tether.SupervisorStopped as stopped:  # refused: it was still to be sent
+        return stopped
 
 
 def stream_lost_by_close(conn: tether.Connection, stream: tether.StreamRef) -> bool:

@@ -4,7 +4,8 @@ States and the events the owner sees on each transition (Gun's state
 machine, ``gun.erl``)::
 
     connecting --Connected--> up  ......................... Up(conn, "http")
-    up --lost / close frame done--> (retry wait) .......... Down(...)
+    up --shutdown()--> closing (streams finish, closing_timeout)
+    up, closing --lost / close frame done--> (retry wait) . Down(...)
     connecting --ConnectFailed--> (retry wait)              (nothing: never up)
     (retry wait) --timer--> connecting
     any --retries used up--> stopped ...................... Error(conn, None, RetriesExhausted)
@@ -17,21 +18,30 @@ thread handles the message itself instead of waking the actor thread
 (:mod:`~tether.actors._mailbox`: the round trip's thread hand-offs were
 most of a small message's cost), and the actor thread is started only
 when a message has to wait for it (:mod:`~tether.actors._lazy`: an ask, a
-crash, a write backlog to drain). An exception in any of it is a crash
+crash, a message that must wait for a turn). An exception in any of it is a crash
 pykka reports to ``on_failure`` on the actor thread, never an exception
 lost in a future or raised at the teller. The protocol work is delegated to
 :class:`~tether.protocol.ClientProtocol`; this module only moves bytes and
 events between it, the transport and the owner.
+
+Backpressure, both ways (``docs/connection.md``): reading stops while the
+owner has not taken ``max_queue`` events (:mod:`~tether.actors._backlog`) or
+a stream's ``flow`` credit is spent, and the bytes the socket does not take
+wait in the transport's backlog, which callers of the handle may not fill
+past ``send_buffer`` (:mod:`~tether.actors._sendbuffer`) and in which no byte
+waits longer than ``send_timeout`` (else ``WriteTimeout``: the connection
+is lost). Nothing here ever blocks on the network.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import math
 import ssl
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import pykka
 
@@ -44,7 +54,11 @@ from tether._errors import (
     NotUpgradedError,
     OwnerDown,
     PongTimeout,
+    ResponseTimeout,
     RetriesExhausted,
+    SupervisorStopped,
+    UpgradeTimeout,
+    WriteTimeout,
 )
 from tether._events import (
     Data,
@@ -72,25 +86,45 @@ from tether.actors._transport import TcpTransport, Transport
 from tether.protocol import ClientProtocol
 from tether.protocol._ws import FAIL_LINGER, WsClient
 
-__all__ = ["ConnectionActor"]
+__all__ = ["PROVEN_AFTER", "ConnectionActor", "State"]
 
 log = logging.getLogger("tether.connection")
 
-State = Literal["connecting", "up", "waiting", "closing", "stopped"]
+
+class State(enum.Enum):
+    """Where a connection is in its life (``ConnectionInfo.state`` gives the value)."""
+
+    CONNECTING = "connecting"
+    UP = "up"
+    WAITING = "waiting"  # for the next attempt
+    CLOSING = "closing"  # shutdown(): streams finish
+    STOPPED = "stopped"
+
 
 # Seconds between owner liveness checks of a connection that is up. A tell
 # to a dead owner is noticed at once; this catches idle connections.
 OWNER_CHECK_INTERVAL = 2.0
 
+PROVEN_AFTER = 10.0
+"""Seconds up after which a connection the server sent nothing on still counts as established.
+
+The retry count is reset (Gun resets it at every ``Up``) only once a
+connection has proved useful: the server sent something (after TLS), or
+it stayed up this long. A server, or a proxy in front of a dead one, that
+accepts connections and closes them at once therefore ends in
+``RetriesExhausted`` after ``retry`` attempts, paced by ``retry_timeout``,
+instead of an ``Up``/``Down`` storm that never ends.
+"""
+
 # What a teller may handle itself while the actor is idle: everything the
-# actor is told except asks, pykka's own messages (see _mailbox) and Drain
-# (sendall of a backlog may block up to SEND_TIMEOUT: the actor thread's job).
+# actor is told except asks and pykka's own messages (see _mailbox).
 _INLINE = frozenset(
     {
         msg.RequestCmd,
         msg.HeadersCmd,
         msg.DataCmd,
         msg.Cancel,
+        msg.UpdateFlow,
         msg.WsUpgrade,
         msg.WsSend,
         msg.Close,
@@ -100,6 +134,7 @@ _INLINE = frozenset(
         msg.BytesIn,
         msg.Closed,
         msg.Tick,
+        msg.Writable,
     }
 )
 
@@ -129,41 +164,63 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def __init__(self, conn: Connection) -> None:
         super().__init__()
         self._conn = conn
+        opts = conn.opts
+        self._opts = opts
         # Tellers may run this actor only if what it calls out to cannot block
         # them or run user code on their thread: no event handler, and an
         # owner whose tell returns at once (an Inbox or a pykka ActorRef as
         # they are: a subclass may have a tell of its own, e.g. a bounded queue
         # the very thread that tells us consumes).
-        self._inline_ok = conn.opts.event_handler is None and type(conn.owner) in (
+        self._inline_ok = opts.event_handler is None and type(conn.owner) in (
             Inbox,
             pykka.ActorRef,
         )
         self._dispatch = self._dispatch_table()
         self._mailbox.bind(
-            self._run_inline if self._inline_ok else _refuse_all, self.actor_stopped
+            self._run_inline if self._inline_ok else _refuse_all,
+            self.actor_stopped,
+            conn._send.room,
         )
-        # Events are delivered in batches to an Inbox (without an event
-        # handler, which must see each event before the owner does).
+        self._delivery = conn._delivery
+        self._backlog = conn._backlog
+        if self._backlog is not None:
+            # The owner took enough: read again (through the I/O thread: the
+            # owner may hold its Inbox's lock, see tether.actors._backlog).
+            self._backlog.on_room = self._resync_reads
+        # A thread waiting in the owner Inbox may read the socket itself
+        # (tether.actors._lending) when nothing else runs user code here.
         owner = conn.owner
-        self._batch_to = (
-            owner if type(owner) is Inbox and conn.opts.event_handler is None else None
+        self._lending = (
+            owner._lending if type(owner) is Inbox and opts.event_handler is None else None
         )
-        self._opts = conn.opts
+        self._scheduler = default_scheduler()
         self._epoch = 0
-        self._state: State = "connecting"
+        self._state = State.CONNECTING
         self._transport: Transport | None = None
         self._proto: ClientProtocol | None = None
-        # Commands given while no connection is up, replayed at the next Up.
+        # Commands given while no connection is up, replayed at the next Up,
+        # and the bytes they hold (the send buffer counts them).
         self._pending: list[msg.Command] = []
-        self._retries_left = self._opts.retry
+        self._pending_size = 0
+        self._retries_left = opts.retry
         self._attempt = 0
         self._attempts_since_up = 0
+        # The current connection has proved useful (see PROVEN_AFTER), since when it is up.
+        self._proven = False
+        self._up_since = 0.0
+        # Reading is held for the flow credit of the stream being received.
+        self._flow_held = False
+        # Whether a response or upgrade head may be timed (an option says so):
+        # only then does each flush look for a head to wait for.
+        self._time_heads = (
+            opts.http_opts.response_timeout is not None or opts.ws_opts.upgrade_timeout is not None
+        )
         # Timers of the current connection; cancelled whenever it is dropped.
         self._timers: list[TimerHandle] = []
-        # Upgrade commands of this connection by stream, to find the one that
-        # succeeded; with ws_opts reupgrade it is repeated after each reconnect.
+        self._send_deadline: TimerHandle | None = None
+        self._head_timer: tuple[StreamRef, TimerHandle] | None = None
+        # Upgrade commands of this connection by stream, to find the one that succeeded.
         self._upgrades: dict[StreamRef, msg.WsUpgrade] = {}
-        self._reupgrade: msg.WsUpgrade | None = None
         # One mark per keepalive ping awaiting its deadline: the pong count when it went out.
         self._pong_marks: list[int] = []
         # The Websocket whose failure lingers (see FAIL_LINGER), once its timer is set.
@@ -184,13 +241,22 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     # -- pykka hooks -------------------------------------------------------------
 
     def on_stop(self) -> None:
-        """Stopped from outside (a supervisor, interpreter exit): close quietly.
+        """Stopped from outside (its supervisor stops it, or restarts a sibling; exit).
 
-        Under a supervisor, the supervisor's ``on_exit`` callback ends the
-        handle and tells the owner why; without one, the handle ends here.
+        The owner is told ``Down`` if the connection was up, as for any lost
+        connection, and the user's commands not handled yet go to the next
+        generation (or, if there is none, end in ``Error`` events: the
+        supervisor's ``on_exit`` callback ends the handle and tells the
+        owner why). Without a supervisor the handle ends here.
         """
-        if self._state != "stopped":
-            self._state = "stopped"
+        if self._state is State.STOPPED:
+            return
+        try:
+            self._carry_over_commands()
+            if self._proto is not None:
+                self._down(SupervisorStopped("the connection was stopped by its supervisor"))
+        finally:
+            self._state = State.STOPPED
             self._close_transport()
             if self.supervisor_ref is None:
                 self._conn._mark_stopped()
@@ -210,17 +276,16 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             # The command being handled when the crash happened was lost with
             # this generation: report its stream with the others.
             crashed = getattr(self._handling, "stream", None)
-            if self._proto is not None and self._state in ("up", "closing"):
+            if self._proto is not None and self._state in (State.UP, State.CLOSING):
                 self._down(reason, also_killed=crashed)
             elif crashed is not None:
                 self._deliver(Error(self._conn, crashed, reason))
-            for command in self._pending:
+            for command in self._take_pending():
                 self._refuse(command, reason)
-            self._pending = []
             if self.supervisor_ref is None and not self._is_stopped():
                 self._finish(reason, final_error=True)
         finally:
-            self._state = "stopped"
+            self._state = State.STOPPED
             self._close_transport()
             if self.supervisor_ref is None:
                 self._conn._mark_stopped()
@@ -237,6 +302,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._mailbox.requeue(others)  # asks among them fail with ActorDeadError
         return commands
 
+    def _carry_over_commands(self) -> None:
+        """Hand the commands not handled yet to the next generation (or to ``on_exit``)."""
+        self._conn._carry_over(self._take_pending() + self._take_queued_commands())
+
     def _run_inline(self, message: object) -> bool:
         """Handle ``message`` on the telling thread (it holds the turn); False if it may not.
 
@@ -251,7 +320,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         kind = type(message)
         if kind not in _INLINE:
             return False
-        if self._state != "stopped":
+        if self._state is not State.STOPPED:
             self._handling = message
             self._dispatch[kind](message)
         return True
@@ -262,8 +331,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if handle is None:
             if isinstance(message, Reraise):
                 raise message.error  # handled inline by a teller, and it crashed
-            return None if self._state == "stopped" else super().on_receive(message)
-        if self._state == "stopped":
+            return None if self._state is State.STOPPED else super().on_receive(message)
+        if self._state is State.STOPPED:
             return None
         self._handling = message
         return handle(message)
@@ -276,7 +345,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             msg.ConnectFailed: self._if_current(lambda m: self._connection_failed(m.reason)),
             msg.Closed: self._if_current(lambda m: self._on_closed(m.reason)),
             msg.Tick: self._if_current(lambda m: self._on_tick(m.kind)),
-            msg.Drain: self._if_current(lambda _: self._drain()),
+            msg.Writable: self._if_current(lambda _: self._on_writable()),
             msg.InfoQuery: lambda _: self._info(),
             msg.Close: lambda _: self._stop_now(ClosedByUser("close() was called")),
             msg.Shutdown: lambda _: self._start_shutdown(),
@@ -285,6 +354,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             msg.HeadersCmd: self._command,
             msg.DataCmd: self._command,
             msg.Cancel: self._command,
+            msg.UpdateFlow: self._command,
             msg.WsUpgrade: self._command,
         }
 
@@ -299,11 +369,16 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         """Bytes read from the current socket: decrypt (TLS), feed the protocol, flush."""
         if report.epoch != self._epoch:
             return
+        transport = self._transport
+        assert transport is not None  # the epoch is current
+        transport.consumed(len(report.data))
         data: bytes | None = report.data
         if self._tls is not None:
             data = self._from_tls(report.data)
         proto = self._proto
         if proto is not None and data:
+            if not self._proven:
+                self._prove()
             proto.receive_data(data)
             self._flush()
 
@@ -320,17 +395,18 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _connect(self) -> None:
         self._epoch += 1
         self._attempts_since_up += 1
-        self._state = "connecting"
+        self._state = State.CONNECTING
         self._handler("connect_start", {"host": self._conn.host, "port": self._conn.port})
+        self._flow_held = False
         self._transport = TcpTransport(
             self._report,
             self._epoch,
             self._conn.host,
             self._conn.port,
             self._opts.connect_timeout,
-            # A thread waiting in the owner Inbox may read the socket itself
-            # (tether.actors._lending): what it reads is handled inline there.
-            lending=self._batch_to._lending if self._batch_to is not None else None,
+            lending=self._lending,
+            hold_reads=self._hold_reads,
+            clock=self._scheduler.now,
         )
         self._transport.start()
         if self._opts.connect_timeout is not None:
@@ -353,19 +429,65 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return True
         try:
             self._transport.write(data)
-        except OSError as exc:  # WriteTimeout included
-            self._connection_failed(exc)
+        except OSError as exc:
+            self._connection_failed(exc.with_traceback(None))
             return False
+        self._check_backlog()
         return True
 
-    def _drain(self) -> None:
-        """Send what the socket did not take at once (may block up to SEND_TIMEOUT)."""
-        if self._transport is None:
+    def _on_writable(self) -> None:
+        """The socket can take more of the backlog: send it (without blocking)."""
+        transport = self._transport
+        if transport is None:
             return
         try:
-            self._transport.drain()
-        except OSError as exc:  # WriteTimeout included
-            self._connection_failed(exc)
+            transport.flush()
+        except OSError as exc:
+            self._connection_failed(exc.with_traceback(None))
+            return
+        self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        """After a write: time the oldest byte waiting (send_timeout), count what is held."""
+        transport = self._transport
+        since = transport.waiting_since if transport is not None else None
+        if since is not None and self._send_deadline is None:
+            self._send_deadline = self._schedule(
+                "send_deadline", since + self._opts.send_timeout - self._scheduler.now()
+            )
+        self._update_held()
+
+    def _send_deadline_passed(self) -> None:
+        """The write deadline's timer: lost if a byte waited ``send_timeout``, else look later."""
+        self._send_deadline = None
+        transport = self._transport
+        since = transport.waiting_since if transport is not None else None
+        if since is None:
+            return
+        timeout = self._opts.send_timeout
+        if self._scheduler.now() - since < timeout:
+            self._check_backlog()  # the oldest byte now came later: its own deadline
+            return
+        # Built here, not raised in the transport: its traceback would keep
+        # the unsent bytes alive for as long as the owner keeps the Down.
+        self._lost(
+            WriteTimeout(
+                f"bytes waited {timeout} s to be sent (send_timeout): the server does not "
+                "read, or too slowly; the connection is closed"
+            )
+        )
+
+    def _update_held(self) -> None:
+        """Tell the send buffer how many bytes this actor holds for the wire."""
+        proto, transport = self._proto, self._transport
+        held = self._pending_size
+        if proto is not None:
+            held += proto.held_size
+        if transport is not None:
+            held += transport.backlog_size
+        send = self._conn._send
+        if held != send.held:
+            send.set_held(held)
 
     def _connection_failed(self, reason: BaseException) -> None:
         """The socket failed: before Up it is a failed attempt, after it a lost connection."""
@@ -387,7 +509,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         try:
             plain, reply = tls.receive(data)
         except ssl.SSLError as exc:
-            self._connection_failed(exc)
+            self._connection_failed(exc.with_traceback(None))
             return None
         if not self._write_raw(reply):
             return None
@@ -401,10 +523,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         return plain
 
     def _on_connected(self) -> None:
-        self._state = "up"
-        self._retries_left = self._opts.retry  # a successful connect resets the count
-        self._attempt = 0
-        self._attempts_since_up = 0
+        self._state = State.UP
+        self._proven = False
+        self._up_since = self._scheduler.now()
         port = self._conn.port
         default_port = 443 if self._opts.transport == "tls" else 80
         authority = self._conn.host if port == default_port else f"{self._conn.host}:{port}"
@@ -422,20 +543,26 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._schedule("owner_check", OWNER_CHECK_INTERVAL)
         if self._opts.http_opts.keepalive is not None:
             self._schedule("http_ping", self._opts.http_opts.keepalive)
-        pending, self._pending = self._pending, []
-        for command in pending:
+        for command in self._take_pending():
             self._command(command)
             if not self._is_up():
                 return
-        if self._reupgrade is not None:
-            last = self._reupgrade
+        last = self._conn._reupgrade
+        if last is not None:
             self._command(msg.WsUpgrade(StreamRef(), last.target, last.headers, last.opts))
 
+    def _prove(self) -> None:
+        """The connection proved useful: the retry count starts again (see PROVEN_AFTER)."""
+        self._proven = True
+        self._retries_left = self._opts.retry
+        self._attempt = 0
+        self._attempts_since_up = 0
+
     def _is_up(self) -> bool:
-        return self._state == "up"
+        return self._state is State.UP
 
     def _is_stopped(self) -> bool:
-        return self._state == "stopped"
+        return self._state is State.STOPPED
 
     def _retry_or_stop(self, reason: BaseException) -> None:
         """After a failed attempt or a lost connection: wait and retry, or give up."""
@@ -450,46 +577,78 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             if not self._deliver(Error(self._conn, None, exc)):
                 return
             delay = self._opts.retry_timeout
-        self._state = "waiting"
+        self._state = State.WAITING
         if delay <= 0:
             self._connect()
             return
         self._schedule("retry", delay)
 
     def _on_tick(self, kind: str) -> None:
-        if (kind == "retry" and self._state == "waiting") or (
-            kind == "connect" and self._state == "connecting"
-        ):
+        self._ticks[kind](self)
+
+    def _tick_connect(self) -> None:
+        if self._state is State.CONNECTING:
             self._connect()
-        elif kind == "connect_deadline" and self._state == "connecting":
+
+    def _tick_retry(self) -> None:
+        if self._state is State.WAITING:
+            self._connect()
+
+    def _tick_connect_deadline(self) -> None:
+        if self._state is State.CONNECTING:
             self._connection_failed(
                 ConnectTimeout(
                     f"connecting to {self._conn.host}:{self._conn.port} (TLS handshake "
                     f"included) took longer than {self._opts.connect_timeout} s"
                 )
             )
-        elif kind == "closing" and self._state == "closing":
+
+    def _tick_closing(self) -> None:
+        if self._state is State.CLOSING:
             self._stop_now(ClosedByUser("shutdown() timed out; closed"))
-        elif kind == "http_ping" and self._state == "up":
-            self._http_ping()
-        elif kind == "owner_check" and self._state == "up":
-            self._check_owner()
-        elif kind == "ws_ping" and self._state == "up":
-            self._ws_ping()
-        elif kind == "pong_deadline" and self._state == "up":
-            self._pong_deadline()
-        elif kind == "ws_fail" and self._lingering is not None:
+
+    def _tick_owner_check(self) -> None:
+        if self._state is not State.UP:
+            return
+        if not self._proven and self._scheduler.now() - self._up_since >= PROVEN_AFTER:
+            self._prove()
+        self._check_owner()
+
+    def _tick_ws_fail(self) -> None:
+        if self._lingering is not None:
             self._lingering.fail_now()
             self._flush()
+
+    def _tick_head(self) -> None:
+        """A response (or upgrade) head is late: fail its stream, and the connection."""
+        timer, self._head_timer = self._head_timer, None
+        proto = self._proto
+        if timer is None or proto is None:
+            return
+        wait = proto.head_wait
+        stream = timer[0]
+        if wait is None or wait.stream is not stream:
+            return  # it came meanwhile
+        error = (
+            UpgradeTimeout(f"no answer to the upgrade within {wait.timeout} s (upgrade_timeout)")
+            if wait.upgrade
+            else ResponseTimeout(
+                f"no response head within {wait.timeout} s of the request (response_timeout)"
+            )
+        )
+        proto.head_timed_out(stream, error)
+        self._flush()
+
+    _ticks: dict[str, Callable[[Any], None]]  # set after the class: kind -> handler
 
     # -- up ----------------------------------------------------------------------
 
     def _command(self, command: msg.Command) -> None:
         proto = self._proto
-        if self._state == "closing":
+        if self._state is State.CLOSING:
             self._refuse(command, ClosedByUser("the connection is shutting down"))
             return
-        if self._state != "up" or proto is None:
+        if self._state is not State.UP or proto is None:
             if isinstance(command, msg.WsSend):
                 self._refuse(
                     command,
@@ -499,22 +658,29 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 self._pending = [
                     c for c in self._pending if getattr(c, "stream", None) is not command.stream
                 ]
+                self._pending_size = sum(getattr(c, "size", 0) for c in self._pending)
             else:
                 self._pending.append(command)
+                self._pending_size += getattr(command, "size", 0)
+            self._update_held()
             return
         match command:
-            case msg.RequestCmd(stream, method, target, headers, body):
+            case msg.RequestCmd(stream, method, target, headers, body, flow):
                 self._handler("request_start", {"stream": stream, "method": method})
-                proto.request(stream, method, target, headers, body)
-            case msg.HeadersCmd(stream, method, target, headers):
+                proto.request(stream, method, target, headers, body, flow=flow)
+            case msg.HeadersCmd(stream, method, target, headers, flow):
                 self._handler("request_start", {"stream": stream, "method": method})
-                proto.headers(stream, method, target, headers)
+                proto.headers(stream, method, target, headers, flow=flow)
             case msg.DataCmd(stream, fin, data):
                 proto.data(stream, fin, data)
             case msg.Cancel(stream):
                 proto.cancel(stream)
+            case msg.UpdateFlow(stream, increment):
+                proto.update_flow(stream, increment)
             case msg.WsUpgrade(stream, target, headers, opts):
                 self._upgrades[stream] = command
+                if opts.upgrade_timeout is not None:
+                    self._time_heads = True
                 proto.ws_upgrade(stream, target, headers, opts)
             case msg.WsSend():
                 self._ws_send(proto, command)
@@ -522,10 +688,15 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 pass
         self._flush()
 
+    def _take_pending(self) -> list[msg.Command]:
+        pending, self._pending = self._pending, []
+        self._pending_size = 0
+        return pending
+
     def _on_ws_send(self, command: msg.WsSend) -> None:
         """The most frequent command, without ``_command``'s dispatch when up."""
         proto = self._proto
-        if self._state != "up" or proto is None:
+        if self._state is not State.UP or proto is None:
             self._command(command)  # refused there
             return
         self._ws_send(proto, command)
@@ -537,13 +708,16 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             if handler is not None:
                 self._handler("ws_send_frame", {"frame": frame})
             if type(frame) is CloseFrame:
-                self._reupgrade = None  # a close the user sent is final (Gun)
+                self._conn._reupgrade = None  # a close the user sent is final (Gun)
         proto.ws_send(command.frames, command.stream)
 
     def _refuse(self, command: msg.Command, reason: BaseException) -> None:
-        stream: StreamRef | None = getattr(command, "stream", None)
-        if isinstance(command, msg.Cancel):
+        if isinstance(command, msg.Cancel | msg.UpdateFlow | msg.Close | msg.Shutdown):
             return
+        stream: StreamRef | None = getattr(command, "stream", None)
+        if isinstance(command, msg.WsSend) and not isinstance(reason, NotUpgradedError):
+            # Its frames, for the caller to resend (as for frames refused while down).
+            reason = NotUpgradedError(f"frames not sent: {reason}", command.frames)
         self._deliver(Error(self._conn, stream, reason))
 
     def _flush(self) -> None:
@@ -553,15 +727,18 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return
         chunks, events, close_reason, failing = proto.drain()
         write_error: OSError | None = None
-        if chunks:
-            tls, transport = self._tls, self._transport
+        transport = self._transport
+        if chunks and transport is not None:
+            tls = self._tls
             # TLS encrypts into new records anyway: join the pieces for it.
             out = chunks if tls is None else tls.send(b"".join(chunks))
-            if out and transport is not None:
+            if out:
                 try:
                     transport.write(out)
-                except OSError as exc:  # WriteTimeout included; events first, then Down
-                    write_error = exc
+                except OSError as exc:  # events first, then Down
+                    write_error = exc.with_traceback(None)
+                else:
+                    self._check_backlog()
         # Delivering runs no protocol call (commands told meanwhile are
         # queued behind this turn): close_reason and failing still hold.
         if events and not self._deliver_events(events):
@@ -572,8 +749,45 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         lost_reason = write_error or close_reason
         if lost_reason is not None:
             self._lost(lost_reason)
-        elif self._state == "closing":
+            return
+        if self._state is State.CLOSING:
             self._shutdown_step(proto)
+        self._after_flush(proto)
+
+    def _after_flush(self, proto: ClientProtocol) -> None:
+        """What a flush may have changed for reading: flow credit, a head to wait for."""
+        flow_held = proto.flow_paused
+        if flow_held != self._flow_held:
+            self._flow_held = flow_held
+            self._sync_reads()
+        if self._time_heads:
+            self._time_head(proto)
+
+    def _time_head(self, proto: ClientProtocol) -> None:
+        """Have a timer on the stream waiting for its head (if a timeout applies)."""
+        wait = proto.head_wait
+        current = self._head_timer
+        if current is not None and (wait is None or current[0] is not wait.stream):
+            current[1].cancel()
+            self._head_timer = current = None
+        if wait is not None and current is None:
+            self._head_timer = (wait.stream, self._schedule("head", wait.timeout))
+
+    def _hold_reads(self) -> bool:
+        """Whether reading must pause now (read by the I/O thread too: state only)."""
+        backlog = self._backlog
+        return self._flow_held or (backlog is not None and backlog.full)
+
+    def _sync_reads(self) -> None:
+        transport = self._transport
+        if transport is not None:
+            transport.sync_reads()
+
+    def _resync_reads(self) -> None:
+        """The owner took enough (its thread, perhaps holding its Inbox's lock)."""
+        transport = self._transport
+        if transport is not None:
+            transport.resync_reads()
 
     def _shutdown_step(self, proto: ClientProtocol) -> None:
         """While shutting down, after each flush: stop once idle, or close a new Websocket."""
@@ -586,25 +800,20 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _deliver_events(self, events: list[Event]) -> bool:
         """Deliver what one read or command produced; False if the owner is gone."""
-        if self._batch_to is not None:
-            # One wake-up of the owner for all of them (a response's head
-            # and body often arrive in one read): nothing runs between them.
+        if self._opts.event_handler is not None:
             for event in events:
-                if type(event) is Upgrade:
-                    self._on_upgraded(event.stream)
-            try:
-                self._batch_to.tell_all(events)
-            except InboxClosedError:
-                self._owner_gone()
-                return False
-            return True
+                self._handler_for(event)  # each before the owner sees it
         for event in events:
-            if isinstance(event, Upgrade):
+            if type(event) is Upgrade:
                 self._on_upgraded(event.stream)
-            if self._opts.event_handler is not None:
-                self._handler_for(event)
-            if not self._deliver(event):
-                return False
+        try:
+            self._delivery.tell_all(events)
+        except (pykka.ActorDeadError, InboxClosedError):
+            self._owner_gone()
+            return False
+        backlog = self._backlog
+        if backlog is not None and backlog.full:
+            self._sync_reads()  # past the receive bound: stop reading
         return True
 
     def _on_upgraded(self, stream: StreamRef) -> None:
@@ -614,7 +823,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._upgrades.clear()
         self._pong_marks.clear()  # those of an earlier Websocket
         if command is not None:
-            self._reupgrade = command if command.opts.reupgrade else None
+            self._conn._reupgrade = command if command.opts.reupgrade else None
             if command.opts.keepalive is not None:
                 self._schedule("ws_ping", command.opts.keepalive)
 
@@ -648,6 +857,13 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         mark = self._pong_marks.pop(0) if self._pong_marks else None
         if ws is None or mark is None or ws.pongs_received > mark:
             return
+        transport = self._transport
+        if transport is not None and transport.reads_paused and ws.opts.pong_timeout is not None:
+            # Not read yet is not lost: the pong may wait in what backpressure
+            # left unread. Judged again once more time has passed.
+            self._pong_marks.insert(0, mark)
+            self._schedule("pong_deadline", ws.opts.pong_timeout)
+            return
         self._lost(
             PongTimeout(
                 f"no pong within {ws.opts.pong_timeout} s of a ping: "
@@ -667,7 +883,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _schedule(self, kind: str, delay: float) -> TimerHandle:
         epoch = self._epoch
-        timer = default_scheduler().call_later(delay, lambda: self._report(msg.Tick(epoch, kind)))
+        timer = self._scheduler.call_later(delay, lambda: self._report(msg.Tick(epoch, kind)))
         self._timers = [t for t in self._timers if not t.done]
         self._timers.append(timer)
         return timer
@@ -676,7 +892,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         """The I/O thread saw the socket close (EOF or error)."""
         proto = self._proto
         if proto is None:
-            if self._state == "connecting":  # during the TLS handshake
+            if self._state is State.CONNECTING:  # during the TLS handshake
                 self._connection_failed(
                     reason
                     or ConnectionClosed(
@@ -693,7 +909,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _lost(self, reason: BaseException) -> None:
         """The connection ended: Down, then reconnect (or stop if shutting down)."""
-        shutting_down = self._state == "closing"
+        shutting_down = self._state is State.CLOSING
         self._down(reason)
         if self._is_stopped():
             return  # the owner vanished while being told
@@ -702,17 +918,24 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return
         self._retry_or_stop(reason)
 
-    def _down(self, reason: BaseException, also_killed: StreamRef | None = None) -> None:
+    def _down(
+        self,
+        reason: BaseException,
+        also_killed: StreamRef | None = None,
+        also_unprocessed: tuple[StreamRef, ...] = (),
+    ) -> None:
         proto = self._proto
         assert proto is not None
         self._close_transport()
         killed, unprocessed = proto.lost_streams()
         if also_killed is not None and also_killed not in killed + unprocessed:
             killed = (*killed, also_killed)
+        unprocessed += also_unprocessed
         protocol = proto.protocol
         self._proto = None
         self._upgrades.clear()
         self._conn._set_ws_stream(None)
+        self._update_held()
         self._handler("disconnect", {"reason": reason})
         self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
 
@@ -726,15 +949,17 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        self._send_deadline = None
+        self._head_timer = None
 
     # -- stopping ------------------------------------------------------------------
 
     def _start_shutdown(self) -> None:
         proto = self._proto
-        if self._state != "up" or proto is None:
+        if self._state is not State.UP or proto is None:
             self._stop_now(ClosedByUser("shutdown() was called"))
             return
-        self._state = "closing"
+        self._state = State.CLOSING
         if proto.ws is not None:
             timeout = proto.ws.opts.closing_timeout  # ws_upgrade's opts win over open's
             proto.ws_send((CloseFrame(1000),))
@@ -744,16 +969,50 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._flush()
 
     def _stop_now(self, reason: BaseException) -> None:
-        if self._proto is not None:
-            self._down(reason)
-        self._finish(reason, final_error=False)
+        """``close()`` (or the end of a shutdown): stop at once, whatever is queued.
 
-    def _finish(self, reason: BaseException, *, final_error: bool) -> None:
-        """Stop for good: fail pending streams, mark the handle, tell the owner last."""
+        Requests it overtook (queued in the mailbox, or kept while down)
+        were never sent: on a connection that was up they are listed in the
+        ``Down`` as unprocessed, as the protocol's own queue is.
+        """
+        unsent = self._take_pending() + self._close_mailbox()
+        if self._proto is not None:
+            never_sent = tuple(
+                command.stream
+                for command in unsent
+                if isinstance(command, msg.RequestCmd | msg.HeadersCmd | msg.WsUpgrade)
+            )
+            self._down(reason, also_unprocessed=never_sent)
+            unsent = [c for c in unsent if getattr(c, "stream", None) not in never_sent]
+        self._finish(reason, final_error=False, unsent=unsent)
+
+    def _close_mailbox(self) -> list[msg.Command]:
+        """Refuse later commands (at the call) and take those queued (see ``_finish``)."""
+        return [
+            envelope.message
+            for envelope in self._mailbox.close()
+            if envelope.reply_to is None and isinstance(envelope.message, msg.Command)
+        ]
+
+    def _finish(
+        self,
+        reason: BaseException,
+        *,
+        final_error: bool,
+        unsent: list[msg.Command] | None = None,
+    ) -> None:
+        """Stop for good: refuse what was asked and not done, mark the handle, tell the owner last.
+
+        The mailbox is closed first: a command told from now on is refused
+        at the call (``ConnectionStoppedError``), one told before is taken
+        here (or was, as ``unsent``) and refused with an ``Error`` for its
+        stream: none is dropped.
+        """
         self._close_transport()
-        self._state = "stopped"
-        pending, self._pending = self._pending, []
-        for command in pending:
+        self._state = State.STOPPED
+        if unsent is None:
+            unsent = self._take_pending() + self._close_mailbox()
+        for command in unsent:
             self._refuse(command, reason)
         self._conn._mark_stopped()
         if final_error:
@@ -771,7 +1030,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _deliver(self, event: Event) -> bool:
         """Tell the owner; if it is gone, stop the connection (owner monitoring)."""
         try:
-            self._conn.owner.tell(event)
+            self._delivery.tell(event)
         except (pykka.ActorDeadError, InboxClosedError):
             self._owner_gone()
             return False
@@ -779,12 +1038,13 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _owner_gone(self) -> None:
         """The owner stopped: close and stop without a word (nobody is listening)."""
-        if self._state == "stopped":
+        if self._state is State.STOPPED:
             return
         self._close_transport()
         self._proto = None
-        self._state = "stopped"
-        self._pending = []
+        self._state = State.STOPPED
+        self._take_pending()
+        self._mailbox.close()  # nobody to refuse them to
         self._conn._mark_stopped()
         self._handler_safe("terminate", {"reason": OwnerDown("the owner stopped")})
         self._stop_actor()
@@ -824,9 +1084,33 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             port=self._conn.port,
             transport=self._opts.transport,
             protocol=proto.protocol if proto is not None else None,
-            state=self._state,
+            state=self._state.value,
             owner=self._conn.owner,
             local_address=addresses[0] if addresses else None,
             peer_address=addresses[1] if addresses else None,
             ws_stream=proto.ws_stream if proto is not None else None,
         )
+
+
+def _when_up(handle: Callable[[ConnectionActor], None]) -> Callable[[ConnectionActor], None]:
+    def when_up(actor: ConnectionActor) -> None:
+        if actor._state is State.UP:
+            handle(actor)
+
+    return when_up
+
+
+# Each timer kind and what its tick does (the state checks are in the handlers).
+ConnectionActor._ticks = {
+    "connect": ConnectionActor._tick_connect,
+    "retry": ConnectionActor._tick_retry,
+    "connect_deadline": ConnectionActor._tick_connect_deadline,
+    "closing": ConnectionActor._tick_closing,
+    "owner_check": ConnectionActor._tick_owner_check,
+    "http_ping": _when_up(ConnectionActor._http_ping),
+    "ws_ping": _when_up(ConnectionActor._ws_ping),
+    "pong_deadline": _when_up(ConnectionActor._pong_deadline),
+    "ws_fail": ConnectionActor._tick_ws_fail,
+    "send_deadline": ConnectionActor._send_deadline_passed,
+    "head": ConnectionActor._tick_head,
+}

@@ -46,11 +46,13 @@ from tether._events import (
     Upgrade,
     Ws,
 )
-from tether._frames import coerce_frames
-from tether._options import ConnectOpts, WsOpts, check_positive_seconds, coerce_opts
+from tether._frames import Frame, coerce_frames
+from tether._options import ConnectOpts, WsOpts, check_flow, check_positive_seconds, coerce_opts
 from tether.actors import _messages as msg
+from tether.actors._delivery import delivery_for
 from tether.actors._inbox import Inbox, Match
 from tether.actors._mailbox import Mailbox
+from tether.actors._sendbuffer import COMMAND_OVERHEAD, SendBuffer
 from tether.protocol import check_body, check_method, check_path, normalize_headers
 
 __all__ = ["Connection", "ConnectionInfo", "Owner", "open_connection"]
@@ -59,6 +61,16 @@ _STREAM_EVENTS = (Inform, Response, Data, Trailers, Upgrade, Ws, Error)
 _INFO_TIMEOUT = 5.0
 # How long a call waits for a supervisor to restart a crashed connection actor.
 _RESTART_WAIT = 2.0
+
+
+def _frames_size(frames: tuple[Frame, ...]) -> int:
+    """What a ``WsSend`` of ``frames`` counts for in the send buffer."""
+    size = COMMAND_OVERHEAD
+    for frame in frames:
+        data = getattr(frame, "data", None)
+        if data is not None:
+            size += len(data)
+    return size
 
 
 class Owner(Protocol):
@@ -114,6 +126,15 @@ class Connection:
         self._ref: pykka.ActorRef[Any] | None = None
         self._carried: list[msg.Command] = []
         self._ws_stream: StreamRef | None = None
+        # How events reach the owner, and its receive bound (the Inbox looks
+        # the bound up here: an event's conn is this handle), and the send
+        # buffer: both outlive the actor's generations, as what they count does.
+        self._delivery = delivery_for(owner, opts.max_queue, opts.max_queue_bytes)
+        self._backlog = self._delivery.backlog
+        self._send = SendBuffer(opts.send_buffer, opts.send_timeout)
+        # The upgrade to repeat after a reconnect (ws_opts reupgrade); here, not
+        # in the actor, so that a restarted generation repeats it too.
+        self._reupgrade: msg.WsUpgrade | None = None
         self._stopped = threading.Event()
         # _stopped.is_set(), as a plain attribute for the checks made on every
         # command and await (Event.is_set is a Python call). Set right after it.
@@ -181,11 +202,13 @@ class Connection:
             self._end()
 
     def _end(self) -> None:
-        # Stopped for good (the lock held): wakes calls waiting for a restart.
+        # Stopped for good (the lock held): wakes calls waiting for a restart,
+        # or for room in the send buffer.
         self._ws_stream = None
         self._stopped.set()
         self._done = True
         self._generation.notify_all()
+        self._send.stop()
 
     def _next_generation(self, dead: pykka.ActorRef[Any]) -> pykka.ActorRef[Any] | None:
         # The actor died: while its supervisor restarts it, wait (briefly) for
@@ -196,7 +219,11 @@ class Connection:
             )
             return self._ref
 
-    def _tell(self, command: msg.Command) -> None:
+    def _tell(self, command: msg.Command, size: int = 0, *, first: bool = False) -> None:
+        """Tell the current generation ``command``; ``size``: what it counts in the send buffer.
+
+        ``first``: in front of the commands still queued (close, shutdown).
+        """
         ref = self._ref
         if ref is None:
             # The supervisor has not built the first actor yet (open() does
@@ -213,7 +240,12 @@ class Connection:
                 # ref.tell(command), without pykka's envelope: every generation's
                 # inbox is a Mailbox (ConnectionActor is a LazyThreadingActor).
                 mailbox: Mailbox = ref.actor_inbox  # type: ignore[assignment]
-                mailbox.tell(command)
+                if size:
+                    self._wait_for_room(mailbox)
+                if first:
+                    mailbox.tell_first(command)
+                else:
+                    mailbox.tell(command)
             except pykka.ActorDeadError:
                 pass
             else:
@@ -221,6 +253,15 @@ class Connection:
             if attempt == 0:
                 ref = self._next_generation(ref)
         raise ConnectionStoppedError(f"{self!r} has stopped")
+
+    def _wait_for_room(self, mailbox: Mailbox) -> None:
+        """Block while the send buffer is over its limit (see ``tether.actors._sendbuffer``)."""
+        send = self._send
+        limit = send.limit
+        # Read without a lock: a stale look only lets one more message in,
+        # or costs the look under the lock that wait_for_room takes.
+        if limit is not None and send.held + mailbox.queued_size > limit:
+            send.wait_for_room(lambda: mailbox.queued_size)
 
     # -- state -----------------------------------------------------------------
 
@@ -269,14 +310,28 @@ class Connection:
             )
 
     def request(
-        self, method: str, path: str, headers: Any = None, body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        headers: Any = None,
+        body: bytes | None = None,
+        *,
+        flow: int | None = None,
     ) -> StreamRef:
         """Send a request (Gun's ``gun:request``); ``body=None`` sends no body.
+
+        ``flow``: Gun's flow control for this response (``http_opts`` flow
+        if None): how many ``Data`` events it may deliver before tether stops
+        reading, until :meth:`update_flow` gives more.
+
+        Blocks while the send buffer is full (``send_buffer``), for at most
+        ``send_timeout`` seconds.
 
         Raises:
             InvalidRequestError: a bad method, path or header (also ``ValueError``).
             TypeError: a body that is not ``bytes``.
             UpgradedError: the connection speaks Websocket.
+            SendTimeout: the send buffer stayed full for ``send_timeout``.
             ConnectionStoppedError: the connection has stopped.
         """
         command_body = check_body(body)
@@ -285,44 +340,57 @@ class Connection:
             check_path(path),
             normalize_headers(headers),
         )
+        check_flow("flow", flow)
         self._check_http()
         stream = StreamRef()
-        self._tell(msg.RequestCmd(stream, raw_method, target, raw_headers, command_body))
+        size = COMMAND_OVERHEAD + (len(command_body) if command_body else 0)
+        self._tell(
+            msg.RequestCmd(stream, raw_method, target, raw_headers, command_body, flow, size), size
+        )
         return stream
 
-    def get(self, path: str, headers: Any = None) -> StreamRef:
+    def get(self, path: str, headers: Any = None, *, flow: int | None = None) -> StreamRef:
         """``GET path`` (Gun's ``gun:get``)."""
-        return self.request("GET", path, headers)
+        return self.request("GET", path, headers, flow=flow)
 
-    def head(self, path: str, headers: Any = None) -> StreamRef:
+    def head(self, path: str, headers: Any = None, *, flow: int | None = None) -> StreamRef:
         """``HEAD path``; the response has ``fin=True`` (Gun's ``gun:head``)."""
-        return self.request("HEAD", path, headers)
+        return self.request("HEAD", path, headers, flow=flow)
 
-    def options(self, path: str, headers: Any = None) -> StreamRef:
+    def options(self, path: str, headers: Any = None, *, flow: int | None = None) -> StreamRef:
         """``OPTIONS path`` (Gun's ``gun:options``)."""
-        return self.request("OPTIONS", path, headers)
+        return self.request("OPTIONS", path, headers, flow=flow)
 
-    def delete(self, path: str, headers: Any = None) -> StreamRef:
+    def delete(self, path: str, headers: Any = None, *, flow: int | None = None) -> StreamRef:
         """``DELETE path`` (Gun's ``gun:delete``)."""
-        return self.request("DELETE", path, headers)
+        return self.request("DELETE", path, headers, flow=flow)
 
-    def post(self, path: str, headers: Any = None, body: bytes = b"") -> StreamRef:
+    def post(
+        self, path: str, headers: Any = None, body: bytes = b"", *, flow: int | None = None
+    ) -> StreamRef:
         """``POST path`` with a body (Gun's ``gun:post``)."""
-        return self.request("POST", path, headers, body)
+        return self.request("POST", path, headers, body, flow=flow)
 
-    def put(self, path: str, headers: Any = None, body: bytes = b"") -> StreamRef:
+    def put(
+        self, path: str, headers: Any = None, body: bytes = b"", *, flow: int | None = None
+    ) -> StreamRef:
         """``PUT path`` with a body (Gun's ``gun:put``)."""
-        return self.request("PUT", path, headers, body)
+        return self.request("PUT", path, headers, body, flow=flow)
 
-    def patch(self, path: str, headers: Any = None, body: bytes = b"") -> StreamRef:
+    def patch(
+        self, path: str, headers: Any = None, body: bytes = b"", *, flow: int | None = None
+    ) -> StreamRef:
         """``PATCH path`` with a body (Gun's ``gun:patch``)."""
-        return self.request("PATCH", path, headers, body)
+        return self.request("PATCH", path, headers, body, flow=flow)
 
-    def headers(self, method: str, path: str, headers: Any = None) -> StreamRef:
+    def headers(
+        self, method: str, path: str, headers: Any = None, *, flow: int | None = None
+    ) -> StreamRef:
         """Start a request whose body follows with :meth:`data` (Gun's ``gun:headers``).
 
         Without a ``content-length`` header the body is sent chunked, which
-        HTTP/1.0 cannot do: there the header is required.
+        HTTP/1.0 cannot do: there the header is required. ``flow`` as for
+        :meth:`request`.
         """
         raw_method, target, raw_headers = (
             check_method(method),
@@ -337,24 +405,44 @@ class Connection:
                 "a streamed body on HTTP/1.0 needs a content-length "
                 "header (HTTP/1.0 has no chunked encoding)"
             )
+        check_flow("flow", flow)
         stream = StreamRef()
-        self._tell(msg.HeadersCmd(stream, raw_method, target, raw_headers))
+        self._tell(msg.HeadersCmd(stream, raw_method, target, raw_headers, flow), COMMAND_OVERHEAD)
         return stream
 
     def data(self, stream: StreamRef, fin: bool, data: bytes) -> None:
-        """Send a piece of a streamed request body; ``fin=True`` on the last one."""
+        """Send a piece of a streamed request body; ``fin=True`` on the last one.
+
+        Blocks while the send buffer is full, as :meth:`request` does.
+        """
         if not isinstance(stream, StreamRef):
             raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
         checked = check_body(data)
         assert checked is not None
         self._check_http()
-        self._tell(msg.DataCmd(stream, bool(fin), checked))
+        size = COMMAND_OVERHEAD + len(checked)
+        self._tell(msg.DataCmd(stream, bool(fin), checked, size), size)
 
     def cancel(self, stream: StreamRef) -> None:
         """Stop receiving events for ``stream`` (Gun's ``gun:cancel``)."""
         if not isinstance(stream, StreamRef):
             raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
         self._tell(msg.Cancel(stream))
+
+    def update_flow(self, stream: StreamRef, increment: int) -> None:
+        """Give ``stream`` ``increment`` more flow credit (Gun's ``gun:update_flow``).
+
+        Reading resumes if that stream is the one being received and its
+        credit is now above zero. Nothing happens for a stream without flow
+        control, an unknown stream or one that has ended (as in Gun).
+
+        Raises:
+            TypeError, ValueError: ``increment`` is not an int > 0.
+        """
+        if not isinstance(stream, StreamRef):
+            raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
+        check_flow("increment", increment)
+        self._tell(msg.UpdateFlow(stream, increment))
 
     # -- Websocket -------------------------------------------------------------
 
@@ -387,9 +475,17 @@ class Connection:
         A ``str`` is a Text frame, ``bytes`` a Binary frame. Without ``stream``
         the frames go to the current Websocket.
 
+        Blocks while the send buffer is full (``send_buffer``: bytes handed
+        to the connection that the socket has not taken), for at most
+        ``send_timeout`` seconds; the first message into an empty buffer is
+        always taken.
+
         Raises:
             TypeError: something that is not a frame.
             NotUpgradedError: no Websocket is up (the frames are in the error).
+            SendTimeout: the send buffer stayed full for ``send_timeout``
+                (nothing was sent).
+            ConnectionStoppedError: the connection stopped (also while waiting).
         """
         checked = coerce_frames(frames)
         current = self._ws_stream
@@ -402,21 +498,30 @@ class Connection:
             )
         # The resolved stream, so that frames that race a drop come back as an
         # Error of that Websocket's stream, not as a connection-wide Error.
-        self._tell(msg.WsSend(checked, current))
+        size = _frames_size(checked)
+        self._tell(msg.WsSend(checked, current, size), size)
 
     # -- lifecycle ---------------------------------------------------------------
 
     def close(self) -> None:
-        """Close at once (Gun's ``gun:close``): streams are killed, no reconnect."""
+        """Close at once (Gun's ``gun:close``): streams are killed, no reconnect.
+
+        Never waits behind work: it overtakes the commands still queued
+        (which are then refused, each with an ``Error`` for its stream) and
+        is handled as soon as the message being handled is done.
+        """
         if self._stopped.is_set():
             return
-        self._tell(msg.Close())
+        self._tell(msg.Close(), first=True)
 
     def shutdown(self) -> None:
         """Close gracefully (Gun's ``gun:shutdown``): let streams finish, then stop.
 
         A Websocket is closed with a close frame; both waits are bounded by the
-        ``closing_timeout`` options.
+        ``closing_timeout`` options. Unlike :meth:`close` it keeps its place
+        after the commands given before it, as in Gun: a frame sent just
+        before goes out before the close frame. (Nothing waits on the
+        network any more, and the send buffer bounds what is queued.)
         """
         if self._stopped.is_set():
             return

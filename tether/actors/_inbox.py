@@ -12,9 +12,10 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 
 from tether._errors import InboxClosedError, ReceiveTimeout
+from tether.actors._backlog import Backlog, weight
 from tether.actors._lending import Lending
 
 __all__ = ["DEFAULT_BUSY_POLL", "Inbox"]
@@ -23,6 +24,8 @@ DEFAULT_BUSY_POLL = 50e-6
 """Seconds a waiting thread polls its lent socket before it sleeps (``docs/performance.md``)."""
 
 Match = Callable[[object], bool]
+
+_NOTHING = object()  # what Inbox._pick finds when no message matches
 
 
 class Inbox:
@@ -63,6 +66,10 @@ class Inbox:
         # the Lending; notify_all is two Python calls on every tell).
         self._sleepers = 0
         self._lending = Lending(self._cond, float(busy_poll))
+        # Whether a connection counts its events in this Inbox (its receive
+        # bound, see tether.actors._backlog): only then does a tell or a take
+        # look for the backlog of the message's connection.
+        self._bounded = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -78,6 +85,28 @@ class Inbox:
         """True once :meth:`close` was called."""
         return self._closed
 
+    def backlog(self, max_events: int, max_size: int | None) -> Backlog:
+        """A connection's receive bound, counted by this Inbox (for tether's connections)."""
+        with self._lock:
+            self._bounded = True
+            return Backlog(max_events, max_size, self._lock)
+
+    def _counted_in(self, message: object) -> None:
+        """``message`` was added (the lock held): count it if its connection is bounded here."""
+        backlog = getattr(getattr(message, "conn", None), "_backlog", None)
+        if backlog is not None and backlog.lock is self._lock:
+            size = weight(message)
+            if size is not None:
+                backlog.add(1, size)
+
+    def _counted_out(self, message: object) -> None:
+        """``message`` was taken (the lock held): the same count, the other way."""
+        backlog = getattr(getattr(message, "conn", None), "_backlog", None)
+        if backlog is not None and backlog.lock is self._lock:
+            size = weight(message)
+            if size is not None:
+                backlog.take(size)
+
     def tell(self, message: object, /) -> None:
         """Add a message (what connections call; same shape as ``ActorRef.tell``).
 
@@ -88,12 +117,17 @@ class Inbox:
             if self._closed:
                 raise InboxClosedError("the inbox is closed")
             self._messages.append(message)
+            if self._bounded:
+                self._counted_in(message)
             if self._sleepers:
                 self._cond.notify_all()
             self._lending.wake()
 
-    def tell_all(self, messages: Iterable[object], /) -> None:
+    def tell_all(self, messages: Sequence[object], backlog: Backlog | None = None, /) -> None:
         """Add several messages at once, waking the receivers once (connections' batches).
+
+        ``backlog``: the receive bound of the connection that tells them all
+        (it is theirs: no look-up per message).
 
         Raises:
             InboxClosedError: the inbox was closed (none of them is added).
@@ -103,6 +137,13 @@ class Inbox:
             if self._closed:
                 raise InboxClosedError("the inbox is closed")
             self._messages.extend(messages)
+            if backlog is not None:
+                sizes = [size for size in map(weight, messages) if size is not None]
+                if sizes:
+                    backlog.add(len(sizes), sum(sizes))
+            elif self._bounded:
+                for message in messages:
+                    self._counted_in(message)
             if self._sleepers:
                 self._cond.notify_all()
             self._lending.wake()
@@ -141,18 +182,10 @@ class Inbox:
             borrowed = self._lending.resume()  # held since the last receive, if it was
             try:
                 while True:
-                    messages = self._messages
-                    if messages:
-                        if match is None:  # any message: the oldest, without a loop
-                            message = messages[0]
-                            if remove is None or remove(message):
-                                messages.popleft()
+                    if self._messages:
+                        message = self._pick(match, remove)
+                        if message is not _NOTHING:
                             return message
-                        for index, message in enumerate(messages):
-                            if match(message):
-                                if remove is None or remove(message):
-                                    del messages[index]
-                                return message
                     if self._closed:
                         raise InboxClosedError("the inbox is closed")
                     if remaining is not None and remaining <= 0:
@@ -189,6 +222,28 @@ class Inbox:
         finally:
             self._lock.release()
 
+    def _pick(self, match: Match | None, remove: Match | None) -> object:
+        """The oldest message ``match`` accepts, removed if ``remove`` agrees (the lock held).
+
+        :data:`_NOTHING` if none matches.
+        """
+        messages = self._messages
+        if match is None:  # any message: the oldest, without a loop
+            message = messages[0]
+            if remove is None or remove(message):
+                messages.popleft()
+                if self._bounded:
+                    self._counted_out(message)
+            return message
+        for index, message in enumerate(messages):
+            if match(message):
+                if remove is None or remove(message):
+                    del messages[index]
+                    if self._bounded:
+                        self._counted_out(message)
+                return message
+        return _NOTHING
+
     def flush(self, match: Match | None = None) -> list[object]:
         """Remove and return every message for which ``match`` is true (all if None)."""
         with self._cond:
@@ -197,6 +252,9 @@ class Inbox:
             for message in self._messages:
                 (removed if match is None or match(message) else kept).append(message)
             self._messages = kept
+            if self._bounded:
+                for message in removed:
+                    self._counted_out(message)
             return removed
 
     def close(self) -> None:

@@ -8,13 +8,27 @@ and hands it to the socket's owner through a callback (the transport,
 which *tells* its actor). It never asks anything and never blocks; when
 the actor is idle and allows it, that tell handles the bytes right here
 (:mod:`~tether.actors._mailbox`), parsing them and writing without
-blocking, instead of waking the actor thread.
+blocking, instead of waking the actor thread. It also tells the owner when
+a socket that could not take all it was given can take more
+(:meth:`Watch.want_write`): writes never block any thread.
+
+**Pausing.** A socket whose reader has more than it can take (events the
+owner has not taken yet, see :mod:`~tether.actors._delivery`, or reads its
+actor has not handled yet) is *paused* (:meth:`Watch.sync_pause`): it is
+no longer read, so the kernel's buffers fill and TCP pushes back on the
+server. A paused socket is still watched for the peer's close
+(``EPOLLRDHUP``, and ``EPOLLHUP``/``EPOLLERR``, which epoll always
+reports): then it is read to its end whatever the pause says (what the
+kernel holds is bounded by its buffers), so the owner gets every event the
+server sent and then the ``Down``, and an owner that waits only for the
+``Down`` is never stuck. Where the loop runs on ``selectors`` (no epoll), a
+paused socket is not watched at all, and a close is noticed once it resumes.
 
 **Lending.** A thread that is about to wait for what a socket will bring
 (a caller blocked in ``Inbox.receive`` for the only connection that
 Inbox owns, see :mod:`~tether.actors._lending`) can read that socket
 itself, as a blocking client would: :meth:`Watch.borrow` stops the I/O
-thread from watching it (``epoll_ctl`` works from any thread), the
+thread from reading it (``epoll_ctl`` works from any thread), the
 borrower polls and reads it, and :meth:`Watch.give_back` hands it back.
 The reply then wakes one thread (the caller, from ``poll``) instead of
 two (the I/O thread from ``epoll_wait``, then the caller from its
@@ -25,20 +39,24 @@ them, and a socket is read only while armed for the I/O thread or lent.
 Lending needs ``select.epoll`` (Linux); elsewhere the loop runs on
 ``selectors`` and nothing is lent.
 
+What the poller is asked to report for a socket follows from its state
+alone (:meth:`Watch.interest`: one table, in one place), and every change
+of that state, by whichever thread, goes through the watch's lock.
+
 Sockets are registered, and closed, by requests queued to the thread and a
 wake-up byte on a socket pair: registration is only ever changed by the
-I/O thread (a borrower only disarms and re-arms a socket the thread has
-registered), and a socket's file descriptor is closed only by the I/O
-thread, under the watch's lock, once it no longer watches it, so a number
-the kernel reuses for a new socket can never be read, or re-armed, in the
-old one's name. Like the timer thread, the thread exits when no socket is
-left and starts again with the next one, so an idle process keeps no
-tether I/O thread.
+I/O thread (other threads only change what a registered socket reports),
+and a socket's file descriptor is closed only by the I/O thread, under the
+watch's lock, once it no longer watches it, so a number the kernel reuses
+for a new socket can never be read, or re-armed, in the old one's name.
+Like the timer thread, the thread exits when no socket is left and starts
+again with the next one, so an idle process keeps no tether I/O thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import select
@@ -49,7 +67,13 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-__all__ = ["ConnectHandler", "IoLoop", "ReadHandler", "Watch", "default_loop"]
+__all__ = [
+    "ConnectHandler",
+    "IoLoop",
+    "ReadHandler",
+    "Watch",
+    "default_loop",
+]
 
 log = logging.getLogger("tether.io")
 
@@ -58,6 +82,18 @@ log = logging.getLogger("tether.io")
 # of a 1 MiB message slower, not faster; 64 KiB also bounds how long one
 # busy connection keeps the others waiting.
 _READ_SIZE = 64 * 1024
+
+# What a poller reports and is asked for: epoll's bits (selectors' are mapped to them).
+IN = select.EPOLLIN if hasattr(select, "EPOLLIN") else 0x001
+OUT = select.EPOLLOUT if hasattr(select, "EPOLLOUT") else 0x004
+ERR = select.EPOLLERR if hasattr(select, "EPOLLERR") else 0x008
+HUP = select.EPOLLHUP if hasattr(select, "EPOLLHUP") else 0x010
+RDHUP = getattr(select, "EPOLLRDHUP", 0x2000)
+# Report once, then stay silent until armed again. Without it a socket
+# watched for nothing still reports ERR and HUP (epoll adds them to any
+# mask) on every poll until it is armed again: a busy loop.
+ONESHOT = getattr(select, "EPOLLONESHOT", 1 << 30)
+_CLOSED_BY_PEER = RDHUP | HUP | ERR
 
 ReadHandler = Callable[[bytes | None, BaseException | None], None]
 """Called with ``(data, None)`` for bytes, ``(None, exc)`` at the end.
@@ -70,6 +106,12 @@ two at once. The end comes once: ``exc`` is ``None`` for EOF, else the
 ConnectHandler = Callable[[OSError | None], None]
 """Called on the I/O thread when a non-blocking connect ends: ``None`` or the error."""
 
+WriteHandler = Callable[[], None]
+"""Called (the watch's lock held) once a socket that wanted to write can take more."""
+
+PauseSource = Callable[[], bool]
+"""Whether the socket should not be read now (:meth:`Watch.sync_pause` asks it)."""
+
 Ticker = Callable[[], bool]
 """Called on the I/O thread every :data:`TICK` s (:meth:`IoLoop.tick`); False: no more."""
 
@@ -77,35 +119,31 @@ TICK = 0.005
 """Seconds between two calls of the tickers, while there are some."""
 
 
+def _never_paused() -> bool:
+    return False
+
+
 class _Poller:
     """What the I/O thread waits on: ``epoll`` (lends sockets) or a ``selectors`` selector.
 
-    ``register``/``watch_*``/``unregister``/``poll`` are the I/O thread's;
-    ``disarm``/``rearm`` are what a borrower may call from any thread, and
-    only where :attr:`lends` is true.
+    ``register``/``unregister``/``poll`` are the I/O thread's; ``modify``
+    may be called from any thread, under the lock of the socket's watch.
+    Masks are epoll's bits (:data:`IN`, :data:`OUT`, :data:`RDHUP`, :data:`ONESHOT`).
     """
 
     lends = False
 
-    def register(self, fd: int, writable: bool) -> None:
+    def register(self, fd: int, mask: int) -> None:
         raise NotImplementedError
 
-    def watch_reads(self, fd: int) -> None:
+    def modify(self, fd: int, mask: int) -> None:
         raise NotImplementedError
 
     def unregister(self, fd: int) -> None:
         raise NotImplementedError
 
-    def disarm(self, fd: int) -> None:
-        """Stop reporting ``fd`` without forgetting it (any thread, epoll only)."""
-        raise NotImplementedError
-
-    def rearm(self, fd: int) -> None:
-        """Report reads of a disarmed ``fd`` again (any thread, epoll only)."""
-        raise NotImplementedError
-
-    def poll(self, timeout: float | None) -> list[int]:
-        """The ready descriptors, waiting up to ``timeout`` s (None: until one is)."""
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        """The ready descriptors and what they are ready for, waiting up to ``timeout`` s."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -119,49 +157,68 @@ class _EpollPoller(_Poller):
     def __init__(self) -> None:
         self._epoll = select.epoll()
 
-    def register(self, fd: int, writable: bool) -> None:
-        self._epoll.register(fd, select.EPOLLOUT if writable else select.EPOLLIN)
+    def register(self, fd: int, mask: int) -> None:
+        self._epoll.register(fd, mask)
 
-    def watch_reads(self, fd: int) -> None:
-        self._epoll.modify(fd, select.EPOLLIN)
+    def modify(self, fd: int, mask: int) -> None:
+        self._epoll.modify(fd, mask)
 
     def unregister(self, fd: int) -> None:
         with contextlib.suppress(OSError):
             self._epoll.unregister(fd)
 
-    def disarm(self, fd: int) -> None:
-        self._epoll.modify(fd, 0)
-
-    def rearm(self, fd: int) -> None:
-        self._epoll.modify(fd, select.EPOLLIN)
-
-    def poll(self, timeout: float | None) -> list[int]:
-        return [fd for fd, _ in self._epoll.poll(-1 if timeout is None else timeout)]
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        return self._epoll.poll(-1 if timeout is None else timeout)
 
     def close(self) -> None:
         self._epoll.close()
 
 
 class _SelectorPoller(_Poller):
+    """Without epoll: reads and writes only (a paused socket is not watched at all)."""
+
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
 
-    def register(self, fd: int, writable: bool) -> None:
-        self._selector.register(fd, selectors.EVENT_WRITE if writable else selectors.EVENT_READ)
+    @staticmethod
+    def _events(mask: int) -> int:
+        return (selectors.EVENT_READ if mask & IN else 0) | (
+            selectors.EVENT_WRITE if mask & OUT else 0
+        )
 
-    def watch_reads(self, fd: int) -> None:
-        self._selector.modify(fd, selectors.EVENT_READ)
+    def register(self, fd: int, mask: int) -> None:
+        events = self._events(mask)
+        if events:
+            self._selector.register(fd, events)
+
+    def modify(self, fd: int, mask: int) -> None:
+        # Only the I/O thread modifies here (nothing is lent, and actors ask
+        # for writes through IoLoop.resync): a selector is not thread-safe.
+        events = self._events(mask)
+        try:
+            key = self._selector.get_key(fd)
+        except KeyError:
+            if events:
+                self._selector.register(fd, events)
+            return
+        if not events:
+            self._selector.unregister(fd)
+        elif key.events != events:
+            self._selector.modify(fd, events)
 
     def unregister(self, fd: int) -> None:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(fd)
 
-    def disarm(self, fd: int) -> None:
-        # Only the I/O thread disarms here (nothing is lent): forget the socket.
-        self.unregister(fd)
-
-    def poll(self, timeout: float | None) -> list[int]:
-        return [key.fd for key, _ in self._selector.select(timeout)]
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        return [
+            (
+                key.fd,
+                (IN if events & selectors.EVENT_READ else 0)
+                | (OUT if events & selectors.EVENT_WRITE else 0),
+            )
+            for key, events in self._selector.select(timeout)
+        ]
 
     def close(self) -> None:
         self._selector.close()
@@ -174,20 +231,47 @@ def _new_poller() -> _Poller:
 State = Literal["queued", "connecting", "reading", "ended", "closed"]
 
 
+class Reading(enum.Enum):
+    """Who reads a socket that is being read (:attr:`Watch.reading`)."""
+
+    #: The I/O thread.
+    LOOP = "loop"
+    #: A thread waiting in the owner's Inbox (it borrowed the socket).
+    LENT = "lent"
+    #: Nobody: the reader has more than it can take. Only a close is watched for.
+    PAUSED = "paused"
+    #: The I/O thread, pause or not: the peer closed, so what is left is read to the end.
+    TO_THE_END = "to the end"
+
+
+# Armed for nothing known: the next Watch._arm() sets the mask whatever it was.
+_UNKNOWN = -1
+# Disabled by epoll after a ONESHOT mask fired: silent, as ONESHOT alone asks.
+# Arming ONESHOT again would enable it again, and a hung-up socket would then
+# report HUP on every poll.
+_DISABLED = -2
+
+
 class Watch:
     """One socket of the I/O loop: its connect, its reads, and who may read it.
 
     Returned by :meth:`IoLoop.add` and :meth:`IoLoop.connect`. Thread-safe:
-    :meth:`borrow`, :meth:`read` and :meth:`give_back` from any thread (the
-    borrower's); the rest is the I/O thread's.
+    :meth:`borrow`, :meth:`read`, :meth:`give_back`, :meth:`want_write` and
+    :meth:`sync_pause` from any thread; the rest is the I/O thread's.
     """
 
     __slots__ = (
+        "_armed",
         "_lent",
         "_lock",
         "_on_connect",
         "_on_read",
+        "_on_writable",
+        "_pause_source",
+        "_paused",
         "_poller",
+        "_to_the_end",
+        "_wants_write",
         "fd",
         "loop",
         "sock",
@@ -195,69 +279,163 @@ class Watch:
     )
 
     def __init__(
-        self, sock: socket.socket, on_read: ReadHandler, on_connect: ConnectHandler | None
+        self,
+        sock: socket.socket,
+        on_read: ReadHandler,
+        on_connect: ConnectHandler | None,
+        on_writable: WriteHandler | None = None,
+        pause_source: PauseSource | None = None,
     ) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self._on_read = on_read
         self._on_connect = on_connect
-        # Every read and its report, and every change of state, happen
-        # under this lock: it is what keeps the I/O thread and a borrower
-        # from reading the socket at once, and reports in order.
-        self._lock = threading.Lock()
+        self._on_writable = on_writable
+        self._pause_source = pause_source or _never_paused
+        # Every read and its report, and every change of state, happen under
+        # this lock: it is what keeps the I/O thread and a borrower from
+        # reading the socket at once, and reports in order. Reentrant: a
+        # report can be handled right here (the actor run inline), and what
+        # it does may pause the socket or ask to write.
+        self._lock = threading.RLock()
         self.state: State = "queued"
         self._lent = False
+        self._paused = False
+        self._to_the_end = False
+        self._wants_write = False
+        self._armed = _UNKNOWN  # the mask the poller has, as far as this watch knows
         self._poller: _Poller | None = None  # set while registered
         self.loop: IoLoop | None = None  # the loop it was handed to
 
     def __repr__(self) -> str:
-        lent = ", lent" if self._lent else ""
-        return f"<Watch fd={self.fd} {self.state}{lent}>"
+        return f"<Watch fd={self.fd} {self.state} {self.reading.value}>"
+
+    # -- the table -----------------------------------------------------------------
+
+    @property
+    def reading(self) -> Reading:
+        """Who reads the socket while it is being read (the state, in one word)."""
+        if self._to_the_end:
+            return Reading.TO_THE_END
+        if self._lent:
+            return Reading.LENT
+        return Reading.PAUSED if self._paused else Reading.LOOP
+
+    def interest(self) -> int:
+        """What the poller must report for this socket now (the lock held).
+
+        ===============  ===================================================
+        connecting       ``OUT`` (the connect ended)
+        reading, LOOP    ``IN``
+        reading, LENT    nothing: the borrower polls it itself
+        reading, PAUSED  ``RDHUP`` (the peer closed; HUP and ERR come anyway)
+        TO_THE_END       ``IN``
+        ended, closed    nothing
+        ===============  ===================================================
+
+        Plus ``OUT`` while the socket wants to write (:meth:`want_write`),
+        and ``ONESHOT`` whenever nothing is read through the loop, so that
+        HUP and ERR, which epoll reports whatever the mask, come once.
+        """
+        if self.state == "connecting":
+            return OUT | ONESHOT
+        if self.state != "reading":
+            return ONESHOT
+        mask = OUT if self._wants_write else 0
+        reading = self.reading
+        if reading is Reading.LOOP or reading is Reading.TO_THE_END:
+            return mask | IN
+        if reading is Reading.PAUSED:
+            return mask | RDHUP
+        return mask | ONESHOT
+
+    def _arm(self) -> bool:
+        """Give the poller :meth:`interest` if it changed (the lock held); False if it failed."""
+        poller = self._poller
+        if poller is None:
+            return False
+        mask = self.interest()
+        if mask == self._armed or (mask == ONESHOT and self._armed == _DISABLED):
+            return True
+        try:
+            poller.modify(self.fd, mask)
+        except (OSError, ValueError, KeyError):
+            return False  # unregistered meanwhile: nothing to report any more
+        self._armed = mask
+        return True
 
     # -- the borrower's (any thread) -----------------------------------------------
 
     def borrow(self) -> bool:
         """Stop the I/O thread from reading this socket; True if the caller may now read it.
 
-        False while the socket is not (yet, or any longer) being read, or
-        where the poller does not lend.
+        False while the socket is not (yet, or any longer) being read by the
+        loop (it is paused, lent, ended), or where the poller does not lend.
         """
         with self._lock:
             poller = self._poller
-            if self._lent or self.state != "reading" or poller is None or not poller.lends:
+            if self.state != "reading" or poller is None or not poller.lends:
                 return False
-            try:
-                poller.disarm(self.fd)
-            except OSError:
+            if self.reading is not Reading.LOOP:
                 return False
             self._lent = True
+            if not self._arm():  # the poller refused: not ours to lend
+                self._lent = False
+                return False
             return True
 
     def read(self) -> bool:
-        """Read once without blocking and report it (the borrower); False once it ended."""
+        """Read once without blocking and report it (the borrower); False once it may not.
+
+        False once the socket ended, or was paused: the borrower gives it
+        back then, and the I/O thread watches it as the pause says.
+        """
         # Not `with`: half the instructions, on every round trip (see Inbox.take).
         self._lock.acquire()
         try:
-            if not self._lent or self.state != "reading":
+            if not self._lent or self.state != "reading" or self._paused:
                 return False
             return self._read()
         finally:
             self._lock.release()
 
     def give_back(self) -> None:
-        """Let the I/O thread read this socket again. Idempotent."""
+        """Let the I/O thread read this socket again (or watch it as paused). Idempotent."""
         with self._lock:
             if not self._lent:
                 return
             self._lent = False
-            poller = self._poller
-            if self.state == "reading" and poller is not None:
-                # Not contextlib.suppress: this runs on every round trip's critical
-                # path, and suppress is three Python calls (docs/performance.md).
-                try:  # noqa: SIM105 - see above
-                    poller.rearm(self.fd)
-                except OSError:
-                    pass  # unregistered meanwhile: nothing to read
+            self._arm()
+
+    # -- the transport's (any thread) ----------------------------------------------
+
+    def want_write(self) -> None:
+        """Call the write handler once the socket can take more (once per call)."""
+        with self._lock:
+            if self._wants_write or self.state in ("ended", "closed"):
+                return
+            self._wants_write = True
+            self._arm()
+
+    def sync_pause(self) -> None:
+        """Read the pause source and stop (or start again) reading accordingly.
+
+        Whoever changes what the source says calls this afterwards (directly,
+        or through :meth:`IoLoop.resync`): since it reads the source under
+        the lock, the last call sees the last change, whatever the order
+        of the threads.
+        """
+        with self._lock:
+            paused = self._pause_source()
+            if paused == self._paused:
+                return
+            self._paused = paused
+            self._arm()
+
+    @property
+    def paused(self) -> bool:
+        """True while reading is paused (a close is still watched for, and read to the end)."""
+        return self._paused and not self._to_the_end
 
     # -- the I/O thread's ----------------------------------------------------------
 
@@ -265,8 +443,11 @@ class Watch:
         with self._lock:
             if self.state != "queued":
                 return  # closed before the thread got to it
+            self.state = "connecting" if self._on_connect is not None else "reading"
+            self._paused = self._pause_source()
+            mask = self.interest()
             try:
-                poller.register(self.fd, writable=self._on_connect is not None)
+                poller.register(self.fd, mask)
             except (ValueError, KeyError, OSError) as exc:  # closed meanwhile
                 error = exc if isinstance(exc, OSError) else OSError(str(exc))
                 self.state = "ended"
@@ -276,24 +457,38 @@ class Watch:
                     self._on_read(None, error)
                 return
             self._poller = poller
-            self.state = "connecting" if self._on_connect is not None else "reading"
+            self._armed = mask
 
-    def _ready(self) -> None:
-        """The poller reported the socket."""
+    def _ready(self, events: int) -> None:
+        """The poller reported the socket, ``events`` being what it is ready for."""
         with self._lock:
             poller = self._poller
             if poller is None:
                 return
+            if self._armed >= 0 and self._armed & ONESHOT:
+                self._armed = _DISABLED  # epoll disabled it: armed again below if need be
             if self.state == "connecting":
                 self._connected(poller)
-            elif self._lent:
-                # Readiness seen just before the borrower disarmed it (or a
-                # borrower's socket, not re-armed yet): not ours to read, and
-                # level-triggered, so it must not stay armed.
-                with contextlib.suppress(OSError):
-                    poller.disarm(self.fd)
             elif self.state == "reading":
-                self._read()
+                self._ready_to_read_or_write(events)
+            self._arm()
+
+    def _ready_to_read_or_write(self, events: int) -> None:
+        if events & OUT and self._wants_write:
+            self._wants_write = False
+            if self._on_writable is not None:
+                self._on_writable()
+            if self.state != "reading":
+                return  # the handler closed it (e.g. a write failed)
+        reading = self.reading
+        if reading is Reading.PAUSED and events & _CLOSED_BY_PEER:
+            # The peer closed: what is left is bounded by the kernel's
+            # buffers, and the owner must get the Down after it.
+            self._to_the_end = True
+            reading = Reading.TO_THE_END
+        if (reading is Reading.LOOP or reading is Reading.TO_THE_END) and events & ~OUT:
+            # Readable, or hung up, or in error: read() tells which.
+            self._read()
 
     def _connected(self, poller: _Poller) -> None:
         """The socket became writable: its connect ended, well or not."""
@@ -303,10 +498,8 @@ class Watch:
             self._end(poller)
             self._on_connect(OSError(error, os.strerror(error)))  # e.g. ConnectionRefusedError
             return
+        self.state = "reading"  # before the report: a write it leads to may want OUT
         self._on_connect(None)  # reports Connected before anything is read
-        if self.state == "connecting":  # (not closed by that report)
-            poller.watch_reads(self.fd)
-            self.state = "reading"
 
     def _read(self) -> bool:
         """Read what is there (one chunk) without blocking; report it, or the end."""
@@ -332,8 +525,7 @@ class Watch:
     def _end(self, poller: _Poller) -> None:
         self.state = "ended"
         if poller.lends:
-            with contextlib.suppress(OSError):
-                poller.disarm(self.fd)  # any thread may end it: only disarm here
+            self._arm()  # any thread may end it: only silence it here
         else:
             poller.unregister(self.fd)
             self._poller = None
@@ -343,11 +535,12 @@ class Watch:
         log.exception("tether I/O: %r failed; it is no longer read", self.sock)
         with self._lock:
             poller = self._poller
+            state = self.state
             if poller is not None:
                 self._end(poller)
             lost = OSError(f"tether's I/O thread failed on this socket: {exc!r}")
             with contextlib.suppress(Exception):  # logged above; the handler may be what failed
-                if self._on_connect is not None and self.state == "connecting":
+                if self._on_connect is not None and state == "connecting":
                     self._on_connect(lost)
                 else:
                     self._on_read(None, lost)
@@ -361,29 +554,48 @@ class Watch:
             self.sock.close()
 
 
+Request = Literal["add", "close", "resync"]
+
+
 class IoLoop:
-    """The I/O thread. Thread-safe: :meth:`add`, :meth:`connect` and :meth:`close`."""
+    """The I/O thread. Thread-safe: every public method."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requests: list[tuple[Watch, bool]] = []  # (watch, True to add / False to close)
+        self._requests: list[tuple[Watch, Request]] = []
         self._thread: threading.Thread | None = None
         self._wake_w: socket.socket | None = None
         self._woken = False
         self._tickers: list[Ticker] = []
         self._next_tick = 0.0
 
-    def add(self, sock: socket.socket, handler: ReadHandler) -> Watch:
-        """Watch ``sock`` (connected, blocking) and call ``handler`` with what it reads.
+    def add(
+        self,
+        sock: socket.socket,
+        handler: ReadHandler,
+        *,
+        on_writable: WriteHandler | None = None,
+        pause_source: PauseSource | None = None,
+    ) -> Watch:
+        """Watch ``sock`` (connected) and call ``handler`` with what it reads.
 
-        Returns the :class:`Watch` to lend reads with and to :meth:`close`.
+        ``on_writable`` is called after :meth:`Watch.want_write` once the
+        socket can take more; ``pause_source`` says when not to read it
+        (:meth:`Watch.sync_pause`). Returns the :class:`Watch` to lend reads
+        with and to :meth:`close`.
         """
-        watch = Watch(sock, handler, None)
-        self._request(watch, add=True)
+        watch = Watch(sock, handler, None, on_writable, pause_source)
+        self._request(watch, "add")
         return watch
 
     def connect(
-        self, sock: socket.socket, on_connect: ConnectHandler, on_read: ReadHandler
+        self,
+        sock: socket.socket,
+        on_connect: ConnectHandler,
+        on_read: ReadHandler,
+        *,
+        on_writable: WriteHandler | None = None,
+        pause_source: PauseSource | None = None,
     ) -> Watch:
         """Finish the non-blocking connect of ``sock``, then watch it like :meth:`add`.
 
@@ -393,8 +605,8 @@ class IoLoop:
         watch). There is no deadline here: the connection actor's
         ``connect_timeout`` timer closes an attempt that takes too long.
         """
-        watch = Watch(sock, on_read, on_connect)
-        self._request(watch, add=True)
+        watch = Watch(sock, on_read, on_connect, on_writable, pause_source)
+        self._request(watch, "add")
         return watch
 
     def close(self, watch: Watch) -> None:
@@ -403,7 +615,16 @@ class IoLoop:
         A handler call may still happen before the thread gets to it; the
         transport's epoch makes such a late report harmless.
         """
-        self._request(watch, add=False)
+        self._request(watch, "close")
+
+    def resync(self, watch: Watch) -> None:
+        """Have the I/O thread call :meth:`Watch.sync_pause` (for a thread that may not).
+
+        A thread holding a lock that is taken after a watch's (an Inbox's,
+        see :mod:`~tether.actors._lending`) must not take the watch's lock:
+        it asks the I/O thread instead.
+        """
+        self._request(watch, "resync")
 
     def tick(self, ticker: Ticker) -> None:
         """Call ``ticker`` on the I/O thread every :data:`TICK` s until it returns False.
@@ -442,12 +663,14 @@ class IoLoop:
                 for ticker in done:
                     self._tickers.remove(ticker)  # one entry each: it may be there again
 
-    def _request(self, watch: Watch, *, add: bool) -> None:
-        if add:
+    def _request(self, watch: Watch, request: Request) -> None:
+        if request == "add":
             watch.loop = self
         with self._lock:
-            self._requests.append((watch, add))
+            self._requests.append((watch, request))
             if self._thread is None:
+                # Also for a close: an ended socket is no longer watched, and
+                # the thread may have gone, but only the thread closes it.
                 wake_r, self._wake_w = socket.socketpair()
                 self._woken = False
                 self._thread = threading.Thread(
@@ -476,11 +699,13 @@ class IoLoop:
                     if wake_w is not None:
                         wake_w.close()
                     return False
-            for watch, add in requests:
-                if add:
+            for watch, request in requests:
+                if request == "add":
                     watch._register(poller)
                     if watch.state != "ended":
                         watches[watch.fd] = watch
+                elif request == "resync":
+                    watch.sync_pause()
                 else:
                     if watches.get(watch.fd) is watch:
                         del watches[watch.fd]
@@ -491,7 +716,7 @@ class IoLoop:
         watches: dict[int, Watch] = {}
         wake_fd = wake_r.fileno()
         try:
-            poller.register(wake_fd, writable=False)
+            poller.register(wake_fd, IN)
             while True:
                 # The lock only when there is something to do (or to end):
                 # a request is always followed by a wake-up byte.
@@ -499,7 +724,7 @@ class IoLoop:
                     return
                 # Read without the lock: a ticker added meanwhile sends a wake-up byte.
                 ticking = bool(self._tickers)
-                for fd in poller.poll(TICK if ticking else None):
+                for fd, events in poller.poll(TICK if ticking else None):
                     if fd == wake_fd:
                         with contextlib.suppress(OSError):
                             wake_r.recv(4096)
@@ -508,7 +733,7 @@ class IoLoop:
                     if watch is None:
                         continue  # closed since the poll returned
                     try:
-                        watch._ready()
+                        watch._ready(events)
                     except Exception as exc:  # a bug must not stop every connection's I/O
                         watch._fail(exc)
                 if ticking:

@@ -50,6 +50,20 @@ started only to stop.
 The actor decides what may run inline (:meth:`Mailbox.bind`'s ``run_inline``):
 a connection allows it only when nothing it calls out to can block the
 teller or run user code on the teller's thread (see ``ConnectionActor``).
+
+Three things a connection's send buffer and ``close()`` need from it:
+
+- **Sizes.** A message with a ``size`` attribute (a command carrying bytes
+  for the wire) adds it to :attr:`Mailbox.queued_size` while it waits in
+  the queue; taking it out calls ``bind``'s ``on_room``, so that callers
+  waiting for room in the send buffer look again. A message run inline at
+  once never counts.
+- **Overtaking.** :meth:`Mailbox.tell_first` queues a message in front of
+  the others (``close()`` and ``shutdown()`` are never queued behind work).
+- **Closing.** :meth:`Mailbox.close` takes what is queued and refuses every
+  later :meth:`tell` (``ActorDeadError``), atomically: a command either
+  was taken (and the actor answers it) or is refused at the call, never
+  queued for nobody. pykka's own messages (``put``) still go in.
 """
 
 from __future__ import annotations
@@ -101,6 +115,15 @@ def _refuse(message: object) -> bool:
     return False
 
 
+def _no_room() -> None:
+    """What a mailbox calls before :meth:`Mailbox.bind` when sized messages leave: nothing."""
+
+
+def _size(item: Any) -> int:
+    """The ``size`` of a queued item's message (0 for most)."""
+    return getattr(item.message, "size", 0)
+
+
 class Mailbox:
     """A pykka ``ActorInbox`` whose tellers may run the actor while it is idle.
 
@@ -123,7 +146,12 @@ class Mailbox:
         self._loop_has_turn = False
         # Until bind(): refuses everything, so that every message is queued.
         self._run_inline: RunInline = _refuse
+        self._on_room: Callable[[], None] = _no_room
         self._stopped: threading.Event | None = None  # the actor's actor_stopped
+        self._closed = False  # close(): tell() refuses everything
+        #: The sizes of the queued messages (see the module docstring); written
+        #: under the lock, read by anyone.
+        self.queued_size = 0
         self._ready = False  # tellers may run messages (the loop runs, or open())
         self._watchers = 0  # threads in wait_queued
         # A lazily started actor thread (make_lazy): whether it has been
@@ -134,18 +162,25 @@ class Mailbox:
         self._run_loop: Run | None = None
         self._ends_loop: Accept | None = None
 
-    def bind(self, run_inline: RunInline, stopped: threading.Event) -> None:
+    def bind(
+        self,
+        run_inline: RunInline,
+        stopped: threading.Event,
+        on_room: Callable[[], None] = _no_room,
+    ) -> None:
         """Let tellers run messages with ``run_inline`` (which may refuse them).
 
         ``run_inline`` must refuse a :class:`Reraise`, and the actor's
         ``on_receive`` must raise its ``error``: that is how a crash in a
         message run inline reaches pykka's failure path on the actor thread.
         ``stopped`` is the actor's ``actor_stopped``, which :meth:`tell`
-        checks as ``ActorRef.tell`` does.
+        checks as ``ActorRef.tell`` does. ``on_room`` is called (no lock
+        held) after sized messages left the queue.
         """
         with self._lock:
             self._run_inline = run_inline
             self._stopped = stopped
+            self._on_room = on_room
 
     def make_lazy(self, start_thread: Run, run_loop: Run, ends_loop: Accept) -> None:
         """The actor thread is not started yet: start it with ``start_thread`` when needed.
@@ -203,14 +238,39 @@ class Mailbox:
             raise pykka.ActorDeadError(f"the actor of {self!r} is not running")
         self._enter(message, None)
 
-    def _enter(self, message: object, envelope: Any) -> None:
+    def tell_first(self, message: object, /) -> None:
+        """Like :meth:`tell`, but in front of every queued message (``close()``).
+
+        Handled at once if the actor is idle, else next, once the message
+        being handled is done.
+
+        Raises:
+            pykka.ActorDeadError: the actor has stopped.
+        """
+        stopped = self._stopped
+        if stopped is None or stopped.is_set():
+            raise pykka.ActorDeadError(f"the actor of {self!r} is not running")
+        self._enter(message, None, first=True)
+
+    def close(self) -> list[Any]:
+        """Take every queued message and refuse later :meth:`tell` calls (the actor's turn).
+
+        Returns the queued envelopes, oldest first.
+        """
+        with self._lock:
+            self._closed = True
+        return self.take_all()
+
+    def _enter(self, message: object, envelope: Any, *, first: bool = False) -> None:
         """Run ``message`` now if the actor is idle and allows it, else queue it.
 
         ``envelope`` is pykka's (``put``), or None for a :meth:`tell`, which
-        gets one only if it has to be queued.
+        gets one only if it has to be queued. ``first``: queue it in front.
         """
         self._lock.acquire()  # not `with`: see _continue_turn
         try:
+            if envelope is None and self._closed:
+                raise pykka.ActorDeadError(f"the actor of {self!r} has stopped")
             if not (
                 self._busy
                 or self._items
@@ -220,7 +280,14 @@ class Mailbox:
                 self._busy = True  # the turn is ours: nothing queued, nobody handling
                 after = None
             else:
-                self._items.append(_Letter(message) if envelope is None else envelope)
+                item = _Letter(message) if envelope is None else envelope
+                if first:
+                    self._items.appendleft(item)
+                else:
+                    self._items.append(item)
+                size = getattr(message, "size", 0)
+                if size:
+                    self.queued_size += size
                 if self._watchers:
                     self._cond.notify_all()
                 if self._busy or not self._ready:
@@ -239,7 +306,9 @@ class Mailbox:
         if not self._run(message):
             with self._lock:
                 # First: told before anything queued since.
-                self._items.appendleft(_Letter(message) if envelope is None else envelope)
+                item = _Letter(message) if envelope is None else envelope
+                self._items.appendleft(item)
+                self.queued_size += _size(item)
                 after = self._release()
             if after is not None:
                 after()
@@ -256,7 +325,12 @@ class Mailbox:
             while self._busy or not self._items:
                 self._cond.wait()
             self._busy = self._loop_has_turn = True
-            return self._items.popleft()
+            item = self._items.popleft()
+            size = _size(item)
+            self.queued_size -= size
+        if size:
+            self._on_room()
+        return item
 
     def empty(self) -> bool:
         """True if no message is queued."""
@@ -269,12 +343,17 @@ class Mailbox:
         with self._lock:
             items = list(self._items)
             self._items.clear()
+            sized = self.queued_size
+            self.queued_size = 0
+        if sized:
+            self._on_room()
         return items
 
     def requeue(self, envelopes: list[Any]) -> None:
         """Put messages back in front of the queue, in their order (the actor thread)."""
         with self._lock:
             self._items.extendleft(reversed(envelopes))
+            self.queued_size += sum(map(_size, envelopes))
 
     def wait_queued(self, match: Callable[[object], bool], timeout: float) -> bool:
         """Wait until a queued message matches (tests and diagnostics; any thread)."""
@@ -351,12 +430,17 @@ class Mailbox:
                     after = self._release()
                     break
                 envelope = items.popleft()  # only the thread with the turn takes from the front
+                size = _size(envelope)
+                self.queued_size -= size
             finally:
                 self._lock.release()
+            if size:
+                self._on_room()
             helped += 1
             if not self._run(envelope.message):
                 with self._lock:
                     self._items.appendleft(envelope)  # still first, for the actor thread
+                    self.queued_size += size
                     after = self._release()
                 break
         if after is not None:

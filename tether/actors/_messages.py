@@ -29,13 +29,14 @@ __all__ = [
     "ConnectFailed",
     "Connected",
     "DataCmd",
-    "Drain",
     "HeadersCmd",
     "InfoQuery",
     "IoReport",
     "RequestCmd",
     "Shutdown",
     "Tick",
+    "UpdateFlow",
+    "Writable",
     "WsSend",
     "WsUpgrade",
 ]
@@ -51,6 +52,9 @@ class RequestCmd:
     target: bytes
     headers: HeaderList
     body: bytes | None
+    flow: int | None = None
+    #: Bytes it holds for the wire (its body): what the send buffer counts.
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class HeadersCmd:
     method: bytes
     target: bytes
     headers: HeaderList
+    flow: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,7 @@ class DataCmd:
     stream: StreamRef
     fin: bool
     data: bytes
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +91,25 @@ class WsUpgrade:
 class WsSend:
     frames: tuple[Frame, ...]
     stream: StreamRef | None
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateFlow:
+    """Gun's ``update_flow``: ``increment`` more data messages for ``stream``."""
+
+    stream: StreamRef
+    increment: int
 
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    """Brutal close: stop now."""
+    """Brutal close: stop now (told first: it overtakes queued commands)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Shutdown:
-    """Graceful close: let in-flight streams finish (bounded by closing_timeout)."""
+    """Graceful close: let in-flight streams finish (bounded by closing_timeout; told first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +118,9 @@ class InfoQuery:
 
 
 Command: TypeAlias = (
-    RequestCmd | HeadersCmd | DataCmd | Cancel | WsUpgrade | WsSend | Close | Shutdown
+    RequestCmd | HeadersCmd | DataCmd | Cancel | UpdateFlow | WsUpgrade | WsSend | Close | Shutdown
 )
-StreamCommand: TypeAlias = RequestCmd | HeadersCmd | DataCmd | Cancel | WsUpgrade
+StreamCommand: TypeAlias = RequestCmd | HeadersCmd | DataCmd | Cancel | UpdateFlow | WsUpgrade
 
 
 # -- I/O reports (told by the transport thread and the scheduler) --------------
@@ -143,10 +158,10 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
-class Drain:
-    """The socket did not take all that was written: send the rest (actor thread)."""
+class Writable:
+    """The socket that did not take all that was written can take more: send the rest."""
 
     epoch: int
 
 
-IoReport: TypeAlias = Connected | ConnectFailed | BytesIn | Closed | Tick | Drain
+IoReport: TypeAlias = Connected | ConnectFailed | BytesIn | Closed | Tick | Writable

@@ -87,6 +87,10 @@ class Scheduler:
         if self._virtual:
             clock.attach(self)  # type: ignore[union-attr]
 
+    def now(self) -> float:
+        """The scheduler's clock, in seconds (virtual under a test's fake clock). Thread-safe."""
+        return self._clock()
+
     def poke(self) -> None:
         """Re-check the deadlines now (a virtual clock moved). Thread-safe."""
         with self._cond:

@@ -1,4 +1,4 @@
-"""TCP connect, reads and bounded writes: the only code that touches a socket.
+"""TCP connect, reads and writes that never block: the only code that touches a socket.
 
 The I/O model (see ``docs/design.md`` and ``docs/performance.md``): the
 process-wide :mod:`~tether.actors._ioloop` thread reads every connection's
@@ -10,13 +10,21 @@ connect; a host name is resolved and connected by a short-lived thread
 
 Writes come from whichever thread handles the actor's message (the actor
 thread, or a teller running it inline, see :mod:`~tether.actors._mailbox`),
-so a write never blocks: what the socket does not take at once waits in a
-backlog, and a ``Drain`` report asks the actor thread to send it with
-``sendall``, bounded by ``SO_SNDTIMEO`` so a peer that stops reading cannot
-block the actor forever. Later writes queue behind the backlog, so bytes
-go out in order. ``close`` hands the
-socket back to the I/O thread, which closes it once it no longer watches
-it (a reused descriptor number is never read in the old socket's name).
+and never block: what the socket does not take at once waits in a
+*backlog*, later writes queue behind it (bytes go out in order), and the
+I/O thread tells the actor (``Writable``) when the socket can take more,
+which the actor then sends, again without blocking. No thread ever waits
+for a slow peer, so ``close()``, timers and reads go on while a backlog
+drains. How long a backlog may wait is the actor's rule (``send_timeout``):
+:attr:`TcpTransport.waiting_since` says since when its oldest byte waits.
+
+Reads are paused (:meth:`TcpTransport.sync_reads`) while the actor's
+``hold_reads`` says so (the owner has not taken enough of what it was
+told, or a stream's ``flow`` ran out) and while the actor has not handled
+:data:`READ_AHEAD` bytes of what was reported (its mailbox is bounded
+too). ``close`` hands the socket back to the I/O thread, which closes it
+once it no longer watches it (a reused descriptor number is never read in
+the old socket's name).
 
 :class:`Transport` is the seam: the actor knows nothing else of sockets.
 """
@@ -25,19 +33,20 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import itertools
 import os
 import socket
-import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from tether._errors import ConnectTimeout, WriteTimeout
+from tether._errors import ConnectTimeout
 from tether.actors._ioloop import IoLoop, Watch, default_loop
 from tether.actors._lending import Lending
-from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, Drain, IoReport
+from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, IoReport, Writable
 
-__all__ = ["TcpTransport", "Transport", "unsent"]
+__all__ = ["READ_AHEAD", "TcpTransport", "Transport", "unsent"]
 
 
 def _ip_family(host: str) -> socket.AddressFamily | None:
@@ -49,14 +58,20 @@ def _ip_family(host: str) -> socket.AddressFamily | None:
     return socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
-# Gun's tcp_opts default: send_timeout 15000 ms, send_timeout_close true.
-SEND_TIMEOUT = 15.0
-
 # Pieces per sendmsg call: Linux refuses more than IOV_MAX (1024) with EMSGSIZE.
 _MAX_IOV = 512
 
+READ_AHEAD = 256 * 1024
+"""Bytes reported to the actor and not yet handled past which the socket is not read.
 
-def unsent(pieces: Sequence[bytes | bytearray], sent: int) -> list[memoryview]:
+Reports are usually handled at once by the reading thread (the actor run
+inline); they wait in the actor's mailbox only while another thread has
+its turn (an event handler, a slow owner's ``tell``), and then this bounds
+how much: four reads.
+"""
+
+
+def unsent(pieces: Sequence[bytes | bytearray | memoryview], sent: int) -> list[memoryview]:
     """What is left of ``pieces`` once their first ``sent`` bytes went out (no empty views)."""
     rest: list[memoryview] = []
     for piece in pieces:
@@ -77,17 +92,46 @@ class Transport:
         raise NotImplementedError
 
     def write(self, data: bytes | Sequence[bytes | bytearray]) -> None:
-        """Send ``data`` (or its pieces, in order) without blocking; ``Drain`` if some must wait.
+        """Send ``data`` (or its pieces, in order) without blocking; the rest waits.
 
-        Called by the thread handling the actor's message. Raises ``OSError``.
+        What the socket does not take waits in the backlog, and ``Writable``
+        is reported once the socket can take more. Called by the thread
+        handling the actor's message. Raises ``OSError``.
         """
         raise NotImplementedError
 
-    def drain(self) -> None:
-        """Send what ``write`` left waiting (actor thread, may block).
+    def flush(self) -> None:
+        """Send what waits in the backlog, without blocking (after ``Writable``).
 
-        Raises ``OSError`` or ``WriteTimeout``.
+        Raises ``OSError``.
         """
+        raise NotImplementedError
+
+    @property
+    def backlog_size(self) -> int:
+        """Bytes written that the socket has not taken yet."""
+        raise NotImplementedError
+
+    @property
+    def waiting_since(self) -> float | None:
+        """When the oldest byte of the backlog was written (its clock), or None if empty."""
+        raise NotImplementedError
+
+    @property
+    def reads_paused(self) -> bool:
+        """True while the socket is not read (see the module docstring)."""
+        raise NotImplementedError
+
+    def consumed(self, size: int) -> None:
+        """The actor handled a ``BytesIn`` of ``size`` bytes (its turn)."""
+        raise NotImplementedError
+
+    def sync_reads(self) -> None:
+        """``hold_reads`` may have changed: pause or resume reading now (the actor's turn)."""
+        raise NotImplementedError
+
+    def resync_reads(self) -> None:
+        """Like :meth:`sync_reads`, but done by the I/O thread (any thread, any locks held)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -97,6 +141,10 @@ class Transport:
     def addresses(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
         """``(local, peer)`` addresses while connected."""
         raise NotImplementedError
+
+
+def _not_held() -> bool:
+    return False
 
 
 class TcpTransport(Transport):
@@ -113,6 +161,9 @@ class TcpTransport(Transport):
         loop: the I/O loop (the process-wide one by default).
         lending: where to lend the socket's reads while it is read (the
             owner Inbox's, see :mod:`~tether.actors._lending`), or None.
+        hold_reads: whether the actor wants reading paused now (read by
+            any thread, so it must only read state); see :meth:`sync_reads`.
+        clock: the clock :attr:`waiting_since` is read on (the scheduler's).
     """
 
     def __init__(
@@ -125,6 +176,8 @@ class TcpTransport(Transport):
         *,
         loop: IoLoop | None = None,
         lending: Lending | None = None,
+        hold_reads: Callable[[], bool] = _not_held,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._report = report
         self._epoch = epoch
@@ -133,17 +186,33 @@ class TcpTransport(Transport):
         self._connect_timeout = connect_timeout
         self._loop = loop or default_loop()
         self._lending = lending
+        self._hold_reads = hold_reads
+        self._clock = clock
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._closed = False
-        # What the socket did not take yet, in order; touched only by the
-        # thread handling the actor's message (the actor's turn).
-        self._backlog: deque[memoryview] = deque()
+        # What the socket did not take yet, in order, with the time each piece
+        # was written; touched only by the thread handling the actor's message.
+        self._backlog: deque[tuple[memoryview, float]] = deque()
+        self._backlog_size = 0
+        # Read-ahead (READ_AHEAD): bytes reported, written only by the reading
+        # thread (under the watch's lock), and bytes handled, written only by
+        # the actor's turn. _reads_wait is set by the reader when it paused
+        # for them and cleared by the actor: each writes its counter before it
+        # reads the other's flag or counter, so one of them always sees the
+        # other (see _on_read and consumed).
+        self._reported = 0
+        self._consumed = 0
+        self._reads_wait = False
         # Set once the I/O loop has the socket: from then on only it closes it.
         self._watch: Watch | None = None
         self._thread = threading.Thread(
             target=self._connect, daemon=True, name=f"tether-connect-{host}:{port}#{epoch}"
         )
+
+    def _pause_source(self) -> bool:
+        """What the watch asks (any thread, under its lock): is reading paused?"""
+        return self._reads_wait or self._hold_reads()
 
     def start(self) -> None:
         family = _ip_family(self._host)
@@ -165,7 +234,13 @@ class TcpTransport(Transport):
             return
         with self._lock:
             self._sock = sock
-            self._watch = self._loop.connect(sock, self._on_connect, self._on_read)
+            self._watch = self._loop.connect(
+                sock,
+                self._on_connect,
+                self._on_read,
+                on_writable=self._on_writable,
+                pause_source=self._pause_source,
+            )
         self._lend()
 
     def _lend(self) -> None:
@@ -230,30 +305,75 @@ class TcpTransport(Transport):
             if self._sock is not sock:  # closed by that report (or meanwhile): never watched
                 sock.close()
                 return
-            self._watch = self._loop.add(sock, self._on_read)
+            self._watch = self._loop.add(
+                sock, self._on_read, on_writable=self._on_writable, pause_source=self._pause_source
+            )
         self._lend()
+        if self._backlog:  # written by the Connected report, before the socket was watched
+            self._watch.want_write()
 
     @staticmethod
     def _configure(sock: socket.socket) -> None:
-        """Blocking writes bounded by SO_SNDTIMEO (reads never block: MSG_DONTWAIT)."""
+        """No Nagle; the socket stays blocking, every call on it is MSG_DONTWAIT."""
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        seconds = int(SEND_TIMEOUT)
-        sock.setsockopt(
-            socket.SOL_SOCKET,
-            socket.SO_SNDTIMEO,
-            struct.pack("ll", seconds, int((SEND_TIMEOUT - seconds) * 1e6)),
-        )
 
     def _on_read(self, data: bytes | None, end: BaseException | None) -> None:
-        """The I/O thread's callback: bytes, or the end of the stream (once)."""
+        """The reading thread's callback (the watch's lock held): bytes, or the end (once)."""
         if data is not None:
+            self._reported += len(data)  # before the report: it may be handled right here
             self._report(BytesIn(self._epoch, data))
+            if self._reported - self._consumed > READ_AHEAD:
+                # The actor is behind: pause until it catches up. The flag
+                # first, then the counter again (see __init__).
+                self._reads_wait = True
+                if self._reported - self._consumed > READ_AHEAD:
+                    watch = self._watch
+                    if watch is not None:
+                        watch.sync_pause()
+                else:
+                    self._reads_wait = False
             return
         self._unlend()
         with self._lock:
             closed = self._closed
         self._report(Closed(self._epoch, None if closed else end))
+
+    def consumed(self, size: int) -> None:
+        self._consumed += size  # before the flag (see __init__)
+        if self._reads_wait and self._reported - self._consumed <= READ_AHEAD // 2:
+            self._reads_wait = False
+            self.sync_reads()
+
+    def _on_writable(self) -> None:
+        """The I/O thread's callback (the watch's lock held): the socket can take more."""
+        self._report(Writable(self._epoch))
+
+    @property
+    def reads_paused(self) -> bool:
+        watch = self._watch
+        return watch is not None and watch.paused
+
+    def sync_reads(self) -> None:
+        watch = self._watch
+        if watch is not None:
+            watch.sync_pause()
+
+    def resync_reads(self) -> None:
+        watch = self._watch
+        if watch is not None:
+            self._loop.resync(watch)
+
+    # -- writing (the actor's turn) -----------------------------------------------------
+
+    @property
+    def backlog_size(self) -> int:
+        return self._backlog_size
+
+    @property
+    def waiting_since(self) -> float | None:
+        backlog = self._backlog
+        return backlog[0][1] if backlog else None
 
     def write(self, data: bytes | Sequence[bytes | bytearray]) -> None:
         sock = self._sock
@@ -264,7 +384,7 @@ class TcpTransport(Transport):
         # without joining them, which on a 1 MiB message would be a 1 MiB copy.
         pieces = [data] if isinstance(data, bytes) else data
         if self._backlog:
-            self._backlog.extend(unsent(pieces, 0))  # behind what is already waiting
+            self._queue(unsent(pieces, 0))  # behind what is already waiting
             return
         try:
             sent = sock.sendmsg(pieces[:_MAX_IOV], (), socket.MSG_DONTWAIT)
@@ -272,25 +392,46 @@ class TcpTransport(Transport):
             sent = 0
         if sent == sum(map(len, pieces)):  # all of it, the usual case: no more calls
             return
-        self._backlog.extend(unsent(pieces, sent))  # not empty: some bytes were not sent
-        self._report(Drain(self._epoch))
+        self._queue(unsent(pieces, sent))  # not empty: some bytes were not sent
+        watch = self._watch
+        if watch is not None:  # else it is asked for once the socket is watched
+            watch.want_write()
 
-    def drain(self) -> None:
-        sock = self._sock
-        while self._backlog and sock is not None:
+    def _queue(self, views: list[memoryview]) -> None:
+        now = self._clock()
+        self._backlog.extend((view, now) for view in views)
+        self._backlog_size += sum(map(len, views))
+
+    def flush(self) -> None:
+        sock, backlog = self._sock, self._backlog
+        while backlog and sock is not None:
+            pieces = [view for view, _ in itertools.islice(backlog, _MAX_IOV)]
             try:
-                sock.sendall(self._backlog[0])
-            except (BlockingIOError, TimeoutError) as exc:
-                raise WriteTimeout(
-                    f"the server did not read for {SEND_TIMEOUT} s; the connection is closed"
-                ) from exc
-            self._backlog.popleft()
+                sent = sock.sendmsg(pieces, (), socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            self._backlog_size -= sent
+            while sent:
+                view, since = backlog[0]
+                if sent < len(view):
+                    backlog[0] = (view[sent:], since)
+                    break
+                sent -= len(view)
+                backlog.popleft()
+            if backlog and len(pieces) < _MAX_IOV:
+                break  # it took less than it was given: it is full again
+        if backlog and self._watch is not None:
+            self._watch.want_write()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             sock, self._sock = self._sock, None
             watch = self._watch
+        # What was never sent is dropped here, not kept for as long as someone
+        # holds this transport (a Down's reason never refers to it either).
+        self._backlog = deque()
+        self._backlog_size = 0
         if sock is None:
             return
         if watch is not None:

@@ -1,0 +1,128 @@
+"""The receive bound: what a connection told its owner that the owner has not taken yet.
+
+An owner slower than the server must not make the client grow without
+bound. A connection counts the events it told its owner that the owner has
+not taken yet (:class:`Backlog`, in events and in payload bytes), and past
+``max_queue`` events or ``max_queue_bytes`` bytes it stops reading its
+socket (TCP then pushes back on the server) until the owner has taken
+three quarters of them. Only events made of what was read count
+(``Inform``, ``Response``, ``Data``, ``Trailers``, ``Ws``: :func:`weight`):
+``Up``, ``Down`` and ``Error`` do not, as reading less would not make fewer
+of them.
+
+"Taken" means removed from the owner Inbox (``receive``, ``await_*``,
+``flush``: the Inbox counts what it takes, :mod:`~tether.actors._inbox`), or
+picked up by the owner actor's loop to be handled
+(:mod:`~tether.actors._delivery`). A backlog's state changes under one lock:
+the owner Inbox's for an Inbox owner (its receives and tells hold it
+anyway), a lock of its own otherwise. The owner's side may hold an Inbox's
+lock, so it never takes a socket's: :attr:`Backlog.on_room` asks the I/O
+thread to look at the bound again.
+
+This module is a leaf: the Inbox and the deliveries both import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from tether._events import Data, Inform, Response, Trailers, Ws
+from tether._frames import Binary, Ping, Pong, Text
+
+__all__ = ["Backlog", "weight"]
+
+
+def _frame_weight(frame: object) -> int:
+    kind = type(frame)
+    if kind is Text or kind is Binary:
+        return len(frame.data)  # type: ignore[attr-defined]
+    if kind is Ping or kind is Pong:
+        return len(frame.payload)  # type: ignore[attr-defined]
+    return 0
+
+
+_WEIGHTS: dict[type, Callable[[Any], int]] = {
+    Data: lambda event: len(event.data),
+    Ws: lambda event: _frame_weight(event.frame),
+    Response: lambda _: 0,
+    Inform: lambda _: 0,
+    Trailers: lambda _: 0,
+}
+
+
+def weight(message: object) -> int | None:
+    """Payload bytes of an event the receive bound counts; None for any other message."""
+    measure = _WEIGHTS.get(type(message))
+    return None if measure is None else measure(message)
+
+
+def _nothing() -> None:
+    pass
+
+
+class Backlog:
+    """What one connection told its owner that the owner has not taken yet.
+
+    Args:
+        max_events: events past which reading pauses.
+        max_size: payload bytes past which reading pauses (None: no byte bound).
+        lock: the lock its state changes under (see the module docstring).
+
+    ``full`` turns True when either bound is passed and False once the
+    owner has taken enough to be under a quarter of both: it is what the
+    connection's socket reads (any thread; a plain attribute).
+    """
+
+    __slots__ = (
+        "_low_events",
+        "_low_size",
+        "events",
+        "full",
+        "lock",
+        "max_events",
+        "max_size",
+        "on_room",
+        "size",
+    )
+
+    def __init__(
+        self, max_events: int, max_size: int | None, lock: AbstractContextManager[Any]
+    ) -> None:
+        self.max_events = max_events
+        self.max_size = max_size
+        self._low_events = max_events // 4
+        self._low_size = None if max_size is None else max_size // 4
+        self.lock = lock
+        self.events = 0
+        self.size = 0
+        self.full = False
+        #: Called (the lock held) when ``full`` turns False: the connection
+        #: asks its I/O thread to read again. Set by the connection actor.
+        self.on_room: Callable[[], None] = _nothing
+
+    def __repr__(self) -> str:
+        state = "full" if self.full else "open"
+        return f"<Backlog {state}: {self.events}/{self.max_events} events, {self.size} bytes>"
+
+    def add(self, events: int, size: int) -> None:
+        """``events`` events of ``size`` payload bytes were told (the lock held)."""
+        self.events += events
+        self.size += size
+        if self.events > self.max_events or (
+            self.max_size is not None and self.size > self.max_size
+        ):
+            self.full = True
+
+    def take(self, size: int) -> None:
+        """One event of ``size`` payload bytes was taken (the lock held)."""
+        self.events -= 1
+        self.size -= size
+        if (
+            self.full
+            and self.events <= self._low_events
+            and (self._low_size is None or self.size <= self._low_size)
+        ):
+            self.full = False
+            self.on_room()

@@ -1,0 +1,141 @@
+"""Telling the owner: one seam for every kind of owner.
+
+A connection tells its owner every event (Gun's messages). How depends on
+the owner, chosen once per connection (:func:`delivery_for`):
+
+- a :class:`~tether.Inbox`: a read's events in one batch
+  (:meth:`Inbox.tell_all <tether.Inbox.tell_all>`), one wake-up of the owner;
+  the Inbox counts what it holds and what is taken against the
+  connection's :class:`~tether.actors._backlog.Backlog`;
+- a ``pykka.ActorRef``: one message per event in the actor's pykka inbox;
+  a counted event goes in an envelope of tether's (:class:`_Receipt`) that
+  counts it taken when the owner's loop picks it up;
+- anything else with ``tell``: ``tell(event)``, one by one, without a
+  receive bound (tether cannot know what such an owner has taken).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pykka
+
+from tether._events import Event
+from tether.actors._backlog import Backlog, weight
+from tether.actors._inbox import Inbox
+
+__all__ = ["Delivery", "delivery_for"]
+
+
+class Delivery:
+    """How a connection tells its owner. Called by the connection actor's turn only."""
+
+    backlog: Backlog | None = None
+
+    def tell(self, event: Event) -> None:
+        """Tell one event; raise ``pykka.ActorDeadError`` or ``InboxClosedError`` if it is gone."""
+        raise NotImplementedError
+
+    def tell_all(self, events: list[Event]) -> None:
+        """Tell what one read or command produced, in order (raises as :meth:`tell`)."""
+        raise NotImplementedError
+
+
+class _ToInbox(Delivery):
+    def __init__(self, inbox: Inbox, backlog: Backlog | None) -> None:
+        self._inbox = inbox
+        self.backlog = backlog
+
+    def tell(self, event: Event) -> None:
+        self._inbox.tell(event)
+
+    def tell_all(self, events: list[Event]) -> None:
+        # One wake-up of the owner for all of them (a response's head and
+        # body often arrive in one read): nothing runs between them.
+        self._inbox.tell_all(events, self.backlog)
+
+
+class _Receipt:
+    """What goes into an owner actor's pykka inbox for a counted event.
+
+    pykka's actor loop reads ``message`` once, when it takes the envelope
+    to handle it, and ``reply_to`` (None: a tell): that read is the moment
+    the owner takes the event. The same two attributes as pykka's own
+    envelope (``tests/actors/test_backpressure.py`` pins the loop's use).
+    """
+
+    __slots__ = ("_backlog", "_event", "_size")
+
+    reply_to = None
+
+    def __init__(self, event: Event, backlog: Backlog, size: int) -> None:
+        self._event = event
+        self._backlog: Backlog | None = backlog
+        self._size = size
+
+    @property
+    def message(self) -> Event:
+        backlog = self._backlog
+        if backlog is not None:
+            self._backlog = None  # once, however often it is read
+            with backlog.lock:
+                backlog.take(self._size)
+        return self._event
+
+
+class _ToActor(Delivery):
+    def __init__(self, ref: pykka.ActorRef[Any], backlog: Backlog | None) -> None:
+        self._ref = ref
+        self.backlog = backlog
+
+    def tell(self, event: Event) -> None:
+        self._ref.tell(event)
+
+    def tell_all(self, events: list[Event]) -> None:
+        backlog, ref = self.backlog, self._ref
+        if backlog is None:
+            for event in events:
+                ref.tell(event)
+            return
+        weights = [weight(event) for event in events]
+        counted = [w for w in weights if w is not None]
+        if counted:
+            # Before they can be taken (the owner may take one at once).
+            with backlog.lock:
+                backlog.add(len(counted), sum(counted))
+        inbox = ref.actor_inbox
+        for event, size in zip(events, weights, strict=True):
+            if size is None:
+                ref.tell(event)
+                continue
+            if not ref.is_alive():  # as ActorRef.tell checks
+                raise pykka.ActorDeadError(f"{ref} not found")
+            inbox.put(_Receipt(event, backlog, size))  # type: ignore[arg-type]  # envelope-shaped
+
+
+class _ToAnyone(Delivery):
+    def __init__(self, owner: Any) -> None:
+        self._owner = owner
+
+    def tell(self, event: Event) -> None:
+        self._owner.tell(event)
+
+    def tell_all(self, events: list[Event]) -> None:
+        for event in events:
+            self._owner.tell(event)
+
+
+def delivery_for(owner: Any, max_events: int | None, max_size: int | None) -> Delivery:
+    """The delivery to ``owner``, with a :class:`Backlog` unless ``max_events`` is None.
+
+    Only an Inbox or a ``pykka.ActorRef`` as they are get a bound (a
+    subclass may have a ``tell`` of its own that takes the event at once).
+    """
+    kind = type(owner)
+    if kind is Inbox:
+        return _ToInbox(owner, None if max_events is None else owner.backlog(max_events, max_size))
+    if kind is pykka.ActorRef:
+        backlog = None if max_events is None else Backlog(max_events, max_size, threading.Lock())
+        return _ToActor(owner, backlog)
+    return _ToAnyone(owner)

@@ -1,0 +1,116 @@
+"""The send buffer: what callers handed a connection that the socket has not taken yet.
+
+A server that reads slowly, or not at all, must not make the client grow
+without bound: ``ws_send``, ``data`` and the request functions *block the
+calling thread* while the connection holds more than ``send_buffer`` bytes,
+until the socket has taken enough, for at most ``send_timeout`` seconds
+(then :class:`~tether.SendTimeout` is raised at the call and nothing was
+sent). The first message into an empty buffer is always taken, whatever
+its size: the buffer holds at most ``send_buffer`` bytes plus one message.
+Blocking, not failing, is the choice, because it is what the callers of a
+blocking client (websocket-client) and of an asyncio one (websockets'
+``await send()``, which waits for the buffer to drain below its
+high-water mark) already write their code for; it is the same for every
+kind of owner.
+
+What counts, in bytes:
+
+- commands waiting in the connection actor's mailbox (their payload plus
+  :data:`COMMAND_OVERHEAD` each, for the objects that carry them; counted by
+  the mailbox, :attr:`Mailbox.queued_size <tether.actors._mailbox.Mailbox.queued_size>`);
+- what the actor holds (:attr:`SendBuffer.held`, set by the actor after
+  each message it handles): commands kept while the connection is down,
+  request bodies queued behind an earlier request (HTTP/1.1 sends one at
+  a time), and the bytes the socket did not take (the transport's backlog).
+
+A connection that stops wakes every waiting caller with
+``ConnectionStoppedError``; a lost connection empties its backlog, which
+wakes them too (their commands then fail as they would on any lost
+connection). Bytes never wait in the socket's backlog longer than
+``send_timeout`` either (the connection actor's write deadline): a waiting
+caller is freed, one way or the other, within about that long.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from tether._errors import ConnectionStoppedError, SendTimeout
+
+__all__ = ["COMMAND_OVERHEAD", "SendBuffer"]
+
+COMMAND_OVERHEAD = 128
+"""Bytes a queued command counts for besides its payload (the objects that carry it)."""
+
+
+class SendBuffer:
+    """One connection's send buffer (see the module docstring). Thread-safe.
+
+    Args:
+        limit: bytes past which callers wait (None: never).
+        timeout: seconds a caller waits at most.
+    """
+
+    def __init__(self, limit: int | None, timeout: float) -> None:
+        self.limit = limit
+        self.timeout = timeout
+        #: What the connection actor holds (its turn writes it; read by anyone).
+        self.held = 0
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0  # callers in wait_for_room (read without the lock by room())
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return f"<SendBuffer {self.held}/{self.limit} bytes held, {self._waiting} waiting>"
+
+    def wait_for_room(self, queued: Callable[[], int]) -> None:
+        """Block while the buffer is over its limit (the caller's thread).
+
+        ``queued`` reads what waits in the mailbox now.
+
+        Raises:
+            SendTimeout: still over the limit after ``timeout`` seconds.
+            ConnectionStoppedError: the connection stopped meanwhile.
+        """
+        limit = self.limit
+        assert limit is not None
+        deadline = time.monotonic() + self.timeout
+        with self._cond:
+            # Counted before looking: whoever makes room after this look
+            # sees a waiter and wakes it (see room()).
+            self._waiting += 1
+            try:
+                while True:
+                    if self._stopped:
+                        raise ConnectionStoppedError("the connection stopped")
+                    if self.held + queued() <= limit:
+                        return
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise SendTimeout(
+                            f"the send buffer stayed over {limit} bytes for {self.timeout} s: "
+                            "the server reads too slowly; nothing was sent"
+                        )
+                    self._cond.wait(remaining)
+            finally:
+                self._waiting -= 1
+
+    def set_held(self, held: int) -> None:
+        """The actor's turn: it now holds ``held`` bytes; wake the callers if that is less."""
+        before, self.held = self.held, held
+        if held < before:
+            self.room()
+
+    def room(self) -> None:
+        """Something left the buffer: wake the waiting callers, if any (any thread)."""
+        if self._waiting:  # after the change (see wait_for_room)
+            with self._cond:
+                self._cond.notify_all()
+
+    def stop(self) -> None:
+        """The connection stopped for good: waiting callers raise (any thread)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
