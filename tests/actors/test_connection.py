@@ -6,6 +6,7 @@ server from ``tests/interop``, or a port nothing listens on).
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 from collections.abc import Callable
@@ -144,6 +145,15 @@ def test_await_up_gets_the_final_error_told_after_the_stop(open_conn: Connection
         ({"ws_opts": {"server_no_context_takeover": True}}, ValueError, "server_no_context"),
         ({"ws_opts": {"client_max_window_bits": 10}}, ValueError, "needs compress=True"),
         ({"http_opts": {"version": "HTTP/2"}}, ValueError, "version"),
+        # A timer set to an infinite delay would never fire (and stopped the timer thread).
+        ({"retry_timeout": math.inf}, ValueError, "retry_timeout must be finite"),
+        ({"retry_timeout": math.nan}, ValueError, "retry_timeout"),
+        ({"connect_timeout": math.inf}, ValueError, "connect_timeout must be finite"),
+        ({"http_opts": {"keepalive": math.inf}}, ValueError, "http_opts keepalive"),
+        ({"http_opts": {"closing_timeout": math.inf}}, ValueError, "http_opts closing_timeout"),
+        ({"ws_opts": {"keepalive": math.inf}}, ValueError, "ws_opts keepalive"),
+        ({"ws_opts": {"pong_timeout": math.inf}}, ValueError, "ws_opts pong_timeout"),
+        ({"ws_opts": {"closing_timeout": math.inf}}, ValueError, "ws_opts closing_timeout"),
     ],
 )
 def test_bad_options_raise_at_open(

@@ -598,7 +598,7 @@ def test_exponential_backoff_stays_within_its_bounds() -> None:
         assert all(0.0 <= d <= ceiling for d in delays), attempt
         assert max(delays) > 0.8 * ceiling  # full jitter: the whole range is used
     assert 0.0 <= backoff(10_000) <= cap  # no overflow for huge attempt numbers
-    for bad in ({"base": 0}, {"cap": -1.0}):
+    for bad in ({"base": 0}, {"cap": -1.0}, {"base": math.inf}, {"cap": math.inf}):
         with pytest.raises(ValueError, match="ExponentialBackoff"):
             tether.ExponentialBackoff(**bad)
 

@@ -449,7 +449,7 @@ class Connection:
             ReceiveTimeout: nothing came in time.
         """
         inbox = self._require_inbox()
-        check_positive_seconds("timeout", timeout)
+        check_positive_seconds("timeout", timeout, allow_inf=True)
 
         def match(m: object) -> bool:
             return self._mine(m) and (
@@ -497,7 +497,7 @@ class Connection:
             StreamLost: the connection went down (or stopped) without answering it.
             ReceiveTimeout: nothing came in time.
         """
-        check_positive_seconds("timeout", timeout)
+        check_positive_seconds("timeout", timeout, allow_inf=True)
         inbox = self._require_inbox()
         return self._await_stream(inbox, stream, timeout, self._waiter(stream, trailers=True))
 
@@ -560,7 +560,7 @@ class Connection:
                 if the stream was upgraded instead.
             ReceiveTimeout: the body did not complete in time.
         """
-        check_positive_seconds("timeout", timeout)
+        check_positive_seconds("timeout", timeout, allow_inf=True)
         deadline = time.monotonic() + timeout
         inbox = self._require_inbox()
         waiter = self._waiter(stream, trailers=False)
