@@ -90,10 +90,14 @@ class HeldInbox(tether.Inbox):
         super().tell(message)
 
 
-def test_await_up_gets_the_final_error_told_after_the_stop(open_conn: ConnectionTracker) -> None:
+@pytest.mark.parametrize("timeout", [WAIT, math.inf])
+def test_await_up_gets_the_final_error_told_after_the_stop(
+    open_conn: ConnectionTracker, timeout: float
+) -> None:
     # The handle is marked stopped just before the final Error is told: an
     # await_up starting in between must still report that Error, not just
     # "stopped" (regression: it raised ConnectionStoppedError, losing the reason).
+    # It waits for the actor's end meanwhile, without limit with inf.
     inbox = HeldInbox()
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.settimeout(WAIT)
@@ -112,7 +116,7 @@ def test_await_up_gets_the_final_error_told_after_the_stop(open_conn: Connection
     def await_up() -> None:
         calling.set()
         try:
-            conn.await_up(timeout=WAIT)
+            conn.await_up(timeout=timeout)
         except BaseException as exc:  # handed to the test thread
             outcome.append(exc)
 
@@ -124,6 +128,19 @@ def test_await_up_gets_the_final_error_told_after_the_stop(open_conn: Connection
     assert len(outcome) == 1
     assert isinstance(outcome[0], tether.ConnectionDownError), outcome
     assert isinstance(outcome[0].reason, tether.RetriesExhausted)
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e300], ids=["inf", "1e300"])
+def test_awaits_with_an_infinite_timeout_wait_without_limit(
+    connect: Connect, timeout: float
+) -> None:
+    conn = connect()
+    assert conn.await_up(timeout=timeout) == "http"
+    stream = conn.get("/")
+    response = conn.await_(stream, timeout=timeout)
+    assert isinstance(response, tether.Response)
+    assert response.status == 200
+    assert conn.await_body(stream, timeout=timeout) == b"hello"
 
 
 # -- options are checked at open --------------------------------------------------------

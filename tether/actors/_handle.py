@@ -477,7 +477,9 @@ class Connection:
             # told; the actor stops right after telling it, so wait for that.
             ref = self._ref
             if ref is not None:
-                ref.actor_stopped.wait(timeout)
+                # inf (or past TIMEOUT_MAX, where Event.wait overflows) is no limit.
+                finite = timeout is not None and timeout <= threading.TIMEOUT_MAX
+                ref.actor_stopped.wait(timeout if finite else None)
             with self._generation:
                 pass  # a supervisor's _on_exit tells its Error under this lock
             try:
