@@ -110,8 +110,15 @@ def _refuse_all(message: object) -> bool:
 
 
 def _checked_delay(delay: float) -> float:
-    if math.isnan(delay) or delay < 0:
-        raise ValueError(f"retry_backoff returned {delay!r}; a delay must be >= 0")
+    import threading  # noqa: PLC0415 (to move to the top once this module's rewrite lands)
+
+    # inf (or past TIMEOUT_MAX, 292 years on Linux) would leave the connection
+    # "waiting" for good instead of retrying.
+    if math.isnan(delay) or delay < 0 or delay > threading.TIMEOUT_MAX:
+        raise ValueError(
+            f"retry_backoff returned {delay!r}; a delay must be >= 0 and finite "
+            f"(at most threading.TIMEOUT_MAX, {threading.TIMEOUT_MAX:.0f} s)"
+        )
     return delay
 
 
