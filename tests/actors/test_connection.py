@@ -232,6 +232,32 @@ def test_frames_that_may_not_be_sent_raise_value_error(connect: Connect, frames:
     assert_still_serves(conn)
 
 
+@pytest.mark.parametrize("text", ["\ud800", "tether \udfff !", "日本\ud83d"])
+def test_text_that_is_not_utf8_is_refused_when_built(text: str) -> None:
+    # A lone surrogate: a str Python allows, that UTF-8 cannot encode.
+    with pytest.raises(ValueError, match="lone surrogate"):
+        tether.Text(text)
+    received = tether.Close(1000, text)  # received frames are never checked
+    with pytest.raises(ValueError, match=r"close reason .*lone surrogate"):
+        received.check_sendable()
+
+
+def test_ws_send_of_text_that_is_not_utf8_raises_and_the_websocket_stays_up(
+    connect: Connect,
+) -> None:
+    conn = connect()
+    conn.await_up()
+    stream = conn.ws_upgrade("/websocket")
+    assert isinstance(conn.await_(stream), tether.Upgrade)
+    for frames in ("\ud800", ["sent?", "\ud800"], tether.Close(1000, "\ud800")):
+        with pytest.raises(ValueError, match="lone surrogate"):
+            conn.ws_send(frames)
+    # Nothing was sent (not even "sent?"), and the connection did not crash.
+    conn.ws_send("still up, é")
+    assert conn.await_(stream) == tether.Ws(conn, stream, tether.Text("still up, é"))
+    assert drain(conn) == []
+
+
 def test_ws_send_before_an_upgrade_raises_not_upgraded(connect: Connect) -> None:
     conn = connect()
     conn.await_up()
