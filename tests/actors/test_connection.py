@@ -232,6 +232,64 @@ def test_frames_that_may_not_be_sent_raise_value_error(connect: Connect, frames:
     assert_still_serves(conn)
 
 
+BODY = b"0123456789"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "named"),
+    [
+        ([("content-length", "5")], BODY, "content-length 5 does not match the body, 10 bytes"),
+        ([("content-length", "50")], BODY, "content-length 50 does not match"),
+        ([("content-length", "abc")], BODY, "content-length 'abc' is not"),
+        ([("content-length", "-10")], BODY, "content-length '-10' is not"),
+        ([("content-length", "10"), ("content-length", "10")], BODY, "one content-length"),
+        ([("content-length", "10"), ("transfer-encoding", "chunked")], BODY, "both"),
+        ([("transfer-encoding", "gzip")], BODY, "transfer-encoding 'gzip'"),
+        ([("content-length", "3")], None, "content-length 3 does not match the body, 0"),
+    ],
+)
+def test_framing_headers_that_cannot_frame_the_body_raise_at_the_call(
+    connect: Connect, headers: Any, body: bytes | None, named: str
+) -> None:
+    conn = connect()
+    conn.await_up()
+    with pytest.raises(tether.InvalidRequestError, match=named):
+        conn.request("POST", "/echo", headers, body)
+    assert_still_serves(conn)
+
+
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        ([("content-length", "abc")], "content-length 'abc'"),
+        ([("content-length", "5"), ("transfer-encoding", "chunked")], "both"),
+        ([("transfer-encoding", "gzip, chunked")], "transfer-encoding 'gzip, chunked'"),
+    ],
+)
+def test_framing_headers_of_a_streamed_body_are_checked_at_the_call(
+    connect: Connect, headers: Any, named: str
+) -> None:
+    conn = connect()
+    conn.await_up()
+    with pytest.raises(tether.InvalidRequestError, match=named):
+        conn.headers("POST", "/echo", headers)
+    assert_still_serves(conn)
+
+
+def test_a_content_length_that_frames_the_body_goes_through(connect: Connect) -> None:
+    conn = connect()
+    conn.await_up()
+    whole = conn.post("/echo", [("Content-Length", "10")], BODY)
+    assert conn.await_body(whole) == BODY
+    streamed = conn.headers("POST", "/echo", [("content-length", "10")])
+    conn.data(streamed, False, BODY[:4])
+    conn.data(streamed, True, BODY[4:])
+    assert conn.await_body(streamed) == BODY
+    empty = conn.request("GET", "/", [("content-length", "0")])
+    assert conn.await_body(empty) == b"hello"
+    assert drain(conn) == []
+
+
 @pytest.mark.parametrize("text", ["\ud800", "tether \udfff !", "日本\ud83d"])
 def test_text_that_is_not_utf8_is_refused_when_built(text: str) -> None:
     # A lone surrogate: a str Python allows, that UTF-8 cannot encode.

@@ -51,7 +51,7 @@ from tether._options import ConnectOpts, WsOpts, check_positive_seconds, coerce_
 from tether.actors import _messages as msg
 from tether.actors._inbox import Inbox, Match
 from tether.actors._mailbox import Mailbox
-from tether.protocol import check_body, check_method, check_path, normalize_headers
+from tether.protocol import check_body, check_framing, check_method, check_path, normalize_headers
 
 __all__ = ["Connection", "ConnectionInfo", "Owner", "open_connection"]
 
@@ -274,7 +274,9 @@ class Connection:
         """Send a request (Gun's ``gun:request``); ``body=None`` sends no body.
 
         Raises:
-            InvalidRequestError: a bad method, path or header (also ``ValueError``).
+            InvalidRequestError: a bad method, path or header, or a
+                ``content-length``/``transfer-encoding`` that cannot frame the
+                body (also ``ValueError``).
             TypeError: a body that is not ``bytes``.
             UpgradedError: the connection speaks Websocket.
             ConnectionStoppedError: the connection has stopped.
@@ -285,6 +287,7 @@ class Connection:
             check_path(path),
             normalize_headers(headers),
         )
+        check_framing(raw_headers, command_body)
         self._check_http()
         stream = StreamRef()
         self._tell(msg.RequestCmd(stream, raw_method, target, raw_headers, command_body))
@@ -329,6 +332,7 @@ class Connection:
             check_path(path),
             normalize_headers(headers),
         )
+        check_framing(raw_headers, None, streamed=True)
         self._check_http()
         if self.opts.http_opts.version == "HTTP/1.0" and not any(
             name == b"content-length" for name, _ in raw_headers
