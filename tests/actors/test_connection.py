@@ -276,6 +276,31 @@ def test_framing_headers_of_a_streamed_body_are_checked_at_the_call(
     assert_still_serves(conn)
 
 
+@pytest.mark.parametrize("pieces", [[BODY], [b"01", b""]], ids=["too-much", "too-little"])
+def test_a_streamed_body_that_misses_its_content_length_is_an_error_then_a_reconnect(
+    connect: Connect, pieces: list[bytes]
+) -> None:
+    conn = connect()
+    assert conn.await_up() == "http"
+    stream = conn.headers("POST", "/echo", [("content-length", "5")])
+    for index, piece in enumerate(pieces):
+        conn.data(stream, index == len(pieces) - 1, piece)
+    inbox = inbox_of(conn)
+    error = inbox.receive(timeout=WAIT)
+    assert isinstance(error, tether.Error), error
+    assert error.stream is stream
+    assert isinstance(error.reason, tether.InvalidRequestError)
+    # Half a request cannot be taken back: the connection closes, and comes back.
+    down = inbox.receive(timeout=WAIT)
+    assert isinstance(down, tether.Down), down
+    assert down.reason is error.reason
+    assert not isinstance(down.reason, tether.Crashed)
+    assert down.killed_streams == ()  # reported by the Error
+    assert conn.await_up() == "http"
+    echoed = conn.post("/echo", [("content-length", "10")], BODY)
+    assert conn.await_body(echoed) == BODY
+
+
 def test_a_content_length_that_frames_the_body_goes_through(connect: Connect) -> None:
     conn = connect()
     conn.await_up()

@@ -280,9 +280,13 @@ class HttpClient:
             return
         request = self._queue.popleft()
         self._current = request
-        head = self._h11.send(
-            h11.Request(method=request.method, target=request.target, headers=request.headers)
-        )
+        try:
+            head = self._h11.send(
+                h11.Request(method=request.method, target=request.target, headers=request.headers)
+            )
+        except h11.LocalProtocolError as exc:
+            self._refused(request, exc)
+            return
         if self._http10:
             # h11 only writes HTTP/1.1; the request line is all that differs
             # for an HTTP/1.0 request (the body framing was checked at the call).
@@ -291,11 +295,27 @@ class HttpClient:
         self._send_body(request)
 
     def _send_body(self, request: Outgoing) -> None:
-        for piece in request.body:
-            self._write(self._h11.send(h11.Data(data=piece)))
+        try:
+            for piece in request.body:
+                self._write(self._h11.send(h11.Data(data=piece)))
+            request.body.clear()
+            if request.fin and self._h11.our_state is h11.SEND_BODY:
+                self._write(self._h11.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError as exc:  # more or less body than its content-length
+            self._refused(request, exc)
+
+    def _refused(self, request: Outgoing, exc: h11.LocalProtocolError) -> None:
+        """h11 would not send (part of) ``request``: ``Error`` for it, then the connection closes.
+
+        Whatever the call-time checks let through (a streamed body longer or
+        shorter than its ``content-length``). Part of the request may be on
+        the wire already, and HTTP/1.1 cannot take it back.
+        """
+        error = InvalidRequestError(f"the request cannot be sent: {exc}")
+        self._emit_for(request, Error(self._conn, request.stream, error))
+        request.answered = True  # reported by this Error, not again in Down
         request.body.clear()
-        if request.fin and self._h11.our_state is h11.SEND_BODY:
-            self._write(self._h11.send(h11.EndOfMessage()))
+        self._set_close_reason(error)
 
     def _end_cycle_and_continue(self) -> bool:
         """Start the next cycle if this one is over on both sides; True if it did."""
