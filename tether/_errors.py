@@ -79,7 +79,12 @@ class TetherError(Exception):
 
 
 class InvalidRequestError(TetherError, ValueError):
-    """A request argument is invalid (a bad header name or value, a bad path)."""
+    """A request argument is invalid (a bad header name or value, a bad path).
+
+    Also a ``content-length`` or ``transfer-encoding`` that cannot frame the
+    body; and the reason of a stream's ``Error`` when its streamed body
+    turned out longer or shorter than its ``content-length``.
+    """
 
 
 class OwnerError(TetherError):

@@ -23,15 +23,35 @@ def _check_control_payload(kind: str, payload: object) -> None:
         raise ValueError(f"{kind} payload is {len(payload)} bytes; at most 125 allowed")
 
 
+def _check_utf8(kind: str, text: str) -> None:
+    # Only a lone surrogate ("\ud800") cannot be encoded; found here, in the
+    # caller's thread, it does not crash the connection that encodes it.
+    if text.isascii():  # the usual case, a C scan: no trial encode
+        return
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{kind} cannot be sent as UTF-8: {text[exc.start : exc.end]!r} at index "
+            f"{exc.start} is a lone surrogate"
+        ) from exc
+
+
 @dataclass(frozen=True, slots=True)
 class Text:
-    """A text message (``str``; sent as UTF-8)."""
+    """A text message (``str``; sent as UTF-8).
+
+    Raises:
+        TypeError: ``data`` is not a ``str``.
+        ValueError: ``data`` cannot be encoded as UTF-8 (a lone surrogate).
+    """
 
     data: str
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, str):
             raise TypeError(f"Text data must be str, not {type(self.data).__name__}")
+        _check_utf8("Text data", self.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +113,7 @@ class Close:
         """
         if self.code not in _SENDABLE_CLOSE_CODES and not 3000 <= self.code <= 4999:
             raise ValueError(f"close code {self.code} may not be sent (RFC 6455 7.4)")
+        _check_utf8("close reason", self.reason)
         if len(self.reason.encode()) > _MAX_CONTROL_PAYLOAD - 2:
             raise ValueError("close reason is longer than 123 bytes of UTF-8")
 

@@ -31,7 +31,12 @@ EventHandler = Callable[[str, dict[str, Any]], None]
 
 
 def _check_number(
-    name: str, value: object, *, allow_none: bool = False, allow_zero: bool = True
+    name: str,
+    value: object,
+    *,
+    allow_none: bool = False,
+    allow_zero: bool = True,
+    allow_inf: bool = False,
 ) -> None:
     if value is None and allow_none:
         return
@@ -40,11 +45,29 @@ def _check_number(
     if math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, not {value!r}")
+    # An option's seconds end up in a timer or a wait, which cannot take inf
+    # (Condition.wait overflows); None is how an option says "no limit".
+    if value == math.inf and not allow_inf:
+        none = " (None: no limit)" if allow_none else ""
+        raise ValueError(f"{name} must be finite, not {value!r}{none}")
 
 
-def check_positive_seconds(name: str, value: object, *, allow_none: bool = True) -> None:
-    """Validate a timeout argument: a positive number of seconds (or None for none)."""
-    _check_number(name, value, allow_none=allow_none, allow_zero=False)
+def check_positive_seconds(
+    name: str, value: object, *, allow_none: bool = True, allow_inf: bool = False
+) -> None:
+    """Validate a number of seconds: positive and finite, or None for no limit.
+
+    Args:
+        name: what the value is called in the error message.
+        value: the value to check.
+        allow_none: whether None ("no limit") is accepted.
+        allow_inf: whether ``math.inf`` is accepted, as "no limit" (waits).
+
+    Raises:
+        TypeError: not a number (or None where it is allowed).
+        ValueError: zero, negative, NaN, or infinite without ``allow_inf``.
+    """
+    _check_number(name, value, allow_none=allow_none, allow_zero=False, allow_inf=allow_inf)
 
 
 def _check_bool(name: str, value: object) -> None:

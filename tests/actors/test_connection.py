@@ -6,6 +6,7 @@ server from ``tests/interop``, or a port nothing listens on).
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 from collections.abc import Callable
@@ -89,10 +90,14 @@ class HeldInbox(tether.Inbox):
         super().tell(message)
 
 
-def test_await_up_gets_the_final_error_told_after_the_stop(open_conn: ConnectionTracker) -> None:
+@pytest.mark.parametrize("timeout", [WAIT, math.inf])
+def test_await_up_gets_the_final_error_told_after_the_stop(
+    open_conn: ConnectionTracker, timeout: float
+) -> None:
     # The handle is marked stopped just before the final Error is told: an
     # await_up starting in between must still report that Error, not just
     # "stopped" (regression: it raised ConnectionStoppedError, losing the reason).
+    # It waits for the actor's end meanwhile, without limit with inf.
     inbox = HeldInbox()
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.settimeout(WAIT)
@@ -111,7 +116,7 @@ def test_await_up_gets_the_final_error_told_after_the_stop(open_conn: Connection
     def await_up() -> None:
         calling.set()
         try:
-            conn.await_up(timeout=WAIT)
+            conn.await_up(timeout=timeout)
         except BaseException as exc:  # handed to the test thread
             outcome.append(exc)
 
@@ -123,6 +128,19 @@ def test_await_up_gets_the_final_error_told_after_the_stop(open_conn: Connection
     assert len(outcome) == 1
     assert isinstance(outcome[0], tether.ConnectionDownError), outcome
     assert isinstance(outcome[0].reason, tether.RetriesExhausted)
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e300], ids=["inf", "1e300"])
+def test_awaits_with_an_infinite_timeout_wait_without_limit(
+    connect: Connect, timeout: float
+) -> None:
+    conn = connect()
+    assert conn.await_up(timeout=timeout) == "http"
+    stream = conn.get("/")
+    response = conn.await_(stream, timeout=timeout)
+    assert isinstance(response, tether.Response)
+    assert response.status == 200
+    assert conn.await_body(stream, timeout=timeout) == b"hello"
 
 
 # -- options are checked at open --------------------------------------------------------
@@ -144,6 +162,15 @@ def test_await_up_gets_the_final_error_told_after_the_stop(open_conn: Connection
         ({"ws_opts": {"server_no_context_takeover": True}}, ValueError, "server_no_context"),
         ({"ws_opts": {"client_max_window_bits": 10}}, ValueError, "needs compress=True"),
         ({"http_opts": {"version": "HTTP/2"}}, ValueError, "version"),
+        # A timer set to an infinite delay would never fire (and stopped the timer thread).
+        ({"retry_timeout": math.inf}, ValueError, "retry_timeout must be finite"),
+        ({"retry_timeout": math.nan}, ValueError, "retry_timeout"),
+        ({"connect_timeout": math.inf}, ValueError, "connect_timeout must be finite"),
+        ({"http_opts": {"keepalive": math.inf}}, ValueError, "http_opts keepalive"),
+        ({"http_opts": {"closing_timeout": math.inf}}, ValueError, "http_opts closing_timeout"),
+        ({"ws_opts": {"keepalive": math.inf}}, ValueError, "ws_opts keepalive"),
+        ({"ws_opts": {"pong_timeout": math.inf}}, ValueError, "ws_opts pong_timeout"),
+        ({"ws_opts": {"closing_timeout": math.inf}}, ValueError, "ws_opts closing_timeout"),
     ],
 )
 def test_bad_options_raise_at_open(
@@ -203,6 +230,115 @@ def test_frames_that_may_not_be_sent_raise_value_error(connect: Connect, frames:
     with pytest.raises(ValueError):
         conn.ws_send(frames)
     assert_still_serves(conn)
+
+
+BODY = b"0123456789"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "named"),
+    [
+        ([("content-length", "5")], BODY, "content-length 5 does not match the body, 10 bytes"),
+        ([("content-length", "50")], BODY, "content-length 50 does not match"),
+        ([("content-length", "abc")], BODY, "content-length 'abc' is not"),
+        ([("content-length", "-10")], BODY, "content-length '-10' is not"),
+        ([("content-length", "10"), ("content-length", "10")], BODY, "one content-length"),
+        ([("content-length", "10"), ("transfer-encoding", "chunked")], BODY, "both"),
+        ([("transfer-encoding", "gzip")], BODY, "transfer-encoding 'gzip'"),
+        ([("content-length", "3")], None, "content-length 3 does not match the body, 0"),
+    ],
+)
+def test_framing_headers_that_cannot_frame_the_body_raise_at_the_call(
+    connect: Connect, headers: Any, body: bytes | None, named: str
+) -> None:
+    conn = connect()
+    conn.await_up()
+    with pytest.raises(tether.InvalidRequestError, match=named):
+        conn.request("POST", "/echo", headers, body)
+    assert_still_serves(conn)
+
+
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        ([("content-length", "abc")], "content-length 'abc'"),
+        ([("content-length", "5"), ("transfer-encoding", "chunked")], "both"),
+        ([("transfer-encoding", "gzip, chunked")], "transfer-encoding 'gzip, chunked'"),
+    ],
+)
+def test_framing_headers_of_a_streamed_body_are_checked_at_the_call(
+    connect: Connect, headers: Any, named: str
+) -> None:
+    conn = connect()
+    conn.await_up()
+    with pytest.raises(tether.InvalidRequestError, match=named):
+        conn.headers("POST", "/echo", headers)
+    assert_still_serves(conn)
+
+
+@pytest.mark.parametrize("pieces", [[BODY], [b"01", b""]], ids=["too-much", "too-little"])
+def test_a_streamed_body_that_misses_its_content_length_is_an_error_then_a_reconnect(
+    connect: Connect, pieces: list[bytes]
+) -> None:
+    conn = connect()
+    assert conn.await_up() == "http"
+    stream = conn.headers("POST", "/echo", [("content-length", "5")])
+    for index, piece in enumerate(pieces):
+        conn.data(stream, index == len(pieces) - 1, piece)
+    inbox = inbox_of(conn)
+    error = inbox.receive(timeout=WAIT)
+    assert isinstance(error, tether.Error), error
+    assert error.stream is stream
+    assert isinstance(error.reason, tether.InvalidRequestError)
+    # Half a request cannot be taken back: the connection closes, and comes back.
+    down = inbox.receive(timeout=WAIT)
+    assert isinstance(down, tether.Down), down
+    assert down.reason is error.reason
+    assert not isinstance(down.reason, tether.Crashed)
+    assert down.killed_streams == ()  # reported by the Error
+    assert conn.await_up() == "http"
+    echoed = conn.post("/echo", [("content-length", "10")], BODY)
+    assert conn.await_body(echoed) == BODY
+
+
+def test_a_content_length_that_frames_the_body_goes_through(connect: Connect) -> None:
+    conn = connect()
+    conn.await_up()
+    whole = conn.post("/echo", [("Content-Length", "10")], BODY)
+    assert conn.await_body(whole) == BODY
+    streamed = conn.headers("POST", "/echo", [("content-length", "10")])
+    conn.data(streamed, False, BODY[:4])
+    conn.data(streamed, True, BODY[4:])
+    assert conn.await_body(streamed) == BODY
+    empty = conn.request("GET", "/", [("content-length", "0")])
+    assert conn.await_body(empty) == b"hello"
+    assert drain(conn) == []
+
+
+@pytest.mark.parametrize("text", ["\ud800", "tether \udfff !", "日本\ud83d"])
+def test_text_that_is_not_utf8_is_refused_when_built(text: str) -> None:
+    # A lone surrogate: a str Python allows, that UTF-8 cannot encode.
+    with pytest.raises(ValueError, match="lone surrogate"):
+        tether.Text(text)
+    received = tether.Close(1000, text)  # received frames are never checked
+    with pytest.raises(ValueError, match=r"close reason .*lone surrogate"):
+        received.check_sendable()
+
+
+def test_ws_send_of_text_that_is_not_utf8_raises_and_the_websocket_stays_up(
+    connect: Connect,
+) -> None:
+    conn = connect()
+    conn.await_up()
+    stream = conn.ws_upgrade("/websocket")
+    assert isinstance(conn.await_(stream), tether.Upgrade)
+    for frames in ("\ud800", ["sent?", "\ud800"], tether.Close(1000, "\ud800")):
+        with pytest.raises(ValueError, match="lone surrogate"):
+            conn.ws_send(frames)
+    # Nothing was sent (not even "sent?"), and the connection did not crash.
+    conn.ws_send("still up, é")
+    assert conn.await_(stream) == tether.Ws(conn, stream, tether.Text("still up, é"))
+    assert drain(conn) == []
 
 
 def test_ws_send_before_an_upgrade_raises_not_upgraded(connect: Connect) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import cast
@@ -54,6 +55,19 @@ def test_receive_waits_for_a_later_tell() -> None:
     teller.start()
     assert inbox.receive(timeout=WAIT) == "late"
     teller.join(WAIT)
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e300], ids=["inf", "1e300"])
+def test_receive_with_an_infinite_timeout_waits_without_limit(timeout: float) -> None:
+    inbox = tether.Inbox()
+    # Told from another thread a little later, so that the receive waits for it.
+    teller = threading.Timer(0.05, inbox.tell, args=("late",))
+    teller.start()
+    try:
+        assert inbox.receive(timeout=timeout) == "late"
+    finally:
+        teller.cancel()
+        teller.join(WAIT)
 
 
 def test_flush_without_match_empties_the_inbox() -> None:

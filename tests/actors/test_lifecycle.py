@@ -595,6 +595,32 @@ def test_a_broken_retry_backoff_is_reported_and_retry_timeout_used(
     get_ok(conn)
 
 
+@pytest.mark.parametrize(
+    "delay", [math.inf, threading.TIMEOUT_MAX * 2], ids=["inf", "beyond_TIMEOUT_MAX"]
+)
+def test_a_retry_backoff_too_long_to_wait_is_reported_and_retry_timeout_used(
+    fake: FakeTime, open_conn: ConnectionTracker, refused_port: int, delay: float
+) -> None:
+    # Waited out, it would leave the connection "waiting" for good (and inf
+    # stopped the real timer thread of every connection).
+    conn = open_conn(
+        "127.0.0.1",
+        refused_port,
+        retry=1,
+        retry_backoff=lambda attempt: delay,
+        retry_timeout=3.0,
+    )
+    error = expect(conn, tether.Error)
+    assert error.stream is None
+    assert isinstance(error.reason, ValueError)
+    assert "retry_backoff" in str(error.reason)
+    assert conn.is_alive()  # not the final Error
+    assert fake.wait_pending(1)
+    fake.advance(3.0)
+    reason = final_error(conn)  # the retry was made, retry_timeout later
+    assert reason.attempts == 2
+
+
 def test_exponential_backoff_stays_within_its_bounds() -> None:
     base, cap = 0.5, 4.0
     backoff = tether.ExponentialBackoff(base, cap, _rng=random.Random(20240501))
@@ -604,7 +630,7 @@ def test_exponential_backoff_stays_within_its_bounds() -> None:
         assert all(0.0 <= d <= ceiling for d in delays), attempt
         assert max(delays) > 0.8 * ceiling  # full jitter: the whole range is used
     assert 0.0 <= backoff(10_000) <= cap  # no overflow for huge attempt numbers
-    for bad in ({"base": 0}, {"cap": -1.0}):
+    for bad in ({"base": 0}, {"cap": -1.0}, {"base": math.inf}, {"cap": math.inf}):
         with pytest.raises(ValueError, match="ExponentialBackoff"):
             tether.ExponentialBackoff(**bad)
 

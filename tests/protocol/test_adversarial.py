@@ -46,7 +46,8 @@ MEMORY_BOUND = 4 * LIMIT + 2 * MAX_READ + 64 * 1024
 LEGAL_HELD_BOUND = 2 * LIMIT
 
 HTTP_OPTS = HttpOpts(max_header_block_size=LIMIT, max_headers=50)
-WS_OPTS = WsOpts(max_message_size=LIMIT, silence_pings=False)
+# An empty fragment is two bytes: max_fragments bounds such a stream as LIMIT does others.
+WS_OPTS = WsOpts(max_message_size=LIMIT, max_fragments=LIMIT // 2, silence_pings=False)
 
 Setup = Callable[[ProtocolPair], None]
 

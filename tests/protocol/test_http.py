@@ -279,6 +279,34 @@ def test_data_after_fin_is_an_error_event():
     assert type(pair.single_error(stream)) is InvalidRequestError
 
 
+@pytest.mark.parametrize(
+    ("pieces", "wire_body"),
+    [
+        ([b"0123456789"], b""),  # too much: h11 refuses the piece, nothing of it is sent
+        ([b"01", b""], b"01"),  # too little: h11 refuses to end the body
+    ],
+    ids=["too-much", "too-little"],
+)
+def test_a_streamed_body_that_misses_its_content_length_fails_the_stream_and_closes(
+    pieces, wire_body
+):
+    pair = ProtocolPair()
+    stream, queued = StreamRef(), StreamRef()
+    pair.client.headers(stream, b"POST", b"/", [(b"content-length", b"5")])
+    pair.client.request(queued, b"GET", b"/next", [], None)
+    [request] = pair.client_to_server()
+    assert (b"content-length", b"5") in list(request.headers)
+    for index, piece in enumerate(pieces):
+        pair.client.data(stream, index == len(pieces) - 1, piece)
+    reason = pair.single_error(stream)
+    assert type(reason) is InvalidRequestError
+    assert "Content-Length" in str(reason)
+    # Half a request cannot be taken back: the connection closes, for that reason.
+    assert pair.client.close_reason is reason
+    assert pair.client.data_to_send() == wire_body
+    assert pair.client.lost_streams() == ((), (queued,))  # the Error reported this stream
+
+
 def test_http10_mode_sends_an_http10_request_line():
     pair, _ = sent_pair(http_opts=HttpOpts(version="HTTP/1.0"))
     assert pair.wire.startswith(b"GET / HTTP/1.0\r\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tether import InvalidRequestError
-from tether.protocol import check_body, check_method, check_path, normalize_headers
+from tether.protocol import check_body, check_framing, check_method, check_path, normalize_headers
 
 # -- normalize_headers -------------------------------------------------------------
 
@@ -134,3 +134,27 @@ def test_method_and_path_must_be_str_or_bytes(check):
 @pytest.mark.parametrize("path", ["/", "/a/b?q=1&r=%20", "*", "http://h.test/x", b"/raw"])
 def test_valid_paths_are_accepted_as_bytes(path):
     assert check_path(path) == (path if isinstance(path, bytes) else path.encode())
+
+
+# -- check_framing (content-length, transfer-encoding) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "streamed"),
+    [
+        ([], b"abc", False),
+        ([("content-length", "3")], b"abc", False),
+        ([("Content-Length", "0")], None, False),
+        ([("transfer-encoding", "Chunked")], b"abc", False),
+        ([("transfer-encoding", "chunked")], None, True),
+        ([("content-length", "12345")], None, True),  # the pieces come later
+    ],
+)
+def test_framing_headers_that_frame_the_body_are_accepted(headers, body, streamed):
+    check_framing(normalize_headers(headers), body, streamed=streamed)
+
+
+@pytest.mark.parametrize("value", ["", "+3", "3.0", "0x3", "3, 3", "1" * 20])
+def test_a_content_length_must_be_one_decimal_integer(value):
+    with pytest.raises(InvalidRequestError, match="content-length"):
+        check_framing(normalize_headers([("content-length", value)]), None, streamed=True)

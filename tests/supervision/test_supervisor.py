@@ -8,6 +8,7 @@ on. A restart is observed, never slept for.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -487,6 +488,14 @@ def test_an_unknown_restart_type_is_a_value_error(journal: Journal) -> None:
 def test_a_negative_max_restarts_is_a_value_error(max_restarts: int) -> None:
     with pytest.raises(ValueError, match="max_restarts"):
         tether.Supervisor.start(max_restarts=max_restarts)
+
+
+def test_infinite_seconds_are_a_value_error(journal: Journal) -> None:
+    # Finite, as every seconds option (an Event.wait of inf overflows).
+    with pytest.raises(ValueError, match="period must be finite"):
+        tether.Supervisor.start(period=math.inf)
+    with pytest.raises(ValueError, match="ChildSpec shutdown must be finite"):
+        tether.ChildSpec(id="a", start=worker(journal, "a"), shutdown=math.inf)
 
 
 def test_a_duplicate_child_id_is_a_value_error(start_sup: StartSup, journal: Journal) -> None:

@@ -40,6 +40,7 @@ import enum
 import logging
 import math
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -145,8 +146,13 @@ def _refuse_all(message: object) -> bool:
 
 
 def _checked_delay(delay: float) -> float:
-    if math.isnan(delay) or delay < 0:
-        raise ValueError(f"retry_backoff returned {delay!r}; a delay must be >= 0")
+    # inf (or past TIMEOUT_MAX, 292 years on Linux) would leave the connection
+    # "waiting" for good instead of retrying.
+    if math.isnan(delay) or delay < 0 or delay > threading.TIMEOUT_MAX:
+        raise ValueError(
+            f"retry_backoff returned {delay!r}; a delay must be >= 0 and finite "
+            f"(at most threading.TIMEOUT_MAX, {threading.TIMEOUT_MAX:.0f} s)"
+        )
     return delay
 
 

@@ -53,7 +53,7 @@ from tether.actors._delivery import delivery_for
 from tether.actors._inbox import Inbox, Match
 from tether.actors._mailbox import Mailbox
 from tether.actors._sendbuffer import COMMAND_OVERHEAD, SendBuffer
-from tether.protocol import check_body, check_method, check_path, normalize_headers
+from tether.protocol import check_body, check_framing, check_method, check_path, normalize_headers
 
 __all__ = ["Connection", "ConnectionInfo", "Owner", "open_connection"]
 
@@ -328,7 +328,9 @@ class Connection:
         ``send_timeout`` seconds.
 
         Raises:
-            InvalidRequestError: a bad method, path or header (also ``ValueError``).
+            InvalidRequestError: a bad method, path or header, or a
+                ``content-length``/``transfer-encoding`` that cannot frame the
+                body (also ``ValueError``).
             TypeError: a body that is not ``bytes``.
             UpgradedError: the connection speaks Websocket.
             SendTimeout: the send buffer stayed full for ``send_timeout``.
@@ -340,6 +342,7 @@ class Connection:
             check_path(path),
             normalize_headers(headers),
         )
+        check_framing(raw_headers, command_body)
         check_flow("flow", flow)
         self._check_http()
         stream = StreamRef()
@@ -397,6 +400,7 @@ class Connection:
             check_path(path),
             normalize_headers(headers),
         )
+        check_framing(raw_headers, None, streamed=True)
         self._check_http()
         if self.opts.http_opts.version == "HTTP/1.0" and not any(
             name == b"content-length" for name, _ in raw_headers
@@ -554,7 +558,7 @@ class Connection:
             ReceiveTimeout: nothing came in time.
         """
         inbox = self._require_inbox()
-        check_positive_seconds("timeout", timeout)
+        check_positive_seconds("timeout", timeout, allow_inf=True)
 
         def match(m: object) -> bool:
             return self._mine(m) and (
@@ -582,7 +586,9 @@ class Connection:
             # told; the actor stops right after telling it, so wait for that.
             ref = self._ref
             if ref is not None:
-                ref.actor_stopped.wait(timeout)
+                # inf (or past TIMEOUT_MAX, where Event.wait overflows) is no limit.
+                finite = timeout is not None and timeout <= threading.TIMEOUT_MAX
+                ref.actor_stopped.wait(timeout if finite else None)
             with self._generation:
                 pass  # a supervisor's _on_exit tells its Error under this lock
             try:
@@ -602,7 +608,7 @@ class Connection:
             StreamLost: the connection went down (or stopped) without answering it.
             ReceiveTimeout: nothing came in time.
         """
-        check_positive_seconds("timeout", timeout)
+        check_positive_seconds("timeout", timeout, allow_inf=True)
         inbox = self._require_inbox()
         return self._await_stream(inbox, stream, timeout, self._waiter(stream, trailers=True))
 
@@ -665,7 +671,7 @@ class Connection:
                 if the stream was upgraded instead.
             ReceiveTimeout: the body did not complete in time.
         """
-        check_positive_seconds("timeout", timeout)
+        check_positive_seconds("timeout", timeout, allow_inf=True)
         deadline = time.monotonic() + timeout
         inbox = self._require_inbox()
         waiter = self._waiter(stream, trailers=False)

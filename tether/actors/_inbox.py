@@ -154,7 +154,7 @@ class Inbox:
         """Remove and return the oldest message for which ``match`` is true.
 
         Args:
-            timeout: seconds to wait (``None``: forever).
+            timeout: seconds to wait (``None`` or ``math.inf``: forever).
             match: a predicate; ``None`` matches any message.
 
         Raises:
@@ -171,8 +171,13 @@ class Inbox:
         Used by ``await_`` to look at a connection-wide event (a ``Down``)
         without consuming it.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        remaining = timeout  # read from the clock again only after a wait
+        # inf, or more than Condition.wait takes (292 years on Linux), is no limit.
+        deadline = (
+            time.monotonic() + timeout
+            if timeout is not None and timeout <= threading.TIMEOUT_MAX
+            else None
+        )
+        remaining = None if deadline is None else timeout  # read from the clock only after a wait
         tried = False  # to borrow since the last wait
         # acquire/release, not `with`: a with statement looks up and calls
         # __enter__ and __exit__(None, None, None), twice the instructions

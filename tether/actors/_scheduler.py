@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ __all__ = [
     "default_scheduler",
     "set_default_scheduler",
 ]
+
+log = logging.getLogger("tether.scheduler")
 
 
 class TimerHandle:
@@ -120,7 +123,9 @@ class Scheduler:
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         """Run ``callback`` on the timer thread after ``delay`` seconds. Thread-safe.
 
-        The callback must be quick and must not raise (it is a ``tell``).
+        The callback must be quick (it is a ``tell``); one that raises is
+        logged (logger ``tether.scheduler``) and the other timers run on.
+        A delay of ``math.inf`` never runs.
         """
         handle = TimerHandle(self)
         with self._cond:
@@ -157,8 +162,14 @@ class Scheduler:
                         heapq.heappop(self._heap)
                         handle._done = True
                         break
-                    self._cond.wait(None if self._virtual else wait)
-            callback()
+                    # Condition.wait overflows past TIMEOUT_MAX (292 years on
+                    # Linux): wait in steps, each one re-checks the deadline.
+                    self._cond.wait(None if self._virtual else min(wait, threading.TIMEOUT_MAX))
+            try:
+                callback()
+            except Exception:
+                # One broken timer must not stop the thread every connection's timers run on.
+                log.exception("a timer callback raised")
 
 
 _default: Scheduler | None = None

@@ -331,9 +331,14 @@ class HttpClient:
             return
         request = self._queue.popleft()
         self._current = request
-        head = self._h11.send(
-            h11.Request(method=request.method, target=request.target, headers=request.headers)
-        )
+        try:
+            head = self._h11.send(
+                h11.Request(method=request.method, target=request.target, headers=request.headers)
+            )
+        except h11.LocalProtocolError as exc:
+            self.held_size -= sum(map(len, request.body))  # never sent
+            self._refused(request, exc)
+            return
         if self._http10:
             # h11 only writes HTTP/1.1; the request line is all that differs
             # for an HTTP/1.0 request (the body framing was checked at the call).
@@ -342,12 +347,28 @@ class HttpClient:
         self._send_body(request)
 
     def _send_body(self, request: Outgoing) -> None:
-        for piece in request.body:
-            self._write(self._h11.send(h11.Data(data=piece)))
-            self.held_size -= len(piece)
-        request.body.clear()
-        if request.fin and self._h11.our_state is h11.SEND_BODY:
-            self._write(self._h11.send(h11.EndOfMessage()))
+        pieces, request.body = request.body, []
+        try:
+            while pieces:
+                self._write(self._h11.send(h11.Data(data=pieces[0])))
+                self.held_size -= len(pieces.pop(0))
+            if request.fin and self._h11.our_state is h11.SEND_BODY:
+                self._write(self._h11.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError as exc:  # more or less body than its content-length
+            self.held_size -= sum(map(len, pieces))  # never sent
+            self._refused(request, exc)
+
+    def _refused(self, request: Outgoing, exc: h11.LocalProtocolError) -> None:
+        """h11 would not send (part of) ``request``: ``Error`` for it, then the connection closes.
+
+        Whatever the call-time checks let through (a streamed body longer or
+        shorter than its ``content-length``). Part of the request may be on
+        the wire already, and HTTP/1.1 cannot take it back.
+        """
+        error = InvalidRequestError(f"the request cannot be sent: {exc}")
+        self._emit_for(request, Error(self._conn, request.stream, error))
+        request.answered = True  # reported by this Error, not again in Down
+        self._set_close_reason(error)
 
     def _end_cycle_and_continue(self) -> bool:
         """Start the next cycle if this one is over on both sides; True if it did."""

@@ -14,7 +14,14 @@ from collections.abc import Iterable, Mapping
 
 from tether._errors import InvalidRequestError
 
-__all__ = ["HeaderList", "check_body", "check_method", "check_path", "normalize_headers"]
+__all__ = [
+    "HeaderList",
+    "check_body",
+    "check_framing",
+    "check_method",
+    "check_path",
+    "normalize_headers",
+]
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -25,6 +32,9 @@ _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # A request target: no whitespace or control characters.
 _BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
+# RFC 9110 8.6: Content-Length = 1*DIGIT. 19 digits are past any body (and
+# int() refuses a string of thousands).
+_CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
 
 
 def _to_bytes(what: str, value: object) -> bytes:
@@ -97,3 +107,59 @@ def check_body(body: object) -> bytes | None:
     if isinstance(body, str):
         raise TypeError("body must be bytes, not str: encode it (e.g. body.encode())")
     raise TypeError(f"body must be bytes, not {type(body).__name__}")
+
+
+def check_framing(headers: HeaderList, body: bytes | None, *, streamed: bool = False) -> None:
+    """Raise if the ``content-length``/``transfer-encoding`` headers cannot frame the body.
+
+    h11 would refuse such a request only in the connection actor, once
+    part of it may be on the wire; this makes the call raise instead.
+
+    Args:
+        headers: the request's headers, as :func:`normalize_headers` returns them.
+        body: the whole body (``None``: no body); not looked at if ``streamed``.
+        streamed: the body follows in pieces (``Connection.headers``/``data``),
+            so its length is not known yet.
+
+    Raises:
+        InvalidRequestError: more than one ``content-length`` or
+            ``transfer-encoding`` header, both of them (RFC 9112 6.2), a
+            ``content-length`` that is not a non-negative decimal integer or,
+            with a whole body, not its length, or a ``transfer-encoding``
+            other than ``chunked`` (the only one h11 can send).
+    """
+    length: bytes | None = None
+    coding: bytes | None = None
+    for name, value in headers:
+        if name == b"content-length":
+            if length is not None:
+                raise InvalidRequestError("a request may have one content-length header, not two")
+            length = value
+        elif name == b"transfer-encoding":
+            if coding is not None:
+                raise InvalidRequestError(
+                    "a request may have one transfer-encoding header, not two"
+                )
+            coding = value
+    if coding is not None:
+        if length is not None:
+            raise InvalidRequestError(
+                "a request may not have both content-length and transfer-encoding "
+                "headers (RFC 9112 6.2)"
+            )
+        if coding.lower() != b"chunked":
+            raise InvalidRequestError(
+                f"transfer-encoding {coding.decode('latin-1')!r} cannot be sent: only "
+                "'chunked' (without the header, tether frames the body itself)"
+            )
+    elif length is not None:
+        if not _CONTENT_LENGTH.fullmatch(length):
+            raise InvalidRequestError(
+                f"content-length {length.decode('latin-1')!r} is not a non-negative "
+                "decimal integer"
+            )
+        size = 0 if body is None else len(body)
+        if not streamed and int(length) != size:
+            raise InvalidRequestError(
+                f"content-length {int(length)} does not match the body, {size} bytes"
+            )
