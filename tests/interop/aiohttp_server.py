@@ -4,11 +4,27 @@ It serves the routes :mod:`tests.interop._loop_server` lists, plus
 ``GET /websocket-nocompress`` (the same echo, declining permessage-deflate);
 aiohttp answers the client's close of a Websocket. Given an ``ssl_context``,
 it serves HTTPS and WSS instead (asyncio's TLS).
+
+For the backpressure and timeout tests, a server that is fast, slow or
+silent where a test needs it:
+
+- ``GET /push?count=N&size=S`` (Websocket): N text messages (for ever if N
+  is 0) of S bytes, each starting ``"<seq>:"`` so order can be checked,
+  sent as fast as the client takes them (aiohttp waits for its transport to
+  drain); :attr:`AiohttpServer.pushed` counts them;
+- ``GET /sink`` (Websocket): never reads what the client sends (aiohttp
+  stops reading its socket once its own queue is full: TCP pushes back);
+- ``GET /clock?period=P`` (HTTP): a chunked body, one chunk ``"tick <n>\n"``
+  every P seconds for ever (Gun's ``sse_clock_h``, as flow_SUITE uses it);
+- ``GET /stream?count=N&size=S`` (HTTP): a chunked body of N chunks of S bytes;
+- ``GET /slow?delay=D`` (HTTP) and ``GET /websocket-slow?delay=D`` (an
+  echo Websocket): the answer comes D seconds late.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Iterable
 
@@ -36,6 +52,8 @@ class AiohttpServer(LoopServer):
         super().__init__()
         self._ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
+        #: Messages /push has sent so far (written on the server's loop only).
+        self.pushed = 0
 
     # -- the application -------------------------------------------------------
 
@@ -47,6 +65,12 @@ class AiohttpServer(LoopServer):
         app.router.add_get("/websocket-nocompress", self._websocket_nocompress)
         app.router.add_get("/forbidden", self._forbidden)
         app.router.add_get("/plain", self._plain)
+        app.router.add_get("/push", self._push)
+        app.router.add_get("/sink", self._sink)
+        app.router.add_get("/clock", self._clock)
+        app.router.add_get("/stream", self._stream)
+        app.router.add_get("/slow", self._slow)
+        app.router.add_get("/websocket-slow", self._websocket_slow)
         return app
 
     def _seen(self, request: web.Request) -> None:
@@ -74,6 +98,59 @@ class AiohttpServer(LoopServer):
     async def _plain(self, request: web.Request) -> web.Response:
         self._seen(request)
         return web.Response(text="plain http")
+
+    async def _push(self, request: web.Request) -> web.WebSocketResponse:
+        self._seen(request)
+        count, size = int(request.query.get("count", "0")), int(request.query.get("size", "16"))
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        seq = 0
+        while not ws.closed and (count == 0 or seq < count):
+            head = f"{seq}:"
+            await ws.send_str(head + "x" * max(size - len(head), 0))
+            seq += 1
+            self.pushed = seq
+        async for _ in ws:  # until the client closes
+            pass
+        return ws
+
+    async def _sink(self, request: web.Request) -> web.WebSocketResponse:
+        self._seen(request)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()  # never reads; ends when the server stops
+        return ws
+
+    async def _clock(self, request: web.Request) -> web.StreamResponse:
+        self._seen(request)
+        period = float(request.query.get("period", "0.1"))
+        response = web.StreamResponse()
+        await response.prepare(request)
+        tick = 0
+        while True:
+            await response.write(f"tick {tick}\n".encode())
+            tick += 1
+            await asyncio.sleep(period)
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        self._seen(request)
+        count, size = int(request.query["count"]), int(request.query["size"])
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(count):
+            await response.write(b"x" * size)
+        await response.write_eof()
+        return response
+
+    async def _slow(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        await asyncio.sleep(float(request.query["delay"]))
+        return web.Response(text="late")
+
+    async def _websocket_slow(self, request: web.Request) -> web.WebSocketResponse:
+        await asyncio.sleep(float(request.query["delay"]))
+        return await self._echo_websocket(request, compress=False)
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         return await self._echo_websocket(request, compress=True)

@@ -1095,6 +1095,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             local_address=addresses[0] if addresses else None,
             peer_address=addresses[1] if addresses else None,
             ws_stream=proto.ws_stream if proto is not None else None,
+            reading_paused=self._transport is not None and self._transport.reads_paused,
+            send_buffered=self._conn._send.held,
         )
 
 

@@ -95,6 +95,12 @@ class ConnectionInfo:
         local_address: ``(host, port)`` of our end while up.
         peer_address: ``(host, port)`` of the server while up.
         ws_stream: the Websocket's stream while upgraded.
+        reading_paused: True while the socket is not read: the owner has not
+            taken ``max_queue`` events yet, or a stream's ``flow`` credit is
+            spent (a peer's close is still noticed).
+        send_buffered: bytes handed to the connection that the socket has
+            not taken yet (what ``send_buffer`` bounds; commands still queued
+            for the actor are not counted here).
     """
 
     host: str
@@ -106,6 +112,8 @@ class ConnectionInfo:
     local_address: tuple[str, int] | None = None
     peer_address: tuple[str, int] | None = None
     ws_stream: StreamRef | None = None
+    reading_paused: bool = False
+    send_buffered: int = 0
 
 
 class Connection:
