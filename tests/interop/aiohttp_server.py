@@ -104,15 +104,25 @@ class AiohttpServer(LoopServer):
         count, size = int(request.query.get("count", "0")), int(request.query.get("size", "16"))
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        # Reading meanwhile answers the client's pings (aiohttp's autoping runs
+        # in receive()), as a server that pushes and stays alive does.
+        reader = asyncio.create_task(self._read_until_closed(ws))
         seq = 0
-        while not ws.closed and (count == 0 or seq < count):
-            head = f"{seq}:"
-            await ws.send_str(head + "x" * max(size - len(head), 0))
-            seq += 1
-            self.pushed = seq
-        async for _ in ws:  # until the client closes
+        try:
+            while not ws.closed and (count == 0 or seq < count):
+                head = f"{seq}:"
+                await ws.send_str(head + "x" * max(size - len(head), 0))
+                seq += 1
+                self.pushed = seq
+        except ConnectionResetError:  # the client went away mid-push (aiohttp's own subclass)
             pass
+        await reader  # until the client closes
         return ws
+
+    @staticmethod
+    async def _read_until_closed(ws: web.WebSocketResponse) -> None:
+        async for _ in ws:
+            pass
 
     async def _sink(self, request: web.Request) -> web.WebSocketResponse:
         self._seen(request)

@@ -16,8 +16,19 @@ picked up by the owner actor's loop to be handled
 (:mod:`~tether.actors._delivery`). A backlog's state changes under one lock:
 the owner Inbox's for an Inbox owner (its receives and tells hold it
 anyway), a lock of its own otherwise. The owner's side may hold an Inbox's
-lock, so it never takes a socket's: :attr:`Backlog.on_room` asks the I/O
+lock, so it never takes a socket's: :attr:`Backlog.on_change` asks the I/O
 thread to look at the bound again.
+
+**Selective receive.** An Inbox owner that waits for a message nothing
+queued matches (``receive(match=...)``, ``await_*``) is not slow: it waits
+for something that can only come by reading further (a ``Down`` behind
+data, a response behind another stream's events). While it waits, the
+Inbox *lifts* the bound of its full backlogs (:attr:`Backlog.lifted`), and
+sets it again when the receive returns: as in Erlang, where a process in
+a selective receive still gets its other messages, memory then grows with
+what is read until the receive returns. Without the lift, such an owner
+would wait for ever, since TCP itself holds the peer's close behind the
+unread bytes.
 
 This module is a leaf: the Inbox and the deliveries both import it.
 """
@@ -71,19 +82,22 @@ class Backlog:
         lock: the lock its state changes under (see the module docstring).
 
     ``full`` turns True when either bound is passed and False once the
-    owner has taken enough to be under a quarter of both: it is what the
-    connection's socket reads (any thread; a plain attribute).
+    owner has taken enough to be under a quarter of both; ``lifted`` is set
+    while the owner waits in a selective receive. :attr:`holds` is what the
+    connection's socket reads (any thread; plain attributes).
     """
 
     __slots__ = (
+        "__weakref__",
         "_low_events",
         "_low_size",
         "events",
         "full",
+        "lifted",
         "lock",
         "max_events",
         "max_size",
-        "on_room",
+        "on_change",
         "size",
     )
 
@@ -98,9 +112,16 @@ class Backlog:
         self.events = 0
         self.size = 0
         self.full = False
-        #: Called (the lock held) when ``full`` turns False: the connection
-        #: asks its I/O thread to read again. Set by the connection actor.
-        self.on_room: Callable[[], None] = _nothing
+        self.lifted = False
+        #: Called (the lock held) when ``full`` turns False or ``lifted``
+        #: changes: the connection asks its I/O thread to look at the bound
+        #: again. Set by the connection actor.
+        self.on_change: Callable[[], None] = _nothing
+
+    @property
+    def holds(self) -> bool:
+        """Whether the connection must not read now (any thread)."""
+        return self.full and not self.lifted
 
     def __repr__(self) -> str:
         state = "full" if self.full else "open"
@@ -125,4 +146,4 @@ class Backlog:
             and (self._low_size is None or self.size <= self._low_size)
         ):
             self.full = False
-            self.on_room()
+            self.on_change()

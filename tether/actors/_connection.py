@@ -190,9 +190,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._delivery = conn._delivery
         self._backlog = conn._backlog
         if self._backlog is not None:
-            # The owner took enough: read again (through the I/O thread: the
-            # owner may hold its Inbox's lock, see tether.actors._backlog).
-            self._backlog.on_room = self._resync_reads
+            # The owner took enough, or waits in a selective receive: look
+            # again (through the I/O thread: the owner may hold its Inbox's
+            # lock, see tether.actors._backlog).
+            self._backlog.on_change = self._resync_reads
         # A thread waiting in the owner Inbox may read the socket itself
         # (tether.actors._lending) when nothing else runs user code here.
         owner = conn.owner
@@ -782,7 +783,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _hold_reads(self) -> bool:
         """Whether reading must pause now (read by the I/O thread too: state only)."""
         backlog = self._backlog
-        return self._flow_held or (backlog is not None and backlog.full)
+        return self._flow_held or (backlog is not None and backlog.holds)
 
     def _sync_reads(self) -> None:
         transport = self._transport
@@ -818,7 +819,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._owner_gone()
             return False
         backlog = self._backlog
-        if backlog is not None and backlog.full:
+        if backlog is not None and backlog.holds:
             self._sync_reads()  # past the receive bound: stop reading
         return True
 

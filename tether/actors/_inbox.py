@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -70,6 +71,7 @@ class Inbox:
         # bound, see tether.actors._backlog): only then does a tell or a take
         # look for the backlog of the message's connection.
         self._bounded = False
+        self._backlogs: weakref.WeakSet[Backlog] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -89,7 +91,29 @@ class Inbox:
         """A connection's receive bound, counted by this Inbox (for tether's connections)."""
         with self._lock:
             self._bounded = True
-            return Backlog(max_events, max_size, self._lock)
+            backlog = Backlog(max_events, max_size, self._lock)
+            self._backlogs.add(backlog)
+            return backlog
+
+    def _lift(self) -> list[Backlog]:
+        """A selective receive waits: read again past the full bounds (the lock held).
+
+        See "Selective receive" in :mod:`tether.actors._backlog`. Returns
+        the backlogs lifted, for :meth:`_unlift`.
+        """
+        lifted = [b for b in self._backlogs if b.full and not b.lifted]
+        for backlog in lifted:
+            backlog.lifted = True
+            backlog.on_change()
+        return lifted
+
+    @staticmethod
+    def _unlift(lifted: list[Backlog]) -> None:
+        """The selective receive returned: the bounds hold again (the lock held)."""
+        for backlog in lifted:
+            backlog.lifted = False
+            if backlog.full:
+                backlog.on_change()
 
     def _counted_in(self, message: object) -> None:
         """``message`` was added (the lock held): count it if its connection is bounded here."""
@@ -179,6 +203,7 @@ class Inbox:
         )
         remaining = None if deadline is None else timeout  # read from the clock only after a wait
         tried = False  # to borrow since the last wait
+        lifted: list[Backlog] | None = None  # bounds lifted while a selective receive waits
         # acquire/release, not `with`: a with statement looks up and calls
         # __enter__ and __exit__(None, None, None), twice the instructions
         # (~2,200 against ~1,100), on every receive (docs/performance.md).
@@ -195,6 +220,8 @@ class Inbox:
                         raise InboxClosedError("the inbox is closed")
                     if remaining is not None and remaining <= 0:
                         raise ReceiveTimeout(f"no matching message within {timeout} s")
+                    if lifted is None and match is not None and self._bounded:
+                        lifted = self._lift()  # nothing queued matches: reading must go on
                     if borrowed is not None and self._lending.only is not borrowed:
                         self._lending.give_back(borrowed)  # closed or ended meanwhile
                         borrowed, tried = None, False
@@ -218,6 +245,8 @@ class Inbox:
                     if deadline is not None:
                         remaining = deadline - time.monotonic()
             finally:
+                if lifted:
+                    self._unlift(lifted)
                 # Kept for the next receive, unless another receiver waits without
                 # a socket or it may not be kept: then the I/O thread reads it.
                 if borrowed is not None and (

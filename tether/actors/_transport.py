@@ -61,13 +61,14 @@ def _ip_family(host: str) -> socket.AddressFamily | None:
 # Pieces per sendmsg call: Linux refuses more than IOV_MAX (1024) with EMSGSIZE.
 _MAX_IOV = 512
 
-READ_AHEAD = 256 * 1024
+READ_AHEAD = 128 * 1024
 """Bytes reported to the actor and not yet handled past which the socket is not read.
 
 Reports are usually handled at once by the reading thread (the actor run
 inline); they wait in the actor's mailbox only while another thread has
-its turn (an event handler, a slow owner's ``tell``), and then this bounds
-how much: four reads.
+its turn (an event handler, an ``info()``, a slow owner's ``tell``), and
+then this bounds how much: two reads. It is also how far past its receive
+bound a connection may deliver: what was read is delivered.
 """
 
 
