@@ -62,7 +62,9 @@ class _Receipt:
     pykka's actor loop reads ``message`` once, when it takes the envelope
     to handle it, and ``reply_to`` (None: a tell): that read is the moment
     the owner takes the event. The same two attributes as pykka's own
-    envelope (``tests/actors/test_backpressure.py`` pins the loop's use).
+    envelope (``test_a_slow_actor_owner_pauses_the_reads_and_can_be_stopped``
+    in ``tests/actors/test_backpressure.py`` fails if pykka's loop stops
+    reading it that way: the reads would never resume).
     """
 
     __slots__ = ("_backlog", "_event", "_size")

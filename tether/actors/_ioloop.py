@@ -70,8 +70,11 @@ from typing import Literal
 __all__ = [
     "ConnectHandler",
     "IoLoop",
+    "PauseSource",
     "ReadHandler",
+    "Reading",
     "Watch",
+    "WriteHandler",
     "default_loop",
 ]
 
