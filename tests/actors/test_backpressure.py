@@ -65,11 +65,16 @@ def seq(event: object) -> int:
     return int(event.frame.data.split(":", 1)[0])
 
 
-def upgraded(conn: tether.Connection, path: str) -> tether.StreamRef:
-    assert conn.await_up(WAIT) == "http"
+def upgrade(conn: tether.Connection, path: str) -> tether.StreamRef:
     stream = conn.ws_upgrade(path)
     assert isinstance(conn.await_(stream, WAIT), tether.Upgrade)
     return stream
+
+
+def upgraded(conn: tether.Connection, path: str) -> tether.StreamRef:
+    """Up, then upgraded."""
+    assert conn.await_up(WAIT) == "http"
+    return upgrade(conn, path)
 
 
 def of_type(conn: tether.Connection, kind: type) -> Callable[[object], bool]:
@@ -155,16 +160,23 @@ class RawPeer:
         self._thread.join(WAIT)
 
 
+ConnectRaw = Callable[..., tether.Connection]
+
+
 @pytest.fixture
-def raw_peer() -> Iterator[Callable[[Script], RawPeer]]:
+def connect_raw(open_conn: ConnectionTracker) -> Iterator[ConnectRaw]:
+    """``connect_raw(script, **options)``: a connection (retry=0) to a raw peer, once Up."""
     peers: list[RawPeer] = []
 
-    def start(script: Script) -> RawPeer:
+    def connect(script: Script, **options: Any) -> tether.Connection:
         peer = RawPeer(script)
         peers.append(peer)
-        return peer
+        conn = open_conn("127.0.0.1", peer.port, retry=0, **options)
+        assert conn.await_up(WAIT) == "http"
+        return conn
 
-    yield start
+    yield connect
+    open_conn.close_all()  # before the peers go: their close is not the test's subject
     for peer in peers:
         peer.close()
 
@@ -177,17 +189,19 @@ def test_a_slow_inbox_owner_pauses_the_reads_and_still_gets_every_message_in_ord
 ) -> None:
     conn = connect(retry=0, max_queue=64)
     stream = upgraded(conn, "/push?count=3000&size=1024")
+    until(lambda: len(inbox_of(conn)) > 64, "the bound crossed")
     until(lambda: paused(conn), "the reads paused")
     # The bound, plus what was read past it (1 KiB messages), not 3,000.
     assert 64 < len(inbox_of(conn)) <= 64 + OVERSHOOT // 1024 + 1
     for expected in range(3000):
         assert seq(conn.await_(stream, WAIT)) == expected  # nothing lost, nothing twice
-    assert not paused(conn)
+    until(lambda: not paused(conn), "reading again")  # asked of the I/O thread: soon
 
 
 def test_the_byte_bound_pauses_the_reads_too(connect: Connect) -> None:
     conn = connect(retry=0, max_queue=10_000, max_queue_bytes=256 * 1024)
     stream = upgraded(conn, "/push?count=200&size=16384")
+    until(lambda: len(inbox_of(conn)) * 16384 > 256 * 1024, "the bound crossed")
     until(lambda: paused(conn), "the reads paused")
     held = [seq(e) for e in inbox_of(conn).flush(of_type(conn, tether.Ws))]
     assert 256 * 1024 < len(held) * 16384 <= 256 * 1024 + OVERSHOOT + 16384
@@ -219,13 +233,14 @@ def test_a_slow_actor_owner_pauses_the_reads_and_can_be_stopped(
     assert isinstance(got.get(timeout=WAIT), tether.Up)
     conn.ws_upgrade("/push?count=2000&size=1024")
     assert isinstance(got.get(timeout=WAIT), tether.Upgrade)
+    until(lambda: owner.actor_inbox.qsize() > 64, "the bound crossed")
     until(lambda: paused(conn), "the reads paused")
     # What waits in the owner's pykka inbox is bounded (one is being handled).
-    assert 64 < owner.actor_inbox.qsize() <= 64 + OVERSHOOT // 1024 + 1
+    assert owner.actor_inbox.qsize() <= 64 + OVERSHOOT // 1024 + 1
     gate.set()
     for expected in range(2000):
         assert seq(got.get(timeout=WAIT)) == expected
-    assert not paused(conn)
+    until(lambda: not paused(conn), "reading again")
     owner.stop(timeout=WAIT)  # its mailbox is short: the stop comes soon
     assert conn.wait_stopped(WAIT)  # owner gone: the connection stops (owner monitoring)
 
@@ -240,14 +255,12 @@ def test_without_a_bound_the_owner_gets_everything_read_at_once_as_gun_does(
 
 
 def test_a_paused_connection_sees_the_peer_close_and_reads_to_the_end(
-    open_conn: ConnectionTracker, raw_peer: Callable[[Script], RawPeer]
+    connect_raw: ConnectRaw,
 ) -> None:
     # Nobody takes anything: the reads pause after a few of the 200 chunks,
     # but the peer's close (its FIN, behind 2 KiB: in the kernel's buffer)
     # is still seen, and what is left is read to the end before the Down.
-    peer = raw_peer(chunks_then_closes)
-    conn = open_conn("127.0.0.1", peer.port, retry=0, max_queue=8)
-    assert conn.await_up(WAIT) == "http"
+    conn = connect_raw(chunks_then_closes, max_queue=8)
     stream = conn.get("/")
     assert conn.wait_stopped(WAIT)  # Down, then the final Error (retry=0)
     events = inbox_of(conn).flush(lambda m: getattr(m, "conn", None) is conn)
@@ -282,11 +295,12 @@ def test_a_pong_not_read_while_paused_is_not_missing(connect: Connect) -> None:
     # Keepalive pings go on while paused, and the server answers them, but
     # its pongs wait unread behind its messages: the connection must not
     # call the peer dead for that.
-    conn = connect(retry=0, max_queue=32, ws_opts={"keepalive": 0.05, "pong_timeout": 0.05})
+    conn = connect(retry=0, max_queue=32, ws_opts={"keepalive": 0.1, "pong_timeout": 0.1})
     stream = upgraded(conn, "/push?count=0&size=1024")
+    until(lambda: len(inbox_of(conn)) > 32, "the bound crossed")
     until(lambda: paused(conn), "the reads paused")
-    # Ten pong deadlines pass while paused; a PongTimeout would stop it (retry=0).
-    assert not conn.wait_stopped(0.5)
+    # Pong deadlines pass while paused; a PongTimeout would stop it (retry=0).
+    assert not conn.wait_stopped(0.6)
     for _ in range(2000):  # the owner catches up: pongs are read again
         conn.await_(stream, WAIT)
     assert conn.info(timeout=WAIT).state == "up"
@@ -305,14 +319,11 @@ def test_receive_bound_options_are_validated_at_open() -> None:
 # -- send: the buffer, the deadline --------------------------------------------------------
 
 
-def test_senders_wait_while_a_server_reads_nothing(
-    open_conn: ConnectionTracker, raw_peer: Callable[[Script], RawPeer]
-) -> None:
+def test_senders_wait_while_a_server_reads_nothing(connect_raw: ConnectRaw) -> None:
     # 200 x 1 MiB to a server that reads nothing: without a bound, all 200
     # calls returned at once and held 200 MiB until a write timeout.
-    peer = raw_peer(ws_reads_nothing)
-    conn = open_conn("127.0.0.1", peer.port, retry=0, send_timeout=0.5)
-    upgraded(conn, "/")
+    conn = connect_raw(ws_reads_nothing, send_timeout=0.5)
+    upgrade(conn, "/")
     accepted = 0
     try:
         for _ in range(200):
@@ -338,15 +349,11 @@ def test_a_message_larger_than_the_send_buffer_still_goes_out(connect: Connect) 
     assert conn.await_(stream, WAIT) == tether.Ws(conn, stream, tether.Text("after"))
 
 
-def test_a_trickling_reader_ends_in_a_write_timeout(
-    open_conn: ConnectionTracker, raw_peer: Callable[[Script], RawPeer]
-) -> None:
+def test_a_trickling_reader_ends_in_a_write_timeout(connect_raw: ConnectRaw) -> None:
     # F7: the deadline bounds how long a byte waits, not how long one send
     # stalls: a peer taking 128 bytes now and then never stalled a send for
     # long, and the backlog never ended.
-    peer = raw_peer(trickles)
-    conn = open_conn("127.0.0.1", peer.port, retry=0, send_timeout=0.5)
-    assert conn.await_up(WAIT) == "http"
+    conn = connect_raw(trickles, send_timeout=0.5)
     stream = conn.post("/upload", body=bytes(8 * MiB))
     down = inbox_of(conn).receive(WAIT, of_type(conn, tether.Down))
     assert isinstance(down, tether.Down)
@@ -356,13 +363,11 @@ def test_a_trickling_reader_ends_in_a_write_timeout(
 
 @pytest.mark.parametrize("script", [reads_nothing, trickles], ids=["reads-nothing", "trickles"])
 def test_close_stops_at_once_while_a_backlog_waits(
-    script: Script, open_conn: ConnectionTracker, raw_peer: Callable[[Script], RawPeer]
+    script: Script, connect_raw: ConnectRaw
 ) -> None:
     # F6: close() used to wait behind the blocking drain of the backlog
     # (15 s against a server reading nothing, for ever against a trickle).
-    peer = raw_peer(script)
-    conn = open_conn("127.0.0.1", peer.port, retry=0)
-    assert conn.await_up(WAIT) == "http"
+    conn = connect_raw(script)
     stream = conn.post("/upload", body=bytes(32 * MiB))
     until(lambda: conn.info(timeout=WAIT).send_buffered > 0, "a backlog waits")
     conn.close()
@@ -374,14 +379,12 @@ def test_close_stops_at_once_while_a_backlog_waits(
 
 
 def test_keepalive_still_detects_a_dead_peer_while_a_backlog_waits(
-    open_conn: ConnectionTracker, raw_peer: Callable[[Script], RawPeer]
+    connect_raw: ConnectRaw,
 ) -> None:
     # F7: the ping and pong-deadline ticks waited behind the blocking drain.
-    peer = raw_peer(ws_reads_nothing)  # no pong will ever come
-    conn = open_conn(
-        "127.0.0.1", peer.port, retry=0, ws_opts={"keepalive": 0.1, "pong_timeout": 0.2}
-    )
-    upgraded(conn, "/")
+    # No pong will ever come.
+    conn = connect_raw(ws_reads_nothing, ws_opts={"keepalive": 0.1, "pong_timeout": 0.2})
+    upgrade(conn, "/")
     conn.ws_send(bytes(32 * MiB))
     assert conn.info(timeout=WAIT).send_buffered > 0  # a backlog waits
     down = inbox_of(conn).receive(WAIT, of_type(conn, tether.Down))
@@ -389,13 +392,10 @@ def test_keepalive_still_detects_a_dead_peer_while_a_backlog_waits(
     assert isinstance(down.reason, tether.PongTimeout)
 
 
-def test_a_kept_write_timeout_does_not_keep_the_unsent_bytes(
-    open_conn: ConnectionTracker, raw_peer: Callable[[Script], RawPeer]
-) -> None:
+def test_a_kept_write_timeout_does_not_keep_the_unsent_bytes(connect_raw: ConnectRaw) -> None:
     # F8: the reason's traceback held the drain's frame, and with it the backlog.
-    peer = raw_peer(ws_reads_nothing)
-    conn = open_conn("127.0.0.1", peer.port, retry=0, send_timeout=0.3)
-    upgraded(conn, "/")
+    conn = connect_raw(ws_reads_nothing, send_timeout=0.3)
+    upgrade(conn, "/")
     tracemalloc.start()
     try:
         conn.ws_send(bytes(40 * MiB))

@@ -228,8 +228,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._head_timer: tuple[StreamRef, TimerHandle] | None = None
         # Upgrade commands of this connection by stream, to find the one that succeeded.
         self._upgrades: dict[StreamRef, msg.WsUpgrade] = {}
-        # One mark per keepalive ping awaiting its deadline: the pong count when it went out.
-        self._pong_marks: list[int] = []
+        # One mark per keepalive ping awaiting its deadline: the pong count and
+        # the bytes read when it went out.
+        self._pong_marks: list[tuple[int, int]] = []
         # The Websocket whose failure lingers (see FAIL_LINGER), once its timer is set.
         self._lingering: WsClient | None = None
         self._handling: object = None  # the message being handled, for crash reports
@@ -841,8 +842,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if proto is None or ws is None or ws.closing or ws.opts.keepalive is None:
             return
         proto.ws_send((PingFrame(b"tether-keepalive"),))
-        if ws.opts.pong_timeout is not None:
-            self._pong_marks.append(ws.pongs_received)
+        transport = self._transport
+        if ws.opts.pong_timeout is not None and transport is not None:
+            self._pong_marks.append((ws.pongs_received, transport.bytes_read))
             self._schedule("pong_deadline", ws.opts.pong_timeout)
         self._schedule("ws_ping", ws.opts.keepalive)
         self._flush()
@@ -858,16 +860,22 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._flush()
 
     def _pong_deadline(self) -> None:
-        proto = self._proto
+        """A ping's deadline: the peer is dead if it sent nothing since, not even the pong.
+
+        Bytes from the peer since the ping show it alive as well as a pong
+        (the pong may be behind them, not read yet). While reading is paused
+        nothing can be read: judged again once more time has passed.
+        """
+        proto, transport = self._proto, self._transport
         ws = proto.ws if proto is not None else None
         # Deadlines fire in the order of their pings: each checks its own ping's mark.
         mark = self._pong_marks.pop(0) if self._pong_marks else None
-        if ws is None or mark is None or ws.pongs_received > mark:
+        if ws is None or mark is None or transport is None:
             return
-        transport = self._transport
-        if transport is not None and transport.reads_paused and ws.opts.pong_timeout is not None:
-            # Not read yet is not lost: the pong may wait in what backpressure
-            # left unread. Judged again once more time has passed.
+        pongs, read = mark
+        if ws.pongs_received > pongs or transport.bytes_read > read:
+            return
+        if transport.reads_paused and ws.opts.pong_timeout is not None:
             self._pong_marks.insert(0, mark)
             self._schedule("pong_deadline", ws.opts.pong_timeout)
             return

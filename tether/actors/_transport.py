@@ -127,6 +127,11 @@ class Transport:
         """The actor handled a ``BytesIn`` of ``size`` bytes (its turn)."""
         raise NotImplementedError
 
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read and handled so far (the actor's turn reads it)."""
+        raise NotImplementedError
+
     def sync_reads(self) -> None:
         """``hold_reads`` may have changed: pause or resume reading now (the actor's turn)."""
         raise NotImplementedError
@@ -339,6 +344,10 @@ class TcpTransport(Transport):
         with self._lock:
             closed = self._closed
         self._report(Closed(self._epoch, None if closed else end))
+
+    @property
+    def bytes_read(self) -> int:
+        return self._consumed
 
     def consumed(self, size: int) -> None:
         self._consumed += size  # before the flag (see __init__)
