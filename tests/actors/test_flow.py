@@ -2,11 +2,12 @@
 
 Gun's ``test/flow_SUITE.erl`` for HTTP/1.1 and Websocket, translated, plus
 what tether adds on top (``HttpOpts.flow``, ``WsOpts.flow``, a request's
-``flow=``, ``Connection.update_flow``, ``ConnectionInfo.reading_paused``). The rule: each ``Data`` or ``Ws`` event spends
-one credit of its stream; once the stream being received has none left,
-tether stops reading the connection (``info().reading_paused``) until
-``update_flow`` gives more. What one read brings is delivered whole, so the
-credit can go below zero, and must then be paid back before reading resumes.
+``flow=``, ``Connection.update_flow``, ``ConnectionInfo.reading_paused``).
+The rule: each ``Data`` or ``Ws`` event spends one credit of its stream;
+once the stream being received has none left, tether stops reading the
+connection (``info().reading_paused``) until ``update_flow`` gives more.
+What one read brings is delivered whole, so the credit can go below zero,
+and must then be paid back before reading resumes.
 
 Gun's cases use ``sse_clock_h`` (one SSE event a second) and ``ws_echo_h``;
 here ``/clock?period=0.1`` (one chunk ``"tick <n>\\n"`` every 0.1 s, for
