@@ -84,9 +84,9 @@ def _check_size(name: str, value: object, *, allow_none: bool, what: str = "byte
         raise ValueError(f"{name} must be > 0, not {value!r}")
 
 
-def check_flow(name: str, value: object) -> None:
-    """Validate a ``flow`` value (Gun: an integer > 0; None: no flow control)."""
-    _check_size(name, value, allow_none=True, what="messages")
+def check_flow(name: str, value: object, *, allow_none: bool = True) -> None:
+    """Validate a ``flow`` value (Gun: an integer > 0; None: no flow control, if allowed)."""
+    _check_size(name, value, allow_none=allow_none, what="messages")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -637,6 +637,12 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         stream = timer[0]
         if wait is None or wait.stream is not stream:
             return  # it came meanwhile
+        transport = self._transport
+        if transport is not None and transport.reads_paused:
+            # Not read yet is not late (as for a pong): the head may wait in what
+            # backpressure left unread. Judged again once more time has passed.
+            self._head_timer = (stream, self._schedule("head", wait.timeout))
+            return
         error = (
             UpgradeTimeout(f"no answer to the upgrade within {wait.timeout} s (upgrade_timeout)")
             if wait.upgrade

@@ -453,7 +453,7 @@ class Connection:
         """
         if not isinstance(stream, StreamRef):
             raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
-        check_flow("increment", increment)
+        check_flow("increment", increment, allow_none=False)
         self._tell(msg.UpdateFlow(stream, increment))
 
     # -- Websocket -------------------------------------------------------------
