@@ -113,8 +113,9 @@ class HttpOpts:
             wins): how many ``Data`` events a response may deliver before
             tether stops reading the connection, until ``update_flow`` gives
             more. ``None`` (Gun's default): no flow control.
-        response_timeout: seconds from a request going out to its response
-            head (status line and headers) arriving; past it the stream gets
+        response_timeout: seconds from a request going out (all of it: a
+            streamed body counts from its last piece) to its response head
+            (status line and headers) arriving; past it the stream gets
             an ``Error`` with :class:`~tether.ResponseTimeout` and the
             connection is closed (HTTP/1.1 cannot skip a response; ``Down``,
             then a reconnect). ``None`` (the default, as Gun): no limit.

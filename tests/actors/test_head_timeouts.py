@@ -177,6 +177,19 @@ def test_the_timeout_counts_from_when_the_request_goes_out(
     expect_timed_out(conn, second, tether.ResponseTimeout)
 
 
+def test_a_streamed_body_is_timed_from_its_last_piece(fake: FakeTime, connect: Connect) -> None:
+    """While the client still sends its body, the wait is its own, not the server's."""
+    conn = up(connect, http_opts={"response_timeout": 0.5})
+    stream = conn.headers("POST", "/echo")
+    conn.data(stream, False, b"slow ")
+    settle(conn)
+    assert fake.scheduler.pending() == 1  # the owner check only: no head timer yet
+    fake.advance(1.0)  # the body takes longer than response_timeout: no matter
+    conn.data(stream, True, b"upload")
+    assert conn.await_body(stream, timeout=WAIT) == b"slow upload"
+    assert settle(conn).state == "up"
+
+
 def test_response_timeout_does_not_time_an_upgrade(fake: FakeTime, connect: Connect) -> None:
     """An upgrade is timed by ``upgrade_timeout`` only; the Websocket after it not at all."""
     conn = up(connect, http_opts={"response_timeout": 0.2})

@@ -235,7 +235,7 @@ def test_a_useful_reconnect_resets_the_retry_count(via_proxy: Opener, proxy: Fau
     # retry=1: without the reset, the second drop in a row would be the last.
     # Each connection is useful (the server answers a request on it) before
     # it drops: one that the server never sent anything on would not count
-    # (tether.actors._connection.PROVEN_AFTER; tests/actors/test_backpressure.py).
+    # (tether.actors._connection.PROVEN_AFTER; tests/actors/test_retry_storms.py).
     conn = via_proxy(retry=1)
     expect_up(conn)
     for accepted in (1, 2, 3):

@@ -201,9 +201,12 @@ class HttpClient:
 
     @property
     def waiting_for_head(self) -> Outgoing | None:
-        """The request on the wire while its response's head has not arrived."""
+        """The request on the wire, once all of it is sent, while its response's head has not arrived.
+
+        A streamed body still being sent is the client's wait, not the server's.
+        """
         current = self._current
-        if current is None or current.headed or current.answered:
+        if current is None or current.headed or current.answered or not current.fin:
             return None
         return current
 
