@@ -201,7 +201,7 @@ class HttpClient:
 
     @property
     def waiting_for_head(self) -> Outgoing | None:
-        """The request on the wire, once all of it is sent, while its response's head has not arrived.
+        """The request on the wire, all of it sent, while its response head has not arrived.
 
         A streamed body still being sent is the client's wait, not the server's.
         """
