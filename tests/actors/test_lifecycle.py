@@ -442,7 +442,7 @@ def test_retries_running_out_stop_the_connection(
     lost = conn.get("/")  # kept for the next Up, which never comes
 
     # Retry 1 is immediate and refused; retry 2 waits retry_timeout.
-    assert fake.wait_pending(1)
+    assert fake.wait_pending(2)  # the retry, and the owner check
     assert_no_events(conn)
     fake.advance(RETRY_TIMEOUT)
     refused = expect(conn, tether.Error)  # the request first, then the connection
@@ -476,7 +476,7 @@ def test_reconnects_when_the_server_comes_back(
     cut(proxy, 1, refuse=True)
     expect_down(conn, "http", tether.ConnectionClosed)
 
-    assert fake.wait_pending(1)  # the immediate retry was refused; the next is set
+    assert fake.wait_pending(2)  # the immediate retry was refused; the next is set
     proxy.accept()  # the server is back, but tether only tries again on time
     waiting = conn.get("/")  # made while down: sent after the next Up
     fake.advance(RETRY_TIMEOUT - 0.1)
@@ -501,7 +501,7 @@ def test_closing_while_waiting_to_reconnect_stops_at_once(
     expect_up(conn)
     cut(proxy, 1, refuse=True)
     expect_down(conn, "http", tether.ConnectionClosed)
-    assert fake.wait_pending(1)
+    assert fake.wait_pending(2)  # the retry, and the owner check
     waiting = conn.get("/")
     getattr(conn, stop)()
 
@@ -523,7 +523,7 @@ def test_a_port_refused_at_open_never_yields_up(
     conn = open_conn("127.0.0.1", refused_port, event_handler=phases)  # retry 5
     # The first retry is immediate, the other four wait retry_timeout each.
     for _ in range(4):
-        assert fake.wait_pending(1)
+        assert fake.wait_pending(2)  # the retry, and the owner check (from the start)
         assert_no_events(conn)
         fake.advance(RETRY_TIMEOUT)
     reason = final_error(conn)  # and no Up, no Down before it
@@ -586,7 +586,7 @@ def test_a_broken_retry_backoff_is_reported_and_retry_timeout_used(
     assert error.stream is None
     assert isinstance(error.reason, reason)
     assert conn.is_alive()  # not the final Error
-    assert fake.wait_pending(1)
+    assert fake.wait_pending(2)  # the retry, and the owner check
     fake.advance(2.9)
     assert settle(conn).state == "waiting"
     assert_no_events(conn)
@@ -615,7 +615,7 @@ def test_a_retry_backoff_too_long_to_wait_is_reported_and_retry_timeout_used(
     assert isinstance(error.reason, ValueError)
     assert "retry_backoff" in str(error.reason)
     assert conn.is_alive()  # not the final Error
-    assert fake.wait_pending(1)
+    assert fake.wait_pending(2)  # the retry, and the owner check
     fake.advance(3.0)
     reason = final_error(conn)  # the retry was made, retry_timeout later
     assert reason.attempts == 2
@@ -688,7 +688,7 @@ def test_connect_timeout_covers_a_tls_handshake_the_server_never_answers(
         accepted, _ = listener.accept()
         with accepted:
             assert accepted.recv(5)[:1] == b"\x16"  # a TLS handshake record: the ClientHello
-            assert fake.wait_pending(1)  # the connect deadline
+            assert fake.wait_pending(2)  # the connect deadline, and the owner check
             assert_no_events(conn)
             fake.advance(3.0)
             reason = final_error(conn)
@@ -732,6 +732,31 @@ def test_a_closed_inbox_stops_its_idle_connection(
     fake.advance(OWNER_CHECK)
     assert conn.wait_stopped(WAIT)
     assert server.wait_for_connections(0, WAIT)
+
+
+@pytest.mark.parametrize("owner_kind", ["inbox", "actor"])
+def test_a_connection_that_never_connected_stops_with_its_owner(
+    owner_kind: str,
+    fake: FakeTime,
+    open_conn: ConnectionTracker,
+    refused_port: int,
+    start_actor: Callable[..., pykka.ActorRef[Any]],
+) -> None:
+    # Issue 19, bug 1: the owner was watched only once up, so a connection
+    # whose owner went away while it retried a refused port went on retrying
+    # (retry=5, retry_timeout=5: 20 s). Gun monitors the owner from the start.
+    seen: queue.Queue[Any] = queue.Queue()
+    actor = start_actor(Recorder, seen) if owner_kind == "actor" else None
+    conn = open_conn("127.0.0.1", refused_port, owner=actor)  # retry 5, retry_timeout 5.0
+    assert fake.wait_pending(2)  # the second retry, and the owner check
+    assert settle(conn).state == "waiting"
+    if actor is not None:
+        actor.stop(block=True, timeout=WAIT)
+    else:
+        inbox(conn).close()
+    fake.advance(OWNER_CHECK)  # the next owner check, well before the next retry
+    assert conn.wait_stopped(WAIT)
+    assert seen.empty()  # nothing told to an owner that is gone
 
 
 # -- keepalive and dead peers ------------------------------------------------------------

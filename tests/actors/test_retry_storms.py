@@ -186,7 +186,7 @@ def up_and_closed(conn: tether.Connection) -> None:
 def waits_retry_timeout(conn: tether.Connection, fake: FakeTime) -> None:
     """The next attempt is ``retry_timeout`` away: nothing before it, then it is made."""
     assert settle(conn).state == "waiting"
-    assert fake.scheduler.pending() == 1  # the retry timer
+    assert fake.scheduler.pending() == 2  # the retry timer, and the owner check
     fake.advance(RETRY_TIMEOUT - 0.1)
     assert_no_events(conn)
     fake.advance(0.1)

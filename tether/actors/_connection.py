@@ -80,6 +80,7 @@ from tether.actors._handle import Connection, ConnectionInfo
 from tether.actors._inbox import Inbox
 from tether.actors._lazy import LazyThreadingActor
 from tether.actors._mailbox import Reraise
+from tether.actors._messages import Timer
 from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
@@ -225,6 +226,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         # Timers of the current connection; cancelled whenever it is dropped.
         self._timers: list[TimerHandle] = []
         self._send_deadline: TimerHandle | None = None
+        self._owner_check: TimerHandle | None = None  # lifelong: cancelled when stopped
         self._head_timer: tuple[StreamRef, TimerHandle] | None = None
         # Upgrade commands of this connection by stream, to find the one that succeeded.
         self._upgrades: dict[StreamRef, msg.WsUpgrade] = {}
@@ -244,7 +246,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         # on_stop runs). Queued until on_start is over; then the thread that
         # starts this actor (the supervisor's) handles it, and connecting
         # begins without any actor thread (LazyThreadingActor).
-        self._report(msg.Tick(self._epoch, "connect"))
+        self._report(msg.Tick(self._epoch, Timer.CONNECT))
 
     # -- pykka hooks -------------------------------------------------------------
 
@@ -264,7 +266,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             if self._proto is not None:
                 self._down(SupervisorStopped("the connection was stopped by its supervisor"))
         finally:
-            self._state = State.STOPPED
+            self._stopped()
             self._close_transport()
             if self.supervisor_ref is None:
                 self._conn._mark_stopped()
@@ -293,7 +295,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             if self.supervisor_ref is None and not self._is_stopped():
                 self._finish(reason, final_error=True)
         finally:
-            self._state = State.STOPPED
+            self._stopped()
             self._close_transport()
             if self.supervisor_ref is None:
                 self._conn._mark_stopped()
@@ -352,7 +354,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             msg.Connected: self._if_current(lambda _: self._on_tcp_connected()),
             msg.ConnectFailed: self._if_current(lambda m: self._connection_failed(m.reason)),
             msg.Closed: self._if_current(lambda m: self._on_closed(m.reason)),
-            msg.Tick: self._if_current(lambda m: self._on_tick(m.kind)),
+            msg.Tick: self._on_tick,
             msg.Writable: self._if_current(lambda _: self._on_writable()),
             msg.InfoQuery: lambda _: self._info(),
             msg.Close: lambda _: self._stop_now(ClosedByUser("close() was called")),
@@ -420,7 +422,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if self._opts.connect_timeout is not None:
             # The socket's own timeout covers DNS and TCP; this one the whole
             # attempt, the TLS handshake included.
-            self._schedule("connect_deadline", self._opts.connect_timeout)
+            self._schedule(Timer.CONNECT_DEADLINE, self._opts.connect_timeout)
 
     def _on_tcp_connected(self) -> None:
         if self._opts.transport != "tls":
@@ -461,7 +463,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         since = transport.waiting_since if transport is not None else None
         if since is not None and self._send_deadline is None:
             self._send_deadline = self._schedule(
-                "send_deadline", since + self._opts.send_timeout - self._scheduler.now()
+                Timer.SEND_DEADLINE, since + self._opts.send_timeout - self._scheduler.now()
             )
         self._update_held()
 
@@ -548,9 +550,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._handler("connect_end", {"protocol": "http"})
         if not self._deliver(Up(self._conn, "http")):
             return
-        self._schedule("owner_check", OWNER_CHECK_INTERVAL)
         if self._opts.http_opts.keepalive is not None:
-            self._schedule("http_ping", self._opts.http_opts.keepalive)
+            self._schedule(Timer.HTTP_PING, self._opts.http_opts.keepalive)
         for command in self._take_pending():
             self._command(command)
             if not self._is_up():
@@ -589,13 +590,18 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if delay <= 0:
             self._connect()
             return
-        self._schedule("retry", delay)
+        self._schedule(Timer.RETRY, delay)
 
-    def _on_tick(self, kind: str) -> None:
-        self._ticks[kind](self)
+    def _on_tick(self, tick: msg.Tick) -> None:
+        """A timer fired: its kind's handler, unless it was one of a dropped connection."""
+        if tick.epoch in (self._epoch, msg.LIFELONG):
+            self._TICKS[tick.kind](self)
 
     def _tick_connect(self) -> None:
         if self._state is State.CONNECTING:
+            # The owner is watched from now on, whatever the state (Gun monitors
+            # it from the start): a connection that never connects stops too.
+            self._schedule(Timer.OWNER_CHECK, OWNER_CHECK_INTERVAL)
             self._connect()
 
     def _tick_retry(self) -> None:
@@ -616,9 +622,12 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._stop_now(ClosedByUser("shutdown() timed out; closed"))
 
     def _tick_owner_check(self) -> None:
-        if self._state is not State.UP:
-            return
-        if not self._proven and self._scheduler.now() - self._up_since >= PROVEN_AFTER:
+        """Every OWNER_CHECK_INTERVAL, in any state: is the owner there? Proven yet?"""
+        if (
+            self._state is State.UP
+            and not self._proven
+            and self._scheduler.now() - self._up_since >= PROVEN_AFTER
+        ):
             self._prove()
         self._check_owner()
 
@@ -641,7 +650,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if transport is not None and transport.reads_paused:
             # Not read yet is not late (as for a pong): the head may wait in what
             # backpressure left unread. Judged again once more time has passed.
-            self._head_timer = (stream, self._schedule("head", wait.timeout))
+            self._head_timer = (stream, self._schedule(Timer.HEAD, wait.timeout))
             return
         error = (
             UpgradeTimeout(f"no answer to the upgrade within {wait.timeout} s (upgrade_timeout)")
@@ -653,7 +662,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         proto.head_timed_out(stream, error)
         self._flush()
 
-    _ticks: dict[str, Callable[[Any], None]]  # set after the class: kind -> handler
+    _TICKS: dict[Timer, Callable[[ConnectionActor], None]]  # set after the class
 
     # -- up ----------------------------------------------------------------------
 
@@ -759,7 +768,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return
         if failing is not None and self._lingering is not failing:
             self._lingering = failing  # answers to the messages before the bad frame go out first
-            self._schedule("ws_fail", FAIL_LINGER)
+            self._schedule(Timer.WS_FAIL, FAIL_LINGER)
         lost_reason = write_error or close_reason
         if lost_reason is not None:
             self._lost(lost_reason)
@@ -785,7 +794,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             current[1].cancel()
             self._head_timer = current = None
         if wait is not None and current is None:
-            self._head_timer = (wait.stream, self._schedule("head", wait.timeout))
+            self._head_timer = (wait.stream, self._schedule(Timer.HEAD, wait.timeout))
 
     def _hold_reads(self) -> bool:
         """Whether reading must pause now (read by the I/O thread too: state only)."""
@@ -839,7 +848,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if command is not None:
             self._conn._reupgrade = command if command.opts.reupgrade else None
             if command.opts.keepalive is not None:
-                self._schedule("ws_ping", command.opts.keepalive)
+                self._schedule(Timer.WS_PING, command.opts.keepalive)
 
     def _ws_ping(self) -> None:
         """Keepalive: ping the server; with a pong_timeout, check the answer came."""
@@ -851,8 +860,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         transport = self._transport
         if ws.opts.pong_timeout is not None and transport is not None:
             self._pong_marks.append((ws.pongs_received, transport.bytes_read))
-            self._schedule("pong_deadline", ws.opts.pong_timeout)
-        self._schedule("ws_ping", ws.opts.keepalive)
+            self._schedule(Timer.PONG_DEADLINE, ws.opts.pong_timeout)
+        self._schedule(Timer.WS_PING, ws.opts.keepalive)
         self._flush()
 
     def _http_ping(self) -> None:
@@ -862,7 +871,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if proto is None or proto.protocol != "http" or keepalive is None:
             return  # upgraded: Websocket keepalive (ws_opts) takes over
         proto.http_keepalive()
-        self._schedule("http_ping", keepalive)
+        self._schedule(Timer.HTTP_PING, keepalive)
         self._flush()
 
     def _pong_deadline(self) -> None:
@@ -883,7 +892,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return
         if transport.reads_paused and ws.opts.pong_timeout is not None:
             self._pong_marks.insert(0, mark)
-            self._schedule("pong_deadline", ws.opts.pong_timeout)
+            self._schedule(Timer.PONG_DEADLINE, ws.opts.pong_timeout)
             return
         self._lost(
             PongTimeout(
@@ -900,9 +909,15 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if gone:
             self._owner_gone()
         else:
-            self._schedule("owner_check", OWNER_CHECK_INTERVAL)
+            self._schedule(Timer.OWNER_CHECK, OWNER_CHECK_INTERVAL)
 
-    def _schedule(self, kind: str, delay: float) -> TimerHandle:
+    def _schedule(self, kind: Timer, delay: float) -> TimerHandle:
+        """Tick ``kind`` in ``delay`` seconds (cancelled with the connection, unless lifelong)."""
+        if kind.lifelong:  # the owner check: one at a time, until stopped
+            self._owner_check = self._scheduler.call_later(
+                delay, lambda: self._report(msg.Tick(msg.LIFELONG, kind))
+            )
+            return self._owner_check
         epoch = self._epoch
         timer = self._scheduler.call_later(delay, lambda: self._report(msg.Tick(epoch, kind)))
         self._timers = [t for t in self._timers if not t.done]
@@ -986,7 +1001,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             proto.ws_send((CloseFrame(1000),))
         else:
             timeout = self._opts.http_opts.closing_timeout
-        self._schedule("closing", timeout)
+        self._schedule(Timer.CLOSING, timeout)
         self._flush()
 
     def _stop_now(self, reason: BaseException) -> None:
@@ -1030,7 +1045,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         stream: none is dropped.
         """
         self._close_transport()
-        self._state = State.STOPPED
+        self._stopped()
         if unsent is None:
             unsent = self._take_pending() + self._close_mailbox()
         for command in unsent:
@@ -1040,6 +1055,13 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._deliver(Error(self._conn, None, reason))
         self._handler_safe("terminate", {"reason": reason})
         self._stop_actor()
+
+    def _stopped(self) -> None:
+        """The state every end comes to; the lifelong timers end with it."""
+        self._state = State.STOPPED
+        owner_check, self._owner_check = self._owner_check, None
+        if owner_check is not None:
+            owner_check.cancel()
 
     def _stop_actor(self) -> None:
         # In on_failure pykka has stopped the actor already.
@@ -1063,7 +1085,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return
         self._close_transport()
         self._proto = None
-        self._state = State.STOPPED
+        self._stopped()
         self._take_pending()
         self._mailbox.close()  # nobody to refuse them to
         self._conn._mark_stopped()
@@ -1124,16 +1146,16 @@ def _when_up(handle: Callable[[ConnectionActor], None]) -> Callable[[ConnectionA
 
 
 # Each timer kind and what its tick does (the state checks are in the handlers).
-ConnectionActor._ticks = {
-    "connect": ConnectionActor._tick_connect,
-    "retry": ConnectionActor._tick_retry,
-    "connect_deadline": ConnectionActor._tick_connect_deadline,
-    "closing": ConnectionActor._tick_closing,
-    "owner_check": ConnectionActor._tick_owner_check,
-    "http_ping": _when_up(ConnectionActor._http_ping),
-    "ws_ping": _when_up(ConnectionActor._ws_ping),
-    "pong_deadline": _when_up(ConnectionActor._pong_deadline),
-    "ws_fail": ConnectionActor._tick_ws_fail,
-    "send_deadline": ConnectionActor._send_deadline_passed,
-    "head": ConnectionActor._tick_head,
+ConnectionActor._TICKS = {
+    Timer.CONNECT: ConnectionActor._tick_connect,
+    Timer.RETRY: ConnectionActor._tick_retry,
+    Timer.CONNECT_DEADLINE: ConnectionActor._tick_connect_deadline,
+    Timer.CLOSING: ConnectionActor._tick_closing,
+    Timer.OWNER_CHECK: ConnectionActor._tick_owner_check,
+    Timer.HTTP_PING: _when_up(ConnectionActor._http_ping),
+    Timer.WS_PING: _when_up(ConnectionActor._ws_ping),
+    Timer.PONG_DEADLINE: _when_up(ConnectionActor._pong_deadline),
+    Timer.WS_FAIL: ConnectionActor._tick_ws_fail,
+    Timer.SEND_DEADLINE: ConnectionActor._send_deadline_passed,
+    Timer.HEAD: ConnectionActor._tick_head,
 }

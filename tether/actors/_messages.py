@@ -12,6 +12,7 @@ actor drops anything whose epoch is not current.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -21,6 +22,7 @@ from tether._options import WsOpts
 from tether.protocol._validate import HeaderList
 
 __all__ = [
+    "LIFELONG",
     "BytesIn",
     "Cancel",
     "Close",
@@ -35,6 +37,7 @@ __all__ = [
     "RequestCmd",
     "Shutdown",
     "Tick",
+    "Timer",
     "UpdateFlow",
     "Writable",
     "WsSend",
@@ -149,12 +152,42 @@ class Closed:
     reason: BaseException | None
 
 
+class Timer(enum.Enum):
+    """The connection actor's timers: what a ``Tick`` says fired.
+
+    Each kind has one handler in the actor (``ConnectionActor._TICKS``).
+    Those of a connection are cancelled when it is dropped, and a late tick
+    of one is stale (its epoch); :attr:`lifelong` ones run across reconnects.
+    """
+
+    CONNECT = "connect"  #: the first attempt (told at once, not timed)
+    RETRY = "retry"  #: the next attempt after a failed one or a loss
+    CONNECT_DEADLINE = "connect_deadline"  #: connect_timeout
+    CLOSING = "closing"  #: shutdown()'s closing_timeout
+    OWNER_CHECK = "owner_check"  #: is the owner still there? (every state)
+    HTTP_PING = "http_ping"  #: http_opts keepalive
+    WS_PING = "ws_ping"  #: ws_opts keepalive
+    PONG_DEADLINE = "pong_deadline"  #: ws_opts pong_timeout
+    WS_FAIL = "ws_fail"  #: the close frame of a lingering Websocket failure
+    SEND_DEADLINE = "send_deadline"  #: send_timeout: the oldest byte not sent
+    HEAD = "head"  #: response_timeout / upgrade_timeout
+
+    @property
+    def lifelong(self) -> bool:
+        """True for the timers that belong to the actor, not to one connection."""
+        return self is Timer.OWNER_CHECK
+
+
+#: The epoch of a lifelong timer's ticks: always current.
+LIFELONG = -1
+
+
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """A timer fired; ``kind`` says which (``"retry"``, ``"closing"``)."""
+    """A timer fired; ``kind`` says which."""
 
     epoch: int
-    kind: str
+    kind: Timer
 
 
 @dataclass(frozen=True, slots=True)
