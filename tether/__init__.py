@@ -56,6 +56,7 @@ from tether._options import HttpOpts as HttpOpts
 from tether._options import WsOpts as WsOpts
 from tether.actors import Connection as Connection
 from tether.actors import ConnectionInfo as ConnectionInfo
+from tether.actors import ConnectionState as ConnectionState
 from tether.actors import Inbox as Inbox
 from tether.actors import Owner as Owner
 from tether.supervision import ChildInfo as ChildInfo
@@ -77,6 +78,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionDownError",
     "ConnectionInfo",
+    "ConnectionState",
     "ConnectionStoppedError",
     "Crashed",
     "Data",

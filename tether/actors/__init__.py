@@ -14,6 +14,7 @@ import pykka
 from tether.actors._connection import ConnectionActor as ConnectionActor
 from tether.actors._handle import Connection as Connection
 from tether.actors._handle import ConnectionInfo as ConnectionInfo
+from tether.actors._handle import ConnectionState as ConnectionState
 from tether.actors._handle import Owner as Owner
 from tether.actors._inbox import Inbox as Inbox
 from tether.actors._supervised import ChildExited as ChildExited
@@ -25,6 +26,7 @@ __all__ = [
     "Connection",
     "ConnectionActor",
     "ConnectionInfo",
+    "ConnectionState",
     "Inbox",
     "Owner",
     "Supervised",

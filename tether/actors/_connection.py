@@ -36,7 +36,6 @@ is lost). Nothing here ever blocks on the network.
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import math
 import ssl
@@ -77,6 +76,7 @@ from tether._frames import Close as CloseFrame
 from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
 from tether.actors._handle import Connection, ConnectionInfo
+from tether.actors._handle import ConnectionState as State
 from tether.actors._inbox import Inbox
 from tether.actors._lazy import LazyThreadingActor
 from tether.actors._mailbox import Reraise
@@ -91,16 +91,6 @@ from tether.protocol._ws import FAIL_LINGER, WsClient
 __all__ = ["PROVEN_AFTER", "ConnectionActor", "State"]
 
 log = logging.getLogger("tether.connection")
-
-
-class State(enum.Enum):
-    """Where a connection is in its life (``ConnectionInfo.state`` gives the value)."""
-
-    CONNECTING = "connecting"
-    UP = "up"
-    WAITING = "waiting"  # for the next attempt
-    CLOSING = "closing"  # shutdown(): streams finish
-    STOPPED = "stopped"
 
 
 # Seconds between owner liveness checks of a connection that is up. A tell
@@ -1127,7 +1117,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             port=self._conn.port,
             transport=self._opts.transport,
             protocol=proto.protocol if proto is not None else None,
-            state=self._state.value,
+            state=self._state,
             owner=self._conn.owner,
             local_address=addresses[0] if addresses else None,
             peer_address=addresses[1] if addresses else None,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import pykka
 
@@ -73,6 +74,21 @@ def _frames_size(frames: tuple[Frame, ...]) -> int:
     return size
 
 
+class ConnectionState(enum.StrEnum):
+    """Where a connection is in its life: ``ConnectionInfo.state`` (a ``str``: ``== "up"`` works).
+
+    ``CONNECTING`` (an attempt is under way), ``UP``, ``WAITING`` (for the
+    next attempt), ``CLOSING`` (``shutdown()``: streams finish), ``STOPPED``
+    (for good).
+    """
+
+    CONNECTING = "connecting"
+    UP = "up"
+    WAITING = "waiting"
+    CLOSING = "closing"
+    STOPPED = "stopped"
+
+
 class Owner(Protocol):
     """Anything that can be told events: a ``pykka.ActorRef`` or a :class:`tether.Inbox`."""
 
@@ -89,7 +105,8 @@ class ConnectionInfo:
         port: the port given to ``open``.
         transport: ``"tcp"`` or ``"tls"``.
         protocol: ``"http"`` or ``"ws"`` while up, else ``None``.
-        state: ``"connecting"``, ``"up"``, ``"waiting"`` (before a retry),
+        state: a [ConnectionState][tether.ConnectionState] (a ``str``):
+            ``"connecting"``, ``"up"``, ``"waiting"`` (before a retry),
             ``"closing"`` or ``"stopped"``.
         owner: the owner events go to.
         local_address: ``(host, port)`` of our end while up.
@@ -107,7 +124,7 @@ class ConnectionInfo:
     port: int
     transport: str
     protocol: ProtocolName | None
-    state: Literal["connecting", "up", "waiting", "closing", "stopped"]
+    state: ConnectionState
     owner: Owner
     local_address: tuple[str, int] | None = None
     peer_address: tuple[str, int] | None = None
@@ -304,8 +321,8 @@ class Connection:
             else:
                 if isinstance(info, ConnectionInfo):
                     return info
-        state: Literal["connecting", "stopped"] = (
-            "connecting" if ref is None and not stopped else "stopped"
+        state = (
+            ConnectionState.CONNECTING if ref is None and not stopped else ConnectionState.STOPPED
         )
         return ConnectionInfo(self.host, self.port, self.opts.transport, None, state, self.owner)
 
