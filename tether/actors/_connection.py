@@ -131,6 +131,14 @@ _INLINE = frozenset(
 )
 
 
+def _closes_after() -> ConnectionClosed:
+    """Why a request cannot go out on a connection that closes after the cycle in progress."""
+    return ConnectionClosed(
+        "not sent: the connection closes after the response in progress (connection: close); "
+        "send it again after the next Up"
+    )
+
+
 def _refuse_all(message: object) -> bool:
     """The Mailbox's ``run_inline`` when tellers may not run the actor (see ``_inline_ok``)."""
     return False
@@ -677,6 +685,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 self._pending_size += getattr(command, "size", 0)
             self._update_held()
             return
+        if proto.will_close and isinstance(
+            command, msg.RequestCmd | msg.HeadersCmd | msg.WsUpgrade
+        ):
+            self._refuse(command, _closes_after())  # at once, as Gun does
+            return
         match command:
             case msg.RequestCmd(stream, method, target, headers, body, flow):
                 self._handler("request_start", {"stream": stream, "method": method})
@@ -700,6 +713,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             case _:  # pragma: no cover - Close/Shutdown are handled by on_receive
                 pass
         self._flush()
+
+    def _refuse_unsent(self, proto: ClientProtocol, reason: BaseException) -> None:
+        """The requests queued behind the one in progress will never be sent: an Error each."""
+        for stream in proto.take_unsent():
+            self._deliver(Error(self._conn, stream, reason))
 
     def _take_pending(self) -> list[msg.Command]:
         pending, self._pending = self._pending, []
@@ -759,6 +777,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if failing is not None and self._lingering is not failing:
             self._lingering = failing  # answers to the messages before the bad frame go out first
             self._schedule(Timer.WS_FAIL, FAIL_LINGER)
+        if proto.will_close:
+            self._refuse_unsent(proto, _closes_after())
         lost_reason = write_error or close_reason
         if lost_reason is not None:
             self._lost(lost_reason)
@@ -988,9 +1008,15 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._state = State.CLOSING
         if proto.ws is not None:
             timeout = proto.ws.opts.closing_timeout  # ws_upgrade's opts win over open's
-            proto.ws_send((CloseFrame(1000),))
+            if not proto.ws.closing:  # else the user's close frame is the close handshake
+                proto.ws_send((CloseFrame(1000),))
         else:
             timeout = self._opts.http_opts.closing_timeout
+            # Gun's shutdown: the request in progress finishes; those behind
+            # it, never sent, fail at once.
+            self._refuse_unsent(
+                proto, ClosedByUser("not sent: shutdown() lets only the request in progress end")
+            )
         self._schedule(Timer.CLOSING, timeout)
         self._flush()
 

@@ -24,7 +24,7 @@ more. A cancelled stream is read to its end whatever its credit.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -85,6 +85,24 @@ def _fields_size(headers: h11._headers.Headers) -> int:
     return sum(map(len, chain.from_iterable(raw))) + 4 * len(raw) + len(b"\r\n")
 
 
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    return {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+
+
+def _says_close(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """``connection: close`` among ``headers`` (RFC 9112 9.6)."""
+    return b"close" in _connection_tokens(headers)
+
+
+def _says_keep_alive(headers: h11._headers.Headers) -> bool:
+    return b"keep-alive" in _connection_tokens(headers.raw_items())
+
+
 def _headers(raw: h11._headers.Headers) -> Headers:
     # Lower-cased names, as h11's own iteration gives them; latin-1 maps every
     # byte, so nothing is lost. Not h11's iteration itself: its Headers is a
@@ -121,6 +139,10 @@ class HttpClient:
         self._informational_101: Headers = ()
         self.close_reason: BaseException | None = None
         self.switch: Switch | None = None
+        #: The connection closes after the cycle in progress (a request or its
+        #: response said ``connection: close``, or the server speaks HTTP/1.0
+        #: without keep-alive): nothing queued can be sent on it any more.
+        self.will_close = False
         #: Bytes of request bodies held here, not yet written (queued behind
         #: an earlier request): the driver's send buffer counts them.
         self.held_size = 0
@@ -346,6 +368,8 @@ class HttpClient:
             # h11 only writes HTTP/1.1; the request line is all that differs
             # for an HTTP/1.0 request (the body framing was checked at the call).
             head = head.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+        if self._http10 or _says_close(request.headers):
+            self.will_close = True
         self._write(head)
         self._send_body(request)
 
@@ -430,6 +454,10 @@ class HttpClient:
                 skip_end = ends_next
                 request.answered = ends_next
                 request.headed = True
+                if _says_close(event.headers.raw_items()) or (
+                    event.http_version == b"1.0" and not _says_keep_alive(event.headers)
+                ):
+                    self.will_close = True
                 self._emit_for(
                     request,
                     received.response(
