@@ -200,8 +200,8 @@ class FaultProxy:
         with self._cond:
             self._delay = seconds
 
-    def cut_after(self, n: int) -> None:
-        """Forward ``n`` more bytes from the server, then cut that connection."""
+    def cut_after(self, n: int | None) -> None:
+        """Forward ``n`` more bytes from the server, then cut that connection (None: disarm)."""
         with self._cond:
             self._cut_after = n
 
