@@ -245,6 +245,8 @@ class _Client:
         self.tokens = 0.0
         self.last_tick = time.monotonic()
         self.variant = rng.random()  # which options (see options())
+        self.pressure = rng.random()  # which backpressure options (see base_options())
+        self.window = soak.config.window * (4 if self.pressure > 0.9 else 1)
         self._reset()
 
     def _reset(self) -> None:
@@ -265,11 +267,16 @@ class _Client:
         self.soak.violation(kind, f"{self.where()}: {detail}")
 
     def base_options(self) -> dict[str, Any]:
-        return {
+        options: dict[str, Any] = {
             "retry": RETRY,
             "retry_backoff": tether.ExponentialBackoff(base=0.05, cap=1.0),
             "connect_timeout": 5.0,
         }
+        if self.pressure < 0.2:  # a small receive bound: reading pauses often
+            options.update(max_queue=4, max_queue_bytes=32 * 1024)
+        elif self.pressure < 0.35:  # a small send buffer: senders wait, a stall times out
+            options.update(send_buffer=16 * 1024, send_timeout=2.0)
+        return options
 
     def options(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -351,7 +358,9 @@ class _Client:
         if phase == _Phase.RUN and now >= self.churn_at and self.phase == "up":
             self._close(final=False)
             return
-        self.tokens = min(self.tokens + (now - self.last_tick) * self.soak.config.rate, 4.0)
+        self.tokens = min(
+            self.tokens + (now - self.last_tick) * self.soak.config.rate, float(self.window)
+        )
         self.last_tick = now
         if phase == _Phase.RUN:
             self.send()
@@ -452,9 +461,9 @@ class _WsClient(_Client):
         if stream is None or self.conn is None:
             return
         queue = self.out[stream]
-        while self.tokens >= 1 and len(queue) < self.soak.config.window:
+        while self.tokens >= 1 and len(queue) < self.window:
             count = 1 if self.rng.random() < 0.8 else self.rng.randint(2, 3)
-            count = min(count, self.soak.config.window - len(queue))
+            count = min(count, self.window - len(queue))
             batch = []
             for _ in range(count):
                 self.seq += 1
@@ -739,9 +748,13 @@ class _Owner:
 
     kind = "?"
 
-    def __init__(self, soak: _Soak, clients: list[_Client]) -> None:
+    def __init__(self, soak: _Soak, clients: list[_Client], rng: random.Random) -> None:
         self.soak = soak
         self.clients = clients
+        self.rng = rng
+        # A slow owner now and then takes its time over a turn: its connections'
+        # events pile up (the receive bound pauses their reads).
+        self.slow = rng.random() < 0.2
         self.by_conn: dict[tether.Connection, _Client] = {}
         self.sealed: set[tether.Connection] = set()
         self.ref: Any = None  # what connections tell (an Inbox or an ActorRef)
@@ -782,6 +795,8 @@ class _Owner:
 
     def tick(self) -> None:
         self.tick_pending = False
+        if self.slow and self.soak.phase == _Phase.RUN and self.rng.random() < 0.05:
+            time.sleep(self.rng.uniform(0.05, 0.5))
         now = time.monotonic()
         for client in self.clients:
             try:
@@ -799,8 +814,10 @@ class _InboxOwner(_Owner):
 
     kind = "inbox"
 
-    def __init__(self, soak: _Soak, clients: list[_Client], index: int) -> None:
-        super().__init__(soak, clients)
+    def __init__(
+        self, soak: _Soak, clients: list[_Client], index: int, rng: random.Random
+    ) -> None:
+        super().__init__(soak, clients, rng)
         self.inbox = tether.Inbox()
         self.ref = self.inbox
         self.thread = threading.Thread(target=self._run, name=f"chaos-inbox-{index}", daemon=True)
@@ -871,8 +888,10 @@ class _OwnerActor(pykka.ThreadingActor):
 class _ActorOwner(_Owner):
     kind = "actor"
 
-    def __init__(self, soak: _Soak, clients: list[_Client], index: int) -> None:
-        super().__init__(soak, clients)
+    def __init__(
+        self, soak: _Soak, clients: list[_Client], index: int, rng: random.Random
+    ) -> None:
+        super().__init__(soak, clients, rng)
         self.index = index
         self.actor: pykka.ActorRef[Any] | None = None
 
@@ -1150,11 +1169,13 @@ def _build(soak: _Soak, rng: random.Random, ports: list[int]) -> list[_Owner]:
     while order:
         index = len(owners)
         if rng.random() < config.actor_share:
-            owners.append(_ActorOwner(soak, order[:2], index))
+            owners.append(_ActorOwner(soak, order[:2], index, random.Random(rng.getrandbits(64))))
             del order[:2]
         else:
             take = 1 if rng.random() < 0.5 else 2
-            owners.append(_InboxOwner(soak, order[:take], index))
+            owners.append(
+                _InboxOwner(soak, order[:take], index, random.Random(rng.getrandbits(64)))
+            )
             del order[:take]
     return owners
 
