@@ -54,6 +54,7 @@ import gc
 import logging
 import math
 import os
+import queue
 import random
 import resource
 import socket
@@ -61,6 +62,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -379,6 +381,9 @@ class _Client:
         """The owner's marker for ``conn``: everything of it was seen; account, then reopen."""
         self.account_stopped()
         assert self.owner is not None
+        # Forgotten (so that the soak keeps no stopped connection alive), but
+        # remembered weakly: an event that still holds it names it.
+        del self.owner.by_conn[conn]
         self.owner.sealed.add(conn)
         if self.phase == "up":
             self.violation("no final Down", "stopped while up without a Down")
@@ -756,7 +761,7 @@ class _Owner:
         # events pile up (the receive bound pauses their reads).
         self.slow = rng.random() < 0.2
         self.by_conn: dict[tether.Connection, _Client] = {}
-        self.sealed: set[tether.Connection] = set()
+        self.sealed: weakref.WeakSet[tether.Connection] = weakref.WeakSet()
         self.ref: Any = None  # what connections tell (an Inbox or an ActorRef)
         self.tick_pending = False
 
@@ -784,12 +789,12 @@ class _Owner:
             self.by_conn[message.conn].on_stopped(message.conn)
             return
         conn = getattr(message, "conn", None)
+        if isinstance(conn, tether.Connection) and conn in self.sealed:
+            self.soak.violation("event after stop", f"{self.kind} owner got {message!r}")
+            return
         client = self.by_conn.get(conn) if isinstance(conn, tether.Connection) else None
         if client is None:
             self.soak.violation("event to another owner", f"{self.kind} owner got {message!r}")
-            return
-        if conn in self.sealed:
-            client.violation("event after stop", f"{message!r}")
             return
         client.on_event(message)
 
@@ -1072,14 +1077,21 @@ def max_rss() -> int:
 
 
 class _Capture(logging.Handler):
-    """Records what tether and pykka log at WARNING and above."""
+    """Records what is logged at WARNING and above: level and one line, nothing kept alive.
+
+    (A record's traceback would keep its frames, and all they hold, for the run.)
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
+        self.records: list[tuple[int, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        error = record.exc_info[1] if record.exc_info else None
+        line = f"{record.name} {record.levelname}: {record.getMessage()[:200]}"
+        if error is not None:
+            line += f" ({type(error).__name__}: {str(error)[:200]})"
+        self.records.append((record.levelno, line))
 
 
 #: The server libraries' loggers: what they log (a client that went away in the
@@ -1180,6 +1192,16 @@ def _build(soak: _Soak, rng: random.Random, ports: list[int]) -> list[_Owner]:
     return owners
 
 
+def _forget(server: LoopServer) -> None:
+    """Empty what the server records (every request, every Websocket's end): not needed here."""
+    for recorded in (server.requests, server.ws_ended):
+        for _ in range(100_000):
+            try:
+                recorded.get_nowait()
+            except queue.Empty:
+                break
+
+
 def _wait(condition: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -1243,6 +1265,7 @@ def run(config: SoakConfig) -> Report:
             next_line = start + 10.0
             while time.monotonic() < start + config.seconds:
                 time.sleep(min(0.2, max(start + config.seconds - time.monotonic(), 0.0)))
+                _forget(server)
                 if config.progress is not None and time.monotonic() >= next_line:
                     config.progress(_progress(soak, clients, injector, start))
                     next_line += 10.0
@@ -1271,19 +1294,13 @@ def run(config: SoakConfig) -> Report:
             for proxy in proxies:
                 proxy.stop()
             server.stop()
-        for record in capture.records:
-            message = f"{record.name}: {record.getMessage()}"
-            if record.levelno >= logging.ERROR:
-                soak.violation("logged error", message)
+        for level, line in capture.records:
+            if level >= logging.ERROR:
+                soak.violation("logged error", line)
             else:
-                report.notes.append(f"logged: {message}")
+                report.notes.append(f"logged: {line}")
         if server_log.records:
-            kinds = collections.Counter(
-                f"{r.name} {r.levelname}: {r.exc_info[1]!r}"
-                if r.exc_info
-                else f"{r.name} {r.levelname}: {r.getMessage()[:80]}"
-                for r in server_log.records
-            )
+            kinds = collections.Counter(line for _, line in server_log.records)
             report.notes.append(
                 f"the server logged {len(server_log.records)} time(s): "
                 + "; ".join(f"{k} ({v})" for k, v in kinds.most_common(3))
