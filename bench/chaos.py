@@ -62,6 +62,12 @@ def main() -> int:
         help="mean seconds between a client's close and reopen (0: never)",
     )
     parser.add_argument(
+        "--owner-churn",
+        type=float,
+        default=defaults.owner_churn,
+        help="mean seconds between an Inbox owner's deaths (closing its Inbox; 0: never)",
+    )
+    parser.add_argument(
         "--actor-share",
         type=float,
         default=defaults.actor_share,
@@ -78,6 +84,7 @@ def main() -> int:
         rate=args.rate,
         fault_interval=args.fault_interval,
         churn=args.churn,
+        owner_churn=args.owner_churn,
         actor_share=args.actor_share,
         progress=lambda line: print(line, flush=True),
     )

@@ -81,6 +81,9 @@ FAULTS = ("drop", "stall", "delay", "cut_after", "rechunk", "refuse")
 RETRY = 1000  # reconnect attempts: the soak's faults never use them up
 STOP_WAIT = 10.0  # bound on each wait for something to stop
 LEAK_WAIT = 10.0  # bound on the wait for threads and descriptors to come back
+# How long connections may outlive their owner: tether checks an idle one's
+# owner every 2 s (OWNER_CHECK_INTERVAL), a busy one notices at its next tell.
+OWNER_GONE_WAIT = 5.0
 MAX_DETAILS = 20  # violations kept in full per kind (all are counted)
 
 
@@ -98,6 +101,7 @@ class SoakConfig:
     window: int = 4  # messages in flight per Websocket (HTTP: 2 requests)
     fault_interval: float = 3.0  # mean seconds between two faults on one proxy
     churn: float = 30.0  # mean seconds between a client's close/reopen (0: never)
+    owner_churn: float = 0.0  # mean seconds between an Inbox owner's deaths (0: never)
     drain: float = 30.0  # bound on the wait for every connection to settle
     progress: Callable[[str], None] | None = None  # called with a line every ~10 s
 
@@ -148,16 +152,19 @@ class Report:
             f"{self.duration:.1f} s in all",
             f"  ws messages:   {c['ws_sent']} sent, {c['ws_echoed']} echoed, {lost_ws} reported "
             f"lost (Down {c['ws_lost_down']}, Error {c['ws_lost_error']}, raised at the call "
-            f"{c['ws_lost_raised']}); {c['ws_reported_twice']} reported twice",
+            f"{c['ws_lost_raised']}); {c['ws_reported_twice']} reported twice"
+            + (f"; {c['ws_abandoned']} abandoned with their owner" if c["owner_deaths"] else ""),
             f"  http requests: {c['http_sent']} sent, {c['http_answered']} answered, "
             f"{lost_http} reported lost (Down {c['http_lost_down']}, Error "
-            f"{c['http_lost_error']}, raised at the call {c['http_lost_raised']})",
+            f"{c['http_lost_error']}, raised at the call {c['http_lost_raised']})"
+            + (f"; {c['http_abandoned']} abandoned with their owner" if c["owner_deaths"] else ""),
             f"  faults: {_counter(self.faults)}; connections cut by drops "
             f"{self.faults['links cut']}",
             f"  Ups {c['ups']}, Downs {c['downs']} ({_counter(self.down_reasons)}), upgrades "
             f"{c['upgrades']}, closes/reopens {c['churn']} (shutdown {c['churn_shutdown']}), "
             f"Down to Up mean {self.reconnect[0] * 1000:.0f} ms, max "
-            f"{self.reconnect[1] * 1000:.0f} ms",
+            f"{self.reconnect[1] * 1000:.0f} ms"
+            + (f"; owners gone {c['owner_deaths']}" if c["owner_deaths"] else ""),
             f"  max RSS {self.max_rss / 2**20:.0f} MiB; threads {self.threads[0]} before, "
             f"{self.threads[1]} after; fds {self.fds[0]} before, {self.fds[1]} after",
         ]
@@ -395,6 +402,11 @@ class _Client:
 
     def account_stopped(self) -> None:
         raise NotImplementedError
+
+    def abandon(self) -> None:
+        """The owner went away: what was in flight will never be accounted for; start afresh."""
+        self.n[f"{self.kind}_abandoned"] += self.in_flight
+        self._reset()
 
     def send(self) -> None:
         raise NotImplementedError
@@ -764,6 +776,7 @@ class _Owner:
         self.sealed: weakref.WeakSet[tether.Connection] = weakref.WeakSet()
         self.ref: Any = None  # what connections tell (an Inbox or an ActorRef)
         self.tick_pending = False
+        self.deaths = 0
 
     def post(self, message: object) -> None:
         self.ref.tell(message)
@@ -837,7 +850,12 @@ class _InboxOwner(_Owner):
             self.soak.violation("harness error", traceback.format_exc(limit=6))
             return
         next_tick = time.monotonic()
+        mean = self.soak.config.owner_churn
+        dies_at = time.monotonic() + (self.rng.expovariate(1 / mean) if mean else math.inf)
         while time.monotonic() < self.soak.hard_deadline:
+            if time.monotonic() >= dies_at and self.soak.phase == _Phase.RUN:
+                self._die()
+                dies_at = time.monotonic() + self.rng.expovariate(1 / mean)
             try:
                 message = self.inbox.receive(timeout=max(next_tick - time.monotonic(), 0.0))
             except tether.ReceiveTimeout:
@@ -850,6 +868,31 @@ class _InboxOwner(_Owner):
                 self.tick()
                 next_tick = time.monotonic() + TICK
         self.soak.violation("hang", f"{self.thread.name} still running at the hard deadline")
+
+    def _die(self) -> None:
+        """The owner goes away without closing its connections: they must stop by themselves.
+
+        Then it comes back as a new owner (a new Inbox) with new connections.
+        """
+        self.inbox.close()
+        conns = [c.conn for c in self.clients if c.conn is not None]
+        for client in self.clients:
+            client.abandon()
+        self.deaths += 1
+        if not _wait(lambda: all(fully_stopped(c) for c in conns), OWNER_GONE_WAIT):
+            for conn in conns:
+                if not fully_stopped(conn):
+                    info = conn.info(1.0)
+                    self.soak.violation(
+                        "outlived its owner",
+                        f"{conn!r} still {info.state} {OWNER_GONE_WAIT:.0f} s after its Inbox "
+                        "closed",
+                    )
+        self.inbox = tether.Inbox()
+        self.ref = self.inbox
+        self.by_conn.clear()
+        for client in self.clients:
+            client.open(self)
 
     def quit(self) -> None:
         self.inbox.tell(_QUIT)
@@ -1320,6 +1363,7 @@ def run(config: SoakConfig) -> Report:
         report.down_reasons.update(client.down_reasons)
         report.clients[client.kind] += 1
         report.clients[client.owner.kind if client.owner else "?"] += 1
+    report.counts["owner_deaths"] = sum(o.deaths for o in owners)
     reconnects = [r for c in clients for r in c.reconnects]
     if reconnects:
         report.reconnect = (sum(reconnects) / len(reconnects), max(reconnects))

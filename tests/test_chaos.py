@@ -22,12 +22,9 @@ def _check(config: SoakConfig) -> Any:
     report = run(config)
     assert report.ok, report.format()
     c = report.counts
-    assert c["ws_sent"] == (
-        c["ws_echoed"] + c["ws_lost_down"] + c["ws_lost_error"] + c["ws_lost_raised"]
-    ), report.format()
-    assert c["http_sent"] == (
-        c["http_answered"] + c["http_lost_down"] + c["http_lost_error"] + c["http_lost_raised"]
-    ), report.format()
+    for kind, done in (("ws", "echoed"), ("http", "answered")):
+        ends = (done, "lost_down", "lost_error", "lost_raised", "abandoned")
+        assert c[f"{kind}_sent"] == sum(c[f"{kind}_{end}"] for end in ends), report.format()
     assert c["ws_echoed"] > 0, report.format()
     assert c["http_answered"] > 0, report.format()
     assert report.threads[1] <= report.threads[0], report.format()
