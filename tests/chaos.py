@@ -168,6 +168,11 @@ class Report:
             f"  max RSS {self.max_rss / 2**20:.0f} MiB; threads {self.threads[0]} before, "
             f"{self.threads[1]} after; fds {self.fds[0]} before, {self.fds[1]} after",
         ]
+        if c["after_final_down"]:
+            lines.append(
+                f"  note: {c['after_final_down']} event(s) came after a close()'s "
+                "Down(ClosedByUser) (Errors for the sends it overtook)"
+            )
         lines += [f"  note: {note}" for note in self.notes]
         if self.ok:
             lines.append("  violations: none")
@@ -300,6 +305,9 @@ class _Client:
 
     def on_event(self, event: object) -> None:
         self.n["events"] += 1
+        if self.phase == "closed":
+            # After Down(ClosedByUser), which docs/connection.md calls the last event.
+            self.n["after_final_down"] += 1
         match event:
             case tether.Up():
                 self._on_up()
