@@ -136,6 +136,12 @@ class FaultProxy:
                 continue
             link = _Link(self, client, server)
             with self._cond:
+                # Forget the links that are over (a long soak opens thousands).
+                self._links = [
+                    old
+                    for old in self._links
+                    if not old.closed or any(t.is_alive() for t in old.threads)
+                ]
                 self._links.append(link)
                 self.accepted += 1
                 self._cond.notify_all()
@@ -200,8 +206,8 @@ class FaultProxy:
         with self._cond:
             self._delay = seconds
 
-    def cut_after(self, n: int) -> None:
-        """Forward ``n`` more bytes from the server, then cut that connection."""
+    def cut_after(self, n: int | None) -> None:
+        """Forward ``n`` more bytes from the server, then cut that connection (None: disarm)."""
         with self._cond:
             self._cut_after = n
 
