@@ -59,6 +59,7 @@ from tether.actors import ConnectionInfo as ConnectionInfo
 from tether.actors import ConnectionState as ConnectionState
 from tether.actors import Inbox as Inbox
 from tether.actors import Owner as Owner
+from tether.actors import StreamInfo as StreamInfo
 from tether.supervision import ChildInfo as ChildInfo
 from tether.supervision import ChildSpec as ChildSpec
 from tether.supervision import Supervised as Supervised
@@ -105,6 +106,7 @@ __all__ = [
     "ResponseTimeout",
     "RetriesExhausted",
     "SendTimeout",
+    "StreamInfo",
     "StreamLost",
     "StreamRef",
     "Supervised",

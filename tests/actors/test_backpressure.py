@@ -427,16 +427,6 @@ class Gate:
             assert self.release.wait(WAIT)
 
 
-def refused_frames(conn: tether.Connection) -> list[tether.Frame]:
-    """The frames of every Error the owner got for frames not sent."""
-    frames: list[tether.Frame] = []
-    for event in inbox_of(conn).flush(of_type(conn, tether.Error)):
-        assert isinstance(event, tether.Error)
-        if isinstance(event.reason, tether.NotUpgradedError):
-            frames += event.reason.frames
-    return frames
-
-
 def test_close_overtakes_the_commands_of_eight_busy_senders(connect: Connect) -> None:
     # F9: close() was queued behind every command (8 threads for 0.3 s: 3.8 s).
     gate = Gate("ws_send_frame")
@@ -457,11 +447,19 @@ def test_close_overtakes_the_commands_of_eight_busy_senders(connect: Connect) ->
     conn.close()  # in front of the 1,600 queued sends
     gate.release.set()
     assert conn.wait_stopped(WAIT)
-    down = inbox_of(conn).receive(WAIT, of_type(conn, tether.Down))
+    events = inbox_of(conn).flush(lambda m: getattr(m, "conn", None) is conn)
+    down = events[-1]  # the last event: nothing follows close()'s Down
     assert isinstance(down, tether.Down)
     assert isinstance(down.reason, tether.ClosedByUser)
-    # None of them went out; each is given back in an Error, none dropped.
-    assert len(refused_frames(conn)) == 8 * 200
+    # None of them went out; each is given back in an Error (before the
+    # Down), none dropped.
+    refused = [
+        frame
+        for event in events
+        if isinstance(event, tether.Error) and isinstance(event.reason, tether.NotUpgradedError)
+        for frame in event.reason.frames
+    ]
+    assert len(refused) == 8 * 200
     with pytest.raises(tether.ConnectionStoppedError):
         conn.get("/")  # refused at the call from now on
 

@@ -16,6 +16,7 @@ from tether.actors._handle import Connection as Connection
 from tether.actors._handle import ConnectionInfo as ConnectionInfo
 from tether.actors._handle import ConnectionState as ConnectionState
 from tether.actors._handle import Owner as Owner
+from tether.actors._handle import StreamInfo as StreamInfo
 from tether.actors._inbox import Inbox as Inbox
 from tether.actors._supervised import ChildExited as ChildExited
 from tether.actors._supervised import Supervised as Supervised
@@ -29,6 +30,7 @@ __all__ = [
     "ConnectionState",
     "Inbox",
     "Owner",
+    "StreamInfo",
     "Supervised",
     "starting_child",
 ]

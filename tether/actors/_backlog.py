@@ -88,7 +88,6 @@ class Backlog:
     """
 
     __slots__ = (
-        "__weakref__",
         "_low_events",
         "_low_size",
         "events",

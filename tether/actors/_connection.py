@@ -75,10 +75,12 @@ from tether._events import (
 from tether._frames import Close as CloseFrame
 from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
-from tether.actors._handle import Connection, ConnectionInfo
+from tether.actors._delivery import Delivery
+from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
 from tether.actors._handle import ConnectionState as State
 from tether.actors._inbox import Inbox
 from tether.actors._lazy import LazyThreadingActor
+from tether.actors._lending import Lending
 from tether.actors._mailbox import Reraise
 from tether.actors._messages import Timer
 from tether.actors._scheduler import TimerHandle, default_scheduler
@@ -139,6 +141,14 @@ def _closes_after() -> ConnectionClosed:
     )
 
 
+def _ends_stream(event: Event) -> bool:
+    """Whether ``event`` is a stream's last (an Upgrade is not: the Websocket goes on)."""
+    kind = type(event)
+    if kind is Response or kind is Data:
+        return bool(event.fin)  # type: ignore[union-attr]
+    return kind is Trailers or kind is Error
+
+
 def _refuse_all(message: object) -> bool:
     """The Mailbox's ``run_inline`` when tellers may not run the actor (see ``_inline_ok``)."""
     return False
@@ -171,14 +181,19 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._conn = conn
         opts = conn.opts
         self._opts = opts
+        # Where events go: the owner's delivery, and by stream the reply_to
+        # targets of the streams that have one.
+        self._delivery = conn._delivery
+        self._routes: dict[StreamRef, Delivery] = {}
         # Tellers may run this actor only if what it calls out to cannot block
-        # them or run user code on their thread: no event handler, and an
-        # owner whose tell returns at once (an Inbox or a pykka ActorRef as
-        # they are: a subclass may have a tell of its own, e.g. a bounded queue
-        # the very thread that tells us consumes).
-        self._inline_ok = opts.event_handler is None and type(conn.owner) in (
-            Inbox,
-            pykka.ActorRef,
+        # them or run user code on their thread: no event handler, and targets
+        # whose tell returns at once (an Inbox or a pykka ActorRef as they are:
+        # a subclass may have a tell of its own, e.g. a bounded queue the very
+        # thread that tells us consumes; a reply_to callable is user code).
+        self._inline_ok = (
+            opts.event_handler is None
+            and conn._delivery.inline
+            and all(d.inline for d in conn._reply_tos.values())
         )
         self._dispatch = self._dispatch_table()
         self._mailbox.bind(
@@ -186,19 +201,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self.actor_stopped,
             conn._send.room,
         )
-        self._delivery = conn._delivery
-        self._backlog = conn._backlog
-        if self._backlog is not None:
-            # The owner took enough, or waits in a selective receive: look
-            # again (through the I/O thread: the owner may hold its Inbox's
-            # lock, see tether.actors._backlog).
-            self._backlog.on_change = self._resync_reads
-        # A thread waiting in the owner Inbox may read the socket itself
-        # (tether.actors._lending) when nothing else runs user code here.
-        owner = conn.owner
-        self._lending = (
-            owner._lending if type(owner) is Inbox and opts.event_handler is None else None
-        )
+        # A receive bound changed (the owner took enough, or waits in a
+        # selective receive): look again, through the I/O thread (the owner
+        # may hold its Inbox's lock, see tether.actors._backlog).
+        conn._reads_changed = self._resync_reads
+        self._lending = self._lending_of(conn.owner)
         self._scheduler = default_scheduler()
         self._epoch = 0
         self._state = State.CONNECTING
@@ -345,6 +352,48 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._handling = message
         return handle(message)
 
+    def _lending_of(self, owner: object) -> Lending | None:
+        """A thread waiting in the owner Inbox may read the socket itself (``_lending``)."""
+        if type(owner) is Inbox and self._inline_ok:
+            return owner._lending
+        return None
+
+    def _no_more_inline(self) -> None:
+        """From now on every message goes to the actor thread (user code among the targets)."""
+        if self._inline_ok:
+            self._inline_ok = False
+            self._mailbox.bind(_refuse_all, self.actor_stopped, self._conn._send.room)
+            self._relend(None)
+
+    def _relend(self, lending: Lending | None) -> None:
+        self._lending = lending
+        transport = self._transport
+        if transport is not None:
+            transport.relend(lending)
+
+    def _on_set_owner(self, command: msg.SetOwner) -> None:
+        """Gun's ``set_owner``: events from here on go to the new owner."""
+        self._delivery = command.delivery
+        if not command.delivery.inline:
+            self._no_more_inline()
+        else:
+            self._relend(self._lending_of(command.delivery.target))
+
+    def _stream_info(self, query: msg.StreamInfoQuery) -> StreamInfo | None:
+        proto = self._proto
+        state = proto.stream_state(query.stream) if proto is not None else None
+        if state is None:
+            return None
+        delivery = self._routes.get(query.stream, self._delivery)
+        return StreamInfo(query.stream, state, delivery.target)
+
+    def _route(self, stream: StreamRef, reply_to: Delivery | None) -> None:
+        """``stream``'s events go to ``reply_to`` (if given) until the stream ends."""
+        if reply_to is not None:
+            self._routes[stream] = reply_to
+            if not reply_to.inline:
+                self._no_more_inline()
+
     def _dispatch_table(self) -> dict[type, Callable[[Any], Any]]:
         """Each message type's handler. I/O reports of a replaced connection are dropped."""
         return {
@@ -355,6 +404,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             msg.Tick: self._on_tick,
             msg.Writable: self._if_current(lambda _: self._on_writable()),
             msg.InfoQuery: lambda _: self._info(),
+            msg.StreamInfoQuery: self._stream_info,
+            msg.SetOwner: self._on_set_owner,
             msg.Close: lambda _: self._stop_now(ClosedByUser("close() was called")),
             msg.Shutdown: lambda _: self._start_shutdown(),
             msg.WsSend: self._on_ws_send,
@@ -691,10 +742,12 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._refuse(command, _closes_after())  # at once, as Gun does
             return
         match command:
-            case msg.RequestCmd(stream, method, target, headers, body, flow):
+            case msg.RequestCmd(stream, method, target, headers, body, flow, _, reply_to):
+                self._route(stream, reply_to)
                 self._handler("request_start", {"stream": stream, "method": method})
                 proto.request(stream, method, target, headers, body, flow=flow)
-            case msg.HeadersCmd(stream, method, target, headers, flow):
+            case msg.HeadersCmd(stream, method, target, headers, flow, _, reply_to):
+                self._route(stream, reply_to)
                 self._handler("request_start", {"stream": stream, "method": method})
                 proto.headers(stream, method, target, headers, flow=flow)
             case msg.DataCmd(stream, fin, data):
@@ -703,7 +756,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 proto.cancel(stream)
             case msg.UpdateFlow(stream, increment):
                 proto.update_flow(stream, increment)
-            case msg.WsUpgrade(stream, target, headers, opts):
+            case msg.WsUpgrade(stream, target, headers, opts, reply_to):
+                self._route(stream, reply_to)
                 self._upgrades[stream] = command
                 if opts.upgrade_timeout is not None:
                     self._time_heads = True
@@ -745,11 +799,19 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _refuse(self, command: msg.Command, reason: BaseException) -> None:
         if isinstance(command, msg.Cancel | msg.UpdateFlow | msg.Close | msg.Shutdown):
             return
+        if isinstance(command, msg.SetOwner):
+            self._delivery = command.delivery  # it took effect: later events go there
+            return
         stream: StreamRef | None = getattr(command, "stream", None)
         if isinstance(command, msg.WsSend) and not isinstance(reason, NotUpgradedError):
             # Its frames, for the caller to resend (as for frames refused while down).
             reason = NotUpgradedError(f"frames not sent: {reason}", command.frames)
-        self._deliver(Error(self._conn, stream, reason))
+        error = Error(self._conn, stream, reason)
+        reply_to: Delivery | None = getattr(command, "reply_to", None)
+        if reply_to is None:
+            self._deliver(error)
+        else:
+            self._tell_reply_to(reply_to, [error])
 
     def _flush(self) -> None:
         """Write what the protocol produced, deliver its events, act on a close."""
@@ -808,8 +870,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _hold_reads(self) -> bool:
         """Whether reading must pause now (read by the I/O thread too: state only)."""
-        backlog = self._backlog
-        return self._flow_held or (backlog is not None and backlog.holds)
+        return self._flow_held or self._conn._holds_reads()
 
     def _sync_reads(self) -> None:
         transport = self._transport
@@ -839,15 +900,65 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         for event in events:
             if type(event) is Upgrade:
                 self._on_upgraded(event.stream)
+        if self._routes:
+            return self._deliver_routed(events)
+        delivery = self._delivery
         try:
-            self._delivery.tell_all(events)
+            delivery.tell_all(events)
         except (pykka.ActorDeadError, InboxClosedError):
             self._owner_gone()
             return False
-        backlog = self._backlog
-        if backlog is not None and backlog.holds:
+        backlog = delivery.backlog
+        if backlog is not None and backlog.full and not backlog.lifted:
             self._sync_reads()  # past the receive bound: stop reading
         return True
+
+    def _deliver_routed(self, events: list[Event]) -> bool:
+        """Deliver ``events``, each stream's to its ``reply_to`` (in order, in runs)."""
+        routes, owner = self._routes, self._delivery
+        run: list[Event] = []
+        target = owner
+        for event in events:
+            stream = getattr(event, "stream", None)
+            to = routes.get(stream, owner) if stream is not None else owner
+            if to is not target and run:
+                if not self._deliver_run(target, run):
+                    return False
+                run = []
+            target = to
+            run.append(event)
+            if stream is not None and to is not owner and _ends_stream(event):
+                del routes[stream]
+        return not run or self._deliver_run(target, run)
+
+    def _deliver_run(self, delivery: Delivery, events: list[Event]) -> bool:
+        if delivery is not self._delivery:
+            self._tell_reply_to(delivery, events)
+            return True
+        try:
+            delivery.tell_all(events)
+        except (pykka.ActorDeadError, InboxClosedError):
+            self._owner_gone()
+            return False
+        backlog = delivery.backlog
+        if backlog is not None and backlog.full and not backlog.lifted:
+            self._sync_reads()
+        return True
+
+    def _tell_reply_to(self, delivery: Delivery, events: list[Event]) -> None:
+        """Events for a stream's ``reply_to``: a target that is gone is not the owner.
+
+        Its events are dropped (nobody is listening: as a message to a dead
+        Erlang process); the connection goes on.
+        """
+        try:
+            delivery.tell_all(events)
+        except (pykka.ActorDeadError, InboxClosedError):
+            log.info("reply_to %r is gone: its stream's events are dropped", delivery.target)
+            return
+        backlog = delivery.backlog
+        if backlog is not None and backlog.full and not backlog.lifted:
+            self._sync_reads()
 
     def _on_upgraded(self, stream: StreamRef) -> None:
         self._conn._set_ws_stream(stream)
@@ -983,6 +1094,13 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._conn._set_ws_stream(None)
         self._update_held()
         self._handler("disconnect", {"reason": reason})
+        # The owner learns it from the Down; a stream's reply_to, from an
+        # Error for its stream (Gun's {closed, Reason}).
+        routes, self._routes = self._routes, {}
+        for stream in (*killed, *unprocessed):
+            target = routes.get(stream)
+            if target is not None:
+                self._tell_reply_to(target, [Error(self._conn, stream, reason)])
         self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
 
     def _close_transport(self) -> None:
@@ -1034,8 +1152,13 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 for command in unsent
                 if isinstance(command, msg.RequestCmd | msg.HeadersCmd | msg.WsUpgrade)
             )
+            # The rest (frames, body pieces) are refused before the Down, which
+            # stays the last event.
+            for command in unsent:
+                if getattr(command, "stream", None) not in never_sent:
+                    self._refuse(command, reason)
             self._down(reason, also_unprocessed=never_sent)
-            unsent = [c for c in unsent if getattr(c, "stream", None) not in never_sent]
+            unsent = []
         self._finish(reason, final_error=False, unsent=unsent)
 
     def _close_mailbox(self) -> list[msg.Command]:

@@ -1,7 +1,9 @@
-"""Telling the owner: one seam for every kind of owner.
+"""Telling the owner: one seam for every kind of owner, and for ``reply_to`` targets.
 
-A connection tells its owner every event (Gun's messages). How depends on
-the owner, chosen once per connection (:func:`delivery_for`):
+A connection tells its owner every event (Gun's messages), and a stream
+opened with ``reply_to`` tells that target its own events instead. How
+depends on the target, chosen once per (connection, target) by
+:func:`delivery_for`:
 
 - a :class:`~tether.Inbox`: a read's events in one batch
   (:meth:`Inbox.tell_all <tether.Inbox.tell_all>`), one wake-up of the owner;
@@ -11,12 +13,15 @@ the owner, chosen once per connection (:func:`delivery_for`):
   a counted event goes in an envelope of tether's (:class:`_Receipt`) that
   counts it taken when the owner's loop picks it up;
 - anything else with ``tell``: ``tell(event)``, one by one, without a
-  receive bound (tether cannot know what such an owner has taken).
+  receive bound (tether cannot know what such an owner has taken);
+- a callable (a ``reply_to`` only, Gun's ``fun``): called with each event,
+  in the connection's context, like an ``event_handler``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -29,9 +34,19 @@ __all__ = ["Delivery", "delivery_for"]
 
 
 class Delivery:
-    """How a connection tells its owner. Called by the connection actor's turn only."""
+    """How a connection tells one target. Called by the connection actor's turn only.
+
+    ``target`` is what the user gave (the owner, a ``reply_to``); ``inline``
+    whether a thread that tells the connection may run it (tells that
+    return at once, and no user code: see ``ConnectionActor``).
+    """
 
     backlog: Backlog | None = None
+    target: Any = None
+    inline = False
+
+    def release(self) -> None:
+        """The connection is done with this target (it stopped, or the owner changed)."""
 
     def tell(self, event: Event) -> None:
         """Tell one event; raise ``pykka.ActorDeadError`` or ``InboxClosedError`` if it is gone."""
@@ -43,9 +58,17 @@ class Delivery:
 
 
 class _ToInbox(Delivery):
-    def __init__(self, inbox: Inbox, backlog: Backlog | None) -> None:
+    inline = True
+
+    def __init__(self, inbox: Inbox, conn: object, backlog: Backlog | None) -> None:
         self._inbox = inbox
+        self._conn = conn
         self.backlog = backlog
+        self.target = inbox
+
+    def release(self) -> None:
+        if self.backlog is not None:
+            self._inbox.release(self._conn)
 
     def tell(self, event: Event) -> None:
         self._inbox.tell(event)
@@ -87,9 +110,12 @@ class _Receipt:
 
 
 class _ToActor(Delivery):
+    inline = True
+
     def __init__(self, ref: pykka.ActorRef[Any], backlog: Backlog | None) -> None:
         self._ref = ref
         self.backlog = backlog
+        self.target = ref
 
     def tell(self, event: Event) -> None:
         self._ref.tell(event)
@@ -118,26 +144,39 @@ class _ToActor(Delivery):
 
 class _ToAnyone(Delivery):
     def __init__(self, owner: Any) -> None:
-        self._owner = owner
+        self._tell = owner.tell
+        self.target = owner
 
     def tell(self, event: Event) -> None:
-        self._owner.tell(event)
+        self._tell(event)
 
     def tell_all(self, events: list[Event]) -> None:
+        tell = self._tell
         for event in events:
-            self._owner.tell(event)
+            tell(event)
 
 
-def delivery_for(owner: Any, max_events: int | None, max_size: int | None) -> Delivery:
-    """The delivery to ``owner``, with a :class:`Backlog` unless ``max_events`` is None.
+class _ToCallable(_ToAnyone):
+    def __init__(self, function: Callable[[Event], object]) -> None:
+        self._tell = function
+        self.target = function
+
+
+def delivery_for(
+    target: Any, conn: object, max_events: int | None, max_size: int | None
+) -> Delivery:
+    """The delivery of ``conn``'s events to ``target``, bounded unless ``max_events`` is None.
 
     Only an Inbox or a ``pykka.ActorRef`` as they are get a bound (a
     subclass may have a ``tell`` of its own that takes the event at once).
     """
-    kind = type(owner)
+    kind = type(target)
     if kind is Inbox:
-        return _ToInbox(owner, None if max_events is None else owner.backlog(max_events, max_size))
+        backlog = None if max_events is None else target.backlog(conn, max_events, max_size)
+        return _ToInbox(target, conn, backlog)
     if kind is pykka.ActorRef:
         backlog = None if max_events is None else Backlog(max_events, max_size, threading.Lock())
-        return _ToActor(owner, backlog)
-    return _ToAnyone(owner)
+        return _ToActor(target, backlog)
+    if callable(getattr(target, "tell", None)):
+        return _ToAnyone(target)
+    return _ToCallable(target)

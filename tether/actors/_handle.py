@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import pykka
 
@@ -50,18 +50,30 @@ from tether._events import (
 from tether._frames import Frame, coerce_frames
 from tether._options import ConnectOpts, WsOpts, check_flow, check_positive_seconds, coerce_opts
 from tether.actors import _messages as msg
-from tether.actors._delivery import delivery_for
+from tether.actors._backlog import Backlog
+from tether.actors._delivery import Delivery, delivery_for
 from tether.actors._inbox import Inbox, Match
 from tether.actors._mailbox import Mailbox
 from tether.actors._sendbuffer import COMMAND_OVERHEAD, SendBuffer
 from tether.protocol import check_body, check_framing, check_method, check_path, normalize_headers
 
-__all__ = ["Connection", "ConnectionInfo", "Owner", "open_connection"]
+__all__ = [
+    "Connection",
+    "ConnectionInfo",
+    "ConnectionState",
+    "Owner",
+    "StreamInfo",
+    "open_connection",
+]
 
 _STREAM_EVENTS = (Inform, Response, Data, Trailers, Upgrade, Ws, Error)
 _INFO_TIMEOUT = 5.0
 # How long a call waits for a supervisor to restart a crashed connection actor.
 _RESTART_WAIT = 2.0
+
+
+def _nothing() -> None:
+    pass
 
 
 def _frames_size(frames: tuple[Frame, ...]) -> int:
@@ -133,6 +145,22 @@ class ConnectionInfo:
     send_buffered: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A snapshot of one stream (Gun's ``gun:stream_info``).
+
+    Attributes:
+        ref: the stream.
+        state: ``"running"``, or ``"stopping"`` once cancelled while its
+            response is still being read (and discarded).
+        reply_to: where its events go: its ``reply_to``, or the owner.
+    """
+
+    ref: StreamRef
+    state: Literal["running", "stopping"]
+    reply_to: Any
+
+
 class Connection:
     """A handle to one connection (Gun's ``ConnPid``). Every method is thread-safe.
 
@@ -151,11 +179,16 @@ class Connection:
         self._ref: pykka.ActorRef[Any] | None = None
         self._carried: list[msg.Command] = []
         self._ws_stream: StreamRef | None = None
-        # How events reach the owner, and its receive bound (the Inbox looks
-        # the bound up here: an event's conn is this handle), and the send
-        # buffer: both outlive the actor's generations, as what they count does.
-        self._delivery = delivery_for(owner, opts.max_queue, opts.max_queue_bytes)
-        self._backlog = self._delivery.backlog
+        # How events reach the owner, and the reply_to targets of streams (by
+        # id(target)), each with its receive bound, and the send buffer: they
+        # outlive the actor's generations, as what they count does.
+        self._delivery = self._delivery_to(owner)
+        self._reply_tos: dict[int, Delivery] = {}
+        self._backlogs: tuple[Backlog, ...] = ()  # all of them, for any thread to read
+        self._update_backlogs()
+        # What the current generation does when a receive bound changes (it
+        # looks at reading again); set by each generation.
+        self._reads_changed: Callable[[], None] = _nothing
         self._send = SendBuffer(opts.send_buffer, opts.send_timeout)
         # The upgrade to repeat after a reconnect (ws_opts reupgrade); here, not
         # in the actor, so that a restarted generation repeats it too.
@@ -168,6 +201,10 @@ class Connection:
         # await_body returns b"" at once instead of waiting (as Gun's does).
         # Weak: forgotten StreamRefs cost nothing.
         self._ended: weakref.WeakSet[StreamRef] = weakref.WeakSet()
+        # The streams whose reply_to is an Inbox: await_ and await_body wait there.
+        self._reply_inboxes: weakref.WeakKeyDictionary[StreamRef, Inbox] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped.is_set() else "alive"
@@ -213,8 +250,59 @@ class Connection:
                 for command in carried:
                     stream = getattr(command, "stream", None)
                     if stream is not None and not isinstance(command, msg.Cancel):
-                        self.owner.tell(Error(self, stream, reason))
-                self.owner.tell(Error(self, None, reason))
+                        target = getattr(command, "reply_to", None) or self._delivery
+                        target.tell(Error(self, stream, reason))
+                self._delivery.tell(Error(self, None, reason))
+
+    def _delivery_to(self, target: Any) -> Delivery:
+        opts = self.opts
+        delivery = delivery_for(target, self, opts.max_queue, opts.max_queue_bytes)
+        if delivery.backlog is not None:
+            delivery.backlog.on_change = self._backlog_changed
+        return delivery
+
+    def _backlog_changed(self) -> None:
+        # Any thread, perhaps holding an Inbox's lock: the generation asks its
+        # I/O thread to look again (tether.actors._backlog).
+        self._reads_changed()
+
+    def _update_backlogs(self) -> None:
+        # A new tuple, swapped in at once: the I/O thread may be reading the old one.
+        deliveries = [self._delivery, *self._reply_tos.values()]
+        self._backlogs = tuple(d.backlog for d in deliveries if d.backlog is not None)
+
+    def _holds_reads(self) -> bool:
+        """Whether a receive bound of this connection holds reading (any thread)."""
+        return any(b.full and not b.lifted for b in self._backlogs)
+
+    def _stream_for(self, reply_to: Delivery | None) -> StreamRef:
+        """A new stream, remembered if its events go to an Inbox of their own (``await_``)."""
+        stream = StreamRef()
+        if reply_to is not None and type(reply_to.target) is Inbox:
+            with self._lock:
+                self._reply_inboxes[stream] = reply_to.target
+        return stream
+
+    def _reply_to(self, target: Any) -> Delivery | None:
+        """The delivery of a stream's ``reply_to`` (None: the owner's)."""
+        if target is None or target is self.owner:
+            return None
+        if not callable(getattr(target, "tell", None)) and not callable(target):
+            raise TypeError(
+                "reply_to must be a pykka.ActorRef, a tether.Inbox, anything with "
+                f"tell(message), or a callable, not {type(target).__name__}"
+            )
+        with self._lock:
+            delivery = self._reply_tos.get(id(target))
+            if delivery is None or delivery.target is not target:
+                delivery = self._reply_tos[id(target)] = self._delivery_to(target)
+                self._update_backlogs()
+        return delivery
+
+    def _release_deliveries(self) -> None:
+        # Stopped for good: the Inboxes stop counting this connection's events.
+        for delivery in (self._delivery, *self._reply_tos.values()):
+            delivery.release()
 
     def _set_ws_stream(self, stream: StreamRef | None) -> None:
         # Set before the owner is told Upgrade (or Down), so that a call made
@@ -234,6 +322,7 @@ class Connection:
         self._done = True
         self._generation.notify_all()
         self._send.stop()
+        self._release_deliveries()
 
     def _next_generation(self, dead: pykka.ActorRef[Any]) -> pykka.ActorRef[Any] | None:
         # The actor died: while its supervisor restarts it, wait (briefly) for
@@ -326,6 +415,51 @@ class Connection:
         )
         return ConnectionInfo(self.host, self.port, self.opts.transport, None, state, self.owner)
 
+    def set_owner(self, owner: Owner) -> None:
+        """Make ``owner`` the connection's owner (Gun's ``gun:set_owner``). Thread-safe.
+
+        Events from here on go to ``owner``, in order: what the connection
+        told before the call stays with the previous owner. Owner
+        monitoring moves to the new owner (when it stops, the connection
+        does), and so do ``await_*`` (they need an [Inbox][tether.Inbox]).
+
+        Raises:
+            TypeError: ``owner`` has no ``tell``.
+            ConnectionStoppedError: the connection has stopped.
+        """
+        if not callable(getattr(owner, "tell", None)):
+            raise TypeError(
+                "owner must have a tell(message) method (a pykka.ActorRef or a tether.Inbox)"
+            )
+        delivery = self._delivery_to(owner)
+        with self._lock:
+            previous = self._delivery
+            self.owner = owner
+            self._delivery = delivery
+            self._update_backlogs()
+        try:
+            self._tell(msg.SetOwner(delivery))
+        finally:
+            previous.release()  # what the previous owner holds no longer holds reading
+
+    def stream_info(self, stream: StreamRef, timeout: float = _INFO_TIMEOUT) -> StreamInfo | None:
+        """What the connection knows of ``stream`` (Gun's ``gun:stream_info``).
+
+        ``None`` for a stream it does not know, one that has ended, and any
+        stream while the connection is not up (Gun: ``not_connected``).
+        Asks the actor, bounded by ``timeout``.
+        """
+        if not isinstance(stream, StreamRef):
+            raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
+        ref = self._ref
+        if ref is None or self._done:
+            return None
+        try:
+            info = ref.ask(msg.StreamInfoQuery(stream), timeout=timeout)
+        except (pykka.ActorDeadError, pykka.Timeout):
+            return None
+        return info if isinstance(info, StreamInfo) else None
+
     # -- HTTP ------------------------------------------------------------------
 
     def _check_http(self) -> None:
@@ -342,12 +476,21 @@ class Connection:
         body: bytes | None = None,
         *,
         flow: int | None = None,
+        reply_to: Any = None,
     ) -> StreamRef:
         """Send a request (Gun's ``gun:request``); ``body=None`` sends no body.
 
         ``flow``: Gun's flow control for this response (``http_opts`` flow
         if None): how many ``Data`` events it may deliver before tether stops
         reading, until :meth:`update_flow` gives more.
+
+        ``reply_to`` (Gun's request option): where this stream's events go
+        instead of the owner: a ``pykka.ActorRef``, a
+        [Inbox][tether.Inbox], anything with ``tell(message)``, or a callable
+        called with each event in the connection's context (as an
+        ``event_handler``: it must not block). Connection-wide events
+        (``Up``, ``Down``, ``Error(conn, None, ...)``) still go to the owner;
+        a lost connection tells a ``reply_to`` an ``Error`` for its stream.
 
         Blocks while the send buffer is full (``send_buffer``), for at most
         ``send_timeout`` seconds.
@@ -369,56 +512,92 @@ class Connection:
         )
         check_framing(raw_headers, command_body)
         check_flow("flow", flow)
+        reply = self._reply_to(reply_to)
         self._check_http()
-        stream = StreamRef()
+        stream = self._stream_for(reply)
         size = COMMAND_OVERHEAD + (len(command_body) if command_body else 0)
         self._tell(
-            msg.RequestCmd(stream, raw_method, target, raw_headers, command_body, flow, size), size
+            msg.RequestCmd(
+                stream, raw_method, target, raw_headers, command_body, flow, size, reply
+            ),
+            size,
         )
         return stream
 
-    def get(self, path: str, headers: Any = None, *, flow: int | None = None) -> StreamRef:
+    def get(
+        self, path: str, headers: Any = None, *, flow: int | None = None, reply_to: Any = None
+    ) -> StreamRef:
         """``GET path`` (Gun's ``gun:get``)."""
-        return self.request("GET", path, headers, flow=flow)
+        return self.request("GET", path, headers, flow=flow, reply_to=reply_to)
 
-    def head(self, path: str, headers: Any = None, *, flow: int | None = None) -> StreamRef:
+    def head(
+        self, path: str, headers: Any = None, *, flow: int | None = None, reply_to: Any = None
+    ) -> StreamRef:
         """``HEAD path``; the response has ``fin=True`` (Gun's ``gun:head``)."""
-        return self.request("HEAD", path, headers, flow=flow)
+        return self.request("HEAD", path, headers, flow=flow, reply_to=reply_to)
 
-    def options(self, path: str, headers: Any = None, *, flow: int | None = None) -> StreamRef:
+    def options(
+        self, path: str, headers: Any = None, *, flow: int | None = None, reply_to: Any = None
+    ) -> StreamRef:
         """``OPTIONS path`` (Gun's ``gun:options``)."""
-        return self.request("OPTIONS", path, headers, flow=flow)
+        return self.request("OPTIONS", path, headers, flow=flow, reply_to=reply_to)
 
-    def delete(self, path: str, headers: Any = None, *, flow: int | None = None) -> StreamRef:
+    def delete(
+        self, path: str, headers: Any = None, *, flow: int | None = None, reply_to: Any = None
+    ) -> StreamRef:
         """``DELETE path`` (Gun's ``gun:delete``)."""
-        return self.request("DELETE", path, headers, flow=flow)
+        return self.request("DELETE", path, headers, flow=flow, reply_to=reply_to)
 
     def post(
-        self, path: str, headers: Any = None, body: bytes = b"", *, flow: int | None = None
+        self,
+        path: str,
+        headers: Any = None,
+        body: bytes = b"",
+        *,
+        flow: int | None = None,
+        reply_to: Any = None,
     ) -> StreamRef:
         """``POST path`` with a body (Gun's ``gun:post``)."""
-        return self.request("POST", path, headers, body, flow=flow)
+        return self.request("POST", path, headers, body, flow=flow, reply_to=reply_to)
 
     def put(
-        self, path: str, headers: Any = None, body: bytes = b"", *, flow: int | None = None
+        self,
+        path: str,
+        headers: Any = None,
+        body: bytes = b"",
+        *,
+        flow: int | None = None,
+        reply_to: Any = None,
     ) -> StreamRef:
         """``PUT path`` with a body (Gun's ``gun:put``)."""
-        return self.request("PUT", path, headers, body, flow=flow)
+        return self.request("PUT", path, headers, body, flow=flow, reply_to=reply_to)
 
     def patch(
-        self, path: str, headers: Any = None, body: bytes = b"", *, flow: int | None = None
+        self,
+        path: str,
+        headers: Any = None,
+        body: bytes = b"",
+        *,
+        flow: int | None = None,
+        reply_to: Any = None,
     ) -> StreamRef:
         """``PATCH path`` with a body (Gun's ``gun:patch``)."""
-        return self.request("PATCH", path, headers, body, flow=flow)
+        return self.request("PATCH", path, headers, body, flow=flow, reply_to=reply_to)
 
     def headers(
-        self, method: str, path: str, headers: Any = None, *, flow: int | None = None
+        self,
+        method: str,
+        path: str,
+        headers: Any = None,
+        *,
+        flow: int | None = None,
+        reply_to: Any = None,
     ) -> StreamRef:
         """Start a request whose body follows with :meth:`data` (Gun's ``gun:headers``).
 
         Without a ``content-length`` header the body is sent chunked, which
-        HTTP/1.0 cannot do: there the header is required. ``flow`` as for
-        :meth:`request`.
+        HTTP/1.0 cannot do: there the header is required. ``flow`` and
+        ``reply_to`` as for :meth:`request`.
         """
         raw_method, target, raw_headers = (
             check_method(method),
@@ -435,8 +614,12 @@ class Connection:
                 "header (HTTP/1.0 has no chunked encoding)"
             )
         check_flow("flow", flow)
-        stream = StreamRef()
-        self._tell(msg.HeadersCmd(stream, raw_method, target, raw_headers, flow), COMMAND_OVERHEAD)
+        reply = self._reply_to(reply_to)
+        stream = self._stream_for(reply)
+        self._tell(
+            msg.HeadersCmd(stream, raw_method, target, raw_headers, flow, COMMAND_OVERHEAD, reply),
+            COMMAND_OVERHEAD,
+        )
         return stream
 
     def data(self, stream: StreamRef, fin: bool, data: bytes) -> None:
@@ -475,19 +658,23 @@ class Connection:
 
     # -- Websocket -------------------------------------------------------------
 
-    def ws_upgrade(self, path: str, headers: Any = None, opts: Any = None) -> StreamRef:
+    def ws_upgrade(
+        self, path: str, headers: Any = None, opts: Any = None, *, reply_to: Any = None
+    ) -> StreamRef:
         """Ask to upgrade to Websocket (Gun's ``gun:ws_upgrade``).
 
         Success arrives as ``Upgrade``; a refusal as ``Response`` (+ ``Data``);
         an upgrade that cannot be attempted (HTTP/1.0) as ``Error``. ``opts``
-        (a dict or :class:`~tether.WsOpts`) overrides the ``ws_opts`` of ``open``
-        key by key.
+        (a dict or [WsOpts][tether.WsOpts]) overrides the ``ws_opts`` of
+        ``open`` key by key. ``reply_to`` as for :meth:`request`: the
+        upgrade's events and then the Websocket's go there.
         """
         target, raw_headers = check_path(path), normalize_headers(headers)
         ws_opts = self._merge_ws_opts(opts)
+        reply = self._reply_to(reply_to)
         self._check_http()
-        stream = StreamRef()
-        self._tell(msg.WsUpgrade(stream, target, raw_headers, ws_opts))
+        stream = self._stream_for(reply)
+        self._tell(msg.WsUpgrade(stream, target, raw_headers, ws_opts, reply))
         return stream
 
     def _merge_ws_opts(self, opts: Any) -> WsOpts:
@@ -571,6 +758,11 @@ class Connection:
             )
         return inbox
 
+    def _inbox_of(self, stream: StreamRef) -> Inbox:
+        """Where ``stream``'s events arrive: its ``reply_to`` Inbox, or the owner Inbox."""
+        inbox = self._reply_inboxes.get(stream)
+        return inbox if inbox is not None else self._require_inbox()
+
     def _mine(self, message: object) -> bool:
         return getattr(message, "conn", None) is self
 
@@ -634,7 +826,7 @@ class Connection:
             ReceiveTimeout: nothing came in time.
         """
         check_positive_seconds("timeout", timeout, allow_inf=True)
-        inbox = self._require_inbox()
+        inbox = self._inbox_of(stream)
         return self._await_stream(inbox, stream, timeout, self._waiter(stream, trailers=True))
 
     def _waiter(self, stream: StreamRef, *, trailers: bool) -> tuple[Match, Match]:
@@ -698,7 +890,7 @@ class Connection:
         """
         check_positive_seconds("timeout", timeout, allow_inf=True)
         deadline = time.monotonic() + timeout
-        inbox = self._require_inbox()
+        inbox = self._inbox_of(stream)
         waiter = self._waiter(stream, trailers=False)
         chunks: list[bytes] = []
         self._lock.acquire()  # not `with`: see _await_stream

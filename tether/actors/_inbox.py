@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -67,11 +66,11 @@ class Inbox:
         # the Lending; notify_all is two Python calls on every tell).
         self._sleepers = 0
         self._lending = Lending(self._cond, float(busy_poll))
-        # Whether a connection counts its events in this Inbox (its receive
-        # bound, see tether.actors._backlog): only then does a tell or a take
-        # look for the backlog of the message's connection.
-        self._bounded = False
-        self._backlogs: weakref.WeakSet[Backlog] = weakref.WeakSet()
+        # The receive bounds of the connections that count their events in
+        # this Inbox (tether.actors._backlog), by connection: a tell or a take
+        # looks up the message's connection only while there are some.
+        self._backlogs: dict[object, Backlog] = {}
+        self._bounded = False  # bool(self._backlogs), kept as an attribute: read on every take
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -87,13 +86,19 @@ class Inbox:
         """True once :meth:`close` was called."""
         return self._closed
 
-    def backlog(self, max_events: int, max_size: int | None) -> Backlog:
-        """A connection's receive bound, counted by this Inbox (for tether's connections)."""
+    def backlog(self, conn: object, max_events: int, max_size: int | None) -> Backlog:
+        """``conn``'s receive bound, counted by this Inbox (for tether's connections)."""
         with self._lock:
-            self._bounded = True
             backlog = Backlog(max_events, max_size, self._lock)
-            self._backlogs.add(backlog)
+            self._backlogs[conn] = backlog
+            self._bounded = True
             return backlog
+
+    def release(self, conn: object) -> None:
+        """Stop counting ``conn``'s events (it stopped, or its events go elsewhere now)."""
+        with self._lock:
+            self._backlogs.pop(conn, None)
+            self._bounded = bool(self._backlogs)
 
     def _lift(self) -> list[Backlog]:
         """A selective receive waits: read again past the full bounds (the lock held).
@@ -101,7 +106,7 @@ class Inbox:
         See "Selective receive" in :mod:`tether.actors._backlog`. Returns
         the backlogs lifted, for :meth:`_unlift`.
         """
-        lifted = [b for b in self._backlogs if b.full and not b.lifted]
+        lifted = [b for b in self._backlogs.values() if b.full and not b.lifted]
         for backlog in lifted:
             backlog.lifted = True
             backlog.on_change()
@@ -117,16 +122,16 @@ class Inbox:
 
     def _counted_in(self, message: object) -> None:
         """``message`` was added (the lock held): count it if its connection is bounded here."""
-        backlog = getattr(getattr(message, "conn", None), "_backlog", None)
-        if backlog is not None and backlog.lock is self._lock:
+        backlog = self._backlogs.get(getattr(message, "conn", None))
+        if backlog is not None:
             size = weight(message)
             if size is not None:
                 backlog.add(1, size)
 
     def _counted_out(self, message: object) -> None:
         """``message`` was taken (the lock held): the same count, the other way."""
-        backlog = getattr(getattr(message, "conn", None), "_backlog", None)
-        if backlog is not None and backlog.lock is self._lock:
+        backlog = self._backlogs.get(getattr(message, "conn", None))
+        if backlog is not None:
             size = weight(message)
             if size is not None:
                 backlog.take(size)

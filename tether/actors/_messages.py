@@ -19,6 +19,7 @@ from typing import TypeAlias
 from tether._events import StreamRef
 from tether._frames import Frame
 from tether._options import WsOpts
+from tether.actors._delivery import Delivery
 from tether.protocol._validate import HeaderList
 
 __all__ = [
@@ -35,7 +36,9 @@ __all__ = [
     "InfoQuery",
     "IoReport",
     "RequestCmd",
+    "SetOwner",
     "Shutdown",
+    "StreamInfoQuery",
     "Tick",
     "Timer",
     "UpdateFlow",
@@ -58,6 +61,8 @@ class RequestCmd:
     flow: int | None = None
     #: Bytes it holds for the wire (its body): what the send buffer counts.
     size: int = 0
+    #: Where the stream's events go (Gun's ``reply_to``); None: the owner.
+    reply_to: Delivery | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +72,8 @@ class HeadersCmd:
     target: bytes
     headers: HeaderList
     flow: int | None = None
+    size: int = 0
+    reply_to: Delivery | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +95,7 @@ class WsUpgrade:
     target: bytes
     headers: HeaderList
     opts: WsOpts
+    reply_to: Delivery | None = None
 
 
 @dataclass(slots=True)  # not frozen: see the module's docstring
@@ -106,6 +114,13 @@ class UpdateFlow:
 
 
 @dataclass(frozen=True, slots=True)
+class SetOwner:
+    """Gun's ``set_owner``: events from here on go to ``delivery``'s owner."""
+
+    delivery: Delivery
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """Brutal close: stop now (told first: it overtakes queued commands)."""
 
@@ -120,8 +135,24 @@ class InfoQuery:
     """Asked (not told) by ``Connection.info()``."""
 
 
+@dataclass(frozen=True, slots=True)
+class StreamInfoQuery:
+    """Asked (not told) by ``Connection.stream_info()``."""
+
+    stream: StreamRef
+
+
 Command: TypeAlias = (
-    RequestCmd | HeadersCmd | DataCmd | Cancel | UpdateFlow | WsUpgrade | WsSend | Close | Shutdown
+    RequestCmd
+    | HeadersCmd
+    | DataCmd
+    | Cancel
+    | UpdateFlow
+    | WsUpgrade
+    | WsSend
+    | SetOwner
+    | Close
+    | Shutdown
 )
 StreamCommand: TypeAlias = RequestCmd | HeadersCmd | DataCmd | Cancel | UpdateFlow | WsUpgrade
 

@@ -136,6 +136,10 @@ class Transport:
         """``hold_reads`` may have changed: pause or resume reading now (the actor's turn)."""
         raise NotImplementedError
 
+    def relend(self, lending: Lending | None) -> None:
+        """Lend the socket's reads to another Inbox (or to none): the owner changed."""
+        raise NotImplementedError
+
     def resync_reads(self) -> None:
         """Like :meth:`sync_reads`, but done by the I/O thread (any thread, any locks held)."""
         raise NotImplementedError
@@ -253,6 +257,12 @@ class TcpTransport(Transport):
         watch, lending = self._watch, self._lending
         if watch is not None and lending is not None:
             lending.lend(watch)
+
+    def relend(self, lending: Lending | None) -> None:
+        """Lend the socket's reads to another Inbox (or to none): the owner changed."""
+        self._unlend()
+        self._lending = lending
+        self._lend()
 
     def _unlend(self) -> None:
         watch, lending = self._watch, self._lending

@@ -22,7 +22,7 @@ never touches a socket, a thread or a clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from tether._errors import InvalidRequestError, NotUpgradedError, UpgradedError, UpgradeError
 from tether._events import Error, Event, ProtocolName, StreamRef, Upgrade
@@ -167,6 +167,19 @@ class ClientProtocol:
             request = self._http.waiting_for_head
             if request is not None and request.stream is stream:
                 self._http.fail_stream(request, error)
+
+    def stream_state(self, stream: StreamRef) -> Literal["running", "stopping"] | None:
+        """Gun's ``stream_info`` state of ``stream``: None if unknown or ended.
+
+        The Websocket's stream is ``"running"`` until its close handshake
+        begins (``"stopping"``).
+        """
+        ws = self._ws
+        if ws is None:
+            return self._http.stream_state(stream)
+        if stream is not ws.stream or ws.close_reason is not None:
+            return None
+        return "stopping" if ws.closing else "running"
 
     def update_flow(self, stream: StreamRef, increment: int) -> None:
         """Gun's ``update_flow``: ``increment`` more flow credit for ``stream``.

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import Any, Literal
 
 import h11
 
@@ -209,6 +209,15 @@ class HttpClient:
         target = self._find(stream)
         if target is not None and target.flow is not None:
             target.flow += increment
+
+    def stream_state(self, stream: StreamRef) -> Literal["running", "stopping"] | None:
+        """``"running"``: queued or in its cycle; ``"stopping"``: cancelled in its cycle."""
+        current = self._current
+        if current is not None and current.stream is stream:
+            if current.cancelled:
+                return "stopping"  # its response is still read, and discarded
+            return None if current.answered else "running"
+        return "running" if any(r.stream is stream for r in self._queue) else None
 
     @property
     def flow_paused(self) -> bool:
