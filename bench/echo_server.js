@@ -7,6 +7,11 @@
 // line on stdout:  READY ws=<port> http=<port>
 // Websocket: every message is echoed as received (binary stays binary,
 // text stays text), no compression. HTTP: GET / -> 200 "hello", keep-alive.
+// Two more Websocket paths, for bench/slow_consumer.py:
+//   /push?size=N  binary messages of N bytes (default 1024), for ever, as
+//                 fast as TCP lets them go (the next batch once the last
+//                 one is written); nothing is read or echoed;
+//   /sink         reads nothing at all (the socket is paused at once).
 "use strict";
 
 const http = require("http");
@@ -26,11 +31,36 @@ const wss = new WebSocketServer({
   maxPayload: 64 * 1024 * 1024,
   clientTracking: false,
 });
-wss.on("connection", (ws) => {
+// Messages of one /push batch: written, then the next batch from the last
+// one's write callback (called once the kernel took it).
+const PUSH_BATCH = 256;
+
+function push(ws, size) {
+  const payload = Buffer.alloc(size, 120); // "x"
+  const pump = () => {
+    if (ws.readyState !== ws.OPEN) return;
+    for (let i = 1; i < PUSH_BATCH; i++) ws.send(payload, { binary: true });
+    ws.send(payload, { binary: true }, (err) => {
+      if (!err) pump();
+    });
+  };
+  pump();
+}
+
+wss.on("connection", (ws, req) => {
+  ws.on("error", () => {});
+  const url = new URL(req.url, "http://x");
+  if (url.pathname === "/push") {
+    push(ws, Number(url.searchParams.get("size") || 1024));
+    return;
+  }
+  if (url.pathname === "/sink") {
+    ws.pause(); // not a byte read: TCP pushes back on the client
+    return;
+  }
   ws.on("message", (data, isBinary) => {
     ws.send(data, { binary: isBinary });
   });
-  ws.on("error", () => {});
 });
 
 const body = Buffer.from("hello");

@@ -85,8 +85,8 @@ SWEEP_CONNS = [100, 1000, 3000, 10_000]
 # -- environment -------------------------------------------------------------------
 
 
-def ensure_venv() -> None:
-    """Re-run this script inside bench/.venv, creating and filling it first."""
+def ensure_venv(script: str = __file__) -> None:
+    """Re-run ``script`` (run.py by default) in bench/.venv, creating and filling it first."""
     python = VENV / "bin" / "python"
     if Path(sys.prefix).resolve() == VENV.resolve():
         return
@@ -103,7 +103,7 @@ def ensure_venv() -> None:
         pip = [str(python), "-m", "pip", "install", "--quiet"]
         subprocess.run([*pip, "-r", str(BENCH / "requirements.txt"), "-e", str(REPO)], check=True)
         stamp.write_text(digest)
-    os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
+    os.execv(str(python), [str(python), script, *sys.argv[1:]])
 
 
 def ensure_node_modules() -> str:
