@@ -54,6 +54,7 @@ from tether.actors._inbox import Inbox, Match
 from tether.actors._mailbox import Mailbox
 from tether.actors._sendbuffer import COMMAND_OVERHEAD, SendBuffer
 from tether.protocol import check_body, check_framing, check_method, check_path, normalize_headers
+from tether.protocol._validate import check_host
 
 __all__ = ["Connection", "ConnectionInfo", "Owner", "open_connection"]
 
@@ -743,6 +744,7 @@ def open_connection(
         raise TypeError(f"port must be an int, not {type(port).__name__}")
     if not 0 < port < 65536:
         raise ValueError(f"port must be in 1..65535, not {port}")
+    check_host(host, port)
     opts = ConnectOpts.build(**options)
     if owner is None:
         owner = Inbox()

@@ -9,6 +9,7 @@ actor drives; it is public for users who bring their own I/O.
 from tether.protocol._client import ClientProtocol as ClientProtocol
 from tether.protocol._validate import check_body as check_body
 from tether.protocol._validate import check_framing as check_framing
+from tether.protocol._validate import check_host as check_host
 from tether.protocol._validate import check_method as check_method
 from tether.protocol._validate import check_path as check_path
 from tether.protocol._validate import normalize_headers as normalize_headers
@@ -17,6 +18,7 @@ __all__ = [
     "ClientProtocol",
     "check_body",
     "check_framing",
+    "check_host",
     "check_method",
     "check_path",
     "normalize_headers",
