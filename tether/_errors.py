@@ -1,37 +1,39 @@
 """Every exception tether raises or reports, in one tree.
 
-``reason`` in a :class:`~tether.Down` or :class:`~tether.Error` event is an
-instance of one of these (or the :class:`OSError` / :class:`ssl.SSLError`
-the operating system gave), never a bare string::
+``reason`` in a [`Down`][tether.Down] or [`Error`][tether.Error] event is an
+instance of one of these (or the ``OSError`` / ``ssl.SSLError`` the
+operating system gave), never a bare string:
 
-    TetherError
-    ├── OwnerError              await_* needs the owner to be an Inbox
-    ├── UpgradedError           a request on a connection that speaks Websocket
-    ├── NotUpgradedError        ws_send with no Websocket up (names the frames)
-    ├── ConnectionStoppedError  a call on a connection that stopped for good
-    ├── InboxClosedError        tell() on, or receive() from, a closed Inbox
-    ├── ReceiveTimeout          (also TimeoutError) receive/await_* timed out
-    ├── ConnectTimeout          (also TimeoutError) connect_timeout elapsed
-    ├── WriteTimeout            (also TimeoutError) bytes waited send_timeout to be sent
-    ├── SendTimeout             (also TimeoutError) the send buffer stayed full (at the call)
-    ├── ResponseTimeout         (also TimeoutError) no response head within response_timeout
-    ├── UpgradeTimeout          (also TimeoutError) no answer to an upgrade within upgrade_timeout
-    ├── PongTimeout             (also TimeoutError) no pong: the peer is dead
-    ├── ProtocolError
-    │   ├── RemoteProtocolError the server broke HTTP or Websocket
-    │   └── UpgradeError        the upgrade cannot be done or was botched
-    ├── ConnectionClosed        the server closed the TCP connection
-    ├── WsClosed                the Websocket close handshake ended it
-    ├── StreamLost              await_* on a stream the connection lost
-    ├── ConnectionDownError     await_up saw the connection go down first
-    ├── ClosedByUser            close() / shutdown() ended it
-    ├── OwnerDown               the owner stopped, so the connection did
-    ├── RetriesExhausted        no reconnect attempts left (carries the last reason)
-    ├── Crashed                 the connection actor crashed (carries the exception)
-    ├── SupervisorStopped       a supervisor stopped (or gave up) and took its children
-    └── SupervisorGaveUp        restart intensity exceeded: the supervisor crashed
+```text
+TetherError
+├── OwnerError              await_* needs the owner to be an Inbox
+├── UpgradedError           a request on a connection that speaks Websocket
+├── NotUpgradedError        ws_send with no Websocket up (names the frames)
+├── ConnectionStoppedError  a call on a connection that stopped for good
+├── InboxClosedError        tell() on, or receive() from, a closed Inbox
+├── ReceiveTimeout          (also TimeoutError) receive/await_* timed out
+├── ConnectTimeout          (also TimeoutError) connect_timeout elapsed
+├── WriteTimeout            (also TimeoutError) bytes waited send_timeout to be sent
+├── SendTimeout             (also TimeoutError) the send buffer stayed full (at the call)
+├── ResponseTimeout         (also TimeoutError) no response head within response_timeout
+├── UpgradeTimeout          (also TimeoutError) no answer to an upgrade within upgrade_timeout
+├── PongTimeout             (also TimeoutError) no pong: the peer is dead
+├── ProtocolError
+│   ├── RemoteProtocolError the server broke HTTP or Websocket
+│   └── UpgradeError        the upgrade cannot be done or was botched
+├── ConnectionClosed        the server closed the TCP connection
+├── WsClosed                the Websocket close handshake ended it
+├── StreamLost              await_* on a stream the connection lost
+├── ConnectionDownError     await_up saw the connection go down first
+├── ClosedByUser            close() / shutdown() ended it
+├── OwnerDown               the owner stopped, so the connection did
+├── RetriesExhausted        no reconnect attempts left (carries the last reason)
+├── Crashed                 the connection actor crashed (carries the exception)
+├── SupervisorStopped       a supervisor stopped (or gave up) and took its children
+└── SupervisorGaveUp        restart intensity exceeded: the supervisor crashed
+```
 
-Errors about arguments are also :class:`ValueError` or :class:`TypeError`
+Errors about arguments are also ``ValueError`` or ``TypeError``
 (``InvalidRequestError`` and friends subclass both families where it makes
 ``except ValueError`` keep working).
 """
@@ -88,7 +90,7 @@ class InvalidRequestError(TetherError, ValueError):
 
 
 class OwnerError(TetherError):
-    """``await_up``/``await_``/``await_body`` need the owner to be a :class:`tether.Inbox`."""
+    """``await_up``/``await_``/``await_body`` need the owner to be an [`Inbox`][tether.Inbox]."""
 
 
 class UpgradedError(TetherError):
@@ -108,7 +110,7 @@ class ConnectionStoppedError(TetherError):
 
 
 class InboxClosedError(TetherError):
-    """The :class:`tether.Inbox` was closed."""
+    """The [`Inbox`][tether.Inbox] was closed."""
 
 
 class ReceiveTimeout(TetherError, TimeoutError):

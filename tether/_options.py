@@ -116,7 +116,7 @@ class HttpOpts:
         response_timeout: seconds from a request going out (all of it: a
             streamed body counts from its last piece) to its response head
             (status line and headers) arriving; past it the stream gets
-            an ``Error`` with :class:`~tether.ResponseTimeout` and the
+            an ``Error`` with [`ResponseTimeout`][tether.ResponseTimeout] and the
             connection is closed (HTTP/1.1 cannot skip a response; ``Down``,
             then a reconnect). ``None`` (the default, as Gun): no limit.
     """
@@ -192,7 +192,7 @@ class WsOpts:
             zero (as in Gun). ``None`` (Gun's default): no flow control.
         upgrade_timeout: seconds from the upgrade request going out to the
             server's answer (the ``101``, or a refusal's head); past it the
-            stream gets an ``Error`` with :class:`~tether.UpgradeTimeout` and
+            stream gets an ``Error`` with [`UpgradeTimeout`][tether.UpgradeTimeout] and
             the connection is closed (``Down``, then a reconnect). ``None``
             (the default, as Gun): no limit.
     """

@@ -6,7 +6,7 @@ connection's life (``Up``, ``Upgrade``, ``Down``) is shown on stderr. EOF
 on stdin sends a close frame (``conn.shutdown()``) and exits 0 once the
 close handshake is done.
 
-The session is an event loop over one :class:`tether.Inbox`: the
+The session is an event loop over one ``tether.Inbox``: the
 connection tells it its events, and a stdin thread tells it the lines it
 reads, so one thread decides everything, in order, as an actor would.
 

@@ -2,7 +2,7 @@
 
 HTTP/1.1 client streams over h11 and Websocket over wsproto, with no
 socket, thread, clock or actor anywhere (``tests/test_layering.py`` walks
-the imports to keep it so). :class:`ClientProtocol` is what the connection
+the imports to keep it so). ``ClientProtocol`` is what the connection
 actor drives; it is public for users who bring their own I/O.
 """
 

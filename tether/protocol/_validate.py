@@ -124,7 +124,7 @@ def check_framing(headers: HeaderList, body: bytes | None, *, streamed: bool = F
     part of it may be on the wire; this makes the call raise instead.
 
     Args:
-        headers: the request's headers, as :func:`normalize_headers` returns them.
+        headers: the request's headers, as ``normalize_headers`` returns them.
         body: the whole body (``None``: no body); not looked at if ``streamed``.
         streamed: the body follows in pieces (``Connection.headers``/``data``),
             so its length is not known yet.
