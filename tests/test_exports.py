@@ -16,7 +16,7 @@ CONTRACT = [
     "open", "Connection", "ConnectionInfo", "Inbox", "StreamRef",
     "Up", "Down", "Inform", "Response", "Data", "Trailers", "Upgrade", "Ws", "Error",
     "Text", "Binary", "Ping", "Pong", "Close",
-    "HttpOpts", "WsOpts", "ExponentialBackoff",
+    "ConnectOpts", "HttpOpts", "WsOpts", "ExponentialBackoff",
     "Supervisor", "ChildSpec", "ChildInfo",
     "TetherError", "CallError", "ReportedError", "OwnerError", "UpgradedError",
     "RetriesExhausted",
@@ -32,6 +32,26 @@ def test_contract_name_is_exported_and_documented(name: str) -> None:
     assert name in tether.__all__
     obj = getattr(tether, name)
     assert inspect.getdoc(obj), f"tether.{name} has no docstring"
+
+
+def test_every_name_is_re_exported_explicitly() -> None:
+    # "import X as X": an explicit re-export for type checkers (mypy --strict, pyright).
+    source = inspect.getsource(tether)
+    missing = [n for n in tether.__all__ if f" import {n} as {n}\n" not in source]
+    assert not missing
+
+
+def test_the_option_types_are_exported_alike() -> None:
+    for name in ("ConnectOpts", "HttpOpts", "WsOpts"):
+        assert name in tether.__all__
+        cls = getattr(tether, name)
+        assert cls.__module__ == "tether._options"
+        assert dataclasses.is_dataclass(cls)
+        assert cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    opts = tether.ConnectOpts.build(retry=0, http_opts={"flow": 2}, ws_opts={"compress": True})
+    assert isinstance(opts, tether.ConnectOpts)
+    assert opts.http_opts == tether.HttpOpts(flow=2)
+    assert opts.ws_opts == tether.WsOpts(compress=True)
 
 
 def test_all_lists_only_real_names() -> None:

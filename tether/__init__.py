@@ -53,6 +53,7 @@ from tether._frames import Frame as Frame
 from tether._frames import Ping as Ping
 from tether._frames import Pong as Pong
 from tether._frames import Text as Text
+from tether._options import ConnectOpts as ConnectOpts
 from tether._options import ExponentialBackoff as ExponentialBackoff
 from tether._options import HttpOpts as HttpOpts
 from tether._options import WsOpts as WsOpts
@@ -75,6 +76,7 @@ __all__ = [
     "ChildSpec",
     "Close",
     "ClosedByUser",
+    "ConnectOpts",
     "ConnectTimeout",
     "Connection",
     "ConnectionClosed",
