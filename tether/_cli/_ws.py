@@ -212,6 +212,7 @@ class _Session:
                 self.eof = True  # closes once upgraded and what was typed is sent
             case tether.Up() as up:
                 self.note(describe(up))
+                self.lost = None  # reconnected without a wait (a restart after a crash)
                 if not self.ever_upgraded:
                     self.conn.ws_upgrade(self.target.path, self.upgrade_headers)
                 # else: ws_opts reupgrade repeats the upgrade by itself
