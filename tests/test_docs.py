@@ -1,11 +1,15 @@
 """Every ```python block of ``docs/*.md`` and ``README.md`` runs, page by page, in order.
 
-The blocks of one page share one namespace, as a reader following the
-page would (a page that needs a server starts the embedded one in its
-first block and stops it in its last). A fragment that cannot run on its
-own (a ``case`` clause, a method body) is fenced ```py instead: it is
-highlighted the same, but not run, and there is a small budget for them.
-Every page must leave no connection, actor or server thread behind.
+The blocks of one ``docs/`` page share one namespace, as a reader
+following the page would (a page that needs a server starts the embedded
+one in its first block and stops it in its last). Each block of
+``README.md`` runs alone, in a fresh namespace: a reader copies any one of
+them, so each has its own imports and starts and stops its own server.
+
+A fragment that cannot run on its own (a ``case`` clause, a method body)
+is fenced ```py instead: it is highlighted the same, but not run, and
+there is a small budget for them. Every page (every README block) must
+leave no connection, actor or server thread behind.
 """
 
 from __future__ import annotations
@@ -61,6 +65,17 @@ def blocks(page: Path) -> list[Block]:
 
 
 RUNNABLE = [page for page in PAGES if any(b.info == "python" for b in blocks(page))]
+# README.md: each block on its own; docs/: each page's blocks together, in order.
+README = ROOT / "README.md"
+SAMPLES = [
+    *([b] for b in blocks(README) if b.info == "python"),
+    *([b for b in blocks(page) if b.info == "python"] for page in RUNNABLE if page != README),
+]
+
+
+def _sample_id(sample: list[Block]) -> str:
+    first = sample[0]
+    return f"{first.page.name}:{first.line}" if first.page == README else first.page.name
 
 
 def _clean_up(namespace: dict[str, Any]) -> None:
@@ -100,17 +115,23 @@ def test_the_cli_page_lists_every_exit_code() -> None:
     assert documented == [*(code.value for code in ExitCode), 130]
 
 
+def test_readme_blocks_each_run_alone() -> None:
+    readme = [sample for sample in SAMPLES if sample[0].page == README]
+    assert len(readme) >= 2
+    assert all(len(sample) == 1 for sample in readme)
+
+
 @pytest.mark.usefixtures("thread_baseline")
-@pytest.mark.parametrize("page", RUNNABLE, ids=[p.name for p in RUNNABLE])
-def test_page_samples_run(page: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("sample", SAMPLES, ids=_sample_id)
+def test_page_samples_run(sample: list[Block], capsys: pytest.CaptureFixture[str]) -> None:
+    page = sample[0].page
     namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}"}
     try:
-        for block in blocks(page):
-            if block.info == "python":
-                # Padded so that a traceback points at the line of the page.
-                source = "\n" * block.line + block.code
-                code = compile(source, str(page), "exec")
-                exec(code, namespace)
+        for block in sample:
+            # Padded so that a traceback points at the line of the page.
+            source = "\n" * block.line + block.code
+            code = compile(source, str(page), "exec")
+            exec(code, namespace)
     except BaseException:
         _clean_up(namespace)
         raise

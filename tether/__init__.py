@@ -7,6 +7,7 @@ errors and options are leaf modules everyone imports. This module
 re-exports the public names of the contract (``docs/`` and ``API.md``).
 """
 
+from tether._errors import CallError as CallError
 from tether._errors import ClosedByUser as ClosedByUser
 from tether._errors import ConnectionClosed as ConnectionClosed
 from tether._errors import ConnectionDownError as ConnectionDownError
@@ -22,6 +23,7 @@ from tether._errors import PongTimeout as PongTimeout
 from tether._errors import ProtocolError as ProtocolError
 from tether._errors import ReceiveTimeout as ReceiveTimeout
 from tether._errors import RemoteProtocolError as RemoteProtocolError
+from tether._errors import ReportedError as ReportedError
 from tether._errors import ResponseTimeout as ResponseTimeout
 from tether._errors import RetriesExhausted as RetriesExhausted
 from tether._errors import SendTimeout as SendTimeout
@@ -51,6 +53,7 @@ from tether._frames import Frame as Frame
 from tether._frames import Ping as Ping
 from tether._frames import Pong as Pong
 from tether._frames import Text as Text
+from tether._options import ConnectOpts as ConnectOpts
 from tether._options import ExponentialBackoff as ExponentialBackoff
 from tether._options import HttpOpts as HttpOpts
 from tether._options import WsOpts as WsOpts
@@ -70,10 +73,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Binary",
+    "CallError",
     "ChildInfo",
     "ChildSpec",
     "Close",
     "ClosedByUser",
+    "ConnectOpts",
     "ConnectTimeout",
     "Connection",
     "ConnectionClosed",
@@ -102,6 +107,7 @@ __all__ = [
     "ProtocolError",
     "ReceiveTimeout",
     "RemoteProtocolError",
+    "ReportedError",
     "Response",
     "ResponseTimeout",
     "RetriesExhausted",

@@ -1,19 +1,41 @@
 """Every exception tether raises or reports, in one tree.
 
-``reason`` in a :class:`~tether.Down` or :class:`~tether.Error` event is an
-instance of one of these (or the :class:`OSError` / :class:`ssl.SSLError`
-the operating system gave), never a bare string::
+Two bases sort them by how they reach you:
 
-    TetherError
-    ├── OwnerError              await_* needs the owner to be an Inbox
-    ├── UpgradedError           a request on a connection that speaks Websocket
-    ├── NotUpgradedError        ws_send with no Websocket up (names the frames)
-    ├── ConnectionStoppedError  a call on a connection that stopped for good
-    ├── InboxClosedError        tell() on, or receive() from, a closed Inbox
-    ├── ReceiveTimeout          (also TimeoutError) receive/await_* timed out
+- [`CallError`][tether.CallError]: raised by a tether call, in the calling
+  thread, because that call cannot do what it was asked (a bad argument, a
+  stopped connection, a wait that timed out). Catch it around calls.
+- [`ReportedError`][tether.ReportedError]: why a connection or a stream
+  ended or failed, told to the owner as the ``reason`` of a
+  [`Down`][tether.Down] or [`Error`][tether.Error] event (or carried by
+  another error: ``RetriesExhausted.last_reason``, ``StreamLost.reason``).
+  Match ``reason`` against it. ``await_*`` raise the reason of a stream's
+  ``Error`` as it is, so they may raise these too.
+
+Some are both (marked "+ Reported" below): they are raised at the call
+when the mistake shows there, and reported when it shows only once the
+connection acts (a request sent as the Websocket upgrade completed, a
+streamed body that misses its ``content-length``). A ``reason`` is one of
+these or the ``OSError`` / ``ssl.SSLError`` the operating system gave,
+never a bare string.
+
+```text
+TetherError
+├── CallError                   raised at the call
+│   ├── OwnerError              await_* needs the owner to be an Inbox
+│   ├── InvalidRequestError     (also ValueError; + Reported) a bad method, path, header, framing
+│   ├── UpgradedError           (+ Reported) an HTTP request on a connection that speaks Websocket
+│   ├── NotUpgradedError        (+ Reported) ws_send with no Websocket up (names the frames)
+│   ├── ConnectionStoppedError  a call on a connection that stopped for good
+│   ├── InboxClosedError        tell() on, or receive() from, a closed Inbox
+│   ├── ReceiveTimeout          (also TimeoutError) receive/await_* timed out
+│   ├── SendTimeout             (also TimeoutError) the send buffer stayed full
+│   ├── StreamLost              await_* on a stream the connection lost (carries the reason)
+│   ├── ConnectionDownError     await_up saw the connection go down first (carries the reason)
+│   └── SupervisorStopped       (+ Reported) the supervisor stopped (or gave up), with its children
+└── ReportedError               the reason in a Down or Error event
     ├── ConnectTimeout          (also TimeoutError) connect_timeout elapsed
     ├── WriteTimeout            (also TimeoutError) bytes waited send_timeout to be sent
-    ├── SendTimeout             (also TimeoutError) the send buffer stayed full (at the call)
     ├── ResponseTimeout         (also TimeoutError) no response head within response_timeout
     ├── UpgradeTimeout          (also TimeoutError) no answer to an upgrade within upgrade_timeout
     ├── PongTimeout             (also TimeoutError) no pong: the peer is dead
@@ -22,18 +44,16 @@ the operating system gave), never a bare string::
     │   └── UpgradeError        the upgrade cannot be done or was botched
     ├── ConnectionClosed        the server closed the TCP connection
     ├── WsClosed                the Websocket close handshake ended it
-    ├── StreamLost              await_* on a stream the connection lost
-    ├── ConnectionDownError     await_up saw the connection go down first
     ├── ClosedByUser            close() / shutdown() ended it
     ├── OwnerDown               the owner stopped, so the connection did
     ├── RetriesExhausted        no reconnect attempts left (carries the last reason)
     ├── Crashed                 the connection actor crashed (carries the exception)
-    ├── SupervisorStopped       a supervisor stopped (or gave up) and took its children
     └── SupervisorGaveUp        restart intensity exceeded: the supervisor crashed
+```
 
-Errors about arguments are also :class:`ValueError` or :class:`TypeError`
-(``InvalidRequestError`` and friends subclass both families where it makes
-``except ValueError`` keep working).
+Bad arguments and options that are no request (a bad port or host given
+to ``open``, an unknown option) raise plain ``ValueError`` or
+``TypeError``.
 """
 
 from __future__ import annotations
@@ -44,6 +64,7 @@ if TYPE_CHECKING:
     from tether._frames import Frame
 
 __all__ = [
+    "CallError",
     "ClosedByUser",
     "ConnectTimeout",
     "ConnectionClosed",
@@ -59,6 +80,7 @@ __all__ = [
     "ProtocolError",
     "ReceiveTimeout",
     "RemoteProtocolError",
+    "ReportedError",
     "ResponseTimeout",
     "RetriesExhausted",
     "SendTimeout",
@@ -78,7 +100,27 @@ class TetherError(Exception):
     """The root of every error tether defines."""
 
 
-class InvalidRequestError(TetherError, ValueError):
+class CallError(TetherError):
+    """Raised by a tether call, in the calling thread: the call cannot do what it was asked.
+
+    A bad argument, a stopped connection or supervisor, an ``Inbox`` that
+    was closed, a wait that timed out. See the tree above for which are
+    also reported as a [`ReportedError`][tether.ReportedError].
+    """
+
+
+class ReportedError(TetherError):
+    """Why a connection or a stream ended or failed, told to the owner in an event.
+
+    The ``reason`` of a [`Down`][tether.Down] or [`Error`][tether.Error]
+    event (unless the operating system's ``OSError`` / ``ssl.SSLError`` is
+    the reason), or carried by another error (``RetriesExhausted.last_reason``,
+    ``StreamLost.reason``, ``ConnectionDownError.reason``). ``await_*`` raise
+    a stream's ``Error`` reason as it is.
+    """
+
+
+class InvalidRequestError(CallError, ReportedError, ValueError):
     """A request argument is invalid (a bad header name or value, a bad path).
 
     Also a ``content-length`` or ``transfer-encoding`` that cannot frame the
@@ -87,59 +129,67 @@ class InvalidRequestError(TetherError, ValueError):
     """
 
 
-class OwnerError(TetherError):
-    """``await_up``/``await_``/``await_body`` need the owner to be a :class:`tether.Inbox`."""
+class OwnerError(CallError):
+    """``await_up``/``await_``/``await_body`` need the owner to be an [`Inbox`][tether.Inbox]."""
 
 
-class UpgradedError(TetherError):
-    """The connection speaks Websocket: HTTP requests are no longer possible (as in Gun)."""
+class UpgradedError(CallError, ReportedError):
+    """The connection speaks Websocket: HTTP requests are no longer possible (as in Gun).
+
+    Raised by a request call; a request given before the upgrade completed
+    gets it as the reason of its ``Error``.
+    """
 
 
-class NotUpgradedError(TetherError):
-    """``ws_send`` while no Websocket is up; ``frames`` are the frames that were not sent."""
+class NotUpgradedError(CallError, ReportedError):
+    """``ws_send`` while no Websocket is up; ``frames`` are the frames that were not sent.
+
+    Raised by ``ws_send``; frames given while the Websocket was being lost
+    come back as the reason of an ``Error`` instead.
+    """
 
     def __init__(self, message: str, frames: tuple[Frame, ...] = ()) -> None:
         super().__init__(message)
         self.frames = frames
 
 
-class ConnectionStoppedError(TetherError):
+class ConnectionStoppedError(CallError):
     """The connection has stopped for good; the call cannot be carried out."""
 
 
-class InboxClosedError(TetherError):
-    """The :class:`tether.Inbox` was closed."""
+class InboxClosedError(CallError):
+    """The [`Inbox`][tether.Inbox] was closed."""
 
 
-class ReceiveTimeout(TetherError, TimeoutError):
+class ReceiveTimeout(CallError, TimeoutError):
     """No matching message arrived within the timeout."""
 
 
-class ConnectTimeout(TetherError, TimeoutError):
+class ConnectTimeout(ReportedError, TimeoutError):
     """A connection attempt took longer than ``connect_timeout``."""
 
 
-class WriteTimeout(TetherError, TimeoutError):
+class WriteTimeout(ReportedError, TimeoutError):
     """Bytes waited longer than ``send_timeout`` to be sent: the peer reads too slowly, or not."""
 
 
-class SendTimeout(TetherError, TimeoutError):
+class SendTimeout(CallError, TimeoutError):
     """Raised at a send call: the send buffer stayed full for ``send_timeout`` (nothing sent)."""
 
 
-class ResponseTimeout(TetherError, TimeoutError):
+class ResponseTimeout(ReportedError, TimeoutError):
     """No response head came within ``http_opts`` ``response_timeout`` of the request."""
 
 
-class UpgradeTimeout(TetherError, TimeoutError):
+class UpgradeTimeout(ReportedError, TimeoutError):
     """No answer to a Websocket upgrade came within ``ws_opts`` ``upgrade_timeout``."""
 
 
-class PongTimeout(TetherError, TimeoutError):
+class PongTimeout(ReportedError, TimeoutError):
     """No pong came back within ``pong_timeout`` of a keepalive ping: the peer is dead."""
 
 
-class ProtocolError(TetherError):
+class ProtocolError(ReportedError):
     """HTTP or Websocket was violated. Abstract: one of the two subclasses is raised."""
 
 
@@ -160,14 +210,14 @@ class UpgradeError(ProtocolError):
     """The Websocket upgrade cannot be attempted, or the server's 101 was invalid."""
 
 
-class ConnectionClosed(TetherError):
+class ConnectionClosed(ReportedError):
     """The server closed the TCP connection."""
 
     def __init__(self, message: str = "the server closed the connection") -> None:
         super().__init__(message)
 
 
-class WsClosed(TetherError):
+class WsClosed(ReportedError):
     """The Websocket closing handshake ended the connection.
 
     Attributes:
@@ -184,7 +234,7 @@ class WsClosed(TetherError):
         self.by_server = by_server
 
 
-class StreamLost(TetherError):
+class StreamLost(CallError):
     """The connection went down (or stopped) before the stream was fully answered.
 
     Attributes:
@@ -196,7 +246,7 @@ class StreamLost(TetherError):
         self.reason = reason
 
 
-class ConnectionDownError(TetherError):
+class ConnectionDownError(CallError):
     """``await_up`` saw a ``Down`` (or the final ``Error``) before an ``Up``.
 
     Attributes:
@@ -208,15 +258,15 @@ class ConnectionDownError(TetherError):
         self.reason = reason
 
 
-class ClosedByUser(TetherError):
+class ClosedByUser(ReportedError):
     """The user called ``close()`` or ``shutdown()``."""
 
 
-class OwnerDown(TetherError):
+class OwnerDown(ReportedError):
     """The owner stopped (a dead actor, a closed Inbox), so the connection stopped."""
 
 
-class RetriesExhausted(TetherError):
+class RetriesExhausted(ReportedError):
     """All reconnect attempts failed; the connection has stopped.
 
     Attributes:
@@ -230,7 +280,7 @@ class RetriesExhausted(TetherError):
         self.last_reason = last_reason
 
 
-class Crashed(TetherError):
+class Crashed(ReportedError):
     """The connection actor crashed; ``exception`` is what escaped it."""
 
     def __init__(self, exception: BaseException) -> None:
@@ -238,8 +288,11 @@ class Crashed(TetherError):
         self.exception = exception
 
 
-class SupervisorStopped(TetherError):
+class SupervisorStopped(CallError, ReportedError):
     """A supervisor stopped, or gave up, and stopped its children with it.
+
+    Raised by ``open`` and ``start_child`` under a supervisor that has
+    stopped; the reason of its connections' ``Down`` and last ``Error``.
 
     Attributes:
         gave_up: True if it stopped because its restart intensity was exceeded.
@@ -250,7 +303,7 @@ class SupervisorStopped(TetherError):
         self.gave_up = gave_up
 
 
-class SupervisorGaveUp(TetherError):
+class SupervisorGaveUp(ReportedError):
     """More than ``max_restarts`` restarts within ``period``: the supervisor crashed.
 
     Attributes:

@@ -116,7 +116,7 @@ class HttpOpts:
         response_timeout: seconds from a request going out (all of it: a
             streamed body counts from its last piece) to its response head
             (status line and headers) arriving; past it the stream gets
-            an ``Error`` with :class:`~tether.ResponseTimeout` and the
+            an ``Error`` with [`ResponseTimeout`][tether.ResponseTimeout] and the
             connection is closed (HTTP/1.1 cannot skip a response; ``Down``,
             then a reconnect). ``None`` (the default, as Gun): no limit.
     """
@@ -192,7 +192,7 @@ class WsOpts:
             zero (as in Gun). ``None`` (Gun's default): no flow control.
         upgrade_timeout: seconds from the upgrade request going out to the
             server's answer (the ``101``, or a refusal's head); past it the
-            stream gets an ``Error`` with :class:`~tether.UpgradeTimeout` and
+            stream gets an ``Error`` with [`UpgradeTimeout`][tether.UpgradeTimeout] and
             the connection is closed (``Down``, then a reconnect). ``None``
             (the default, as Gun): no limit.
     """
@@ -315,6 +315,9 @@ DEFAULT_SEND_BUFFER = 1024 * 1024
 class ConnectOpts:
     """All options of ``tether.open``, validated. Gun's defaults: retry 5, retry_timeout 5 s.
 
+    [`tether.open`][tether.open] takes them as keyword arguments and builds
+    this (``ConnectOpts.build``); a connection's are ``conn.opts``.
+
     The backpressure options (``docs/connection.md``): ``max_queue`` events
     and ``max_queue_bytes`` bytes told to the owner and not yet taken stop
     reading (``max_queue=None`` turns the receive bound off: Gun's unbounded
@@ -322,6 +325,30 @@ class ConnectOpts:
     at most ``send_timeout`` seconds), and no byte waits to be sent longer
     than ``send_timeout`` (Gun's ``send_timeout``, 15 s) before the
     connection counts as lost (``WriteTimeout``).
+
+    Attributes:
+        transport: ``"tcp"`` (default) or ``"tls"``.
+        tls_context: the ``ssl.SSLContext`` for ``"tls"`` (Gun's ``tls_opts``);
+            ``None``: the system's trust store, verification on.
+        connect_timeout: seconds each connection attempt may take, DNS, TCP
+            and the TLS handshake included; ``None``: the system's limit.
+        retry: reconnect attempts after a failed attempt or a lost
+            connection; ``0``: none.
+        retry_timeout: seconds between reconnect attempts (the first
+            reconnect is immediate).
+        retry_backoff: a callable ``(attempt) -> seconds`` that replaces the
+            fixed delay, e.g. [`ExponentialBackoff`][tether.ExponentialBackoff].
+        http_opts: the [`HttpOpts`][tether.HttpOpts] (``open`` takes a dict too).
+        ws_opts: the [`WsOpts`][tether.WsOpts] (``open`` takes a dict too).
+        event_handler: a callable ``(name, data)`` called at each phase of the
+            connection's life (``docs/event_handler.md``).
+        max_queue: events told to the owner and not yet taken past which
+            reading stops; ``None``: no bound.
+        max_queue_bytes: the same, counted in payload bytes.
+        send_buffer: bytes held for the wire past which senders wait;
+            ``None``: no bound.
+        send_timeout: how long a sender waits for room, and any byte to be
+            sent, in seconds.
     """
 
     transport: Literal["tcp", "tls"] = "tcp"

@@ -7,6 +7,7 @@ server from ``tests/interop``, or a port nothing listens on).
 from __future__ import annotations
 
 import math
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -179,6 +180,24 @@ def test_bad_options_raise_at_open(
     # Ports nothing listens on: nothing must be attempted anyway (no thread is left).
     with pytest.raises(error, match=named):
         open_conn("127.0.0.1", 9, **options)
+
+
+@pytest.mark.parametrize(
+    ("host", "told"),
+    [
+        ("ws://127.0.0.1/x", "is a URL; give the host name and the port: "
+         "tether.open('127.0.0.1', 9), then conn.ws_upgrade('/x')"),
+        ("127.0.0.1:9", "has a port glued on"),
+        ("[::1]", "has brackets; give the IPv6 address without them"),
+        ("local host", "is not a host name or an IP address"),
+    ],
+)  # fmt: skip
+def test_a_host_that_is_no_host_name_raises_at_open(
+    open_conn: ConnectionTracker, host: str, told: str
+) -> None:
+    # Nothing is attempted (no thread is left), instead of attempts that time out.
+    with pytest.raises(ValueError, match=re.escape(f"host {host!r} {told}")):
+        open_conn(host, 9)
 
 
 # -- bad input raises at the call, and sends nothing --------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,11 @@ Start = Callable[..., Interactive]
 
 def ws_url(server: Server, path: str = "/websocket") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
+
+
+def retry_line(what: str, attempt: int, of: int) -> re.Pattern[str]:
+    """The line announcing the wait before reconnect ``attempt``: why (a regex), which, when."""
+    return re.compile(rf"\* {what}; retry {attempt} of {of} (at once|in \d+\.\d\d s)")
 
 
 def test_stdin_lines_are_echoed_in_order_and_eof_closes_cleanly(embedded: Server) -> None:
@@ -70,14 +76,36 @@ def test_reupgrade_reconnects_shows_it_and_goes_on(embedded: Server, interactive
     session.send("before")
     assert session.stdout_line() == "before"
     assert embedded.drop_connections() == 1
-    session.stderr_until(lambda line: line.startswith("* Down"))
-    session.stderr_until(lambda line: line.startswith("* Up"))
+    down = session.stderr_until(lambda line: line.startswith("* Down"))
+    assert "ConnectionClosed" in down
+    # While it waits, one line says what happened, that it retries, and when.
+    lost = f"connection to 127.0.0.1:{embedded.port} lost: the server closed the connection"
+    waiting = session.stderr_until(lambda line: not line.startswith("* Down"))
+    assert retry_line(re.escape(f"{lost} without a close handshake"), 1, 5).fullmatch(waiting)
+    assert session.stderr_until(lambda line: True).startswith("* Up")
     session.stderr_until(lambda line: line.startswith("* Upgrade") and "stream=2" in line)
     session.send("after")
     assert session.stdout_line() == "after"
     session.end_input()
     assert session.wait() == 0
-    assert "ConnectionClosed" in session.stderr_seen[-3]
+
+
+def test_reupgrade_says_each_retry_and_that_they_ran_out(
+    embedded: Server, interactive: Start
+) -> None:
+    session = interactive("ws", "--reupgrade", "--retry", "2", ws_url(embedded))
+    session.stderr_until(lambda line: line.startswith("* Upgrade"))
+    where = f"127.0.0.1:{embedded.port}"
+    embedded.stop()  # the connection is lost, and every reconnect is refused
+    session.stderr_until(lambda line: line.startswith("* Down"))
+    lines = [session.stderr_until(lambda line: True) for _ in range(3)]
+    assert retry_line(re.escape(f"connection to {where} lost: ") + ".+", 1, 2).fullmatch(lines[0])
+    assert retry_line(re.escape(f"connecting to {where} failed"), 2, 2).fullmatch(lines[1])
+    assert lines[2] == (
+        f"tether: gave up after 2 retries (--retry 2); last error: cannot connect to {where}: "
+        "refused"
+    )
+    assert session.wait() == 7
 
 
 def test_without_reupgrade_a_lost_connection_ends_the_session(
@@ -116,13 +144,22 @@ def test_a_refused_upgrade_exits_22(embedded: Server, path: str) -> None:
 
 
 def test_a_refused_port_exits_7_at_once_or_when_retries_run_out(refused_port: int) -> None:
+    refused = f"cannot connect to 127.0.0.1:{refused_port}: refused"
     plain = run_cli("ws", f"ws://127.0.0.1:{refused_port}/", stdin="hello\n")
-    retried = run_cli("ws", "--reupgrade", "--retry", "1", f"ws://127.0.0.1:{refused_port}/")
-    for result in (plain, retried):
-        assert result.returncode == 7
-        assert one_line_error(result) == (
-            f"tether: cannot connect to 127.0.0.1:{refused_port}: refused"
-        )
+    assert plain.returncode == 7
+    assert one_line_error(plain) == f"tether: {refused}"
+    assert plain.stderr.splitlines() == [f"tether: {refused}"]  # no retry: nothing to announce
+
+    retried = run_cli("ws", "--reupgrade", "--retry", "2", f"ws://127.0.0.1:{refused_port}/")
+    assert retried.returncode == 7
+    assert one_line_error(retried) == (
+        f"tether: gave up after 2 retries (--retry 2); last error: {refused}"
+    )
+    waits = retried.stderr.splitlines()[:-1]
+    failed = f"connecting to 127.0.0.1:{refused_port} failed"
+    assert len(waits) == 2, retried.stderr
+    for attempt, line in enumerate(waits, start=1):
+        assert retry_line(re.escape(failed), attempt, 2).fullmatch(line), line
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1/", "ws://", "ws://127.0.0.1:0x50/"])

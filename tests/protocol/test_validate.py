@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from tether import InvalidRequestError
-from tether.protocol import check_body, check_framing, check_method, check_path, normalize_headers
+from tether.protocol import (
+    check_body,
+    check_framing,
+    check_host,
+    check_method,
+    check_path,
+    normalize_headers,
+)
 
 # -- normalize_headers -------------------------------------------------------------
 
@@ -158,3 +165,55 @@ def test_framing_headers_that_frame_the_body_are_accepted(headers, body, streame
 def test_a_content_length_must_be_one_decimal_integer(value):
     with pytest.raises(InvalidRequestError, match="content-length"):
         check_framing(normalize_headers([("content-length", value)]), None, streamed=True)
+
+
+# -- check_host (tether.open's host) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["localhost", "127.0.0.1", "::1", "fe80::1%eth0", "example.com", "example.com.", "my_host",
+     "xn--bcher-kva.de", "bücher.de", "a" * 63 + ".org", "2001:db8::8:800:200c:417a"],
+)  # fmt: skip
+def test_host_names_and_ip_addresses_are_accepted(host):
+    check_host(host, 80)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "told"),
+    [
+        ("ws://host/x", 80, "is a URL; give the host name and the port: "
+         "tether.open('host', 80), then conn.ws_upgrade('/x')"),
+        ("http://example.com:8080/a?b=1", 80, "is a URL; give the host name and the port: "
+         "tether.open('example.com', 8080), then conn.get('/a?b=1')"),
+        ("wss://example.com", 443, "is a URL; give the host name and the port: "
+         "tether.open('example.com', 443, transport='tls')"),
+        ("http://", 80, "is a URL; give the host name and the port: give one, e.g. "
+         "tether.open('example.com', 80) or tether.open('127.0.0.1', 80)"),
+        ("host:8080", 80, "has a port glued on; give the port apart: tether.open('host', 8080)"),
+        ("127.0.0.1:80", 80, "has a port glued on; give the port apart: "
+         "tether.open('127.0.0.1', 80)"),
+        ("[::1]", 80, "has brackets; give the IPv6 address without them, and the port apart: "
+         "tether.open('::1', 80)"),
+        ("[::1]:8080", 80, "has brackets; give the IPv6 address without them, and the port "
+         "apart: tether.open('::1', 8080)"),
+        (" example.com\n", 80, "has white space around it: tether.open('example.com', 80)"),
+        ("example.com/x", 80, "has a path; give the host name alone: "
+         "tether.open('example.com', 80), then conn.get('/x')"),
+    ],
+)  # fmt: skip
+def test_a_host_that_is_not_one_says_what_to_pass_instead(host, port, told):
+    with pytest.raises(ValueError) as raised:
+        check_host(host, port)
+    assert str(raised.value) == f"host {host!r} {told}"
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["a..b", ".", ".example.com", "exa mple.com", "user@host", "host:http", "host:0",
+     "[example.com]", "[::1]:x", "a" * 64 + ".org", "a." * 127 + "a", "host?x", "/x",
+     "tab\there"],
+)  # fmt: skip
+def test_other_malformed_hosts_are_refused_with_examples(host):
+    with pytest.raises(ValueError, match=r"is not a host name or an IP address: give one, e\.g"):
+        check_host(host, 80)

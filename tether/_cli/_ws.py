@@ -6,7 +6,7 @@ connection's life (``Up``, ``Upgrade``, ``Down``) is shown on stderr. EOF
 on stdin sends a close frame (``conn.shutdown()``) and exits 0 once the
 close handshake is done.
 
-The session is an event loop over one :class:`tether.Inbox`: the
+The session is an event loop over one ``tether.Inbox``: the
 connection tells it its events, and a stdin thread tells it the lines it
 reads, so one thread decides everything, in order, as an actor would.
 
@@ -15,6 +15,8 @@ speaking HTTP, which is of no use here): exit 0 if the server closed it
 with a close frame, else the failure's exit code. With ``--reupgrade``
 tether reconnects (``--retry`` attempts, exponential backoff) and upgrades
 again; lines typed meanwhile are held and sent after the next ``Upgrade``.
+Each wait before a reconnect is announced on stderr (why, which retry,
+how long), and running out of retries ends the session saying so.
 """
 
 from __future__ import annotations
@@ -92,6 +94,31 @@ class _Eof:
 
 
 @dataclass(frozen=True, slots=True)
+class _Retrying:
+    """The connection waits ``delay`` seconds before reconnect attempt ``attempt`` (1-based)."""
+
+    attempt: int
+    delay: float
+
+
+class _AnnouncedBackoff:
+    """``_BACKOFF``, telling the session each delay it chose (``retry_backoff``).
+
+    The connection calls it in its own thread right after it told the
+    ``Down`` of a lost connection, or after an attempt failed (which tells
+    the owner nothing), so the session hears of every wait, in order.
+    """
+
+    def __init__(self, inbox: tether.Inbox) -> None:
+        self._inbox = inbox
+
+    def __call__(self, attempt: int) -> float:
+        delay = _BACKOFF(attempt)
+        _tell_quietly(self._inbox, _Retrying(attempt, delay))
+        return delay
+
+
+@dataclass(frozen=True, slots=True)
 class _StdinFailed:
     """stdin cannot be read, or a line is not text: the session ends with this message."""
 
@@ -153,6 +180,7 @@ class _Session:
         self.pending: list[tether.Frame] = []  # lines typed while no Websocket was up
         self.eof = False
         self.closing = False
+        self.lost: BaseException | None = None  # why the last Down happened, until announced
 
     def note(self, text: str) -> None:
         sys.stderr.write(f"* {text}\n")
@@ -184,6 +212,7 @@ class _Session:
                 self.eof = True  # closes once upgraded and what was typed is sent
             case tether.Up() as up:
                 self.note(describe(up))
+                self.lost = None  # reconnected without a wait (a restart after a crash)
                 if not self.ever_upgraded:
                     self.conn.ws_upgrade(self.target.path, self.upgrade_headers)
                 # else: ws_opts reupgrade repeats the upgrade by itself
@@ -204,10 +233,12 @@ class _Session:
                 self.note(describe(down))
                 self.upgraded = False
                 return self.on_down(reason)
+            case _Retrying(attempt=attempt, delay=delay):
+                self.on_retrying(attempt, delay)
             case tether.Error(reason=tether.NotUpgradedError(frames=frames)) if frames:
                 self.pending = list(frames) + self.pending  # raced a lost connection
             case tether.Error(reason=reason):  # a failed upgrade, the connection's end
-                raise classify(reason, self.target.where)
+                raise self.failure(reason)
             case _:
                 pass
         self.maybe_close()
@@ -230,10 +261,34 @@ class _Session:
         if self.closing:
             return ExitCode.OK  # our close handshake is done
         if self.args.reupgrade:
-            return None  # tether reconnects and upgrades again
+            self.lost = reason  # tether reconnects (announced) and upgrades again
+            return None
         if isinstance(reason, tether.WsClosed) and reason.by_server:
             return ExitCode.OK  # the server ended the session cleanly
         raise classify(reason, self.target.where)
+
+    def on_retrying(self, attempt: int, delay: float) -> None:
+        """One line for each wait before a reconnect: what happened, which retry, how long."""
+        if self.lost is not None:
+            what = classify(self.lost, self.target.where).message
+        else:
+            what = f"connecting to {self.target.where} failed"
+        self.lost = None
+        when = "at once" if delay < 0.005 else f"in {delay:.2f} s"
+        self.note(f"{what}; retry {attempt} of {self.args.retry} {when}")
+
+    def failure(self, reason: BaseException) -> CliFailure:
+        """The failure that ends the session; running out of retries says so."""
+        failure = classify(reason, self.target.where)
+        retries = self.args.retry if self.args.reupgrade else 0
+        if isinstance(reason, tether.RetriesExhausted) and retries > 0:
+            plural = "retry" if retries == 1 else "retries"
+            return CliFailure(
+                failure.code,
+                f"gave up after {retries} {plural} (--retry {retries}); "
+                f"last error: {failure.message}",
+            )
+        return failure
 
 
 def ws(args: argparse.Namespace) -> int:
@@ -248,7 +303,7 @@ def ws(args: argparse.Namespace) -> int:
         target.port,
         owner=inbox,
         retry=args.retry if args.reupgrade else 0,
-        retry_backoff=_BACKOFF,
+        retry_backoff=_AnnouncedBackoff(inbox),
         connect_timeout=args.connect_timeout,
         ws_opts={"protocols": tuple(args.subprotocol), "reupgrade": args.reupgrade},
         **tls_options(target, args.cacert, args.insecure),

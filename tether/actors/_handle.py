@@ -56,6 +56,7 @@ from tether.actors._inbox import Inbox, Match
 from tether.actors._mailbox import Mailbox
 from tether.actors._sendbuffer import COMMAND_OVERHEAD, SendBuffer
 from tether.protocol import check_body, check_framing, check_method, check_path, normalize_headers
+from tether.protocol._validate import check_host
 
 __all__ = [
     "Connection",
@@ -102,7 +103,7 @@ class ConnectionState(enum.StrEnum):
 
 
 class Owner(Protocol):
-    """Anything that can be told events: a ``pykka.ActorRef`` or a :class:`tether.Inbox`."""
+    """Anything that can be told events: a ``pykka.ActorRef`` or an [`Inbox`][tether.Inbox]."""
 
     def tell(self, message: Any, /) -> None:
         """Deliver one event; raise (e.g. ``ActorDeadError``) if the owner is gone."""
@@ -164,8 +165,8 @@ class StreamInfo:
 class Connection:
     """A handle to one connection (Gun's ``ConnPid``). Every method is thread-safe.
 
-    Obtained from :func:`tether.open`. Request methods return a
-    :class:`~tether.StreamRef` at once; the answer arrives at the owner as
+    Obtained from [`tether.open`][tether.open]. Request methods return a
+    [`StreamRef`][tether.StreamRef] at once; the answer arrives at the owner as
     events. The handle stays valid across reconnects.
     """
 
@@ -381,7 +382,7 @@ class Connection:
 
     @property
     def inbox(self) -> Inbox | None:
-        """The owner if it is an :class:`~tether.Inbox` (the default owner), else None."""
+        """The owner if it is an [`Inbox`][tether.Inbox] (the default owner), else None."""
         return self.owner if isinstance(self.owner, Inbox) else None
 
     @property
@@ -482,7 +483,7 @@ class Connection:
 
         ``flow``: Gun's flow control for this response (``http_opts`` flow
         if None): how many ``Data`` events it may deliver before tether stops
-        reading, until :meth:`update_flow` gives more.
+        reading, until [`update_flow`][tether.Connection.update_flow] gives more.
 
         ``reply_to`` (Gun's request option): where this stream's events go
         instead of the owner: a ``pykka.ActorRef``, a
@@ -593,11 +594,11 @@ class Connection:
         flow: int | None = None,
         reply_to: Any = None,
     ) -> StreamRef:
-        """Start a request whose body follows with :meth:`data` (Gun's ``gun:headers``).
+        """Start a request whose body follows with ``data`` (Gun's ``gun:headers``).
 
         Without a ``content-length`` header the body is sent chunked, which
         HTTP/1.0 cannot do: there the header is required. ``flow`` and
-        ``reply_to`` as for :meth:`request`.
+        ``reply_to`` as for [`request`][tether.Connection.request].
         """
         raw_method, target, raw_headers = (
             check_method(method),
@@ -625,7 +626,7 @@ class Connection:
     def data(self, stream: StreamRef, fin: bool, data: bytes) -> None:
         """Send a piece of a streamed request body; ``fin=True`` on the last one.
 
-        Blocks while the send buffer is full, as :meth:`request` does.
+        Blocks while the send buffer is full, as [`request`][tether.Connection.request] does.
         """
         if not isinstance(stream, StreamRef):
             raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
@@ -665,9 +666,10 @@ class Connection:
 
         Success arrives as ``Upgrade``; a refusal as ``Response`` (+ ``Data``);
         an upgrade that cannot be attempted (HTTP/1.0) as ``Error``. ``opts``
-        (a dict or [WsOpts][tether.WsOpts]) overrides the ``ws_opts`` of
-        ``open`` key by key. ``reply_to`` as for :meth:`request`: the
-        upgrade's events and then the Websocket's go there.
+        (a dict or [`WsOpts`][tether.WsOpts]) overrides the ``ws_opts`` of
+        ``open`` key by key. ``reply_to`` as for
+        [`request`][tether.Connection.request]: the upgrade's events and
+        then the Websocket's go there.
         """
         target, raw_headers = check_path(path), normalize_headers(headers)
         ws_opts = self._merge_ws_opts(opts)
@@ -734,7 +736,7 @@ class Connection:
         """Close gracefully (Gun's ``gun:shutdown``): let streams finish, then stop.
 
         A Websocket is closed with a close frame; both waits are bounded by the
-        ``closing_timeout`` options. Unlike :meth:`close` it keeps its place
+        ``closing_timeout`` options. Unlike [`close`][tether.Connection.close] it keeps its place
         after the commands given before it, as in Gun: a frame sent just
         before goes out before the close frame. (Nothing waits on the
         network any more, and the send buffer bounds what is queued.)
@@ -878,7 +880,7 @@ class Connection:
         """Wait for the rest of the response body and return it (Gun's ``gun:await_body``).
 
         Consumes the stream's ``Response``/``Inform``/``Data`` events; a
-        ``Trailers`` event ends the body and is left for :meth:`await_`.
+        ``Trailers`` event ends the body and is left for [`await_`][tether.Connection.await_].
         ``timeout`` bounds the whole wait.
 
         Raises:
@@ -952,6 +954,7 @@ def open_connection(
         raise TypeError(f"port must be an int, not {type(port).__name__}")
     if not 0 < port < 65536:
         raise ValueError(f"port must be in 1..65535, not {port}")
+    check_host(host, port)
     opts = ConnectOpts.build(**options)
     if owner is None:
         owner = Inbox()

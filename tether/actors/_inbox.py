@@ -2,7 +2,7 @@
 
 Erlang's ``receive`` lets a process pick the first message matching a
 pattern and leave the rest in order; Gun's ``await`` functions rely on it.
-:class:`Inbox` gives plain Python threads the same: connections ``tell`` it
+``Inbox`` gives plain Python threads the same: connections ``tell`` it
 events, and ``receive(match=...)`` takes the oldest one that matches.
 """
 
@@ -36,7 +36,7 @@ class Inbox:
 
     On Linux, while a thread waits in an Inbox that owns a single
     connection, that thread reads the connection's socket itself (see
-    :mod:`tether.actors._lending`): the answer it waits for wakes it
+    ``tether.actors._lending``): the answer it waits for wakes it
     directly instead of passing through tether's I/O thread.
 
     Args:
@@ -83,7 +83,7 @@ class Inbox:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` was called."""
+        """True once [`close`][tether.Inbox.close] was called."""
         return self._closed
 
     def backlog(self, conn: object, max_events: int, max_size: int | None) -> Backlog:
@@ -103,8 +103,8 @@ class Inbox:
     def _lift(self) -> list[Backlog]:
         """A selective receive waits: read again past the full bounds (the lock held).
 
-        See "Selective receive" in :mod:`tether.actors._backlog`. Returns
-        the backlogs lifted, for :meth:`_unlift`.
+        See "Selective receive" in ``tether.actors._backlog``. Returns
+        the backlogs lifted, for ``_unlift``.
         """
         lifted = [b for b in self._backlogs.values() if b.full and not b.lifted]
         for backlog in lifted:
@@ -195,7 +195,7 @@ class Inbox:
     def take(
         self, match: Match | None, timeout: float | None, remove: Match | None = None
     ) -> object:
-        """Like :meth:`receive`, but only remove the message if ``remove(message)``.
+        """Like ``receive``, but only remove the message if ``remove(message)``.
 
         Used by ``await_`` to look at a connection-wide event (a ``Down``)
         without consuming it.
@@ -264,7 +264,7 @@ class Inbox:
     def _pick(self, match: Match | None, remove: Match | None) -> object:
         """The oldest message ``match`` accepts, removed if ``remove`` agrees (the lock held).
 
-        :data:`_NOTHING` if none matches.
+        ``_NOTHING`` if none matches.
         """
         messages = self._messages
         if match is None:  # any message: the oldest, without a loop

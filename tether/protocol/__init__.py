@@ -2,13 +2,14 @@
 
 HTTP/1.1 client streams over h11 and Websocket over wsproto, with no
 socket, thread, clock or actor anywhere (``tests/test_layering.py`` walks
-the imports to keep it so). :class:`ClientProtocol` is what the connection
+the imports to keep it so). ``ClientProtocol`` is what the connection
 actor drives; it is public for users who bring their own I/O.
 """
 
 from tether.protocol._client import ClientProtocol as ClientProtocol
 from tether.protocol._validate import check_body as check_body
 from tether.protocol._validate import check_framing as check_framing
+from tether.protocol._validate import check_host as check_host
 from tether.protocol._validate import check_method as check_method
 from tether.protocol._validate import check_path as check_path
 from tether.protocol._validate import normalize_headers as normalize_headers
@@ -17,6 +18,7 @@ __all__ = [
     "ClientProtocol",
     "check_body",
     "check_framing",
+    "check_host",
     "check_method",
     "check_path",
     "normalize_headers",

@@ -9,8 +9,10 @@ the same rules h11 enforces later, so h11 never rejects what passed here.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
 
 from tether._errors import InvalidRequestError
 
@@ -18,6 +20,7 @@ __all__ = [
     "HeaderList",
     "check_body",
     "check_framing",
+    "check_host",
     "check_method",
     "check_path",
     "normalize_headers",
@@ -32,6 +35,11 @@ _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # A request target: no whitespace or control characters.
 _BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
+# A label of a host name (RFC 1123 2.1, leniently: "_" and non-ASCII letters
+# pass, as DNS and IDNA may accept them; the resolver has the last word).
+_LABEL = re.compile(r"[\w-]{1,63}")
+_TLS_SCHEMES = frozenset({"https", "wss"})
+_REQUEST_CALL = {"http": "get", "https": "get", "ws": "ws_upgrade", "wss": "ws_upgrade"}
 # RFC 9110 8.6: Content-Length = 1*DIGIT. 19 digits are past any body (and
 # int() refuses a string of thousands).
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
@@ -116,7 +124,7 @@ def check_framing(headers: HeaderList, body: bytes | None, *, streamed: bool = F
     part of it may be on the wire; this makes the call raise instead.
 
     Args:
-        headers: the request's headers, as :func:`normalize_headers` returns them.
+        headers: the request's headers, as ``normalize_headers`` returns them.
         body: the whole body (``None``: no body); not looked at if ``streamed``.
         streamed: the body follows in pieces (``Connection.headers``/``data``),
             so its length is not known yet.
@@ -163,3 +171,84 @@ def check_framing(headers: HeaderList, body: bytes | None, *, streamed: bool = F
             raise InvalidRequestError(
                 f"content-length {int(length)} does not match the body, {size} bytes"
             )
+
+
+def _is_host(host: str) -> bool:
+    """True for an IP address literal or a host name (dot-separated labels, one final dot)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    name = host.removesuffix(".")
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 0 < int(text) < 65536
+
+
+def _open_call(host: str, port: int, tls: bool = False) -> str:
+    transport = ", transport='tls'" if tls else ""
+    return f"tether.open({host!r}, {port}{transport})"
+
+
+def _url_hint(url: str, port: int) -> str | None:
+    """What to pass instead of ``url``, a URL given as the host; None if it is no usable URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or port
+    except ValueError:
+        return None
+    if not parts.hostname or not _is_host(parts.hostname):
+        return None
+    scheme = parts.scheme.lower()
+    hint = _open_call(parts.hostname, port, scheme in _TLS_SCHEMES)
+    call = _REQUEST_CALL.get(scheme)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    if call is not None and path not in ("", "/"):
+        hint += f", then conn.{call}({path!r})"
+    return hint
+
+
+def check_host(host: str, port: int) -> None:
+    """Raise ``ValueError`` unless ``host`` is a host name or an IP address.
+
+    The message says what to pass instead: a URL, a host with its port
+    glued on (``"host:80"``), an IPv6 address in brackets, or a host with a
+    path or white space would otherwise be tried as a name, and fail only
+    once the connection attempts run out.
+    """
+    if _is_host(host):
+        return
+    problem = "is not a host name or an IP address"
+    hint = f"give one, e.g. {_open_call('example.com', port)} or {_open_call('127.0.0.1', port)}"
+    if "://" in host:
+        problem = "is a URL; give the host name and the port"
+        hint = _url_hint(host, port) or hint
+    elif host.startswith("["):
+        address, _, rest = host[1:].partition("]")
+        glued = rest.removeprefix(":")
+        if _is_ipv6(address) and (not rest or (rest.startswith(":") and _is_port(glued))):
+            problem = "has brackets; give the IPv6 address without them, and the port apart"
+            hint = _open_call(address, int(glued) if glued else port)
+    elif host.strip() != host and _is_host(host.strip()):
+        problem, hint = "has white space around it", _open_call(host.strip(), port)
+    elif "/" in host and _is_host(host.partition("/")[0]):
+        name, _, path = host.partition("/")
+        problem = "has a path; give the host name alone"
+        hint = f"{_open_call(name, port)}, then conn.get({'/' + path!r})"
+    elif host.count(":") == 1 and _is_host(host.partition(":")[0]):
+        name, _, glued = host.partition(":")
+        if _is_port(glued):
+            problem = "has a port glued on; give the port apart"
+            hint = _open_call(name, int(glued))
+    raise ValueError(f"host {host!r} {problem}: {hint}")

@@ -4,8 +4,8 @@ tether's tests, benchmarks, ``tether demo`` and ``tether serve`` need a real
 HTTP/1.1 and Websocket peer on 127.0.0.1 that can also misbehave on
 request (drop connections, send bad frames, delay). Threads keep it
 independent of the client's concurrency model and easy to reason about:
-every blocking call of the server can be woken by :meth:`Server.stop`, and
-:meth:`Server.stop` joins every thread it started, so tests can check that
+every blocking call of the server can be woken by ``Server.stop``, and
+``Server.stop`` joins every thread it started, so tests can check that
 nothing leaks.
 
 The accept thread waits on a selector over the listening socket and a
@@ -42,16 +42,19 @@ class Server:
     ``/inform``, ``/status/<NNN>``, ``/delay/<MS>``, ``/close``, ``/drop``,
     ``/big/<N>``, ``/forbidden-ws``, ``/headers/<N>``, ``/header-bytes/<N>``,
     ``/endless-head``, and a Websocket echo at ``/websocket`` and ``/ws`` (see
-    :mod:`tether.server._http_routes` and :mod:`tether.server._ws_echo`).
+    ``tether.server._http_routes`` and ``tether.server._ws_echo``).
 
-    Use it as a context manager, or call :meth:`start` and :meth:`stop`::
+    Use it as a context manager, or call [`start`][tether.server.Server.start] and
+    [`stop`][tether.server.Server.stop]:
 
-        with Server() as server:
-            ...  # connect to server.host, server.port
+    ```python
+    with Server() as server:
+        ...  # connect to server.host, server.port
+    ```
 
     Args:
         host: The address to listen on.
-        port: The port; 0 picks a free ephemeral port (see :attr:`port`).
+        port: The port; 0 picks a free ephemeral port (see [`port`][tether.server.Server.port]).
         subprotocols: The Websocket subprotocols the server accepts, the
             first one the client offers wins.
         tls_context: A server-side ``ssl.SSLContext`` (certificate chain
@@ -127,7 +130,7 @@ class Server:
         """Stop listening, end every connection and join every thread.
 
         Thread-safe and idempotent: a second call waits (at most ``timeout``
-        seconds) for the first one to finish; before :meth:`start` it does
+        seconds) for the first one to finish; before [`start`][tether.server.Server.start] it does
         nothing. Each join waits at most ``timeout`` seconds; connections are
         shut down first, so their threads end promptly.
         """
@@ -162,7 +165,7 @@ class Server:
         self._wake_send.close()
 
     def serve_forever(self) -> None:
-        """Start if needed, then block until :meth:`stop` (Ctrl-C stops the server).
+        """Start if needed, then block until ``stop`` (Ctrl-C stops the server).
 
         Thread-safe; meant for the main thread of ``tether serve``. Returns at
         once if the server was already stopped.
@@ -249,7 +252,8 @@ class Server:
 
         Thread-safe. The clients see their connections closed (no response,
         no close frame) when this returns, and they no longer count in
-        :attr:`active_connections`. Returns how many were dropped.
+        [`active_connections`][tether.server.Server.active_connections]. Returns
+        how many were dropped.
         """
         with self._cond:
             victims = list(self._active)

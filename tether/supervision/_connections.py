@@ -34,7 +34,7 @@ def open(
 ) -> Connection:
     """Open a connection to ``host:port`` (Gun's ``gun:open``). Thread-safe.
 
-    Returns at once with a :class:`~tether.Connection`, without waiting for
+    Returns at once with a [`Connection`][tether.Connection], without waiting for
     the connection actor to start: the supervisor starts it in the
     background, commands given meanwhile are kept for it in order, and
     connecting succeeds with an ``Up`` event to the owner. The connection
@@ -48,13 +48,13 @@ def open(
         host: host name or IP address.
         port: TCP port.
         owner: who is told the events: a ``pykka.ActorRef``, a
-            :class:`~tether.Inbox`, or anything with ``tell(message)``.
+            [`Inbox`][tether.Inbox], or anything with ``tell(message)``.
             Default: a new Inbox, reachable as ``conn.inbox``.
-        supervisor: a :class:`~tether.Supervisor` to run under.
+        supervisor: a [`Supervisor`][tether.Supervisor] to run under.
         **options: ``transport`` (``"tcp"``/``"tls"``), ``tls_context``,
             ``connect_timeout``, ``retry`` (5), ``retry_timeout`` (5.0),
             ``retry_backoff``, ``http_opts``, ``ws_opts`` (dicts or
-            :class:`~tether.HttpOpts`/:class:`~tether.WsOpts`),
+            [`HttpOpts`][tether.HttpOpts]/[`WsOpts`][tether.WsOpts]),
             ``event_handler``.
 
     Raises:

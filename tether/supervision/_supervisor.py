@@ -1,6 +1,6 @@
 """OTP-style supervisors on pykka: strategies, restart types, intensity, trees.
 
-A :class:`SupervisorActor` holds its children in start order (a dict by id:
+A ``SupervisorActor`` holds its children in start order (a dict by id:
 lookups are O(1), insertion order is the start order). When a child
 exits (it reports itself, see ``tether.actors.Supervised``; other actors
 are watched), the supervisor decides by the child's restart type, counts
@@ -94,7 +94,7 @@ def _prune(history: deque[float], now: float, period: float) -> None:
 
 
 class SupervisorActor(Supervised):
-    """The supervisor itself; users hold a :class:`Supervisor` handle instead."""
+    """The supervisor itself; users hold a ``Supervisor`` handle instead."""
 
     def __init__(
         self, strategy: Strategy, max_restarts: int, period: float, clock: Callable[[], float]
@@ -381,7 +381,7 @@ def _watch(supervisor: pykka.ActorRef[Any], child_id: str, ref: pykka.ActorRef[A
 class Supervisor:
     """A thread-safe handle to one supervisor. Every method is thread-safe.
 
-    Create it with :meth:`start`; ``actor_ref`` is its pykka ref.
+    Create it with [`start`][tether.Supervisor.start]; ``actor_ref`` is its pykka ref.
     """
 
     def __init__(self, actor_ref: pykka.ActorRef[Any]) -> None:
@@ -461,7 +461,8 @@ class Supervisor:
         stops first) is reported to ``spec.on_exit`` with the exception,
         as the end of the child; the supervisor stays up. An exception in
         the child's ``on_start`` is such a failure too (not restarted), as
-        for :meth:`start_child`. ``spec.on_exit`` is called at most once.
+        for [`start_child`][tether.Supervisor.start_child]. ``spec.on_exit`` is
+        called at most once.
 
         Raises:
             TypeError: ``spec`` is not a ``ChildSpec``.
