@@ -321,9 +321,13 @@ def test_http10_streamed_body_without_content_length_is_an_error_not_chunked():
     assert pair.client.data_to_send() == b""
 
 
-def test_http10_response_is_framed_by_close_and_the_queue_is_unprocessed():
+def test_http10_response_is_framed_by_close_and_a_second_request_fails_at_once():
+    # An HTTP/1.0 request ends its connection: the one behind it cannot go out
+    # on it, and fails at once (Gun's closing) rather than in the Down.
     pair = ProtocolPair(http_opts=HttpOpts(version="HTTP/1.0"))
     first, second = pair.request(b"GET", b"/1"), pair.request(b"GET", b"/2")
+    [refused] = pair.events()
+    assert (refused.stream, type(refused.reason)) == (second, ConnectionClosed)
     pair.client_to_server()
     pair.server_send(h11.Response(status_code=200, headers=[]), h11.Data(data=b"old"))
     assert pair.events() == [
@@ -334,7 +338,7 @@ def test_http10_response_is_framed_by_close_and_the_queue_is_unprocessed():
     pair.server_close()
     assert pair.events() == [data(pair, first, True, b"")]
     assert type(pair.client.close_reason) is ConnectionClosed
-    assert pair.client.lost_streams() == ((), (second,))
+    assert pair.client.lost_streams() == ((), ())
     assert pair.client.data_to_send() == b""
 
 
@@ -370,19 +374,24 @@ def test_queued_requests_go_out_one_cycle_at_a_time():
     assert not pair.client.busy
 
 
-def test_connection_close_response_leaves_the_queue_unprocessed():
+def test_a_connection_close_response_fails_the_queue_at_once():
+    # Gun's http1_response_connection_close_pipeline: the requests behind a
+    # response that closes the connection can never go out; each fails right
+    # after that head, not in the Down after the body.
     pair = ProtocolPair()
     first, *queued = queue_three(pair)
     pair.client_to_server()
     pair.server_send_bytes(pair.respond(200, b"hello", [(b"connection", b"close")]))
     headers = (("content-length", "5"), ("connection", "close"))
-    assert pair.events() == [
-        response(pair, first, False, headers=headers),
-        data(pair, first, True, b"hello"),
+    head, *errors, body = pair.events()
+    assert head == response(pair, first, False, headers=headers)
+    assert [(e.stream, type(e.reason)) for e in errors] == [
+        (stream, ConnectionClosed) for stream in queued
     ]
+    assert body == data(pair, first, True, b"hello")
     assert type(pair.client.close_reason) is ConnectionClosed
     assert pair.client.data_to_send() == b""
-    assert pair.client.lost_streams() == ((), tuple(queued))
+    assert pair.client.lost_streams() == ((), ())
 
 
 def test_cancelled_queued_request_is_never_sent():

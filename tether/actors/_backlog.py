@@ -35,38 +35,48 @@ This module is a leaf: the Inbox and the deliveries both import it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
 from tether._events import Data, Inform, Response, Trailers, Ws
-from tether._frames import Binary, Ping, Pong, Text
 
-__all__ = ["Backlog", "weight"]
-
-
-def _frame_weight(frame: object) -> int:
-    kind = type(frame)
-    if kind is Text or kind is Binary:
-        return len(frame.data)  # type: ignore[attr-defined]
-    if kind is Ping or kind is Pong:
-        return len(frame.payload)  # type: ignore[attr-defined]
-    return 0
+__all__ = ["Backlog", "weigh", "weight"]
 
 
-_WEIGHTS: dict[type, Callable[[Any], int]] = {
-    Data: lambda event: len(event.data),
-    Ws: lambda event: _frame_weight(event.frame),
-    Response: lambda _: 0,
-    Inform: lambda _: 0,
-    Trailers: lambda _: 0,
-}
+# Events the bound counts with no payload of their own (heads, trailers).
+_HEADS = frozenset({Response, Inform, Trailers})
 
 
 def weight(message: object) -> int | None:
-    """Payload bytes of an event the receive bound counts; None for any other message."""
-    measure = _WEIGHTS.get(type(message))
-    return None if measure is None else measure(message)
+    """Payload bytes of an event the receive bound counts; None for any other message.
+
+    A Text's or Binary's data, a Data's; a control frame's payload is at most
+    125 bytes and counts 0, as heads and trailers do. Type checks, not a
+    table of functions: this runs for every event told and taken.
+    """
+    kind = type(message)
+    if kind is Ws:
+        return len(getattr(message.frame, "data", b""))  # type: ignore[attr-defined]
+    if kind is Data:
+        return len(message.data)  # type: ignore[attr-defined]
+    return 0 if kind in _HEADS else None
+
+
+def weigh(messages: Iterable[object]) -> tuple[int, int]:
+    """How many of ``messages`` the bound counts, and their payload bytes (as ``weight``)."""
+    count = size = 0
+    for message in messages:
+        kind = type(message)
+        if kind is Ws:
+            count += 1
+            size += len(getattr(message.frame, "data", b""))  # type: ignore[attr-defined]
+        elif kind is Data:
+            count += 1
+            size += len(message.data)  # type: ignore[attr-defined]
+        elif kind in _HEADS:
+            count += 1
+    return count, size
 
 
 def _nothing() -> None:
@@ -126,23 +136,56 @@ class Backlog:
         state = "full" if self.full else "open"
         return f"<Backlog {state}: {self.events}/{self.max_events} events, {self.size} bytes>"
 
-    def add(self, events: int, size: int) -> None:
-        """``events`` events of ``size`` payload bytes were told (the lock held)."""
-        self.events += events
+    def told(self, messages: Iterable[object]) -> bool:
+        """``messages`` were told (the lock held): those it counts count. True if now full."""
+        count, size = weigh(messages)
+        if not count:
+            return False
+        self.events += count
         self.size += size
-        if self.events > self.max_events or (
-            self.max_size is not None and self.size > self.max_size
+        if not self.full and (
+            self.events > self.max_events
+            or (self.max_size is not None and self.size > self.max_size)
         ):
             self.full = True
+            return True
+        return False
 
-    def take(self, size: int) -> None:
-        """One event of ``size`` payload bytes was taken (the lock held)."""
+    def taken(self, message: object) -> bool:
+        """``message`` was taken (the lock held): ``take(weight(message))`` if it counts.
+
+        True if no longer full. One call where there were three: this runs
+        for every event taken (``weight`` and ``take``, inline).
+        """
+        kind = type(message)
+        if kind is Ws:
+            size = len(getattr(message.frame, "data", b""))  # type: ignore[attr-defined]
+        elif kind is Data:
+            size = len(message.data)  # type: ignore[attr-defined]
+        elif kind in _HEADS:
+            size = 0
+        else:
+            return False
         self.events -= 1
         self.size -= size
-        if (
-            self.full
-            and self.events <= self._low_events
-            and (self._low_size is None or self.size <= self._low_size)
-        ):
+        if self.full and self.events <= self._low_events:
+            return self._maybe_open()
+        return False
+
+    def _maybe_open(self) -> bool:
+        if self._low_size is None or self.size <= self._low_size:
             self.full = False
             self.on_change()
+            return True
+        return False
+
+    def take(self, size: int) -> bool:
+        """One event of ``size`` payload bytes was taken (the lock held).
+
+        Returns True if it is no longer full (``on_change`` was called).
+        """
+        self.events -= 1
+        self.size -= size
+        if self.full and self.events <= self._low_events:
+            return self._maybe_open()
+        return False

@@ -133,14 +133,6 @@ _INLINE = frozenset(
 )
 
 
-def _closes_after() -> ConnectionClosed:
-    """Why a request cannot go out on a connection that closes after the cycle in progress."""
-    return ConnectionClosed(
-        "not sent: the connection closes after the response in progress (connection: close); "
-        "send it again after the next Up"
-    )
-
-
 def _ends_stream(event: Event) -> bool:
     """Whether ``event`` is a stream's last (an Upgrade is not: the Websocket goes on)."""
     kind = type(event)
@@ -221,8 +213,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         # The current connection has proved useful (see PROVEN_AFTER), since when it is up.
         self._proven = False
         self._up_since = 0.0
-        # Reading is held for the flow credit of the stream being received.
+        # Reading is held for the flow credit of the stream being received;
+        # and whether any stream has flow control (only then is it looked at).
         self._flow_held = False
+        self._flow_used = opts.http_opts.flow is not None or opts.ws_opts.flow is not None
         # Whether a response or upgrade head may be timed (an option says so):
         # only then does each flush look for a head to wait for.
         self._time_heads = (
@@ -736,18 +730,15 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 self._pending_size += getattr(command, "size", 0)
             self._update_held()
             return
-        if proto.will_close and isinstance(
-            command, msg.RequestCmd | msg.HeadersCmd | msg.WsUpgrade
-        ):
-            self._refuse(command, _closes_after())  # at once, as Gun does
-            return
         match command:
             case msg.RequestCmd(stream, method, target, headers, body, flow, _, reply_to):
                 self._route(stream, reply_to)
+                self._flow_used |= flow is not None
                 self._handler("request_start", {"stream": stream, "method": method})
                 proto.request(stream, method, target, headers, body, flow=flow)
             case msg.HeadersCmd(stream, method, target, headers, flow, _, reply_to):
                 self._route(stream, reply_to)
+                self._flow_used |= flow is not None
                 self._handler("request_start", {"stream": stream, "method": method})
                 proto.headers(stream, method, target, headers, flow=flow)
             case msg.DataCmd(stream, fin, data):
@@ -761,12 +752,15 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 self._upgrades[stream] = command
                 if opts.upgrade_timeout is not None:
                     self._time_heads = True
+                self._flow_used |= opts.flow is not None
                 proto.ws_upgrade(stream, target, headers, opts)
             case msg.WsSend():
                 self._ws_send(proto, command)
             case _:  # pragma: no cover - Close/Shutdown are handled by on_receive
                 pass
         self._flush()
+        if proto.held_size:  # a body queued behind an earlier request: the send buffer counts it
+            self._update_held()
 
     def _refuse_unsent(self, proto: ClientProtocol, reason: BaseException) -> None:
         """The requests queued behind the one in progress will never be sent: an Error each."""
@@ -827,11 +821,13 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             out = chunks if tls is None else tls.send(b"".join(chunks))
             if out:
                 try:
-                    transport.write(out)
+                    waits = transport.write(out)
                 except OSError as exc:  # events first, then Down
                     write_error = exc.with_traceback(None)
                 else:
-                    self._check_backlog()
+                    # Only when something waits, or waited: usually all was taken.
+                    if waits or self._conn._send.held:
+                        self._check_backlog()
         # Delivering runs no protocol call (commands told meanwhile are
         # queued behind this turn): close_reason and failing still hold.
         if events and not self._deliver_events(events):
@@ -839,22 +835,22 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if failing is not None and self._lingering is not failing:
             self._lingering = failing  # answers to the messages before the bad frame go out first
             self._schedule(Timer.WS_FAIL, FAIL_LINGER)
-        if proto.will_close:
-            self._refuse_unsent(proto, _closes_after())
         lost_reason = write_error or close_reason
         if lost_reason is not None:
             self._lost(lost_reason)
             return
         if self._state is State.CLOSING:
             self._shutdown_step(proto)
-        self._after_flush(proto)
+        if self._flow_used or self._time_heads:  # neither, usually: no more calls
+            self._after_flush(proto)
 
     def _after_flush(self, proto: ClientProtocol) -> None:
         """What a flush may have changed for reading: flow credit, a head to wait for."""
-        flow_held = proto.flow_paused
-        if flow_held != self._flow_held:
-            self._flow_held = flow_held
-            self._sync_reads()
+        if self._flow_used:
+            flow_held = proto.flow_paused
+            if flow_held != self._flow_held:
+                self._flow_held = flow_held
+                self._sync_reads()
         if self._time_heads:
             self._time_head(proto)
 

@@ -126,14 +126,11 @@ class _ToActor(Delivery):
             for event in events:
                 ref.tell(event)
             return
-        weights = [weight(event) for event in events]
-        counted = [w for w in weights if w is not None]
-        if counted:
-            # Before they can be taken (the owner may take one at once).
-            with backlog.lock:
-                backlog.add(len(counted), sum(counted))
+        with backlog.lock:  # before they can be taken (the owner may take one at once)
+            backlog.told(events)
         inbox = ref.actor_inbox
-        for event, size in zip(events, weights, strict=True):
+        for event in events:
+            size = weight(event)
             if size is None:
                 ref.tell(event)
                 continue

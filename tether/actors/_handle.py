@@ -78,13 +78,8 @@ def _nothing() -> None:
 
 
 def _frames_size(frames: tuple[Frame, ...]) -> int:
-    """What a ``WsSend`` of ``frames`` counts for in the send buffer."""
-    size = COMMAND_OVERHEAD
-    for frame in frames:
-        data = getattr(frame, "data", None)
-        if data is not None:
-            size += len(data)
-    return size
+    """What a ``WsSend`` of ``frames`` counts for in the send buffer (control frames: 0)."""
+    return COMMAND_OVERHEAD + sum([len(getattr(frame, "data", b"")) for frame in frames])
 
 
 class ConnectionState(enum.StrEnum):
@@ -355,8 +350,12 @@ class Connection:
                 # ref.tell(command), without pykka's envelope: every generation's
                 # inbox is a Mailbox (ConnectionActor is a LazyThreadingActor).
                 mailbox: Mailbox = ref.actor_inbox  # type: ignore[assignment]
-                if size:
-                    self._wait_for_room(mailbox)
+                # Read without a lock: a stale look only lets one more message
+                # in, or costs a look under the lock wait_for_room takes.
+                send = self._send
+                limit = send.limit
+                if size and limit is not None and send.held + mailbox.queued_size > limit:
+                    send.wait_for_room(mailbox)  # see tether.actors._sendbuffer
                 if first:
                     mailbox.tell_first(command)
                 else:
@@ -368,15 +367,6 @@ class Connection:
             if attempt == 0:
                 ref = self._next_generation(ref)
         raise ConnectionStoppedError(f"{self!r} has stopped")
-
-    def _wait_for_room(self, mailbox: Mailbox) -> None:
-        """Block while the send buffer is over its limit (see ``tether.actors._sendbuffer``)."""
-        send = self._send
-        limit = send.limit
-        # Read without a lock: a stale look only lets one more message in,
-        # or costs the look under the lock that wait_for_room takes.
-        if limit is not None and send.held + mailbox.queued_size > limit:
-            send.wait_for_room(lambda: mailbox.queued_size)
 
     # -- state -----------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from tether._errors import InboxClosedError, ReceiveTimeout
-from tether.actors._backlog import Backlog, weight
+from tether.actors._backlog import Backlog
 from tether.actors._lending import Lending
 
 __all__ = ["DEFAULT_BUSY_POLL", "Inbox"]
@@ -71,6 +71,7 @@ class Inbox:
         # looks up the message's connection only while there are some.
         self._backlogs: dict[object, Backlog] = {}
         self._bounded = False  # bool(self._backlogs), kept as an attribute: read on every take
+        self._full = 0  # how many of them are full: a selective receive lifts them, if any
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -97,7 +98,9 @@ class Inbox:
     def release(self, conn: object) -> None:
         """Stop counting ``conn``'s events (it stopped, or its events go elsewhere now)."""
         with self._lock:
-            self._backlogs.pop(conn, None)
+            backlog = self._backlogs.pop(conn, None)
+            if backlog is not None and backlog.full:
+                self._full -= 1
             self._bounded = bool(self._backlogs)
 
     def _lift(self) -> list[Backlog]:
@@ -123,18 +126,14 @@ class Inbox:
     def _counted_in(self, message: object) -> None:
         """``message`` was added (the lock held): count it if its connection is bounded here."""
         backlog = self._backlogs.get(getattr(message, "conn", None))
-        if backlog is not None:
-            size = weight(message)
-            if size is not None:
-                backlog.add(1, size)
+        if backlog is not None and backlog.told((message,)):
+            self._full += 1
 
     def _counted_out(self, message: object) -> None:
         """``message`` was taken (the lock held): the same count, the other way."""
         backlog = self._backlogs.get(getattr(message, "conn", None))
-        if backlog is not None:
-            size = weight(message)
-            if size is not None:
-                backlog.take(size)
+        if backlog is not None and backlog.taken(message):
+            self._full -= 1
 
     def tell(self, message: object, /) -> None:
         """Add a message (what connections call; same shape as ``ActorRef.tell``).
@@ -167,9 +166,8 @@ class Inbox:
                 raise InboxClosedError("the inbox is closed")
             self._messages.extend(messages)
             if backlog is not None:
-                sizes = [size for size in map(weight, messages) if size is not None]
-                if sizes:
-                    backlog.add(len(sizes), sum(sizes))
+                if backlog.told(messages):
+                    self._full += 1
             elif self._bounded:
                 for message in messages:
                     self._counted_in(message)
@@ -225,7 +223,7 @@ class Inbox:
                         raise InboxClosedError("the inbox is closed")
                     if remaining is not None and remaining <= 0:
                         raise ReceiveTimeout(f"no matching message within {timeout} s")
-                    if lifted is None and match is not None and self._bounded:
+                    if lifted is None and match is not None and self._full:
                         lifted = self._lift()  # nothing queued matches: reading must go on
                     if borrowed is not None and self._lending.only is not borrowed:
                         self._lending.give_back(borrowed)  # closed or ended meanwhile

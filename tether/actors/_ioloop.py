@@ -465,6 +465,12 @@ class Watch:
     def _ready(self, events: int) -> None:
         """The poller reported the socket, ``events`` being what it is ready for."""
         with self._lock:
+            if self._armed == IN:
+                # The usual case: read by the loop, and asked for nothing else
+                # (whatever changes that arms the socket anew).
+                if self.state == "reading":
+                    self._read()
+                return
             poller = self._poller
             if poller is None:
                 return

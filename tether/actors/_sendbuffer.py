@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 from tether._errors import ConnectionStoppedError, SendTimeout
 
@@ -43,6 +43,12 @@ __all__ = ["COMMAND_OVERHEAD", "SendBuffer"]
 
 COMMAND_OVERHEAD = 128
 """Bytes a queued command counts for besides its payload (the objects that carry it)."""
+
+
+class Queue(Protocol):
+    """What waits in a connection's mailbox (a Mailbox is one)."""
+
+    queued_size: int
 
 
 class SendBuffer:
@@ -65,10 +71,10 @@ class SendBuffer:
     def __repr__(self) -> str:
         return f"<SendBuffer {self.held}/{self.limit} bytes held, {self._waiting} waiting>"
 
-    def wait_for_room(self, queued: Callable[[], int]) -> None:
+    def wait_for_room(self, mailbox: Queue) -> None:
         """Block while the buffer is over its limit (the caller's thread).
 
-        ``queued`` reads what waits in the mailbox now.
+        ``mailbox.queued_size`` is what waits in the connection's mailbox now.
 
         Raises:
             SendTimeout: still over the limit after ``timeout`` seconds.
@@ -85,7 +91,7 @@ class SendBuffer:
                 while True:
                     if self._stopped:
                         raise ConnectionStoppedError("the connection stopped")
-                    if self.held + queued() <= limit:
+                    if self.held + mailbox.queued_size <= limit:
                         return
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:

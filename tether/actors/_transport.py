@@ -92,12 +92,13 @@ class Transport:
         """Begin connecting; report ``Connected``/``ConnectFailed``, then reads."""
         raise NotImplementedError
 
-    def write(self, data: bytes | Sequence[bytes | bytearray]) -> None:
+    def write(self, data: bytes | Sequence[bytes | bytearray]) -> bool:
         """Send ``data`` (or its pieces, in order) without blocking; the rest waits.
 
         What the socket does not take waits in the backlog, and ``Writable``
-        is reported once the socket can take more. Called by the thread
-        handling the actor's message. Raises ``OSError``.
+        is reported once the socket can take more. Returns True if bytes
+        wait now. Called by the thread handling the actor's message. Raises
+        ``OSError``.
         """
         raise NotImplementedError
 
@@ -395,7 +396,7 @@ class TcpTransport(Transport):
         backlog = self._backlog
         return backlog[0][1] if backlog else None
 
-    def write(self, data: bytes | Sequence[bytes | bytearray]) -> None:
+    def write(self, data: bytes | Sequence[bytes | bytearray]) -> bool:
         sock = self._sock
         if sock is None:
             raise OSError("not connected")
@@ -405,17 +406,18 @@ class TcpTransport(Transport):
         pieces = [data] if isinstance(data, bytes) else data
         if self._backlog:
             self._queue(unsent(pieces, 0))  # behind what is already waiting
-            return
+            return True
         try:
             sent = sock.sendmsg(pieces[:_MAX_IOV], (), socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             sent = 0
         if sent == sum(map(len, pieces)):  # all of it, the usual case: no more calls
-            return
+            return False
         self._queue(unsent(pieces, sent))  # not empty: some bytes were not sent
         watch = self._watch
         if watch is not None:  # else it is asked for once the socket is watched
             watch.want_write()
+        return True
 
     def _queue(self, views: list[memoryview]) -> None:
         now = self._clock()

@@ -115,16 +115,6 @@ class ClientProtocol:
         ws = self._ws
         return self._http.flow_paused if ws is None else ws.flow_paused
 
-    @property
-    def will_close(self) -> bool:
-        """True once the connection closes after the HTTP cycle in progress.
-
-        A request or its response said ``connection: close`` (or the server
-        speaks HTTP/1.0 without keep-alive): no queued request can be sent
-        on this connection any more (:meth:`take_unsent`).
-        """
-        return self._ws is None and self._http.will_close
-
     def take_unsent(self) -> list[StreamRef]:
         """Remove the requests queued behind the one in progress (never sent); their streams."""
         return [request.stream for request in self._http.take_queue()]

@@ -85,6 +85,14 @@ def _fields_size(headers: h11._headers.Headers) -> int:
     return sum(map(len, chain.from_iterable(raw))) + 4 * len(raw) + len(b"\r\n")
 
 
+def _closes_after() -> ConnectionClosed:
+    """Why a request cannot go out on a connection that closes after the cycle in progress."""
+    return ConnectionClosed(
+        "not sent: the connection closes after the response in progress (connection: close); "
+        "send it again after the next Up"
+    )
+
+
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     return {
         token.strip().lower()
@@ -141,7 +149,9 @@ class HttpClient:
         self.switch: Switch | None = None
         #: The connection closes after the cycle in progress (a request or its
         #: response said ``connection: close``, or the server speaks HTTP/1.0
-        #: without keep-alive): nothing queued can be sent on it any more.
+        #: without keep-alive): nothing queued can be sent on it any more, so
+        #: the requests queued and those submitted from then on fail at once
+        #: (Gun's ``closing``) instead of in the ``Down``.
         self.will_close = False
         #: Bytes of request bodies held here, not yet written (queued behind
         #: an earlier request): the driver's send buffer counts them.
@@ -151,6 +161,9 @@ class HttpClient:
 
     def submit(self, request: Outgoing) -> None:
         """Queue a request; it is sent when every earlier cycle has ended."""
+        if self.will_close:
+            self._emit(Error(self._conn, request.stream, _closes_after()))
+            return
         self._queue.append(request)
         self.held_size += sum(map(len, request.body))
         self._pump()
@@ -250,6 +263,13 @@ class HttpClient:
     def busy(self) -> bool:
         """True while a request is queued or its cycle has not ended."""
         return bool(self._queue) or self._current is not None
+
+    def _closes(self) -> None:
+        """The connection closes after this cycle: what is queued will never be sent."""
+        if not self.will_close:
+            self.will_close = True
+            for request in self.take_queue():
+                self._emit(Error(self._conn, request.stream, _closes_after()))
 
     def take_queue(self) -> list[Outgoing]:
         """Remove and return the requests that were never sent."""
@@ -377,10 +397,10 @@ class HttpClient:
             # h11 only writes HTTP/1.1; the request line is all that differs
             # for an HTTP/1.0 request (the body framing was checked at the call).
             head = head.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
-        if self._http10 or _says_close(request.headers):
-            self.will_close = True
         self._write(head)
         self._send_body(request)
+        if self._http10 or _says_close(request.headers):
+            self._closes()
 
     def _send_body(self, request: Outgoing) -> None:
         pieces, request.body = request.body, []
@@ -463,16 +483,16 @@ class HttpClient:
                 skip_end = ends_next
                 request.answered = ends_next
                 request.headed = True
-                if _says_close(event.headers.raw_items()) or (
-                    event.http_version == b"1.0" and not _says_keep_alive(event.headers)
-                ):
-                    self.will_close = True
                 self._emit_for(
                     request,
                     received.response(
                         self._conn, stream, ends_next, event.status_code, _headers(event.headers)
                     ),
                 )
+                if _says_close(event.headers.raw_items()) or (
+                    event.http_version == b"1.0" and not _says_keep_alive(event.headers)
+                ):
+                    self._closes()  # the requests behind it fail, right after its head
             elif kind is h11.Data:
                 skip_end = ends_next
                 request.answered = ends_next
