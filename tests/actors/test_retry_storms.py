@@ -40,7 +40,7 @@ RETRY_TIMEOUT = 5.0  # tether's default, as Gun's
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
 E = TypeVar("E")
-Action = Literal["close", "answer", "hold"]
+Action = Literal["close", "answer", "hold", "garbage"]
 
 
 class ScriptedServer:
@@ -48,7 +48,8 @@ class ScriptedServer:
 
     - ``"close"``: close it at once (nothing sent);
     - ``"answer"``: read one request head, answer ``200 ok``, then close;
-    - ``"hold"``: keep it open, silent, until :meth:`drop_held`.
+    - ``"hold"``: keep it open, silent, until :meth:`drop_held`;
+    - ``"garbage"``: read one request head, answer bytes that are no HTTP, then close.
 
     The last action repeats for every later connection. One thread accepts
     and serves, in order; :meth:`close` stops and joins it.
@@ -104,7 +105,7 @@ class ScriptedServer:
                 if action == "hold":
                     self._held.append(client)
                 self._cond.notify_all()
-            if action == "answer":
+            if action in ("answer", "garbage"):
                 with client, contextlib.suppress(OSError):
                     head = b""
                     while b"\r\n\r\n" not in head:
@@ -112,7 +113,7 @@ class ScriptedServer:
                         if not data:
                             break
                         head += data
-                    client.sendall(OK)
+                    client.sendall(OK if action == "answer" else b"NOT HTTP AT ALL\r\n\r\n")
             elif action == "close":
                 client.close()
 
@@ -338,3 +339,26 @@ def test_a_connection_that_stays_up_for_proven_after_resets_the_count(
     else:
         gave_up(conn, attempts=2)
         assert server.accepted == 2
+
+
+def test_bytes_that_fail_the_protocol_do_not_prove_a_connection(
+    fake: FakeTime, serve: Serve, open_conn: ConnectionTracker
+) -> None:
+    """A server that answers every request with garbage still runs out of retries.
+
+    Its bytes reach tether, but no response comes of them: the connection
+    proves nothing (an abusive server sending endless fragments, with
+    ``reupgrade``, made ten reconnects a second for ever when any byte
+    counted).
+    """
+    server = serve("garbage")
+    conn = open_conn("127.0.0.1", server.port, retry=1)
+    for attempt in (1, 2):  # the first connection, then retry 1 (immediate)
+        assert expect(conn, tether.Up).protocol == "http"
+        stream = conn.get("/")
+        error = expect(conn, tether.Error)
+        assert error.stream is stream
+        assert isinstance(error.reason, tether.RemoteProtocolError)
+        expect(conn, tether.Down)
+    gave_up(conn, attempts=2)
+    assert server.accepted == 2

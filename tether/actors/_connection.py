@@ -65,6 +65,7 @@ from tether._events import (
     Down,
     Error,
     Event,
+    Inform,
     Response,
     StreamRef,
     Trailers,
@@ -100,11 +101,12 @@ log = logging.getLogger("tether.connection")
 OWNER_CHECK_INTERVAL = 2.0
 
 PROVEN_AFTER = 10.0
-"""Seconds up after which a connection the server sent nothing on still counts as established.
+"""Seconds up after which a connection the server answered nothing on still counts as established.
 
 The retry count is reset (Gun resets it at every ``Up``) only once a
-connection has proved useful: the server sent something (after TLS), or
-it stayed up this long. A server, or a proxy in front of a dead one, that
+connection has proved useful: the server answered something (a response
+head, a Websocket message or frame: bytes that only fail the protocol do
+not count), or it stayed up this long. A server, or a proxy in front of a dead one, that
 accepts connections and closes them at once therefore ends in
 ``RetriesExhausted`` after ``retry`` attempts, paced by ``retry_timeout``,
 instead of an ``Up``/``Down`` storm that never ends.
@@ -131,6 +133,10 @@ _INLINE = frozenset(
         msg.Writable,
     }
 )
+
+
+# What a server answers that proves a connection useful (see PROVEN_AFTER).
+_ANSWERS = frozenset({Inform, Response, Data, Trailers, Upgrade, Ws})
 
 
 def _ends_stream(event: Event) -> bool:
@@ -430,8 +436,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             data = self._from_tls(report.data)
         proto = self._proto
         if proto is not None and data:
-            if not self._proven:
-                self._prove()
             proto.receive_data(data)
             self._flush()
 
@@ -602,6 +606,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         last = self._conn._reupgrade
         if last is not None:
             self._command(msg.WsUpgrade(StreamRef(), last.target, last.headers, last.opts))
+
+    def _prove_by(self, events: list[Event]) -> None:
+        """Proven by what the server answered: a response, a message (not bytes that failed)."""
+        if any(type(event) in _ANSWERS for event in events):
+            self._prove()
 
     def _prove(self) -> None:
         """The connection proved useful: the retry count starts again (see PROVEN_AFTER)."""
@@ -896,6 +905,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         for event in events:
             if type(event) is Upgrade:
                 self._on_upgraded(event.stream)
+        if not self._proven and self._proto is not None:
+            self._prove_by(events)
         if self._routes:
             return self._deliver_routed(events)
         delivery = self._delivery
