@@ -353,7 +353,7 @@ def test_bytes_that_fail_the_protocol_do_not_prove_a_connection(
     """
     server = serve("garbage")
     conn = open_conn("127.0.0.1", server.port, retry=1)
-    for attempt in (1, 2):  # the first connection, then retry 1 (immediate)
+    for _ in range(2):  # the first connection, then retry 1 (immediate)
         assert expect(conn, tether.Up).protocol == "http"
         stream = conn.get("/")
         error = expect(conn, tether.Error)
