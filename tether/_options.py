@@ -330,6 +330,9 @@ class ConnectOpts:
         transport: ``"tcp"`` (default) or ``"tls"``.
         tls_context: the ``ssl.SSLContext`` for ``"tls"`` (Gun's ``tls_opts``);
             ``None``: the system's trust store, verification on.
+        server_hostname: for ``"tls"``, the name sent as SNI and checked
+            against the certificate, instead of the host connected to (Gun's
+            ``tls_opts`` ``server_name_indication``); ``None``: the host.
         connect_timeout: seconds each connection attempt may take, DNS, TCP
             and the TLS handshake included; ``None``: the system's limit.
         retry: reconnect attempts after a failed attempt or a lost
@@ -353,6 +356,7 @@ class ConnectOpts:
 
     transport: Literal["tcp", "tls"] = "tcp"
     tls_context: ssl.SSLContext | None = None
+    server_hostname: str | None = None
     connect_timeout: float | None = None
     retry: int = 5
     retry_timeout: float = 5.0
@@ -370,6 +374,11 @@ class ConnectOpts:
             raise ValueError(f"transport must be 'tcp' or 'tls', not {self.transport!r}")
         if self.tls_context is not None and not isinstance(self.tls_context, ssl.SSLContext):
             raise TypeError("tls_context must be an ssl.SSLContext")
+        if self.server_hostname is not None:
+            if not isinstance(self.server_hostname, str) or not self.server_hostname:
+                raise TypeError("server_hostname must be a non-empty str (a host name)")
+            if self.transport != "tls":
+                raise ValueError("server_hostname is a TLS server name: it needs transport='tls'")
         check_positive_seconds("connect_timeout", self.connect_timeout)
         if isinstance(self.retry, bool) or not isinstance(self.retry, int):
             raise TypeError(f"retry must be an int, not {type(self.retry).__name__}")

@@ -28,11 +28,15 @@ Script = Callable[[socket.socket], None]
 
 
 class Origin:
-    """A raw TCP server that runs ``script`` on the connection it accepts."""
+    """A raw TCP server that runs ``script`` on the connection it accepts.
 
-    def __init__(self, script: Script) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.host = "127.0.0.1"
+    It listens on ``host`` (an IPv4 or IPv6 address) and ``port`` (0: any free one).
+    """
+
+    def __init__(self, script: Script, host: str = "127.0.0.1", port: int = 0) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.create_server((host, port), family=family)
+        self.host = host
         self.port = self.listener.getsockname()[1]
         self.done = threading.Event()
         self.error: BaseException | None = None
@@ -70,12 +74,15 @@ def read_request(client: socket.socket) -> bytes:
 
 
 @pytest.fixture
-def origin(thread_baseline: int) -> Iterator[Callable[[Script], Origin]]:
-    """``origin(script)``: start a scripted origin; it is closed and joined at teardown."""
+def origin(thread_baseline: int) -> Iterator[Callable[..., Origin]]:
+    """``origin(script, host=..., port=...)``: start a scripted origin.
+
+    Each one is closed and joined at teardown.
+    """
     started: list[Origin] = []
 
-    def start(script: Script) -> Origin:
-        server = Origin(script)
+    def start(script: Script, host: str = "127.0.0.1", port: int = 0) -> Origin:
+        server = Origin(script, host, port)
         started.append(server)
         return server
 

@@ -195,6 +195,39 @@ def test_an_ip_address_missing_from_the_certificate_is_refused(
         assert assert_refused_before_up(conn).verify_code == 64  # X509_V_ERR_IP_ADDRESS_MISMATCH
 
 
+def test_server_hostname_is_the_name_verified(
+    thread_baseline, server_context: ServerContext, trusting, open_conn
+):
+    """server_hostname replaces the host in SNI and in the check: the host's certificate fails."""
+    with Server(tls_context=server_context("localhost")) as srv:
+        conn = open_conn(
+            "localhost",
+            srv.port,
+            transport="tls",
+            tls_context=trusting,
+            server_hostname="other.test",
+            retry=0,
+        )
+        reason = assert_refused_before_up(conn)
+    assert reason.verify_code == 62  # X509_V_ERR_HOSTNAME_MISMATCH
+    assert "other.test" in reason.verify_message
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"server_hostname": "localhost"}, ValueError),  # without transport="tls"
+        ({"transport": "tls", "server_hostname": "a b"}, ValueError),
+        ({"transport": "tls", "server_hostname": "https://localhost"}, ValueError),
+        ({"transport": "tls", "server_hostname": ""}, TypeError),
+        ({"transport": "tls", "server_hostname": b"localhost"}, TypeError),
+    ],
+)
+def test_a_bad_server_hostname_is_refused_at_open(options, error):
+    with pytest.raises(error, match="server_hostname"):
+        tether.open("localhost", 443, **options)
+
+
 # -- losing and ending connections --------------------------------------------------------
 
 

@@ -477,7 +477,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return
         # TLS: the connection is up only once the handshake has succeeded.
         context = self._opts.tls_context or default_context()
-        self._tls = TlsLayer(context, self._conn.host)
+        self._tls = TlsLayer(context, self._opts.server_hostname or self._conn.host)
         self._write_raw(self._tls.start())
 
     def _write_raw(self, data: bytes) -> bool:

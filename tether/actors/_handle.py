@@ -56,7 +56,7 @@ from tether.actors._inbox import Inbox, Match
 from tether.actors._mailbox import Mailbox
 from tether.actors._sendbuffer import COMMAND_OVERHEAD, SendBuffer
 from tether.protocol import check_body, check_framing, check_method, check_path, normalize_headers
-from tether.protocol._validate import check_host
+from tether.protocol._validate import check_host, check_server_hostname
 
 __all__ = [
     "Connection",
@@ -946,6 +946,8 @@ def open_connection(
         raise ValueError(f"port must be in 1..65535, not {port}")
     check_host(host, port)
     opts = ConnectOpts.build(**options)
+    if opts.server_hostname is not None:
+        check_server_hostname(opts.server_hostname)
     if owner is None:
         owner = Inbox()
     elif not callable(getattr(owner, "tell", None)):

@@ -23,6 +23,7 @@ __all__ = [
     "check_host",
     "check_method",
     "check_path",
+    "check_server_hostname",
     "normalize_headers",
 ]
 
@@ -217,6 +218,12 @@ def _url_hint(url: str, port: int) -> str | None:
     if call is not None and path not in ("", "/"):
         hint += f", then conn.{call}({path!r})"
     return hint
+
+
+def check_server_hostname(name: str) -> None:
+    """Raise ``ValueError`` unless ``server_hostname`` is a host name or an IP address."""
+    if not _is_host(name):
+        raise ValueError(f"server_hostname {name!r} is not a host name or an IP address")
 
 
 def check_host(host: str, port: int) -> None:

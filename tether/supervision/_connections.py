@@ -51,7 +51,7 @@ def open(
             [`Inbox`][tether.Inbox], or anything with ``tell(message)``.
             Default: a new Inbox, reachable as ``conn.inbox``.
         supervisor: a [`Supervisor`][tether.Supervisor] to run under.
-        **options: ``transport`` (``"tcp"``/``"tls"``), ``tls_context``,
+        **options: ``transport`` (``"tcp"``/``"tls"``), ``tls_context``, ``server_hostname``,
             ``connect_timeout``, ``retry`` (5), ``retry_timeout`` (5.0),
             ``retry_backoff``, ``http_opts``, ``ws_opts`` (dicts or
             [`HttpOpts`][tether.HttpOpts]/[`WsOpts`][tether.WsOpts]),
