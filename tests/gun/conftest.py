@@ -90,3 +90,8 @@ def origin(thread_baseline: int) -> Iterator[Callable[..., Origin]]:
     for server in started:
         with contextlib.suppress(OSError):
             server.close()
+    # A script that failed (an assertion about what it read, a timeout waiting
+    # for a request) fails its test, even when the client side saw nothing wrong.
+    errors = [server.error for server in started if server.error is not None]
+    if errors:
+        raise errors[0]
