@@ -28,8 +28,9 @@ __all__ = [
 
 HeaderList = list[tuple[bytes, bytes]]
 
-# RFC 9110 5.6.2: token = 1*tchar
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# RFC 9110 5.6.2: token = 1*tchar. Always fullmatch: "$" would let a final
+# "\n" through, which h11 then refuses in the actor, taking the connection down.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9110 5.5: field values are visible characters, spaces and tabs, plus
 # obs-text (0x80-0xFF); CR, LF and NUL are the dangerous ones (smuggling).
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -61,7 +62,7 @@ def _to_bytes(what: str, value: object) -> bytes:
 def check_method(method: object) -> bytes:
     """Return the method as bytes, or raise if it is not an HTTP token."""
     raw = _to_bytes("method", method)
-    if not _TOKEN.match(raw):
+    if not _TOKEN.fullmatch(raw):
         raise InvalidRequestError(f"invalid HTTP method {method!r}")
     return raw
 
@@ -95,7 +96,7 @@ def normalize_headers(headers: object) -> HeaderList:
             raise TypeError(f"each header must be a (name, value) pair, not {pair!r}")
         name = _to_bytes("header name", pair[0])
         value = _to_bytes("header value", pair[1])
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             raise InvalidRequestError(f"invalid header name {pair[0]!r}")
         if _FORBIDDEN_IN_VALUE.search(value):
             raise InvalidRequestError(
