@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from tether._errors import InvalidRequestError
@@ -24,6 +24,7 @@ __all__ = [
     "check_method",
     "check_path",
     "normalize_headers",
+    "transform_names",
 ]
 
 HeaderList = list[tuple[bytes, bytes]]
@@ -104,6 +105,41 @@ def normalize_headers(headers: object) -> HeaderList:
                 "are not allowed"
             )
         result.append((name.lower(), value.strip(b" \t")))
+    return result
+
+
+def transform_names(headers: HeaderList, transform: Callable[[str], str]) -> HeaderList:
+    """``headers``, each name passed through ``transform`` (``transform_header_name``).
+
+    Names reach ``transform`` as ``str`` (latin-1, as they were given) and
+    must come back as a ``str`` that is still a header name (an HTTP token).
+
+    Raises:
+        InvalidRequestError: ``transform`` raised (the exception is the
+            cause), or returned something that is no header name.
+    """
+    result: HeaderList = []
+    for name, value in headers:
+        text = name.decode("latin-1")
+        try:
+            new = transform(text)
+        except Exception as exc:
+            raise InvalidRequestError(
+                f"http_opts transform_header_name raised on {text!r}: {exc!r}"
+            ) from exc
+        if not isinstance(new, str):
+            raise InvalidRequestError(
+                f"http_opts transform_header_name must return a str, not "
+                f"{type(new).__name__} (for {text!r})"
+            )
+        # Outside latin-1 becomes "?", which no token has.
+        raw = new.encode("latin-1", errors="replace")
+        if not _TOKEN.fullmatch(raw):
+            raise InvalidRequestError(
+                f"http_opts transform_header_name turned {text!r} into {new!r}, "
+                "which is not a valid header name"
+            )
+        result.append((raw, value))
     return result
 
 
