@@ -28,12 +28,16 @@ Script = Callable[[socket.socket], None]
 
 
 class Origin:
-    """A raw TCP server that runs ``script`` on the connection it accepts."""
+    """A raw TCP server that runs ``script`` on the connection it accepts.
 
-    def __init__(self, script: Script) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
+    Given a ``listener`` (e.g. a Unix domain socket, for ``open_unix``), it
+    accepts on that one instead; ``port`` is then 0.
+    """
+
+    def __init__(self, script: Script, listener: socket.socket | None = None) -> None:
+        self.listener = listener or socket.create_server(("127.0.0.1", 0))
         self.host = "127.0.0.1"
-        self.port = self.listener.getsockname()[1]
+        self.port = self.listener.getsockname()[1] if listener is None else 0
         self.done = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(
@@ -70,12 +74,12 @@ def read_request(client: socket.socket) -> bytes:
 
 
 @pytest.fixture
-def origin(thread_baseline: int) -> Iterator[Callable[[Script], Origin]]:
-    """``origin(script)``: start a scripted origin; it is closed and joined at teardown."""
+def origin(thread_baseline: int) -> Iterator[Callable[..., Origin]]:
+    """``origin(script, listener=None)``: a scripted origin, closed and joined at teardown."""
     started: list[Origin] = []
 
-    def start(script: Script) -> Origin:
-        server = Origin(script)
+    def start(script: Script, listener: socket.socket | None = None) -> Origin:
+        server = Origin(script, listener)
         started.append(server)
         return server
 
