@@ -264,7 +264,7 @@ def test_open_unix_refuses_a_path_that_cannot_be_connected(path: object, error: 
         tether.open_unix(path)  # type: ignore[arg-type]
 
 
-def test_the_longest_path_is_accepted(open_conn: ConnectionTracker, tmp_path: Path) -> None:
+def test_the_longest_path_is_accepted(open_conn: ConnectionTracker) -> None:
     """107 bytes (Linux's sun_path less its NUL) pass; the attempt then fails as any other."""
     path = "/tmp/" + "x" * 102
     conn = open_unix(open_conn, path, retry=0)
