@@ -14,12 +14,16 @@ server over TLS) are here because tests/tls and tests/cli both use them.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import shutil
 import socket
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -168,6 +172,25 @@ def connect(
         return open_conn(aiohttp_server.host, aiohttp_server.port, **options)
 
     return _connect
+
+
+@pytest.fixture
+def unix_path(tmp_path: Path) -> Iterator[str]:
+    """A path for a Unix domain socket (nothing there yet), short enough for ``sun_path``.
+
+    pytest's ``tmp_path`` can be longer than the 107 bytes a socket path
+    may have (it holds the test's name); then a short directory in /tmp is
+    used, removed at teardown.
+    """
+    path = tmp_path / "s.sock"
+    if len(os.fsencode(path)) <= 100:
+        yield str(path)
+        return
+    short = tempfile.mkdtemp(prefix="tether-", dir="/tmp")
+    try:
+        yield os.path.join(short, "s.sock")
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from tether import _errors
 
 CONTRACT = [
     # functions and classes of API.md
-    "open", "Connection", "ConnectionInfo", "Inbox", "StreamRef",
+    "open", "open_unix", "Connection", "ConnectionInfo", "Inbox", "StreamRef",
     "Up", "Down", "Inform", "Response", "Data", "Trailers", "Upgrade", "Ws", "Error",
     "Text", "Binary", "Ping", "Pong", "Close",
     "ConnectOpts", "HttpOpts", "WsOpts", "ExponentialBackoff",

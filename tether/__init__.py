@@ -68,6 +68,7 @@ from tether.supervision import ChildSpec as ChildSpec
 from tether.supervision import Supervised as Supervised
 from tether.supervision import Supervisor as Supervisor
 from tether.supervision import open as open
+from tether.supervision import open_unix as open_unix
 
 __version__ = "0.1.0"
 
@@ -132,4 +133,5 @@ __all__ = [
     "WsClosed",
     "WsOpts",
     "open",
+    "open_unix",
 ]

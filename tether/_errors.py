@@ -275,7 +275,11 @@ class RetriesExhausted(ReportedError):
     """
 
     def __init__(self, attempts: int, last_reason: BaseException | None) -> None:
-        super().__init__(f"gave up after {attempts} attempt(s); last error: {last_reason!r}")
+        detail = repr(last_reason)
+        if isinstance(last_reason, OSError) and last_reason.filename is not None:
+            # An OSError's repr drops its file name (a Unix socket's path).
+            detail = f"{type(last_reason).__name__}: {last_reason}"
+        super().__init__(f"gave up after {attempts} attempt(s); last error: {detail}")
         self.attempts = attempts
         self.last_reason = last_reason
 

@@ -119,6 +119,19 @@ class HttpOpts:
             an ``Error`` with [`ResponseTimeout`][tether.ResponseTimeout] and the
             connection is closed (HTTP/1.1 cannot skip a response; ``Down``,
             then a reconnect). ``None`` (the default, as Gun): no limit.
+        transform_header_name: a callable ``(name: str) -> str`` applied to
+            every request header name just before it is sent (Gun's), for
+            servers that wrongly treat header names as case-sensitive: names
+            reach it lower-case, as tether keeps them, and go out as it
+            returns them (``str.title`` gives ``Content-Type``). All of a
+            request's headers go through it, those tether adds (``host``,
+            ``content-length``, ``transfer-encoding``, the Websocket
+            handshake's) included. Meant for re-casing: a name it turns into
+            another header's leaves the request without that one. If it
+            raises or returns no valid header name, that request fails with
+            an ``Error`` (an [`InvalidRequestError`][tether.InvalidRequestError])
+            and is not sent; the connection goes on. ``None`` (the default):
+            names go out lower-case.
     """
 
     version: Literal["HTTP/1.1", "HTTP/1.0"] = "HTTP/1.1"
@@ -128,6 +141,7 @@ class HttpOpts:
     max_headers: int | None = 100
     flow: int | None = None
     response_timeout: float | None = None
+    transform_header_name: Callable[[str], str] | None = None
 
     def __post_init__(self) -> None:
         if self.version not in ("HTTP/1.1", "HTTP/1.0"):
@@ -148,6 +162,11 @@ class HttpOpts:
             raise ValueError(f"http_opts max_headers must be > 0, not {count!r}")
         check_flow("http_opts flow", self.flow)
         check_positive_seconds("http_opts response_timeout", self.response_timeout)
+        if self.transform_header_name is not None and not callable(self.transform_header_name):
+            raise TypeError(
+                "http_opts transform_header_name must be a callable (name: str) -> str, not "
+                f"{type(self.transform_header_name).__name__}"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -157,3 +157,27 @@ def test_help_documents_the_exit_codes() -> None:
     assert result.returncode == 0
     for line in ("exit codes:", "  7  cannot connect", " 60  the server's certificate"):
         assert line in result.stdout
+
+
+# -- --unix-socket (curl's) -------------------------------------------------------------------
+
+
+def test_unix_socket_sends_the_request_through_that_socket(unix_path: str) -> None:
+    with AiohttpServer(unix_path=unix_path) as server:
+        result = run_cli("get", "--unix-socket", unix_path, "http://anything.test/")
+        assert (result.returncode, result.stdout, result.stderr) == (0, "hello", "")
+        assert server.next_request().header("host") == "localhost"  # as Gun's open_unix
+
+
+def test_a_missing_unix_socket_exits_7_naming_it(unix_path: str) -> None:
+    result = run_cli("get", "--unix-socket", unix_path, "http://localhost/")
+    assert result.returncode == 7
+    assert one_line_error(result) == (
+        f"tether: cannot connect to unix:{unix_path}: No such file or directory"
+    )
+
+
+def test_a_unix_socket_path_too_long_is_a_usage_error() -> None:
+    result = run_cli("get", "--unix-socket", "/tmp/" + "x" * 200, "http://localhost/")
+    assert result.returncode == 2
+    assert one_line_error(result).startswith("tether: --unix-socket: path '/tmp/xxx")

@@ -57,6 +57,21 @@ def test_against_aiohttp_with_a_subprotocol_and_a_header(aiohttp_server: Aiohttp
     assert aiohttp_server.next_ws_end().close_code == 1000
 
 
+def test_unix_socket_upgrades_through_that_socket(unix_path: str) -> None:
+    with AiohttpServer(unix_path=unix_path):
+        result = run_cli(
+            "ws",
+            "--unix-socket",
+            unix_path,
+            "--subprotocol",
+            "mychat",
+            "ws://localhost/websocket",
+            stdin="through the socket\n",
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "through the socket\n"
+
+
 def test_frames_from_the_server_are_printed_as_they_come(
     embedded: Server, interactive: Start
 ) -> None:

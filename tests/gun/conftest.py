@@ -30,14 +30,24 @@ Script = Callable[[socket.socket], None]
 class Origin:
     """A raw TCP server that runs ``script`` on the connection it accepts.
 
-    It listens on ``host`` (an IPv4 or IPv6 address) and ``port`` (0: any free one).
+    Given a ``listener`` (e.g. a Unix domain socket, for ``open_unix``), it
+    accepts on that one instead; ``port`` is then 0. Otherwise it listens on
+    ``host`` (an IPv4 or IPv6 address) and ``port`` (0: any free one).
     """
 
-    def __init__(self, script: Script, host: str = "127.0.0.1", port: int = 0) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.listener = socket.create_server((host, port), family=family)
+    def __init__(
+        self,
+        script: Script,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        listener: socket.socket | None = None,
+    ) -> None:
+        if listener is None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            listener = socket.create_server((host, port), family=family)
+        self.listener = listener
         self.host = host
-        self.port = self.listener.getsockname()[1]
+        self.port = self.listener.getsockname()[1] if listener.family != socket.AF_UNIX else 0
         self.done = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(
@@ -75,14 +85,19 @@ def read_request(client: socket.socket) -> bytes:
 
 @pytest.fixture
 def origin(thread_baseline: int) -> Iterator[Callable[..., Origin]]:
-    """``origin(script, host=..., port=...)``: start a scripted origin.
+    """``origin(script, host=..., port=..., listener=None)``: start a scripted origin.
 
     Each one is closed and joined at teardown.
     """
     started: list[Origin] = []
 
-    def start(script: Script, host: str = "127.0.0.1", port: int = 0) -> Origin:
-        server = Origin(script, host, port)
+    def start(
+        script: Script,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        listener: socket.socket | None = None,
+    ) -> Origin:
+        server = Origin(script, host, port, listener)
         started.append(server)
         return server
 

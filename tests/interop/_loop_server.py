@@ -62,6 +62,8 @@ class LoopServer:
 
     host = "127.0.0.1"
     name = "server"
+    #: The Unix domain socket it serves on instead of TCP, if any (subclasses that can).
+    unix_path: str | None = None
     #: Whether the server closes the connection after refusing an upgrade
     #: (with a response), so that the client reconnects before its next request.
     closes_after_refused_upgrade = False
@@ -137,12 +139,12 @@ class LoopServer:
         the closing loop and then forgotten by the server library, unclosed;
         its ``ResourceWarning`` would surface at some later garbage collection
         and fail an unrelated test. Collected here, the server side's sockets
-        (local port: this server's) and its asyncio transports are the server
-        library's leak, not tether's, and are ignored; anything else still
-        reaches pytest.
+        (local address: this server's port, or its Unix socket) and its
+        asyncio transports are the server library's leak, not tether's, and
+        are ignored; anything else still reaches pytest.
         """
         self._loop = None
-        marker = f"('{self.host}', {self.port})"
+        marker = self.unix_path if self.unix_path is not None else f"('{self.host}', {self.port})"
         previous = sys.unraisablehook
 
         def hook(unraisable: sys.UnraisableHookArgs) -> None:

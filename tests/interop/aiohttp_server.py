@@ -44,13 +44,18 @@ class AiohttpServer(LoopServer):
 
     Args:
         ssl_context: A server ``ssl.SSLContext`` to serve TLS with (None: plain TCP).
+        unix_path: serve on a Unix domain socket at this path (aiohttp's
+            ``UnixSite``) instead of TCP; ``port`` stays 0.
     """
 
     name = "aiohttp"
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, ssl_context: ssl.SSLContext | None = None, unix_path: str | None = None
+    ) -> None:
         super().__init__()
         self._ssl_context = ssl_context
+        self.unix_path = unix_path
         self._runner: web.AppRunner | None = None
         #: Messages /push has sent so far (written on the server's loop only).
         self.pushed = 0
@@ -188,6 +193,9 @@ class AiohttpServer(LoopServer):
         )
         await runner.setup()
         self._runner = runner
+        if self.unix_path is not None:
+            await web.UnixSite(runner, self.unix_path, ssl_context=self._ssl_context).start()
+            return
         site = web.TCPSite(runner, self.host, 0, ssl_context=self._ssl_context)
         await site.start()
         address = runner.addresses[0]

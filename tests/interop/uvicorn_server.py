@@ -37,8 +37,10 @@ class UvicornServer(LoopServer):
     name = "uvicorn"
     closes_after_refused_upgrade = True  # without Connection: close, which HTTP/1.1 allows
 
-    def __init__(self) -> None:
+    def __init__(self, unix_path: str | None = None) -> None:
         super().__init__()
+        #: Serve on a Unix domain socket at this path (``--uds``) instead of TCP.
+        self.unix_path = unix_path
         self._server: uvicorn.Server | None = None
         self._serving: asyncio.Task[None] | None = None
 
@@ -87,9 +89,13 @@ class UvicornServer(LoopServer):
     # -- the server ----------------------------------------------------------------
 
     async def _setup(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((self.host, 0))
-        self.port = sock.getsockname()[1]
+        if self.unix_path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(self.unix_path)
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((self.host, 0))
+            self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,
             interface="asgi3",

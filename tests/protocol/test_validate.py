@@ -23,7 +23,9 @@ def test_header_values_with_cr_lf_nul_are_rejected(value):
         normalize_headers([("x-test", value)])
 
 
-@pytest.mark.parametrize("name", ["bad name", "colon:", "", "tab\t", "é", b"semi;colon", "x\r\n"])
+@pytest.mark.parametrize(
+    "name", ["bad name", "colon:", "", "tab\t", "é", b"semi;colon", "x\r\n", "x\n", b"x\n"]
+)
 def test_non_token_header_names_are_rejected(name):
     with pytest.raises(InvalidRequestError):
         normalize_headers([(name, "v")])
@@ -115,7 +117,7 @@ def test_bytes_like_bodies_become_bytes(body, expected):
 # -- check_method / check_path --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["GE T", "GET\r\n", "", "GET\x00", "G\tET", "GÉT"])
+@pytest.mark.parametrize("method", ["GE T", "GET\r\n", "GET\n", "", "GET\x00", "G\tET", "GÉT"])
 def test_methods_that_are_not_tokens_are_rejected(method):
     with pytest.raises(InvalidRequestError):
         check_method(method)

@@ -104,9 +104,7 @@ def _open(target: Target, args: argparse.Namespace) -> tether.Connection:
     """Open the connection and wait for ``Up``; failures become a :class:`CliFailure`."""
     if args.connect_timeout <= 0 or (args.max_time is not None and args.max_time <= 0):
         raise CliFailure(ExitCode.USAGE, "timeouts must be > 0 seconds")
-    conn = tether.open(
-        target.host,
-        target.port,
+    conn = target.open(
         retry=0,
         connect_timeout=args.connect_timeout,
         http_opts={"version": "HTTP/1.0" if args.http10 else "HTTP/1.1"},
@@ -188,7 +186,7 @@ def _exchange(
 
 def get(args: argparse.Namespace) -> int:
     """Run ``tether get``; return the exit status (failures are raised as CliFailure)."""
-    target = parse_url(args.url, ("http", "https"))
+    target = parse_url(args.url, ("http", "https"), args.unix_socket)
     headers = parse_headers(args.header)
     with _output(args.output) as out:
         conn = _open(target, args)

@@ -3,7 +3,10 @@
 ``tether get`` takes ``http://`` and ``https://`` URLs, ``tether ws``
 ``ws://`` and ``wss://`` ones; the ``s`` schemes mean TLS, with the
 system's trust store unless ``--cacert FILE`` names another CA bundle or
-``--insecure`` turns verification off.
+``--insecure`` turns verification off. With ``--unix-socket PATH`` (curl's)
+the connection goes to that Unix domain socket (``tether.open_unix``):
+the URL gives the scheme and the path, and the ``host`` header is
+``localhost``, as Gun's ``open_unix`` sends (``-H 'host: ...'`` overrides it).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import tether
 from tether._cli._exit import CliFailure, ExitCode
 
 __all__ = ["Target", "add_connection_options", "parse_headers", "parse_url", "tls_options"]
@@ -31,15 +35,27 @@ class Target:
     port: int
     tls: bool
     path: str  # the request target: path and query
+    unix_socket: str | None = None  # --unix-socket: connect there instead
 
     @property
     def where(self) -> str:
-        """``host:port``, for messages (IPv6 addresses in brackets)."""
+        """``host:port`` (IPv6 addresses in brackets), or ``unix:PATH``, for messages."""
+        if self.unix_socket is not None:
+            return f"unix:{self.unix_socket}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    def open(self, **options: Any) -> tether.Connection:
+        """``tether.open`` to host and port, or ``tether.open_unix`` with ``--unix-socket``."""
+        if self.unix_socket is None:
+            return tether.open(self.host, self.port, **options)
+        try:
+            return tether.open_unix(self.unix_socket, **options)
+        except ValueError as exc:  # a path the kernel would refuse (too long, ...)
+            raise CliFailure(ExitCode.USAGE, f"--unix-socket: {exc}") from None
 
-def parse_url(url: str, schemes: tuple[str, ...]) -> Target:
+
+def parse_url(url: str, schemes: tuple[str, ...], unix_socket: str | None = None) -> Target:
     """Split ``url``; a malformed one, or one of another scheme, is a BAD_URL failure."""
     try:
         parts = urlsplit(url)
@@ -63,6 +79,7 @@ def parse_url(url: str, schemes: tuple[str, ...]) -> Target:
         port=port if port is not None else _DEFAULT_PORTS[scheme],
         tls=scheme in _TLS_SCHEMES,
         path=path,
+        unix_socket=unix_socket,
     )
 
 
@@ -110,4 +127,9 @@ def add_connection_options(p: argparse.ArgumentParser, header_help: str) -> None
         default=30.0,
         metavar="SECONDS",
         help="bound each connect attempt, TLS handshake included (default 30)",
+    )
+    p.add_argument(
+        "--unix-socket",
+        metavar="PATH",
+        help="connect through this Unix domain socket (the URL gives the path; host: localhost)",
     )

@@ -293,14 +293,12 @@ class _Session:
 
 def ws(args: argparse.Namespace) -> int:
     """Run ``tether ws``; return the exit status (failures are raised as CliFailure)."""
-    target = parse_url(args.url, ("ws", "wss"))
+    target = parse_url(args.url, ("ws", "wss"), args.unix_socket)
     if args.connect_timeout <= 0 or args.retry < 0:
         raise CliFailure(ExitCode.USAGE, "--connect-timeout must be > 0 and --retry >= 0")
     headers = parse_headers(args.header)
     inbox = tether.Inbox()
-    conn = tether.open(
-        target.host,
-        target.port,
+    conn = target.open(
         owner=inbox,
         retry=args.retry if args.reupgrade else 0,
         retry_backoff=_AnnouncedBackoff(inbox),

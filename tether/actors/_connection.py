@@ -87,7 +87,7 @@ from tether.actors._messages import Timer
 from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
-from tether.actors._transport import TcpTransport, Transport
+from tether.actors._transport import TcpTransport, Transport, UnixTransport
 from tether.protocol import ClientProtocol
 from tether.protocol._ws import FAIL_LINGER, WsClient
 
@@ -455,21 +455,25 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._state = State.CONNECTING
         self._handler("connect_start", {"host": self._conn.host, "port": self._conn.port})
         self._flow_held = False
-        self._transport = TcpTransport(
-            self._report,
-            self._epoch,
-            self._conn.host,
-            self._conn.port,
-            self._opts.connect_timeout,
-            lending=self._lending,
-            hold_reads=self._hold_reads,
-            clock=self._scheduler.now,
-        )
+        self._transport = self._new_transport()
         self._transport.start()
         if self._opts.connect_timeout is not None:
             # The socket's own timeout covers DNS and TCP; this one the whole
             # attempt, the TLS handshake included.
             self._schedule(Timer.CONNECT_DEADLINE, self._opts.connect_timeout)
+
+    def _new_transport(self) -> Transport:
+        """A transport for the next attempt: TCP to host:port, or the Unix socket's path."""
+        common: dict[str, Any] = {
+            "lending": self._lending,
+            "hold_reads": self._hold_reads,
+            "clock": self._scheduler.now,
+        }
+        conn = self._conn
+        if conn.unix_path is not None:
+            return UnixTransport(self._report, self._epoch, conn.unix_path, **common)
+        timeout = self._opts.connect_timeout
+        return TcpTransport(self._report, self._epoch, conn.host, conn.port, timeout, **common)
 
     def _on_tcp_connected(self) -> None:
         if self._opts.transport != "tls":
@@ -664,7 +668,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if self._state is State.CONNECTING:
             self._connection_failed(
                 ConnectTimeout(
-                    f"connecting to {self._conn.host}:{self._conn.port} (TLS handshake "
+                    f"connecting to {self._conn._where} (TLS handshake "
                     f"included) took longer than {self._opts.connect_timeout} s"
                 )
             )
@@ -1280,6 +1284,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             ws_stream=proto.ws_stream if proto is not None else None,
             reading_paused=self._transport is not None and self._transport.reads_paused,
             send_buffered=self._conn._send.held,
+            unix_path=self._conn.unix_path,
         )
 
 

@@ -55,6 +55,7 @@ from tether.actors._delivery import Delivery, delivery_for
 from tether.actors._inbox import Inbox, Match
 from tether.actors._mailbox import Mailbox
 from tether.actors._sendbuffer import COMMAND_OVERHEAD, SendBuffer
+from tether.actors._transport import check_unix_path
 from tether.protocol import check_body, check_framing, check_method, check_path, normalize_headers
 from tether.protocol._validate import check_host, check_server_hostname
 
@@ -65,6 +66,7 @@ __all__ = [
     "Owner",
     "StreamInfo",
     "open_connection",
+    "open_unix_connection",
 ]
 
 _STREAM_EVENTS = (Inform, Response, Data, Trailers, Upgrade, Ws, Error)
@@ -109,16 +111,20 @@ class ConnectionInfo:
     """A snapshot of a connection (Gun's ``gun:info/1``).
 
     Attributes:
-        host: the host given to ``open``.
-        port: the port given to ``open``.
+        host: the host given to ``open`` (``"localhost"`` for ``open_unix``,
+            as Gun's ``origin_host``: the ``host`` header and the TLS name).
+        port: the port given to ``open`` (for ``open_unix``: 80, or 443 with
+            TLS, as Gun's ``origin_port``; no TCP port is used).
         transport: ``"tcp"`` or ``"tls"``.
         protocol: ``"http"`` or ``"ws"`` while up, else ``None``.
         state: a [ConnectionState][tether.ConnectionState] (a ``str``):
             ``"connecting"``, ``"up"``, ``"waiting"`` (before a retry),
             ``"closing"`` or ``"stopped"``.
         owner: the owner events go to.
-        local_address: ``(host, port)`` of our end while up.
-        peer_address: ``(host, port)`` of the server while up.
+        local_address: ``(host, port)`` of our end while up (``None`` on a
+            Unix domain socket).
+        peer_address: ``(host, port)`` of the server while up (``None`` on a
+            Unix domain socket).
         ws_stream: the Websocket's stream while upgraded.
         reading_paused: True while the socket is not read: the owner has not
             taken ``max_queue`` events yet, or a stream's ``flow`` credit is
@@ -126,6 +132,8 @@ class ConnectionInfo:
         send_buffered: bytes handed to the connection that the socket has
             not taken yet (what ``send_buffer`` bounds; commands still queued
             for the actor are not counted here).
+        unix_path: the socket's path for a connection opened with
+            [`open_unix`][tether.open_unix], else ``None``.
     """
 
     host: str
@@ -139,6 +147,7 @@ class ConnectionInfo:
     ws_stream: StreamRef | None = None
     reading_paused: bool = False
     send_buffered: int = 0
+    unix_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +174,13 @@ class Connection:
     events. The handle stays valid across reconnects.
     """
 
-    def __init__(self, host: str, port: int, opts: ConnectOpts, owner: Owner) -> None:
+    def __init__(
+        self, host: str, port: int, opts: ConnectOpts, owner: Owner, unix_path: str | None = None
+    ) -> None:
         self.host = host
         self.port = port
+        #: The Unix domain socket's path (``open_unix``), or None for TCP.
+        self.unix_path = unix_path
         self.opts = opts
         self.owner = owner
         self._lock = threading.Lock()
@@ -204,7 +217,12 @@ class Connection:
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped.is_set() else "alive"
-        return f"<tether.Connection {self.host}:{self.port} {state}>"
+        return f"<tether.Connection {self._where} {state}>"
+
+    @property
+    def _where(self) -> str:
+        """Where the connection goes, for messages: ``host:port``, or ``unix:<path>``."""
+        return f"{self.host}:{self.port}" if self.unix_path is None else f"unix:{self.unix_path}"
 
     # -- hooks for the actor (its thread) and the supervisor ----------------
 
@@ -404,7 +422,15 @@ class Connection:
         state = (
             ConnectionState.CONNECTING if ref is None and not stopped else ConnectionState.STOPPED
         )
-        return ConnectionInfo(self.host, self.port, self.opts.transport, None, state, self.owner)
+        return ConnectionInfo(
+            self.host,
+            self.port,
+            self.opts.transport,
+            None,
+            state,
+            self.owner,
+            unix_path=self.unix_path,
+        )
 
     def set_owner(self, owner: Owner) -> None:
         """Make ``owner`` the connection's owner (Gun's ``gun:set_owner``). Thread-safe.
@@ -945,15 +971,44 @@ def open_connection(
     if not 0 < port < 65536:
         raise ValueError(f"port must be in 1..65535, not {port}")
     check_host(host, port)
+    opts = _build_opts(options)
+    conn = Connection(host, port, opts, _owner(owner))
+    start(conn)
+    return conn
+
+
+def open_unix_connection(
+    path: object,
+    owner: Owner | None,
+    start: Callable[[Connection], None],
+    **options: Any,
+) -> Connection:
+    """As :func:`open_connection`, to a Unix domain socket. See ``tether.open_unix``.
+
+    As Gun's ``open_unix``, the origin is ``localhost`` on port 80 (443 with
+    TLS): the ``host`` header says ``localhost``, and TLS verifies that name
+    (or ``server_hostname``).
+    """
+    unix_path = check_unix_path(path)
+    opts = _build_opts(options)
+    port = 443 if opts.transport == "tls" else 80
+    conn = Connection("localhost", port, opts, _owner(owner), unix_path)
+    start(conn)
+    return conn
+
+
+def _build_opts(options: dict[str, Any]) -> ConnectOpts:
     opts = ConnectOpts.build(**options)
     if opts.server_hostname is not None:
         check_server_hostname(opts.server_hostname)
+    return opts
+
+
+def _owner(owner: Owner | None) -> Owner:
     if owner is None:
-        owner = Inbox()
-    elif not callable(getattr(owner, "tell", None)):
+        return Inbox()
+    if not callable(getattr(owner, "tell", None)):
         raise TypeError(
             "owner must have a tell(message) method (a pykka.ActorRef or a tether.Inbox)"
         )
-    conn = Connection(host, port, opts, owner)
-    start(conn)
-    return conn
+    return owner

@@ -29,7 +29,7 @@ from typing import Any
 
 import pykka
 
-__all__ = ["ChildExited", "StartSignal", "Supervised", "starting_child"]
+__all__ = ["ChildExited", "StartSignal", "Supervised", "starting_child", "unsupervised"]
 
 _context = threading.local()
 
@@ -66,6 +66,22 @@ def starting_child(
     """Let a ``Supervised`` actor created in this block know its supervisor and id."""
     previous = getattr(_context, "value", None)
     _context.value = (supervisor, child_id, signal)
+    try:
+        yield
+    finally:
+        _context.value = previous
+
+
+@contextmanager
+def unsupervised() -> Iterator[None]:
+    """Let a ``Supervised`` actor created in this block know it has no supervisor.
+
+    For an actor started directly inside a supervisor's start function
+    (before that function builds its own child), which would otherwise take
+    the child's place.
+    """
+    previous = getattr(_context, "value", None)
+    _context.value = None
     try:
         yield
     finally:

@@ -36,17 +36,19 @@ import ipaddress
 import itertools
 import os
 import socket
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from tether._errors import ConnectTimeout
 from tether.actors._ioloop import IoLoop, Watch, default_loop
 from tether.actors._lending import Lending
 from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, IoReport, Writable
 
-__all__ = ["READ_AHEAD", "TcpTransport", "Transport", "unsent"]
+__all__ = ["READ_AHEAD", "TcpTransport", "Transport", "UnixTransport", "check_unix_path", "unsent"]
 
 
 def _ip_family(host: str) -> socket.AddressFamily | None:
@@ -218,30 +220,40 @@ class TcpTransport(Transport):
         # Set once the I/O loop has the socket: from then on only it closes it.
         self._watch: Watch | None = None
         self._thread = threading.Thread(
-            target=self._connect, daemon=True, name=f"tether-connect-{host}:{port}#{epoch}"
+            target=self._connect, daemon=True, name=f"tether-connect-{self._where()}#{epoch}"
         )
 
     def _pause_source(self) -> bool:
         """What the watch asks (any thread, under its lock): is reading paused?"""
         return self._reads_wait or self._hold_reads()
 
-    def start(self) -> None:
+    def _direct(self) -> tuple[socket.AddressFamily, Any] | None:
+        """The family and address to connect to without DNS; None for a host name."""
         family = _ip_family(self._host)
-        if family is None:
+        return None if family is None else (family, (self._host, self._port))
+
+    def _connect_error(self, code: int) -> OSError:
+        """The error of a connect that failed at once with ``code``."""
+        return OSError(code, os.strerror(code))
+
+    def start(self) -> None:
+        direct = self._direct()
+        if direct is None:
             self._thread.start()  # a name: DNS can block, so a thread connects
             return
-        # An IP address: a non-blocking connect that the I/O thread finishes.
+        # An address: a non-blocking connect that the I/O thread finishes.
+        family, address = direct
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
-            error = sock.connect_ex((self._host, self._port))
+            error = sock.connect_ex(address)
         except OSError as exc:
             sock.close()
             self._report(ConnectFailed(self._epoch, exc))
             return
         if error not in (0, errno.EINPROGRESS):
             sock.close()
-            self._report(ConnectFailed(self._epoch, OSError(error, os.strerror(error))))
+            self._report(ConnectFailed(self._epoch, self._connect_error(error)))
             return
         with self._lock:
             self._sock = sock
@@ -284,10 +296,14 @@ class TcpTransport(Transport):
             self._configure(sock)
             self._report(Connected(self._epoch))
 
+    def _where(self) -> str:
+        """Where this transport connects to, for messages and thread names."""
+        return f"{self._host}:{self._port}"
+
     def _timeout(self) -> ConnectTimeout:
         seconds = self._connect_timeout
         limit = "the system's limit" if seconds is None else f"{seconds} s"
-        return ConnectTimeout(f"connecting to {self._host}:{self._port} took longer than {limit}")
+        return ConnectTimeout(f"connecting to {self._where()} took longer than {limit}")
 
     def _connect(self) -> None:
         """On the connect thread: DNS and a blocking connect, then hand over to the I/O thread."""
@@ -471,3 +487,84 @@ class TcpTransport(Transport):
         except OSError:
             return None
         return (local[0], local[1]), (peer[0], peer[1])
+
+
+# sun_path in struct sockaddr_un: 108 bytes on Linux, 104 on the BSDs and macOS.
+_SUN_PATH_MAX = 104 if sys.platform == "darwin" or "bsd" in sys.platform else 108
+
+
+def check_unix_path(path: object) -> str:
+    """Validate a Unix domain socket path for ``open_unix``; return it as a ``str``.
+
+    Raises:
+        TypeError: not a ``str``, ``bytes`` or ``os.PathLike``.
+        ValueError: empty, a NUL byte inside a file system path, or longer
+            than the system allows (107 bytes on Linux): every connect would
+            fail, so the call refuses it at once.
+        OSError: the platform has no Unix domain sockets.
+    """
+    if not isinstance(path, str | bytes | os.PathLike):
+        raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+    text = os.fsdecode(path)
+    if not hasattr(socket, "AF_UNIX"):
+        raise OSError(errno.EAFNOSUPPORT, "Unix domain sockets are not available here")
+    if not text:
+        raise ValueError("path must not be empty")
+    # A leading NUL is Linux's abstract namespace (any bytes may follow); in a
+    # file system path one would cut it short.
+    if not text.startswith("\0") and "\0" in text:
+        raise ValueError(f"path {text!r} contains a NUL character")
+    size = len(os.fsencode(text))
+    # A file system path also needs room for its terminating NUL.
+    limit = _SUN_PATH_MAX if text.startswith("\0") else _SUN_PATH_MAX - 1
+    if size > limit:
+        raise ValueError(
+            f"path {text!r} is {size} bytes long; a Unix socket path may have at most "
+            f"{limit} (use a shorter directory, e.g. under /tmp)"
+        )
+    return text
+
+
+class UnixTransport(TcpTransport):
+    """A Unix domain socket (``AF_UNIX``), read, written and closed as a TCP connection is.
+
+    Only connecting differs, and is simpler: a Unix socket connects at once
+    or fails at once (a missing file, nobody listening, or a listen backlog
+    that is full: ``EAGAIN``, a failed attempt like the others, retried per
+    ``retry``), so no thread and no wait is ever needed. Reads, the
+    backlog, read-ahead and closing are ``TcpTransport``'s.
+
+    Args:
+        report: as for ``TcpTransport``.
+        epoch: as for ``TcpTransport``.
+        path: the socket's path (checked by :func:`check_unix_path`).
+        **options: ``loop``, ``lending``, ``hold_reads`` and ``clock``, as for
+            ``TcpTransport``.
+    """
+
+    def __init__(
+        self, report: Callable[[IoReport], None], epoch: int, path: str, **options: Any
+    ) -> None:
+        self._path = path
+        super().__init__(report, epoch, "localhost", 0, None, **options)
+
+    def _where(self) -> str:
+        return f"unix:{self._path}"
+
+    def _direct(self) -> tuple[socket.AddressFamily, Any]:
+        return socket.AF_UNIX, self._path
+
+    def _connect_error(self, code: int) -> OSError:
+        # The OSError subclass of the code (FileNotFoundError, ConnectionRefusedError...),
+        # naming the path: "[Errno 2] No such file or directory: '/run/app.sock'".
+        reason = os.strerror(code)
+        if code in (errno.EAGAIN, errno.EWOULDBLOCK):
+            reason = "the server's listen backlog is full"
+        return OSError(code, reason, self._path)
+
+    @staticmethod
+    def _configure(sock: socket.socket) -> None:
+        sock.settimeout(None)  # no Nagle to turn off on a Unix socket
+
+    def addresses(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        return None  # no (host, port) pair: ConnectionInfo.unix_path says where it goes

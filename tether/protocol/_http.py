@@ -35,7 +35,7 @@ from tether._errors import ConnectionClosed, InvalidRequestError, RemoteProtocol
 from tether._events import Error, Event, Headers, Inform, StreamRef, Trailers
 from tether._options import HttpOpts
 from tether.protocol import _received as received
-from tether.protocol._validate import HeaderList
+from tether.protocol._validate import HeaderList, transform_names
 from tether.protocol._ws import WsHandshake
 
 __all__ = ["HttpClient", "Outgoing", "Switch"]
@@ -137,6 +137,7 @@ class HttpClient:
         self._http10 = opts.version == "HTTP/1.0"
         self._max_head = opts.max_header_block_size
         self._max_headers = opts.max_headers
+        self._transform = opts.transform_header_name
         self._emit = emit
         self._write = write
         self._h11 = h11.Connection(
@@ -379,15 +380,20 @@ class HttpClient:
 
     def _pump(self) -> None:
         """Send the next queued request if no cycle is in progress."""
-        if self._current is not None or not self._queue or self.close_reason is not None:
+        if self._current is not None or self.close_reason is not None:
             return
         if self._h11.our_state is not h11.IDLE:
             return
-        request = self._queue.popleft()
+        headers = None
+        while headers is None:  # past the requests whose names cannot be transformed
+            if not self._queue:
+                return
+            request = self._queue.popleft()
+            headers = self._wire_headers(request)
         self._current = request
         try:
             head = self._h11.send(
-                h11.Request(method=request.method, target=request.target, headers=request.headers)
+                h11.Request(method=request.method, target=request.target, headers=headers)
             )
         except h11.LocalProtocolError as exc:
             self.held_size -= sum(map(len, request.body))  # never sent
@@ -401,6 +407,22 @@ class HttpClient:
         self._send_body(request)
         if self._http10 or _says_close(request.headers):
             self._closes()
+
+    def _wire_headers(self, request: Outgoing) -> HeaderList | None:
+        """``request``'s headers as they go out (``transform_header_name``); None if it failed.
+
+        A transform that fails fails the request alone, with nothing of it
+        sent: the connection goes on with the next one.
+        """
+        transform = self._transform
+        if transform is None:
+            return request.headers
+        try:
+            return transform_names(request.headers, transform)
+        except InvalidRequestError as error:
+            self.held_size -= sum(map(len, request.body))  # never sent
+            self._emit_for(request, Error(self._conn, request.stream, error))
+            return None
 
     def _send_body(self, request: Outgoing) -> None:
         pieces, request.body = request.body, []

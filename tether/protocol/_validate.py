@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from tether._errors import InvalidRequestError
@@ -25,12 +25,14 @@ __all__ = [
     "check_path",
     "check_server_hostname",
     "normalize_headers",
+    "transform_names",
 ]
 
 HeaderList = list[tuple[bytes, bytes]]
 
-# RFC 9110 5.6.2: token = 1*tchar
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# RFC 9110 5.6.2: token = 1*tchar. Always fullmatch: "$" would let a final
+# "\n" through, which h11 then refuses in the actor, taking the connection down.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9110 5.5: field values are visible characters, spaces and tabs, plus
 # obs-text (0x80-0xFF); CR, LF and NUL are the dangerous ones (smuggling).
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -62,7 +64,7 @@ def _to_bytes(what: str, value: object) -> bytes:
 def check_method(method: object) -> bytes:
     """Return the method as bytes, or raise if it is not an HTTP token."""
     raw = _to_bytes("method", method)
-    if not _TOKEN.match(raw):
+    if not _TOKEN.fullmatch(raw):
         raise InvalidRequestError(f"invalid HTTP method {method!r}")
     return raw
 
@@ -96,7 +98,7 @@ def normalize_headers(headers: object) -> HeaderList:
             raise TypeError(f"each header must be a (name, value) pair, not {pair!r}")
         name = _to_bytes("header name", pair[0])
         value = _to_bytes("header value", pair[1])
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             raise InvalidRequestError(f"invalid header name {pair[0]!r}")
         if _FORBIDDEN_IN_VALUE.search(value):
             raise InvalidRequestError(
@@ -104,6 +106,41 @@ def normalize_headers(headers: object) -> HeaderList:
                 "are not allowed"
             )
         result.append((name.lower(), value.strip(b" \t")))
+    return result
+
+
+def transform_names(headers: HeaderList, transform: Callable[[str], str]) -> HeaderList:
+    """``headers``, each name passed through ``transform`` (``transform_header_name``).
+
+    Names reach ``transform`` as ``str`` (latin-1, as they were given) and
+    must come back as a ``str`` that is still a header name (an HTTP token).
+
+    Raises:
+        InvalidRequestError: ``transform`` raised (the exception is the
+            cause), or returned something that is no header name.
+    """
+    result: HeaderList = []
+    for name, value in headers:
+        text = name.decode("latin-1")
+        try:
+            new = transform(text)
+        except Exception as exc:
+            raise InvalidRequestError(
+                f"http_opts transform_header_name raised on {text!r}: {exc!r}"
+            ) from exc
+        if not isinstance(new, str):
+            raise InvalidRequestError(
+                f"http_opts transform_header_name must return a str, not "
+                f"{type(new).__name__} (for {text!r})"
+            )
+        # Outside latin-1 becomes "?", which no token has.
+        raw = new.encode("latin-1", errors="replace")
+        if not _TOKEN.fullmatch(raw):
+            raise InvalidRequestError(
+                f"http_opts transform_header_name turned {text!r} into {new!r}, "
+                "which is not a valid header name"
+            )
+        result.append((raw, value))
     return result
 
 

@@ -2,13 +2,14 @@
 
 ``Supervisor`` (strategies one_for_one / one_for_all / rest_for_one,
 restart types permanent / transient / temporary, restart intensity, nested
-trees), ``ChildSpec`` / ``ChildInfo``, and ``open``, which starts every
-connection under a supervisor (the process-wide default one unless
-``supervisor=`` names another).
+trees), ``ChildSpec`` / ``ChildInfo``, and ``open`` / ``open_unix``, which
+start every connection under a supervisor (the process-wide default one
+unless ``supervisor=`` names another; none with ``supervise=False``).
 """
 
 from tether.actors import Supervised as Supervised
 from tether.supervision._connections import open as open
+from tether.supervision._connections import open_unix as open_unix
 from tether.supervision._default import default_supervisor as default_supervisor
 from tether.supervision._spec import ChildInfo as ChildInfo
 from tether.supervision._spec import ChildSpec as ChildSpec
@@ -25,4 +26,5 @@ __all__ = [
     "Supervisor",
     "default_supervisor",
     "open",
+    "open_unix",
 ]
