@@ -19,12 +19,31 @@ silent where a test needs it:
 - ``GET /stream?count=N&size=S`` (HTTP): a chunked body of N chunks of S bytes;
 - ``GET /slow?delay=D`` (HTTP) and ``GET /websocket-slow?delay=D`` (an
   echo Websocket): the answer comes D seconds late.
+
+For Gun's ``ws_SUITE`` and ``shutdown_SUITE`` (their Cowboy handlers):
+
+- ``GET /reject`` (``ws_reject_h``): 400 ``Upgrade rejected``, upgrade request or not;
+- ``GET /subprotocol`` (``ws_subprotocol_h``): an echo Websocket choosing the
+  subprotocol ``echo`` if the client offers it; else 400 ``nomatch`` (other
+  subprotocols offered) or ``undefined`` (none);
+- ``GET /close`` (``hello_h`` behind Cowboy's ``max_keepalive => 1``): 200
+  ``hello`` with ``connection: close``, then the server closes; with
+  ``?frozen``, only once :meth:`AiohttpServer.thaw` was called (at most 5 s);
+- ``GET /websocket-frozen`` (``ws_frozen_h``): an echo Websocket that reads
+  nothing until :meth:`AiohttpServer.thaw` (at most 5 s), so a close frame
+  from the client waits unanswered;
+- ``GET /websocket-close?delay=D&code=C`` (``ws_timeout_close_h``): a
+  Websocket that sends a close frame with code C after D seconds;
+- ``GET /websocket-pings``: an echo Websocket that answers pings itself and
+  puts each ping's payload in :attr:`AiohttpServer.pings` (aiohttp's autoping
+  would answer them unseen).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import ssl
 from collections.abc import Iterable
 
@@ -35,6 +54,8 @@ from tests.interop._loop_server import LoopServer, SeenRequest, WsEnded
 # How long aiohttp waits for running handlers at shutdown; tests close their
 # connections first, so this only bounds a misbehaving test.
 _SHUTDOWN_TIMEOUT = 2.0
+# The longest a frozen route stays frozen without thaw() (a test that failed first).
+_FROZEN_AT_MOST = 5.0
 
 __all__ = ["AiohttpServer", "SeenRequest", "WsEnded"]
 
@@ -59,6 +80,9 @@ class AiohttpServer(LoopServer):
         self._runner: web.AppRunner | None = None
         #: Messages /push has sent so far (written on the server's loop only).
         self.pushed = 0
+        #: The payload of each ping /websocket-pings received (and answered).
+        self.pings: queue.Queue[bytes] = queue.Queue()
+        self._thawed: asyncio.Event | None = None  # made on the server's loop
 
     # -- the application -------------------------------------------------------
 
@@ -76,6 +100,13 @@ class AiohttpServer(LoopServer):
         app.router.add_get("/stream", self._stream)
         app.router.add_get("/slow", self._slow)
         app.router.add_get("/websocket-slow", self._websocket_slow)
+        # Gun's ws_SUITE and shutdown_SUITE handlers.
+        app.router.add_get("/reject", self._reject)
+        app.router.add_get("/subprotocol", self._subprotocol)
+        app.router.add_get("/close", self._close)
+        app.router.add_get("/websocket-frozen", self._websocket_frozen)
+        app.router.add_get("/websocket-close", self._websocket_close)
+        app.router.add_get("/websocket-pings", self._websocket_pings)
         return app
 
     def _seen(self, request: web.Request) -> None:
@@ -173,21 +204,86 @@ class AiohttpServer(LoopServer):
     async def _websocket_nocompress(self, request: web.Request) -> web.WebSocketResponse:
         return await self._echo_websocket(request, compress=False)
 
-    async def _echo_websocket(self, request: web.Request, compress: bool) -> web.WebSocketResponse:
+    async def _echo_websocket(
+        self,
+        request: web.Request,
+        compress: bool,
+        *,
+        protocols: tuple[str, ...] = ("mychat",),
+        autoping: bool = True,
+        frozen: bool = False,
+    ) -> web.WebSocketResponse:
         self._seen(request)
-        ws = web.WebSocketResponse(protocols=("mychat",), compress=compress)
+        ws = web.WebSocketResponse(protocols=protocols, compress=compress, autoping=autoping)
         await ws.prepare(request)
         try:
+            if frozen:
+                await self._until_thawed()
             async for message in ws:
                 if message.type is WSMsgType.TEXT:
                     await ws.send_str(message.data)
                 elif message.type is WSMsgType.BINARY:
                     await ws.send_bytes(message.data)
+                elif message.type is WSMsgType.PING:  # only with autoping off
+                    await ws.pong(message.data)
+                    self.pings.put(message.data)
         finally:
             self.ws_ended.put(WsEnded(ws.close_code))
         return ws
 
+    # -- Gun's ws_SUITE and shutdown_SUITE handlers ------------------------------------
+
+    async def _reject(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        return web.Response(status=400, text="Upgrade rejected")
+
+    async def _subprotocol(self, request: web.Request) -> web.StreamResponse:
+        self._seen(request)
+        offered = request.headers.get("sec-websocket-protocol")
+        if offered is None:
+            return web.Response(status=400, text="undefined")
+        if "echo" not in (name.strip() for name in offered.split(",")):
+            return web.Response(status=400, text="nomatch")
+        return await self._echo_websocket(request, compress=False, protocols=("echo",))
+
+    async def _close(self, request: web.Request) -> web.Response:
+        self._seen(request)
+        if "frozen" in request.query:
+            await self._until_thawed()
+        response = web.Response(text="hello")
+        response.force_close()  # connection: close, then the server closes
+        return response
+
+    def thaw(self) -> None:
+        """Let every /websocket-frozen read (and /close?frozen answer) from now on."""
+        loop, thawed = self._loop, self._thawed
+        assert loop is not None, "the server is not running"
+        assert thawed is not None
+        loop.call_soon_threadsafe(thawed.set)
+
+    async def _until_thawed(self) -> None:
+        assert self._thawed is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._thawed.wait(), _FROZEN_AT_MOST)
+
+    async def _websocket_frozen(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._echo_websocket(request, compress=False, frozen=True)
+
+    async def _websocket_close(self, request: web.Request) -> web.WebSocketResponse:
+        self._seen(request)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await asyncio.sleep(float(request.query.get("delay", "0")))
+        # Sends the close frame, then waits for the client's (aiohttp's own timeout).
+        await ws.close(code=int(request.query.get("code", "1000")))
+        self.ws_ended.put(WsEnded(ws.close_code))
+        return ws
+
+    async def _websocket_pings(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._echo_websocket(request, compress=False, autoping=False)
+
     async def _setup(self) -> None:
+        self._thawed = asyncio.Event()
         runner = web.AppRunner(
             self._app(), handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT
         )
