@@ -33,6 +33,8 @@ import trustme
 import tether
 from tests.interop.aiohttp_server import AiohttpServer
 from tether.server import Server
+from tether.testing import use_fake_clock
+from tether.testing._clock import FakeTime
 
 THREAD_GRACE = 5.0
 STOP_TIMEOUT = 5.0
@@ -191,6 +193,13 @@ def unix_path(tmp_path: Path) -> Iterator[str]:
         yield os.path.join(short, "s.sock")
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+@pytest.fixture
+def fake(thread_baseline: int) -> Iterator[FakeTime]:
+    """tether's timers on virtual time for the whole test (retry delays, the owner check)."""
+    with use_fake_clock() as fake_time:
+        yield fake_time
 
 
 @pytest.fixture

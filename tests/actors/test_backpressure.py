@@ -30,8 +30,10 @@ import tether
 from tests.conftest import ConnectionTracker, inbox_of
 from tests.interop.aiohttp_server import AiohttpServer
 from tether.actors import _messages as msg
+from tether.actors._connection import OWNER_CHECK_INTERVAL
 from tether.actors._mailbox import Mailbox
 from tether.actors._transport import READ_AHEAD
+from tether.testing._clock import FakeTime
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
 
@@ -243,6 +245,52 @@ def test_a_slow_actor_owner_pauses_the_reads_and_can_be_stopped(
     until(lambda: not paused(conn), "reading again")
     owner.stop(timeout=WAIT)  # its mailbox is short: the stop comes soon
     assert conn.wait_stopped(WAIT)  # owner gone: the connection stops (owner monitoring)
+
+
+class CrashOnFirstMessage(pykka.ThreadingActor):
+    """An owner actor that crashes on its first Websocket message once ``gate`` opens.
+
+    The messages behind it stay in its inbox, untaken.
+    """
+
+    def __init__(self, gate: threading.Event, got: queue.Queue[object]) -> None:
+        super().__init__()
+        self.gate, self.got = gate, got
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, tether.Ws):
+            assert self.gate.wait(WAIT)
+            raise RuntimeError("the owner crashes")  # noqa: TRY004 - a crash, not a type check
+        self.got.put(message)
+
+
+@pytest.mark.parametrize("kind", ["inbox", "crashed actor"])
+def test_an_owner_that_goes_with_the_reads_paused_still_gets_a_graceful_close(
+    kind: str,
+    fake: FakeTime,
+    aiohttp_server: AiohttpServer,
+    open_conn: ConnectionTracker,
+    start_actor: Callable[..., pykka.ActorRef[Any]],
+) -> None:
+    # The events the owner left untaken must not hold the reads: the close
+    # handshake (Gun's owner_down: 1001) needs the server's answer, behind them.
+    gate, got = threading.Event(), queue.Queue[object]()
+    inbox = tether.Inbox()
+    owner: Any = inbox if kind == "inbox" else start_actor(CrashOnFirstMessage, gate, got)
+    conn = open_conn(aiohttp_server.host, aiohttp_server.port, owner=owner, max_queue=64)
+    first = inbox.receive(WAIT) if kind == "inbox" else got.get(timeout=WAIT)
+    assert isinstance(first, tether.Up)
+    conn.ws_upgrade("/push?count=3000&size=1024")
+    until(lambda: paused(conn), "the reads paused")
+    if kind == "inbox":
+        inbox.close()
+    else:
+        gate.set()
+        assert owner.actor_stopped.wait(WAIT)  # it crashed on the first message
+    assert fake.wait_pending(1)  # the owner check
+    fake.advance(OWNER_CHECK_INTERVAL)
+    assert conn.wait_stopped(WAIT)
+    assert aiohttp_server.next_ws_end().close_code == 1001
 
 
 def test_without_a_bound_the_owner_gets_everything_read_at_once_as_gun_does(

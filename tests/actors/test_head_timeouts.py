@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
 
 import tether
-from tether.testing import use_fake_clock
 from tether.testing._clock import FakeTime
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
@@ -40,13 +39,6 @@ SLOW_WS = "/websocket-slow?delay=1"
 
 E = TypeVar("E")
 Connect = Callable[..., tether.Connection]
-
-
-@pytest.fixture
-def fake(thread_baseline: int) -> Iterator[FakeTime]:
-    """Timers on virtual time for the whole test."""
-    with use_fake_clock() as fake_time:
-        yield fake_time
 
 
 # -- helpers -------------------------------------------------------------------------

@@ -53,13 +53,6 @@ Opener = Callable[..., tether.Connection]
 # -- fixtures ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake(thread_baseline: int) -> Iterator[FakeTime]:
-    """Timers on virtual time for the whole test."""
-    with use_fake_clock() as fake_time:
-        yield fake_time
-
-
 # The two openers set up the server (and proxy) before ``open_conn``, so the
 # connections are closed before the proxy and the server stop.
 
@@ -887,14 +880,15 @@ def test_a_connection_lost_while_shutting_down_is_not_reconnected(
 
 
 def test_shutdown_closes_a_websocket_with_a_close_frame(direct: Opener, server: Server) -> None:
+    # 1001, going away, as Gun's shutdown (the embedded server echoes the code).
     conn = direct()
     expect_up(conn)
     ws = upgrade(conn)
     conn.shutdown()
 
-    assert expect(conn, tether.Ws) == tether.Ws(conn, ws, tether.Close(1000, ""))
+    assert expect(conn, tether.Ws) == tether.Ws(conn, ws, tether.Close(1001, ""))
     down = expect_down(conn, "ws", tether.WsClosed)
-    assert (down.reason.code, down.reason.by_server) == (1000, False)
+    assert (down.reason.code, down.reason.by_server) == (1001, False)
     assert down.killed_streams == (ws,)
     assert conn.wait_stopped(WAIT)
     assert inbox(conn).flush() == []
@@ -916,9 +910,9 @@ def test_a_websocket_upgraded_during_shutdown_is_closed_with_a_close_frame(
     proxy.resume()
 
     assert expect(conn, tether.Upgrade).stream is stream
-    assert expect(conn, tether.Ws) == tether.Ws(conn, stream, tether.Close(1000, ""))
+    assert expect(conn, tether.Ws) == tether.Ws(conn, stream, tether.Close(1001, ""))
     down = expect_down(conn, "ws", tether.WsClosed)
-    assert (down.reason.code, down.reason.by_server) == (1000, False)
+    assert (down.reason.code, down.reason.by_server) == (1001, False)
     assert conn.wait_stopped(WAIT)  # no clock advance needed
     assert inbox(conn).flush() == []
 

@@ -30,7 +30,6 @@ import tether
 from tests.conftest import ConnectionTracker
 from tests.faults import FaultProxy
 from tether.actors._connection import OWNER_CHECK_INTERVAL, PROVEN_AFTER
-from tether.testing import use_fake_clock
 from tether.testing._clock import FakeTime
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
@@ -123,13 +122,6 @@ class ScriptedServer:
         assert not self._thread.is_alive()
         self._listener.close()
         self.drop_held()
-
-
-@pytest.fixture
-def fake(thread_baseline: int) -> Iterator[FakeTime]:
-    """Timers on virtual time for the whole test."""
-    with use_fake_clock() as fake_time:
-        yield fake_time
 
 
 Serve = Callable[..., ScriptedServer]

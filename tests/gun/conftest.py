@@ -22,9 +22,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tether.testing import use_fake_clock
-from tether.testing._clock import FakeTime
-
 WAIT = 5.0
 
 Script = Callable[[socket.socket], None]
@@ -113,10 +110,3 @@ def origin(thread_baseline: int) -> Iterator[Callable[..., Origin]]:
     errors = [server.error for server in started if server.error is not None]
     if errors:
         raise errors[0]
-
-
-@pytest.fixture
-def fake(thread_baseline: int) -> Iterator[FakeTime]:
-    """tether's timers on virtual time for the whole test (e.g. the owner check)."""
-    with use_fake_clock() as fake_time:
-        yield fake_time

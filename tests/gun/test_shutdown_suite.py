@@ -352,6 +352,48 @@ def test_http1_owner_down(fake: FakeTime, owner: Owner, connect: Connect) -> Non
     stops_with_its_owner(conn, phases)
 
 
+def settles_in(conn: tether.Connection, state: str) -> None:
+    """Ask the connection its state until it is ``state`` (each ask waits for its turn)."""
+    for _ in range(1000):
+        if conn.info(WAIT).state == state:
+            return
+    raise AssertionError(f"never {state}: {conn.info(WAIT)}")
+
+
+def test_http1_owner_down_lets_the_request_in_flight_finish(
+    fake: FakeTime, owner: Owner, origin: Callable[[Script], Origin], open_conn: ConnectionTracker
+) -> None:
+    """shutdown_SUITE http1_owner_down, with a request in flight (Gun's manual: the
+    connection "shuts down gracefully" when its owner exits).
+
+    The owner goes while the origin holds its answer: the connection is
+    ``closing``, not closed; the origin answers and only then sees the
+    connection end. Nothing reconnects.
+    """
+    answer = threading.Event()
+    seen: queue.Queue[bytes] = queue.Queue()
+
+    def script(client: socket.socket) -> None:
+        seen.put(read_request(client))
+        assert answer.wait(WAIT)
+        client.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate")
+        seen.put(client.recv(1))  # b"": the client closed after the response
+
+    server = origin(script)
+    phases = Phases()
+    conn = open_conn(server.host, server.port, owner=owner.target, event_handler=phases)
+    assert owner.next() == tether.Up(conn, "http")
+    conn.get("/")
+    assert seen.get(timeout=WAIT).startswith(b"GET / HTTP/1.1")
+    assert fake.wait_pending(1)  # the owner check
+    owner.end()
+    fake.advance(OWNER_CHECK_INTERVAL)
+    settles_in(conn, "closing")
+    answer.set()
+    assert seen.get(timeout=WAIT) == b""
+    stops_with_its_owner(conn, phases)
+
+
 def test_http1_request_connection_close(connect: Connect) -> None:
     """shutdown_SUITE http1_request_connection_close: a request with connection: close, retry 0.
 
@@ -410,8 +452,8 @@ def test_ws_gun_shutdown(connect: Connect, aiohttp_server: AiohttpServer) -> Non
     """shutdown_SUITE ws_gun_shutdown: shutdown() closes the Websocket with a close handshake.
 
     The owner sees the server's close frame, then the ``Down`` (reason
-    ``WsClosed``, by the client). tether's close frame says 1000 where Gun's
-    says 1001 (going away).
+    ``WsClosed``, by the client). The close frame says 1001 (going away), as
+    Gun's; aiohttp answers 1000.
     """
     conn = up(connect)
     ws = conn.ws_upgrade("/websocket-nocompress")
@@ -422,9 +464,9 @@ def test_ws_gun_shutdown(connect: Connect, aiohttp_server: AiohttpServer) -> Non
     (down,) = inbox_of(conn).flush()
     assert isinstance(down, tether.Down)
     assert isinstance(down.reason, tether.WsClosed)
-    assert (down.reason.code, down.reason.by_server) == (1000, False)
+    assert (down.reason.code, down.reason.by_server) == (1001, False)
     assert down.killed_streams == (ws,)
-    assert aiohttp_server.next_ws_end().close_code == 1000
+    assert aiohttp_server.next_ws_end().close_code == 1001
 
 
 def test_ws_gun_shutdown_timeout(connect: Connect, aiohttp_server: AiohttpServer) -> None:
@@ -451,9 +493,8 @@ def test_ws_owner_down(
 ) -> None:
     """shutdown_SUITE ws_owner_down (and ``ws_owner_down_error``, the crashing actor).
 
-    The Websocket ends with the connection. Gun closes it gracefully (close
-    1001, within closing_timeout); tether closes the socket at once, so the
-    close code the server sees is not asserted (see the report of issue 19).
+    The Websocket ends with the connection, gracefully as Gun's: a close
+    frame with 1001 (going away), answered, then the stop.
     """
     phases = Phases()
     conn = connect(owner=owner.target, event_handler=phases)
@@ -466,7 +507,7 @@ def test_ws_owner_down(
     owner.end()
     fake.advance(OWNER_CHECK_INTERVAL)
     stops_with_its_owner(conn, phases)
-    aiohttp_server.next_ws_end()  # the server's Websocket ended too
+    assert aiohttp_server.next_ws_end().close_code == 1001
 
 
 def test_ws_gun_send_close_frame(connect: Connect, aiohttp_server: AiohttpServer) -> None:

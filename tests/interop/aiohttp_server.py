@@ -153,6 +153,7 @@ class AiohttpServer(LoopServer):
         except ConnectionResetError:  # the client went away mid-push (aiohttp's own subclass)
             pass
         await reader  # until the client closes
+        self.ws_ended.put(WsEnded(ws.close_code))
         return ws
 
     @staticmethod

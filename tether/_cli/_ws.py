@@ -3,8 +3,8 @@
 Each line read from stdin is sent as a text frame; each frame received is
 written to stdout (text as a line, binary as its bytes and a newline). The
 connection's life (``Up``, ``Upgrade``, ``Down``) is shown on stderr. EOF
-on stdin sends a close frame (``conn.shutdown()``) and exits 0 once the
-close handshake is done.
+on stdin sends a close frame (1000, then ``conn.shutdown()``) and exits 0
+once the close handshake is done.
 
 The session is an event loop over one ``tether.Inbox``: the
 connection tells it its events, and a stdin thread tells it the lines it
@@ -199,6 +199,9 @@ class _Session:
         """At EOF, close once everything typed has been handed to the Websocket."""
         if self.eof and self.upgraded and not self.pending and not self.closing:
             self.closing = True
+            # 1000, a normal closure, as websocat's: shutdown() alone says 1001
+            # (going away, Gun's); it then waits for the answer without a second frame.
+            self.conn.ws_send(tether.Close(1000))
             self.conn.shutdown()
 
     def on_message(self, message: object) -> int | None:

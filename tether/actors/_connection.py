@@ -76,7 +76,7 @@ from tether._events import (
 from tether._frames import Close as CloseFrame
 from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
-from tether.actors._delivery import Delivery
+from tether.actors._delivery import NOBODY, Delivery
 from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
 from tether.actors._handle import ConnectionState as State
 from tether.actors._inbox import Inbox
@@ -134,6 +134,10 @@ _INLINE = frozenset(
     }
 )
 
+
+# The close code of a Websocket that shutdown() (or the owner's end) closes:
+# "going away", as Gun's (gun_ws:closing/4 sends 1001 for shutdown and owner_down).
+GOING_AWAY = 1001
 
 # What a server answers that proves a connection useful (see PROVEN_AFTER).
 _ANSWERS = frozenset({Inform, Response, Data, Trailers, Upgrade, Ws})
@@ -631,6 +635,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _retry_or_stop(self, reason: BaseException) -> None:
         """After a failed attempt or a lost connection: wait and retry, or give up."""
+        if self._delivery is NOBODY:  # the owner went while it was up: no reconnect
+            self._finish(OwnerDown("the owner stopped"), final_error=False)
+            return
         if self._retries_left <= 0:
             self._finish(RetriesExhausted(self._attempts_since_up, reason), final_error=True)
             return
@@ -675,7 +682,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _tick_closing(self) -> None:
         if self._state is State.CLOSING:
-            self._stop_now(ClosedByUser("shutdown() timed out; closed"))
+            self._stop_now(self._closing_end("timed out (closing_timeout); closed"))
 
     def _tick_owner_check(self) -> None:
         """Every OWNER_CHECK_INTERVAL, in any state: is the owner there? Proven yet?"""
@@ -725,7 +732,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _command(self, command: msg.Command) -> None:
         proto = self._proto
         if self._state is State.CLOSING:
-            self._refuse(command, ClosedByUser("the connection is shutting down"))
+            self._refuse(command, self._closing_end("is under way: not sent"))
             return
         if self._state is not State.UP or proto is None:
             if isinstance(command, msg.WsSend):
@@ -895,10 +902,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _shutdown_step(self, proto: ClientProtocol) -> None:
         """While shutting down, after each flush: stop once idle, or close a new Websocket."""
         if proto.protocol == "http" and not proto.busy:
-            self._stop_now(ClosedByUser("shutdown() completed"))
+            self._stop_now(self._closing_end("completed"))
         elif proto.ws is not None and not proto.ws.closing:
             # Upgraded while shutting down: close the new Websocket as shutdown() does.
-            proto.ws_send((CloseFrame(1000),))
+            proto.ws_send((CloseFrame(GOING_AWAY),))
             self._flush()
 
     def _deliver_events(self, events: list[Event]) -> bool:
@@ -918,7 +925,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             delivery.tell_all(events)
         except (pykka.ActorDeadError, InboxClosedError):
             self._owner_gone()
-            return False
+            return not self._is_stopped()
         backlog = delivery.backlog
         if backlog is not None and backlog.full and not backlog.lifted:
             self._sync_reads()  # past the receive bound: stop reading
@@ -950,7 +957,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             delivery.tell_all(events)
         except (pykka.ActorDeadError, InboxClosedError):
             self._owner_gone()
-            return False
+            return not self._is_stopped()
         backlog = delivery.backlog
         if backlog is not None and backlog.full and not backlog.lifted:
             self._sync_reads()
@@ -1082,7 +1089,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if self._is_stopped():
             return  # the owner vanished while being told
         if shutting_down:
-            self._finish(ClosedByUser("shutdown() completed"), final_error=False)
+            self._finish(self._closing_end("completed"), final_error=False)
             return
         self._retry_or_stop(reason)
 
@@ -1130,24 +1137,31 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     # -- stopping ------------------------------------------------------------------
 
     def _start_shutdown(self) -> None:
+        """``shutdown()``, or the owner gone while up: close gracefully (Gun's ``closing``)."""
         proto = self._proto
+        if self._state is State.CLOSING:
+            return  # the owner went while a shutdown() was under way: it goes on
         if self._state is not State.UP or proto is None:
-            self._stop_now(ClosedByUser("shutdown() was called"))
+            self._stop_now(self._closing_end("was asked while not up"))
             return
         self._state = State.CLOSING
         if proto.ws is not None:
             timeout = proto.ws.opts.closing_timeout  # ws_upgrade's opts win over open's
             if not proto.ws.closing:  # else the user's close frame is the close handshake
-                proto.ws_send((CloseFrame(1000),))
+                proto.ws_send((CloseFrame(GOING_AWAY),))
         else:
             timeout = self._opts.http_opts.closing_timeout
             # Gun's shutdown: the request in progress finishes; those behind
             # it, never sent, fail at once.
-            self._refuse_unsent(
-                proto, ClosedByUser("not sent: shutdown() lets only the request in progress end")
-            )
+            self._refuse_unsent(proto, self._closing_end("lets only the request in progress end"))
         self._schedule(Timer.CLOSING, timeout)
         self._flush()
+
+    def _closing_end(self, how: str) -> BaseException:
+        """The reason a graceful close gives: the user's ``shutdown()``, or the owner gone."""
+        if self._delivery is NOBODY:
+            return OwnerDown(f"the owner stopped; closing {how}")
+        return ClosedByUser(f"shutdown() {how}")
 
     def _stop_now(self, reason: BaseException) -> None:
         """``close()`` (or the end of a shutdown): stop at once, whatever is queued.
@@ -1221,26 +1235,34 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     # -- the owner -----------------------------------------------------------------
 
     def _deliver(self, event: Event) -> bool:
-        """Tell the owner; if it is gone, stop the connection (owner monitoring)."""
+        """Tell the owner; False if the connection stopped because it is gone."""
         try:
             self._delivery.tell(event)
         except (pykka.ActorDeadError, InboxClosedError):
             self._owner_gone()
-            return False
+            return not self._is_stopped()
         return True
 
     def _owner_gone(self) -> None:
-        """The owner stopped: close and stop without a word (nobody is listening)."""
-        if self._state is State.STOPPED:
+        """The owner stopped (owner monitoring): from now on nobody hears the events.
+
+        As Gun's: a connection that is up closes gracefully, as ``shutdown()``
+        does (the request in progress ends, a Websocket is closed with 1001;
+        bounded by ``closing_timeout``); one that is not stops at once. The
+        end's reason is ``OwnerDown`` (the ``terminate`` phase says so). A
+        ``reply_to`` target still gets its stream's events.
+        """
+        if self._state is State.STOPPED or self._delivery is NOBODY:
             return
-        self._close_transport()
-        self._proto = None
-        self._stopped()
-        self._take_pending()
-        self._mailbox.close()  # nobody to refuse them to
-        self._conn._mark_stopped()
-        self._handler_safe("terminate", {"reason": OwnerDown("the owner stopped")})
-        self._stop_actor()
+        self._conn._owner_left()  # its receive bound holds reading no more
+        self._delivery = NOBODY
+        self._relend(None)  # no owner thread borrows the socket any more
+        if self._state is State.UP and self._proto is not None:
+            self._sync_reads()
+            # Next, not now: a delivery may be under way in this turn.
+            self._mailbox.tell_first(msg.Shutdown())
+        elif self._state is not State.CLOSING:
+            self._finish(OwnerDown("the owner stopped"), final_error=False)
 
     def _handler(self, name: str, data: dict[str, Any]) -> None:
         # As in Gun, the event handler runs in the connection process: if it

@@ -30,7 +30,7 @@ from tether._events import Event
 from tether.actors._backlog import Backlog, weight
 from tether.actors._inbox import Inbox
 
-__all__ = ["Delivery", "delivery_for"]
+__all__ = ["NOBODY", "Delivery", "delivery_for"]
 
 
 class Delivery:
@@ -77,6 +77,21 @@ class _ToInbox(Delivery):
         # One wake-up of the owner for all of them (a response's head and
         # body often arrive in one read): nothing runs between them.
         self._inbox.tell_all(events, self.backlog)
+
+
+class _ToNobody(Delivery):
+    """The owner is gone (Gun: its monitor fired): events go nowhere while it closes."""
+
+    inline = True
+
+    def tell(self, event: Event) -> None:
+        pass
+
+    def tell_all(self, events: list[Event]) -> None:
+        pass
+
+
+NOBODY: Delivery = _ToNobody()
 
 
 class _Receipt:

@@ -51,7 +51,7 @@ from tether._frames import Frame, coerce_frames
 from tether._options import ConnectOpts, WsOpts, check_flow, check_positive_seconds, coerce_opts
 from tether.actors import _messages as msg
 from tether.actors._backlog import Backlog
-from tether.actors._delivery import Delivery, delivery_for
+from tether.actors._delivery import NOBODY, Delivery, delivery_for
 from tether.actors._inbox import Inbox, Match
 from tether.actors._mailbox import Mailbox
 from tether.actors._sendbuffer import COMMAND_OVERHEAD, SendBuffer
@@ -312,6 +312,13 @@ class Connection:
                 delivery = self._reply_tos[id(target)] = self._delivery_to(target)
                 self._update_backlogs()
         return delivery
+
+    def _owner_left(self) -> None:
+        """The owner is gone (the actor's turn): its events go nowhere and hold no reading."""
+        with self._lock:
+            previous, self._delivery = self._delivery, NOBODY
+            self._update_backlogs()
+        previous.release()
 
     def _release_deliveries(self) -> None:
         # Stopped for good: the Inboxes stop counting this connection's events.
