@@ -331,7 +331,14 @@ class ConnectOpts:
         tls_context: the ``ssl.SSLContext`` for ``"tls"`` (Gun's ``tls_opts``);
             ``None``: the system's trust store, verification on.
         connect_timeout: seconds each connection attempt may take, DNS, TCP
-            and the TLS handshake included; ``None``: the system's limit.
+            and the TLS handshake included; ``None``: no limit but the
+            system's own on a TCP connect.
+        domain_lookup_timeout: seconds the DNS lookup of an attempt may take
+            (Gun's ``domain_lookup_timeout``); ``None``: no limit of its own
+            (``connect_timeout`` still bounds the attempt).
+        tls_handshake_timeout: seconds the TLS handshake of an attempt may
+            take, from the TCP connect on (Gun's ``tls_handshake_timeout``);
+            ``None``: no limit of its own.
         retry: reconnect attempts after a failed attempt or a lost
             connection; ``0``: none.
         retry_timeout: seconds between reconnect attempts (the first
@@ -354,6 +361,8 @@ class ConnectOpts:
     transport: Literal["tcp", "tls"] = "tcp"
     tls_context: ssl.SSLContext | None = None
     connect_timeout: float | None = None
+    domain_lookup_timeout: float | None = None
+    tls_handshake_timeout: float | None = None
     retry: int = 5
     retry_timeout: float = 5.0
     retry_backoff: RetryBackoff | None = None
@@ -371,6 +380,8 @@ class ConnectOpts:
         if self.tls_context is not None and not isinstance(self.tls_context, ssl.SSLContext):
             raise TypeError("tls_context must be an ssl.SSLContext")
         check_positive_seconds("connect_timeout", self.connect_timeout)
+        check_positive_seconds("domain_lookup_timeout", self.domain_lookup_timeout)
+        check_positive_seconds("tls_handshake_timeout", self.tls_handshake_timeout)
         if isinstance(self.retry, bool) or not isinstance(self.retry, int):
             raise TypeError(f"retry must be an int, not {type(self.retry).__name__}")
         if self.retry < 0:

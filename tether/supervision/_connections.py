@@ -52,7 +52,8 @@ def open(
             Default: a new Inbox, reachable as ``conn.inbox``.
         supervisor: a [`Supervisor`][tether.Supervisor] to run under.
         **options: ``transport`` (``"tcp"``/``"tls"``), ``tls_context``,
-            ``connect_timeout``, ``retry`` (5), ``retry_timeout`` (5.0),
+            ``connect_timeout``, ``domain_lookup_timeout``,
+            ``tls_handshake_timeout``, ``retry`` (5), ``retry_timeout`` (5.0),
             ``retry_backoff``, ``http_opts``, ``ws_opts`` (dicts or
             [`HttpOpts`][tether.HttpOpts]/[`WsOpts`][tether.WsOpts]),
             ``event_handler``.
