@@ -1,6 +1,6 @@
 """The phases of a connection attempt, as Gun's state machine has them, and their event data.
 
-An attempt is in ``CONNECTING`` (:class:`~tether.actors._handle.ConnectionState`)
+An attempt is in ``CONNECTING`` (``tether.actors._handle.ConnectionState``)
 from its start to its ``Up`` (or its failure), and passes through up to
 three phases, each with an event handler phase at its start and at its
 end (``docs/event_handler.md``), and a bound of its own besides

@@ -60,7 +60,7 @@ class ClientProtocol:
         ws_opts: default Websocket options for upgrades.
         observe: called as ``observe(name, data)`` at each moment only the
             protocol sees (a request written, a response head read, a frame
-            sent or received: :mod:`tether.protocol._phases`), synchronously,
+            sent or received: ``tether.protocol._phases``), synchronously,
             within the call that reaches it; None (the default): not told.
 
     Not thread-safe: one thread (the connection actor) drives it.

@@ -20,7 +20,7 @@ The phases and their data (``docs/event_handler.md`` has the table):
 - ``ws_recv_frame_start``, ``ws_recv_frame_header``, ``ws_recv_frame_end``
   and tether's ``ws_recv_frame``, all four once a whole frame has been
   read: a message in several fragments once, as a whole (the frame layer
-  reads messages, not frames, see :func:`received`);
+  reads messages, not frames, see ``received``);
 - ``ws_send_frame_start``, ``ws_send_frame_end`` and tether's
   ``ws_send_frame`` around each frame written, the automatic ones (pong
   replies, a close echo) among them.
