@@ -104,10 +104,16 @@ def test_the_logging_event_handler_logs_each_phase(caplog: pytest.LogCaptureFixt
     logged = records()
     phases = [r.getMessage().split(" ", 1)[0] for r in logged]
     assert phases == [
+        "init",
+        "domain_lookup_start",
+        "domain_lookup_end",
         "connect_start",
         "connect_end",
         "request_start",
+        "request_headers",
+        "request_end",
         "response_start",
+        "response_headers",
         "response_end",
         "GET",
         "disconnect",

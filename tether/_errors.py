@@ -34,7 +34,7 @@ TetherError
 │   ├── ConnectionDownError     await_up saw the connection go down first (carries the reason)
 │   └── SupervisorStopped       (+ Reported) the supervisor stopped (or gave up), with its children
 └── ReportedError               the reason in a Down or Error event
-    ├── ConnectTimeout          (also TimeoutError) connect_timeout elapsed
+    ├── ConnectTimeout          (also TimeoutError) connect_timeout (or a phase's own) elapsed
     ├── WriteTimeout            (also TimeoutError) bytes waited send_timeout to be sent
     ├── ResponseTimeout         (also TimeoutError) no response head within response_timeout
     ├── UpgradeTimeout          (also TimeoutError) no answer to an upgrade within upgrade_timeout
@@ -166,7 +166,12 @@ class ReceiveTimeout(CallError, TimeoutError):
 
 
 class ConnectTimeout(ReportedError, TimeoutError):
-    """A connection attempt took longer than ``connect_timeout``."""
+    """A connection attempt took longer than ``connect_timeout``.
+
+    Also a phase of it that took longer than its own bound:
+    ``domain_lookup_timeout`` or ``tls_handshake_timeout`` (the message
+    names the option).
+    """
 
 
 class WriteTimeout(ReportedError, TimeoutError):

@@ -353,7 +353,14 @@ class ConnectOpts:
             against the certificate, instead of the host connected to (Gun's
             ``tls_opts`` ``server_name_indication``); ``None``: the host.
         connect_timeout: seconds each connection attempt may take, DNS, TCP
-            and the TLS handshake included; ``None``: the system's limit.
+            and the TLS handshake included; ``None``: no limit but the
+            system's own on a TCP connect.
+        domain_lookup_timeout: seconds the DNS lookup of an attempt may take
+            (Gun's ``domain_lookup_timeout``); ``None``: no limit of its own
+            (``connect_timeout`` still bounds the attempt).
+        tls_handshake_timeout: seconds the TLS handshake of an attempt may
+            take, from the TCP connect on (Gun's ``tls_handshake_timeout``);
+            ``None``: no limit of its own.
         retry: reconnect attempts after a failed attempt or a lost
             connection; ``0``: none.
         retry_timeout: seconds between reconnect attempts (the first
@@ -377,6 +384,8 @@ class ConnectOpts:
     tls_context: ssl.SSLContext | None = None
     server_hostname: str | None = None
     connect_timeout: float | None = None
+    domain_lookup_timeout: float | None = None
+    tls_handshake_timeout: float | None = None
     retry: int = 5
     retry_timeout: float = 5.0
     retry_backoff: RetryBackoff | None = None
@@ -399,6 +408,8 @@ class ConnectOpts:
             if self.transport != "tls":
                 raise ValueError("server_hostname is a TLS server name: it needs transport='tls'")
         check_positive_seconds("connect_timeout", self.connect_timeout)
+        check_positive_seconds("domain_lookup_timeout", self.domain_lookup_timeout)
+        check_positive_seconds("tls_handshake_timeout", self.tls_handshake_timeout)
         if isinstance(self.retry, bool) or not isinstance(self.retry, int):
             raise TypeError(f"retry must be an int, not {type(self.retry).__name__}")
         if self.retry < 0:

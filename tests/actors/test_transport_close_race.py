@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tether.actors import _transport
-from tether.actors._messages import IoReport
+from tether.actors._messages import IoReport, Resolved
 from tether.actors._transport import TcpTransport
 
 JOIN = 5.0
@@ -61,5 +61,6 @@ def test_close_while_the_reader_sets_the_socket_up(
     transport._thread.join(JOIN)
     assert not transport._thread.is_alive()
     assert failures == []  # nothing escaped the reader thread
-    assert reports == []  # closed before it was connected: nothing to tell
+    # The lookup's end was told; closed before it was connected: nothing more.
+    assert [type(report) for report in reports] == [Resolved]
     assert transport.addresses() is None

@@ -77,3 +77,28 @@ def test_a_linux_abstract_socket_is_reached(
     conn = open_conn.track(tether.open_unix(path, retry=0))
     conn.get("/abstract")
     assert heads.get(timeout=WAIT).startswith(b"GET /abstract HTTP/1.1\r\n")
+
+
+def test_the_lookup_of_a_unix_socket_is_its_path(
+    origin: Callable[..., Origin], unix_path: str, open_conn: ConnectionTracker
+) -> None:
+    """As Gun's lookup of ``{local, Path}``: the event handler's lookup phases name the path."""
+    recording_origin(origin, unix_path)
+    phases: queue.Queue[tuple[str, dict[str, object]]] = queue.Queue()
+    conn = open_conn.track(
+        tether.open_unix(unix_path, retry=0, event_handler=lambda n, d: phases.put((n, d)))
+    )
+    assert conn.await_up(WAIT) == "http"
+    seen: dict[str, dict[str, object]] = {}
+    while "connect_end" not in seen:
+        name, data = phases.get(timeout=WAIT)
+        seen[name] = data
+    assert list(seen) == [
+        "init",
+        "domain_lookup_start",
+        "domain_lookup_end",
+        "connect_start",
+        "connect_end",
+    ]
+    assert seen["domain_lookup_end"]["lookup_info"] == {"ip_addresses": [unix_path], "port": 80}
+    assert seen["connect_end"]["protocol"] == "http"

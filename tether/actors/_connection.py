@@ -76,6 +76,7 @@ from tether._events import (
 from tether._frames import Close as CloseFrame
 from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
+from tether.actors._connect_phase import ConnectPhase, init_data, lookup_info, phase_data
 from tether.actors._delivery import NOBODY, Delivery
 from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
 from tether.actors._handle import ConnectionState as State
@@ -127,6 +128,7 @@ _INLINE = frozenset(
         msg.Shutdown,
         msg.Connected,
         msg.ConnectFailed,
+        msg.Resolved,
         msg.BytesIn,
         msg.Closed,
         msg.Tick,
@@ -211,6 +213,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._scheduler = default_scheduler()
         self._epoch = 0
         self._state = State.CONNECTING
+        # Where an attempt is while CONNECTING (see _connect_phase), and what its lookup found.
+        self._phase: ConnectPhase | None = None
+        self._addresses: tuple[str, ...] = ()
         self._transport: Transport | None = None
         self._proto: ClientProtocol | None = None
         # Commands given while no connection is up, replayed at the next Up,
@@ -402,6 +407,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         """Each message type's handler. I/O reports of a replaced connection are dropped."""
         return {
             msg.BytesIn: self._on_bytes_in,
+            msg.Resolved: self._if_current(self._on_resolved),
             msg.Connected: self._if_current(lambda _: self._on_tcp_connected()),
             msg.ConnectFailed: self._if_current(lambda m: self._connection_failed(m.reason)),
             msg.Closed: self._if_current(lambda m: self._on_closed(m.reason)),
@@ -457,14 +463,47 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._epoch += 1
         self._attempts_since_up += 1
         self._state = State.CONNECTING
-        self._handler("connect_start", {"host": self._conn.host, "port": self._conn.port})
+        self._addresses = ()
+        self._phase_begins(ConnectPhase.DOMAIN_LOOKUP)
         self._flow_held = False
         self._transport = self._new_transport()
         self._transport.start()
         if self._opts.connect_timeout is not None:
-            # The socket's own timeout covers DNS and TCP; this one the whole
-            # attempt, the TLS handshake included.
+            # The socket's own timeout covers each TCP connect; this one the
+            # whole attempt, DNS and the TLS handshake included.
             self._schedule(Timer.CONNECT_DEADLINE, self._opts.connect_timeout)
+        if self._opts.domain_lookup_timeout is not None:
+            self._schedule(Timer.LOOKUP_DEADLINE, self._opts.domain_lookup_timeout)
+
+    def _phase_begins(self, phase: ConnectPhase) -> None:
+        self._phase = phase
+        if self._opts.event_handler is not None:
+            self._handler(phase.start_event, self._phase_data(phase))
+
+    def _phase_ends(self, outcome: dict[str, Any]) -> None:
+        """The phase under way ended: its end event, with ``outcome`` (or an ``error``)."""
+        phase, self._phase = self._phase, None
+        if phase is not None and self._opts.event_handler is not None:
+            self._handler(phase.end_event, {**self._phase_data(phase), **outcome})
+
+    def _phase_data(self, phase: ConnectPhase) -> dict[str, Any]:
+        context = self._tls.context if self._tls is not None else None
+        return phase_data(
+            phase,
+            host=self._conn.host,
+            port=self._conn.port,
+            opts=self._opts,
+            addresses=self._addresses,
+            tls_context=context,
+        )
+
+    def _on_resolved(self, report: msg.Resolved) -> None:
+        """The lookup ended: the TCP connect begins (the transport started it already)."""
+        if self._phase is not ConnectPhase.DOMAIN_LOOKUP:
+            return
+        self._addresses = report.addresses
+        self._phase_ends({"lookup_info": lookup_info(report.addresses, self._conn.port)})
+        self._phase_begins(ConnectPhase.CONNECTING)
 
     def _new_transport(self) -> Transport:
         """A transport for the next attempt: TCP to host:port, or the Unix socket's path."""
@@ -480,13 +519,29 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         return TcpTransport(self._report, self._epoch, conn.host, conn.port, timeout, **common)
 
     def _on_tcp_connected(self) -> None:
+        if self._phase is ConnectPhase.DOMAIN_LOOKUP:  # a transport that looks nothing up
+            self._on_resolved(msg.Resolved(self._epoch, ()))
         if self._opts.transport != "tls":
+            self._phase_ends({"protocol": "http", **self._addresses_data()})
             self._on_connected()
             return
+        self._phase_ends(self._addresses_data())  # Gun: the protocol comes with the handshake
         # TLS: the connection is up only once the handshake has succeeded.
         context = self._opts.tls_context or default_context()
         self._tls = TlsLayer(context, self._opts.server_hostname or self._conn.host)
+        self._phase_begins(ConnectPhase.TLS_HANDSHAKE)
+        if self._opts.tls_handshake_timeout is not None:
+            self._schedule(Timer.TLS_DEADLINE, self._opts.tls_handshake_timeout)
         self._write_raw(self._tls.start())
+
+    def _addresses_data(self) -> dict[str, Any]:
+        """The socket's two ends, for ``connect_end`` (the socket itself stays tether's)."""
+        if self._opts.event_handler is None or self._transport is None:
+            return {}
+        addresses = self._transport.addresses()
+        if addresses is None:
+            return {}
+        return {"local_address": addresses[0], "peer_address": addresses[1]}
 
     def _write_raw(self, data: bytes) -> bool:
         """Write bytes to the socket; on failure the connection is lost (False)."""
@@ -557,6 +612,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _connection_failed(self, reason: BaseException) -> None:
         """The socket failed: before Up it is a failed attempt, after it a lost connection."""
         if self._proto is None:
+            self._phase_ends({"error": reason})  # the phase it failed in
             self._close_transport()
             self._retry_or_stop(reason)
         else:
@@ -579,6 +635,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if not self._write_raw(reply):
             return None
         if not was_done and tls.handshake_done:
+            self._phase_ends({"protocol": "http"})
             self._on_connected()
             if not self._is_up():
                 return None
@@ -589,6 +646,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _on_connected(self) -> None:
         self._state = State.UP
+        self._phase = None
         self._proven = False
         self._up_since = self._scheduler.now()
         port = self._conn.port
@@ -601,8 +659,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             authority=authority,
             http_opts=self._opts.http_opts,
             ws_opts=self._opts.ws_opts,
+            observe=self._handler if self._opts.event_handler is not None else None,
         )
-        self._handler("connect_end", {"protocol": "http"})
         if not self._deliver(Up(self._conn, "http")):
             return
         if self._opts.http_opts.keepalive is not None:
@@ -665,6 +723,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             # The owner is watched from now on, whatever the state (Gun monitors
             # it from the start): a connection that never connects stops too.
             self._schedule(Timer.OWNER_CHECK, OWNER_CHECK_INTERVAL)
+            if self._opts.event_handler is not None:  # Gun's init: this generation begins
+                conn = self._conn
+                self._handler("init", init_data(conn.owner, conn.host, conn.port, self._opts))
             self._connect()
 
     def _tick_retry(self) -> None:
@@ -677,6 +738,24 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 ConnectTimeout(
                     f"connecting to {self._conn._where} (TLS handshake "
                     f"included) took longer than {self._opts.connect_timeout} s"
+                )
+            )
+
+    def _tick_lookup_deadline(self) -> None:
+        if self._state is State.CONNECTING and self._phase is ConnectPhase.DOMAIN_LOOKUP:
+            self._connection_failed(
+                ConnectTimeout(
+                    f"the domain lookup of {self._conn.host} took longer than "
+                    f"domain_lookup_timeout ({self._opts.domain_lookup_timeout} s)"
+                )
+            )
+
+    def _tick_tls_deadline(self) -> None:
+        if self._state is State.CONNECTING and self._phase is ConnectPhase.TLS_HANDSHAKE:
+            self._connection_failed(
+                ConnectTimeout(
+                    f"the TLS handshake with {self._conn.host}:{self._conn.port} took longer "
+                    f"than tls_handshake_timeout ({self._opts.tls_handshake_timeout} s)"
                 )
             )
 
@@ -741,6 +820,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                     NotUpgradedError("the connection is down; frames not sent", command.frames),
                 )
             elif isinstance(command, msg.Cancel):
+                if self._opts.event_handler is not None and any(
+                    getattr(c, "stream", None) is command.stream for c in self._pending
+                ):
+                    self._handler_cancel(command.stream)
                 self._pending = [
                     c for c in self._pending if getattr(c, "stream", None) is not command.stream
                 ]
@@ -754,21 +837,26 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             case msg.RequestCmd(stream, method, target, headers, body, flow, _, reply_to):
                 self._route(stream, reply_to)
                 self._flow_used |= flow is not None
-                self._handler("request_start", {"stream": stream, "method": method})
                 proto.request(stream, method, target, headers, body, flow=flow)
             case msg.HeadersCmd(stream, method, target, headers, flow, _, reply_to):
                 self._route(stream, reply_to)
                 self._flow_used |= flow is not None
-                self._handler("request_start", {"stream": stream, "method": method})
                 proto.headers(stream, method, target, headers, flow=flow)
             case msg.DataCmd(stream, fin, data):
                 proto.data(stream, fin, data)
             case msg.Cancel(stream):
+                if (
+                    self._opts.event_handler is not None
+                    and proto.ws is None
+                    and proto.stream_state(stream) is not None
+                ):
+                    self._handler_cancel(stream)
                 proto.cancel(stream)
             case msg.UpdateFlow(stream, increment):
                 proto.update_flow(stream, increment)
             case msg.WsUpgrade(stream, target, headers, opts, reply_to):
                 self._route(stream, reply_to)
+                self._handler("ws_upgrade", {"stream": stream, "opts": opts})
                 self._upgrades[stream] = command
                 if opts.upgrade_timeout is not None:
                     self._time_heads = True
@@ -802,10 +890,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._flush()
 
     def _ws_send(self, proto: ClientProtocol, command: msg.WsSend) -> None:
-        handler = self._opts.event_handler
         for frame in command.frames:
-            if handler is not None:
-                self._handler("ws_send_frame", {"frame": frame})
             if type(frame) is CloseFrame:
                 self._conn._reupgrade = None  # a close the user sent is final (Gun)
         proto.ws_send(command.frames, command.stream)
@@ -910,9 +995,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _deliver_events(self, events: list[Event]) -> bool:
         """Deliver what one read or command produced; False if the owner is gone."""
-        if self._opts.event_handler is not None:
-            for event in events:
-                self._handler_for(event)  # each before the owner sees it
         for event in events:
             if type(event) is Upgrade:
                 self._on_upgraded(event.stream)
@@ -980,7 +1062,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _on_upgraded(self, stream: StreamRef) -> None:
         self._conn._set_ws_stream(stream)
-        self._handler("ws_upgrade", {"stream": stream})
         command = self._upgrades.pop(stream, None)
         self._upgrades.clear()
         self._pong_marks.clear()  # those of an earlier Websocket
@@ -1208,6 +1289,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         here (or was, as ``unsent``) and refused with an ``Error`` for its
         stream: none is dropped.
         """
+        state = self._life_state()
         self._close_transport()
         self._stopped()
         if unsent is None:
@@ -1217,7 +1299,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._conn._mark_stopped()
         if final_error:
             self._deliver(Error(self._conn, None, reason))
-        self._handler_safe("terminate", {"reason": reason})
+        self._handler_safe("terminate", {"state": state, "reason": reason})
         self._stop_actor()
 
     def _stopped(self) -> None:
@@ -1265,25 +1347,29 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._finish(OwnerDown("the owner stopped"), final_error=False)
 
     def _handler(self, name: str, data: dict[str, Any]) -> None:
-        # As in Gun, the event handler runs in the connection process: if it
-        # raises, the actor crashes and its supervisor takes over.
+        """Call the event handler (if any) for phase ``name``; a stream's gets its ``reply_to``.
+
+        Also the protocol's ``observe``. As in Gun, the event handler runs in
+        the connection process: if it raises, the actor crashes and its
+        supervisor takes over.
+        """
         handler = self._opts.event_handler
         if handler is not None:
+            stream = data.get("stream")
+            if stream is not None:
+                data["reply_to"] = self._routes.get(stream, self._delivery).target
             handler(name, data)
 
-    def _handler_for(self, event: Event) -> None:
-        """The event handler phases that an event to the owner marks."""
-        match event:
-            case Response(stream=stream, status=status, fin=fin):
-                self._handler("response_start", {"stream": stream, "status": status})
-                if fin:
-                    self._handler("response_end", {"stream": stream})
-            case Data(stream=stream, fin=True) | Trailers(stream=stream):
-                self._handler("response_end", {"stream": stream})
-            case Ws(stream=stream, frame=frame):
-                self._handler("ws_recv_frame", {"stream": stream, "frame": frame})
-            case _:
-                pass
+    def _life_state(self) -> str:
+        """Gun's ``terminate`` state: the phase of an attempt under way, else the state."""
+        phase = self._phase
+        if self._state is State.CONNECTING and phase is not None:
+            return phase.value
+        return self._state.value
+
+    def _handler_cancel(self, stream: StreamRef) -> None:
+        """Gun's cancel event: the user cancelled ``stream`` (HTTP/1.1 has no remote cancel)."""
+        self._handler("cancel", {"stream": stream, "endpoint": "local", "reason": "cancel"})
 
     def _handler_safe(self, name: str, data: dict[str, Any]) -> None:
         try:
@@ -1331,4 +1417,6 @@ ConnectionActor._TICKS = {
     Timer.WS_FAIL: ConnectionActor._tick_ws_fail,
     Timer.SEND_DEADLINE: ConnectionActor._send_deadline_passed,
     Timer.HEAD: ConnectionActor._tick_head,
+    Timer.LOOKUP_DEADLINE: ConnectionActor._tick_lookup_deadline,
+    Timer.TLS_DEADLINE: ConnectionActor._tick_tls_deadline,
 }

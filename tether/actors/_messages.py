@@ -36,6 +36,7 @@ __all__ = [
     "InfoQuery",
     "IoReport",
     "RequestCmd",
+    "Resolved",
     "SetOwner",
     "Shutdown",
     "StreamInfoQuery",
@@ -161,6 +162,14 @@ StreamCommand: TypeAlias = RequestCmd | HeadersCmd | DataCmd | Cancel | UpdateFl
 
 
 @dataclass(frozen=True, slots=True)
+class Resolved:
+    """The host name's addresses are known (an IP address: itself); connecting starts."""
+
+    epoch: int
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Connected:
     epoch: int
 
@@ -202,6 +211,8 @@ class Timer(enum.Enum):
     WS_FAIL = "ws_fail"  #: the close frame of a lingering Websocket failure
     SEND_DEADLINE = "send_deadline"  #: send_timeout: the oldest byte not sent
     HEAD = "head"  #: response_timeout / upgrade_timeout
+    LOOKUP_DEADLINE = "lookup_deadline"  #: domain_lookup_timeout
+    TLS_DEADLINE = "tls_deadline"  #: tls_handshake_timeout
 
     @property
     def lifelong(self) -> bool:
@@ -228,4 +239,4 @@ class Writable:
     epoch: int
 
 
-IoReport: TypeAlias = Connected | ConnectFailed | BytesIn | Closed | Tick | Writable
+IoReport: TypeAlias = Resolved | Connected | ConnectFailed | BytesIn | Closed | Tick | Writable

@@ -41,6 +41,11 @@ class TlsLayer:
         self.handshake_done = False
         self.closed = False
 
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The context the session was made with."""
+        return self._tls.context
+
     def _drain(self) -> bytes:
         return self._outgoing.read()
 

@@ -46,7 +46,15 @@ from typing import Any
 from tether._errors import ConnectTimeout
 from tether.actors._ioloop import IoLoop, Watch, default_loop
 from tether.actors._lending import Lending
-from tether.actors._messages import BytesIn, Closed, Connected, ConnectFailed, IoReport, Writable
+from tether.actors._messages import (
+    BytesIn,
+    Closed,
+    Connected,
+    ConnectFailed,
+    IoReport,
+    Resolved,
+    Writable,
+)
 
 __all__ = ["READ_AHEAD", "TcpTransport", "Transport", "UnixTransport", "check_unix_path", "unsent"]
 
@@ -59,6 +67,9 @@ def _ip_family(host: str) -> socket.AddressFamily | None:
         return None
     return socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
+
+#: The resolver the connect thread calls (tests stall it: a real lookup cannot be made to).
+resolve = socket.getaddrinfo
 
 # Pieces per sendmsg call: Linux refuses more than IOV_MAX (1024) with EMSGSIZE.
 _MAX_IOV = 512
@@ -91,7 +102,7 @@ class Transport:
     """What the connection actor needs from a transport."""
 
     def start(self) -> None:
-        """Begin connecting; report ``Connected``/``ConnectFailed``, then reads."""
+        """Begin connecting; report ``Resolved``, ``Connected``/``ConnectFailed``, then reads."""
         raise NotImplementedError
 
     def write(self, data: bytes | Sequence[bytes | bytearray]) -> bool:
@@ -170,7 +181,8 @@ class TcpTransport(Transport):
         epoch: the connection epoch stamped on every report.
         host: host name or address.
         port: TCP port.
-        connect_timeout: seconds for DNS + connect (``None``: the OS default).
+        connect_timeout: seconds for the TCP connect to each address
+            (``None``: the OS default); the actor bounds the whole attempt.
         loop: the I/O loop (the process-wide one by default).
         lending: where to lend the socket's reads while it is read (the
             owner Inbox's, see :mod:`~tether.actors._lending`), or None.
@@ -236,11 +248,16 @@ class TcpTransport(Transport):
         """The error of a connect that failed at once with ``code``."""
         return OSError(code, os.strerror(code))
 
+    def _looked_up_at_once(self) -> None:
+        """An IP address is its own lookup: report it done (the phases, the lookup's timer)."""
+        self._report(Resolved(self._epoch, (self._host,)))
+
     def start(self) -> None:
         direct = self._direct()
         if direct is None:
-            self._thread.start()  # a name: DNS can block, so a thread connects
+            self._thread.start()  # a name: DNS can block, so a thread resolves and connects
             return
+        self._looked_up_at_once()
         # An address: a non-blocking connect that the I/O thread finishes.
         family, address = direct
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -306,11 +323,25 @@ class TcpTransport(Transport):
         return ConnectTimeout(f"connecting to {self._where()} took longer than {limit}")
 
     def _connect(self) -> None:
-        """On the connect thread: DNS and a blocking connect, then hand over to the I/O thread."""
+        """On the connect thread: DNS, a blocking connect, then hand over to the I/O thread.
+
+        The end of the lookup is reported (``Resolved``) before connecting:
+        the actor times the two phases apart (``domain_lookup_timeout``) and
+        tells its event handler.
+        """
         try:
-            sock = socket.create_connection(
-                (self._host, self._port), timeout=self._connect_timeout
-            )
+            infos = resolve(self._host, self._port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            self._report(ConnectFailed(self._epoch, exc))
+            return
+        addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+        self._report(Resolved(self._epoch, addresses))
+        with self._lock:
+            given_up = self._closed  # meanwhile (a lookup past its deadline)
+        if given_up:
+            return
+        try:
+            sock = self._connect_first(addresses)
         except TimeoutError:
             self._report(ConnectFailed(self._epoch, self._timeout()))
             return
@@ -344,6 +375,18 @@ class TcpTransport(Transport):
         self._lend()
         if self._backlog:  # written by the Connected report, before the socket was watched
             self._watch.want_write()
+
+    def _connect_first(self, addresses: tuple[str, ...]) -> socket.socket:
+        """Connect to the first of ``addresses`` that accepts (blocking); else the last error."""
+        error: OSError = OSError(f"no address found for {self._host}")
+        for address in addresses:
+            try:
+                return socket.create_connection(
+                    (address, self._port), timeout=self._connect_timeout
+                )
+            except OSError as exc:
+                error = exc
+        raise error
 
     @staticmethod
     def _configure(sock: socket.socket) -> None:
@@ -553,6 +596,10 @@ class UnixTransport(TcpTransport):
 
     def _direct(self) -> tuple[socket.AddressFamily, Any]:
         return socket.AF_UNIX, self._path
+
+    def _looked_up_at_once(self) -> None:
+        # As Gun's lookup of {local, Path}: the path is the one address.
+        self._report(Resolved(self._epoch, (self._path,)))
 
     def _connect_error(self, code: int) -> OSError:
         # The OSError subclass of the code (FileNotFoundError, ConnectionRefusedError...),

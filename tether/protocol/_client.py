@@ -29,6 +29,7 @@ from tether._events import Error, Event, ProtocolName, StreamRef, Upgrade
 from tether._frames import Frame
 from tether._options import HttpOpts, WsOpts
 from tether.protocol._http import HttpClient, Outgoing
+from tether.protocol._phases import Observer
 from tether.protocol._validate import HeaderList
 from tether.protocol._ws import WsClient, WsHandshake
 
@@ -57,12 +58,25 @@ class ClientProtocol:
         authority: the ``host`` header value (``host[:port]``).
         http_opts: HTTP options.
         ws_opts: default Websocket options for upgrades.
+        observe: called as ``observe(name, data)`` at each moment only the
+            protocol sees (a request written, a response head read, a frame
+            sent or received: ``tether.protocol._phases``), synchronously,
+            within the call that reaches it; None (the default): not told.
 
     Not thread-safe: one thread (the connection actor) drives it.
     """
 
-    def __init__(self, conn: Any, *, authority: str, http_opts: HttpOpts, ws_opts: WsOpts) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        *,
+        authority: str,
+        http_opts: HttpOpts,
+        ws_opts: WsOpts,
+        observe: Observer | None = None,
+    ) -> None:
         self._conn = conn
+        self._observe = observe
         self._authority = (
             authority.encode("idna") if not authority.isascii() else authority.encode()
         )
@@ -73,7 +87,9 @@ class ClientProtocol:
         # header and a masked payload, which the transport writes with one
         # sendmsg rather than copying them into one buffer.
         self._out: list[bytes | bytearray] = []
-        self._http = HttpClient(conn, http_opts, self._events.append, self._out.append)
+        self._http = HttpClient(
+            conn, http_opts, self._events.append, self._out.append, observe=observe
+        )
         self._ws: WsClient | None = None
 
     # -- state -------------------------------------------------------------
@@ -324,7 +340,15 @@ class ClientProtocol:
                 return
             all_headers.append((b"transfer-encoding", b"chunked"))
         self._http.submit(
-            Outgoing(stream, method, target, all_headers, fin=False, flow=self._flow(flow))
+            Outgoing(
+                stream,
+                method,
+                target,
+                all_headers,
+                fin=False,
+                flow=self._flow(flow),
+                function="headers",
+            )
         )
 
     def data(self, stream: StreamRef, fin: bool, data: bytes) -> None:
@@ -366,6 +390,7 @@ class ClientProtocol:
                 fin=True,
                 handshake=handshake,
                 flow=handshake.opts.flow,
+                function="ws_upgrade",
             )
         )
 
@@ -433,7 +458,10 @@ class ClientProtocol:
             emit=self._events.append,
             write=self._out.append,
             flow=request.flow,
+            observe=self._observe,
         )
+        if self._observe is not None:
+            self._observe("protocol_changed", {"stream": request.stream, "protocol": "ws"})
         self._events.append(Upgrade(self._conn, request.stream, ("websocket",), switch.headers))
         for raced in self._http.take_queue():
             self._refuse_if_upgraded(raced.stream)

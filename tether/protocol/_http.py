@@ -35,6 +35,7 @@ from tether._errors import ConnectionClosed, InvalidRequestError, RemoteProtocol
 from tether._events import Error, Event, Headers, Inform, StreamRef, Trailers
 from tether._options import HttpOpts
 from tether.protocol import _received as received
+from tether.protocol._phases import Observer
 from tether.protocol._validate import HeaderList, transform_names
 from tether.protocol._ws import WsHandshake
 
@@ -66,6 +67,10 @@ class Outgoing:
     flow: int | None = None
     #: The response's head (or the 101) has arrived.
     headed: bool = False
+    #: Gun's ``function`` of the event handler's request phases: ``"request"``
+    #: (the whole body given at once), ``"headers"`` (a streamed body) or
+    #: ``"ws_upgrade"``.
+    function: Literal["request", "headers", "ws_upgrade"] = "request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,33 @@ def _says_keep_alive(headers: h11._headers.Headers) -> bool:
     return b"keep-alive" in _connection_tokens(headers.raw_items())
 
 
+def _request_phase(request: Outgoing) -> dict[str, Any]:
+    """The data of ``request_start`` and ``request_headers`` (Gun's request event)."""
+    authority = next((value for name, value in request.headers if name == b"host"), b"")
+    return {
+        "stream": request.stream,
+        "function": request.function,
+        "method": request.method,
+        "authority": authority,
+        "path": request.target,
+        "headers": list(request.headers),
+    }
+
+
+def _observe_head(observe: Observer, stream: StreamRef, phase: str, event: Any) -> None:
+    """``response_start``, then ``phase`` (``response_inform`` or ``response_headers``)."""
+    status = event.status_code
+    observe("response_start", {"stream": stream, "status": status})
+    observe(phase, {"stream": stream, "status": status, "headers": _headers(event.headers)})
+
+
+def _observe_end(observe: Observer, stream: StreamRef, event: Any) -> None:
+    """``response_trailers`` (if the message had any), then ``response_end``."""
+    if event.headers:
+        observe("response_trailers", {"stream": stream, "headers": _headers(event.headers)})
+    observe("response_end", {"stream": stream})
+
+
 def _headers(raw: h11._headers.Headers) -> Headers:
     # Lower-cased names, as h11's own iteration gives them; latin-1 maps every
     # byte, so nothing is lost. Not h11's iteration itself: its Headers is a
@@ -132,8 +164,10 @@ class HttpClient:
         opts: HttpOpts,
         emit: Callable[[Event], None],
         write: Callable[[bytes], None],
+        observe: Observer | None = None,
     ) -> None:
         self._conn = conn
+        self._observe = observe
         self._http10 = opts.version == "HTTP/1.0"
         self._max_head = opts.max_header_block_size
         self._max_headers = opts.max_headers
@@ -391,6 +425,9 @@ class HttpClient:
             request = self._queue.popleft()
             headers = self._wire_headers(request)
         self._current = request
+        observe = self._observe
+        if observe is not None:
+            observe("request_start", _request_phase(request))
         try:
             head = self._h11.send(
                 h11.Request(method=request.method, target=request.target, headers=headers)
@@ -404,6 +441,8 @@ class HttpClient:
             # for an HTTP/1.0 request (the body framing was checked at the call).
             head = head.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
         self._write(head)
+        if observe is not None:
+            observe("request_headers", _request_phase(request))
         self._send_body(request)
         if self._http10 or _says_close(request.headers):
             self._closes()
@@ -432,6 +471,8 @@ class HttpClient:
                 self.held_size -= len(pieces.pop(0))
             if request.fin and self._h11.our_state is h11.SEND_BODY:
                 self._write(self._h11.send(h11.EndOfMessage()))
+                if self._observe is not None:
+                    self._observe("request_end", {"stream": request.stream})
         except h11.LocalProtocolError as exc:  # more or less body than its content-length
             self.held_size -= sum(map(len, pieces))  # never sent
             self._refused(request, exc)
@@ -480,6 +521,7 @@ class HttpClient:
 
     def _handle(self, events: list[Any]) -> None:
         request = self._current
+        observe = self._observe
         skip_end = False
         for index, event in enumerate(events):
             nxt = events[index + 1] if index + 1 < len(events) else None
@@ -493,6 +535,8 @@ class HttpClient:
                 continue
             stream = request.stream
             if kind is h11.InformationalResponse:
+                if observe is not None:
+                    _observe_head(observe, stream, "response_inform", event)
                 if event.status_code == 101:
                     request.headed = True
                     self._informational_101 = _headers(event.headers)
@@ -502,6 +546,8 @@ class HttpClient:
                         Inform(self._conn, stream, event.status_code, _headers(event.headers)),
                     )
             elif kind is h11.Response:
+                if observe is not None:
+                    _observe_head(observe, stream, "response_headers", event)
                 skip_end = ends_next
                 request.answered = ends_next
                 request.headed = True
@@ -525,6 +571,8 @@ class HttpClient:
                 )
             elif kind is h11.EndOfMessage:
                 request.answered = True
+                if observe is not None:
+                    _observe_end(observe, stream, event)
                 if skip_end:
                     continue
                 if event.headers:

@@ -49,6 +49,7 @@ from tether._events import Error, Event, Headers, StreamRef, Ws
 from tether._frames import Binary, Close, Frame, Ping, Pong, Text
 from tether._options import WsOpts
 from tether.protocol import _mask
+from tether.protocol import _phases as phases
 from tether.protocol._framing import BINARY, TEXT, MaskingKeys, masked_frame
 from tether.protocol._reader import FrameReader, wsproto_is_idle
 from tether.protocol._received import ws_message
@@ -222,9 +223,13 @@ class WsClient:
         emit: Callable[[Event], None],
         write: Callable[[bytes | bytearray], None],
         flow: int | None = None,
+        observe: phases.Observer | None = None,
     ) -> None:
         self._conn = conn
         self.stream = stream
+        # The event handler's frame phases (tether.protocol._phases), if wanted.
+        self._observe = observe
+        self._extension_names = tuple(e.name for e in extensions if e.enabled())
         self._opts = opts
         #: Gun's flow credit: ``Ws`` events it may still deliver before the
         #: driver stops reading (None: no flow control). A read's frames are
@@ -302,6 +307,7 @@ class WsClient:
 
     def send(self, frames: tuple[Frame, ...]) -> None:
         """Send frames in order; frames that cannot go out are reported in one ``Error``."""
+        observe = self._observe
         for index, frame in enumerate(frames):
             # self.closing, without two property calls per frame
             if self.close_reason is not None or self._ws.state is not ConnectionState.OPEN:
@@ -316,12 +322,16 @@ class WsClient:
                     )
                 )
                 return
+            if observe is not None:
+                phases.sending(observe, self.stream, self._extension_names, frame)
             try:
                 self._send(frame)
             except WsLocalProtocolError as exc:  # pragma: no cover - guarded by `closing`
                 unsent = frames[index:]
                 self._emit(Error(self._conn, self.stream, NotUpgradedError(str(exc), unsent)))
                 return
+            if observe is not None:
+                phases.sent(observe, self.stream, self._extension_names, frame)
             self._owner_may_answer = False
             if isinstance(frame, Close):
                 self._sent_close = frame
@@ -341,6 +351,21 @@ class WsClient:
                 write(chunk)
             return
         self._write(self._ws.send(_to_wsproto(frame)))
+
+    def _reply(self, reply: wse.Event, frame: Frame) -> None:
+        """Write a frame the protocol sends of its own (a pong, a close), observed as any."""
+        observe = self._observe
+        if observe is not None:
+            phases.sending(observe, self.stream, self._extension_names, frame)
+        self._write(self._ws.send(reply))
+        if observe is not None:
+            phases.sent(observe, self.stream, self._extension_names, frame)
+
+    def _received(self, frame: Frame) -> None:
+        """The event handler's receive phases for ``frame`` (a handler is set)."""
+        assert self._observe is not None
+        rsv = None if self._extension_names else 0
+        phases.received(self._observe, self.stream, self._extension_names, rsv, frame)
 
     @property
     def flow_paused(self) -> bool:
@@ -427,14 +452,20 @@ class WsClient:
                         return
                     self._on_message_part(event.data, event.message_finished)
                 case wse.Ping():
+                    payload = bytes(event.payload)
+                    if self._observe is not None:
+                        self._received(Ping(payload))
                     if self._ws.state is ConnectionState.OPEN:  # no pong once we sent close
-                        self._write(self._ws.send(event.response()))
+                        self._reply(event.response(), Pong(payload))
                     if not self._opts.silence_pings:
-                        self._emit_ws(Ws(self._conn, self.stream, Ping(bytes(event.payload))))
+                        self._emit_ws(Ws(self._conn, self.stream, Ping(payload)))
                 case wse.Pong():
                     self.pongs_received += 1
+                    payload = bytes(event.payload)
+                    if self._observe is not None:
+                        self._received(Pong(payload))
                     if not self._opts.silence_pings:
-                        self._emit_ws(Ws(self._conn, self.stream, Pong(bytes(event.payload))))
+                        self._emit_ws(Ws(self._conn, self.stream, Pong(payload)))
                 case wse.CloseConnection():
                     self._on_close(event, linger=self._owner_may_answer)
                 case _:  # pragma: no cover - wsproto yields nothing else after the handshake
@@ -493,7 +524,10 @@ class WsClient:
             whole = bytes(data)  # bytes from wsproto 1.3 or the reader: no copy
         if self.flow is not None:
             self.flow -= 1
-        self._emit(ws_message(self._conn, self.stream, whole))
+        event = ws_message(self._conn, self.stream, whole)
+        if self._observe is not None:
+            self._received(event.frame)
+        self._emit(event)
         self._owner_may_answer = True
         return True
 
@@ -515,11 +549,14 @@ class WsClient:
             self._fail(error, linger=linger)
             return
         received = Close(int(event.code), event.reason or "")
+        if self._observe is not None:
+            self._received(received)
         self._emit_ws(Ws(self._conn, self.stream, received))
         if state is ConnectionState.REMOTE_CLOSING:
             # The server started the handshake: echo its code (RFC 6455 5.5.1);
             # wsproto answers a reserved code (1005 "no status") with an empty close.
-            self._write(self._ws.send(event.response()))
+            echo = event.response()
+            self._reply(echo, Close(int(echo.code), echo.reason or ""))
             self._set_close_reason(WsClosed(int(event.code), event.reason or "", by_server=True))
         else:  # CLOSED: this was the server's answer to our close frame
             self._set_close_reason(self._lost_reason())
@@ -542,5 +579,5 @@ class WsClient:
         if error is None or self.close_reason is not None:
             return
         if self._ws.state is ConnectionState.OPEN and error.close_code is not None:
-            self._write(self._ws.send(wse.CloseConnection(code=error.close_code)))
+            self._reply(wse.CloseConnection(code=error.close_code), Close(error.close_code))
         self._set_close_reason(error)

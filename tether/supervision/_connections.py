@@ -64,7 +64,8 @@ def open(
             (if it was up) and a final ``Error(conn, None, Crashed(...))``.
             Reconnects after a lost connection (``retry``) work as ever.
         **options: ``transport`` (``"tcp"``/``"tls"``), ``tls_context``, ``server_hostname``,
-            ``connect_timeout``, ``retry`` (5), ``retry_timeout`` (5.0),
+            ``connect_timeout``, ``domain_lookup_timeout``,
+            ``tls_handshake_timeout``, ``retry`` (5), ``retry_timeout`` (5.0),
             ``retry_backoff``, ``http_opts``, ``ws_opts`` (dicts or
             [`HttpOpts`][tether.HttpOpts]/[`WsOpts`][tether.WsOpts]),
             ``event_handler``.

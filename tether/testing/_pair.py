@@ -19,7 +19,7 @@ events, which is what makes split-anywhere property tests possible.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import h11
@@ -67,6 +67,7 @@ class ProtocolPair:
         ws_opts: the client's default Websocket options (default ``WsOpts()``).
         authority: the client's ``host`` header value.
         conn: the object events carry as ``conn`` (default: a sentinel).
+        observe: the client's ``observe`` (its event handler phases; default: none).
 
     Attributes:
         client: the protocol under test.
@@ -84,6 +85,7 @@ class ProtocolPair:
         ws_opts: WsOpts | None = None,
         authority: str = "example.test",
         conn: Any = CONN,
+        observe: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.conn = conn
         self.client = ClientProtocol(
@@ -91,6 +93,7 @@ class ProtocolPair:
             authority=authority,
             http_opts=http_opts or HttpOpts(),
             ws_opts=ws_opts or WsOpts(),
+            observe=observe,
         )
         self.server = h11.Connection(h11.SERVER)
         self.ws_server: WsConnection | None = None

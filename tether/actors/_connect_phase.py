@@ -1,0 +1,102 @@
+"""The phases of a connection attempt, as Gun's state machine has them, and their event data.
+
+An attempt is in ``CONNECTING`` (``tether.actors._handle.ConnectionState``)
+from its start to its ``Up`` (or its failure), and passes through up to
+three phases, each with an event handler phase at its start and at its
+end (``docs/event_handler.md``), and a bound of its own besides
+``connect_timeout``, which bounds the whole attempt:
+
+========================  ===================  =========================
+phase                     its events           its own bound
+========================  ===================  =========================
+``DOMAIN_LOOKUP``         ``domain_lookup_*``  ``domain_lookup_timeout``
+``CONNECTING`` (TCP)      ``connect_*``        (``connect_timeout``)
+``TLS_HANDSHAKE``         ``tls_handshake_*``  ``tls_handshake_timeout``
+========================  ===================  =========================
+
+An attempt that fails ends its phase with ``error`` in the end event's
+data, as Gun's do.
+"""
+
+from __future__ import annotations
+
+import enum
+import ssl
+from typing import Any
+
+from tether._options import ConnectOpts
+
+__all__ = ["ConnectPhase", "init_data", "phase_data"]
+
+
+class ConnectPhase(enum.StrEnum):
+    """Where an attempt is (Gun's ``domain_lookup``, ``connecting``, ``tls_handshake`` states)."""
+
+    DOMAIN_LOOKUP = "domain_lookup"
+    CONNECTING = "connecting"
+    TLS_HANDSHAKE = "tls_handshake"
+
+    @property
+    def start_event(self) -> str:
+        """The event handler phase at its start."""
+        return _EVENTS[self][0]
+
+    @property
+    def end_event(self) -> str:
+        """The event handler phase at its end (``error`` in the data if it failed)."""
+        return _EVENTS[self][1]
+
+    def timeout(self, opts: ConnectOpts) -> float | None:
+        """The bound of this phase's own (the TCP connect's is ``connect_timeout``)."""
+        if self is ConnectPhase.DOMAIN_LOOKUP:
+            return opts.domain_lookup_timeout
+        if self is ConnectPhase.TLS_HANDSHAKE:
+            return opts.tls_handshake_timeout
+        return opts.connect_timeout
+
+
+_EVENTS = {
+    ConnectPhase.DOMAIN_LOOKUP: ("domain_lookup_start", "domain_lookup_end"),
+    ConnectPhase.CONNECTING: ("connect_start", "connect_end"),
+    ConnectPhase.TLS_HANDSHAKE: ("tls_handshake_start", "tls_handshake_end"),
+}
+
+
+def init_data(owner: Any, host: str, port: int, opts: ConnectOpts) -> dict[str, Any]:
+    """The data of ``init`` (Gun's init event)."""
+    return {
+        "owner": owner,
+        "transport": opts.transport,
+        "origin_scheme": "https" if opts.transport == "tls" else "http",
+        "origin_host": host,
+        "origin_port": port,
+        "opts": opts,
+    }
+
+
+def phase_data(
+    phase: ConnectPhase,
+    *,
+    host: str,
+    port: int,
+    opts: ConnectOpts,
+    addresses: tuple[str, ...],
+    tls_context: ssl.SSLContext | None,
+) -> dict[str, Any]:
+    """What the start and end events of ``phase`` carry (the end adds its outcome).
+
+    ``addresses``: what the lookup found (for ``CONNECTING``);
+    ``tls_context``: the context of the handshake (for ``TLS_HANDSHAKE``).
+    """
+    data: dict[str, Any] = {"host": host, "port": port, "timeout": phase.timeout(opts)}
+    if phase is ConnectPhase.CONNECTING:
+        data["lookup_info"] = lookup_info(addresses, port)
+    elif phase is ConnectPhase.TLS_HANDSHAKE:
+        data["server_hostname"] = opts.server_hostname or host
+        data["tls_context"] = tls_context
+    return data
+
+
+def lookup_info(addresses: tuple[str, ...], port: int) -> dict[str, Any]:
+    """Gun's ``lookup_info``: the addresses the host name resolved to, and the port."""
+    return {"ip_addresses": list(addresses), "port": port}
