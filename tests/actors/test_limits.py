@@ -8,10 +8,14 @@ killed), then, with ``retry=0``, the final ``Error``.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Callable
+
 import pytest
 
 import tether
 from tests.conftest import ConnectionTracker, events_until_gave_up
+from tether.actors import _messages as msg
 from tether.server import Server
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
@@ -158,3 +162,20 @@ def test_a_small_compressed_message_inflating_past_the_limit_is_refused(server: 
     assert isinstance(error.reason, tether.RemoteProtocolError)
     assert error.reason.close_code == 1009
     assert isinstance(down, tether.Down)
+
+
+def test_refused_upgrades_are_not_kept_for_the_life_of_the_connection(
+    connect: Callable[..., tether.Connection],
+) -> None:
+    # Each ws_upgrade is remembered until its answer (for reupgrade and
+    # keepalive); a refused one (403, then its body) must be forgotten then,
+    # or a long-lived connection retrying upgrades grows without bound.
+    conn = connect(retry=0)
+    assert conn.await_up(5.0) == "http"
+    for _ in range(50):
+        stream = conn.ws_upgrade("/forbidden")
+        assert conn.await_body(stream, 5.0) is not None
+    conn.info(5.0)  # the actor is past the last answer
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, msg.WsUpgrade)]
+    assert len(alive) <= 1, f"{len(alive)} refused upgrades still held"

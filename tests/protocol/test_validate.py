@@ -11,6 +11,7 @@ from tether.protocol import (
     check_host,
     check_method,
     check_path,
+    host_authority,
     normalize_headers,
 )
 
@@ -219,3 +220,21 @@ def test_a_host_that_is_not_one_says_what_to_pass_instead(host, port, told):
 def test_other_malformed_hosts_are_refused_with_examples(host):
     with pytest.raises(ValueError, match=r"is not a host name or an IP address: give one, e\.g"):
         check_host(host, 80)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "tls", "header"),
+    [
+        ("example.com", 80, False, "example.com"),
+        ("example.com", 443, True, "example.com"),
+        ("example.com", 443, False, "example.com:443"),
+        ("example.com", 80, True, "example.com:80"),
+        ("127.0.0.1", 8080, False, "127.0.0.1:8080"),
+        ("::1", 80, False, "[::1]"),
+        ("::1", 8443, True, "[::1]:8443"),
+    ],
+)
+def test_the_host_header_has_the_port_only_when_not_the_default(
+    host: str, port: int, tls: bool, header: str
+) -> None:
+    assert host_authority(host, port, tls=tls) == header

@@ -89,7 +89,7 @@ from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
 from tether.actors._transport import TcpTransport, Transport, UnixTransport
-from tether.protocol import ClientProtocol
+from tether.protocol import ClientProtocol, host_authority
 from tether.protocol._ws import FAIL_LINGER, WsClient
 
 __all__ = ["PROVEN_AFTER", "ConnectionActor", "State"]
@@ -649,14 +649,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._phase = None
         self._proven = False
         self._up_since = self._scheduler.now()
-        port = self._conn.port
-        default_port = 443 if self._opts.transport == "tls" else 80
-        authority = self._conn.host if port == default_port else f"{self._conn.host}:{port}"
-        if ":" in self._conn.host and not self._conn.host.startswith("["):
-            authority = f"[{self._conn.host}]" + ("" if port == default_port else f":{port}")
         self._proto = ClientProtocol(
             self._conn,
-            authority=authority,
+            authority=host_authority(
+                self._conn.host, self._conn.port, tls=self._opts.transport == "tls"
+            ),
             http_opts=self._opts.http_opts,
             ws_opts=self._opts.ws_opts,
             observe=self._handler if self._opts.event_handler is not None else None,
@@ -998,6 +995,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         for event in events:
             if type(event) is Upgrade:
                 self._on_upgraded(event.stream)
+        if self._upgrades:
+            self._forget_ended_upgrades(events)
         if not self._proven and self._proto is not None:
             self._prove_by(events)
         if self._routes:
@@ -1059,6 +1058,18 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         backlog = delivery.backlog
         if backlog is not None and backlog.full and not backlog.lifted:
             self._sync_reads()
+
+    def _forget_ended_upgrades(self, events: list[Event]) -> None:
+        """An upgrade refused (a response, then its body) or failed ends there: forget it.
+
+        Else a long-lived connection whose upgrades are refused would keep
+        every one of them until it is lost.
+        """
+        upgrades = self._upgrades
+        for event in events:
+            stream = getattr(event, "stream", None)
+            if stream in upgrades and _ends_stream(event):
+                del upgrades[stream]
 
     def _on_upgraded(self, stream: StreamRef) -> None:
         self._conn._set_ws_stream(stream)

@@ -12,6 +12,7 @@ from tether.protocol._validate import check_framing as check_framing
 from tether.protocol._validate import check_host as check_host
 from tether.protocol._validate import check_method as check_method
 from tether.protocol._validate import check_path as check_path
+from tether.protocol._validate import host_authority as host_authority
 from tether.protocol._validate import normalize_headers as normalize_headers
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "check_host",
     "check_method",
     "check_path",
+    "host_authority",
     "normalize_headers",
 ]

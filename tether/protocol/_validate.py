@@ -24,6 +24,7 @@ __all__ = [
     "check_method",
     "check_path",
     "check_server_hostname",
+    "host_authority",
     "normalize_headers",
     "transform_names",
 ]
@@ -255,6 +256,15 @@ def _url_hint(url: str, port: int) -> str | None:
     if call is not None and path not in ("", "/"):
         hint += f", then conn.{call}({path!r})"
     return hint
+
+
+def host_authority(host: str, port: int, *, tls: bool) -> str:
+    """The ``host`` header's value (RFC 7230 5.4): the port only if not the scheme's default.
+
+    An IPv6 address goes in brackets (``check_host`` took it without them).
+    """
+    name = f"[{host}]" if ":" in host else host
+    return name if port == (443 if tls else 80) else f"{name}:{port}"
 
 
 def check_server_hostname(name: str) -> None:
