@@ -122,10 +122,14 @@ def data_until_quiet(conn: tether.Connection, stream: tether.StreamRef) -> list[
 
 
 def ticks(chunks: list[bytes]) -> list[int]:
-    """The tick numbers in /clock's chunks, each exactly ``b"tick <n>\\n"``."""
+    """The tick numbers in /clock's chunks, each exactly ``b"tick <n>\\n"``.
+
+    Or, with ``sse``, one server-sent event: ``b"data: tick <n>\\n\\n"``.
+    """
     numbers = []
     for chunk in chunks:
-        word, number = chunk.decode().removesuffix("\n").split(" ")
+        event = chunk.decode().removeprefix("data: ").removesuffix("\n\n")
+        word, number = event.removesuffix("\n").split(" ")
         assert word == "tick", chunk
         numbers.append(int(number))
     return numbers
@@ -326,12 +330,29 @@ def test_no_flow_ws(connect: Connect) -> None:
     assert not reading_paused(conn)
 
 
-@pytest.mark.skip(
-    reason="Gun's sse_flow_http counts SSE events (content handler gun_sse_h); tether has no "
-    "content handlers: an SSE body is plain Data, as test_flow_http covers"
-)
-def test_sse_flow_http() -> None:
-    """Gun's sse_flow_http (not translated: see the skip reason)."""
+def test_sse_flow_http(connect: Connect) -> None:
+    """Gun's sse_flow_http: flow 1 on an event stream, one event; ``update_flow(+2)``, more.
+
+    Gun parses the stream with its ``gun_sse_h`` content handler and counts
+    ``{sse, Event}`` messages; tether has no content handlers (the owner
+    parses), so its credit counts ``Data``, here one event each (the server
+    writes each event a period apart). As in flow_http, the events that
+    waited during the pause come one ``Data`` each, then it pauses again.
+    """
+    conn = up(connect)
+    stream = conn.get(CLOCK + "&sse", flow=1)
+    response = expect(conn, tether.Response)
+    assert (response.stream, response.status) == (stream, 200)
+    assert ("content-type", "text/event-stream") in response.headers
+    assert expect_data(conn, stream, 1) == [0]
+    wait_reading_paused(conn)
+    nothing_comes(conn)  # Gun: {error, timeout} after one event
+
+    conn.update_flow(stream, 2)
+    resumed = data_until_quiet(conn, stream)
+    assert len(resumed) >= 2
+    assert resumed == list(range(1, 1 + len(resumed)))
+    assert reading_paused(conn)
 
 
 def test_reading_paused_shows_a_spent_credit_and_update_flow_clears_it(connect: Connect) -> None:

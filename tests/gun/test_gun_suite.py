@@ -414,7 +414,8 @@ def test_invalid_request_headers_ignore_is_refused(
 def test_invalid_request_headers_raise(
     call: Callable[[tether.Connection], object], open_conn: Any, refused_port: int
 ) -> None:
-    """gun_SUITE:invalid_request_headers_raise_headers, _raise_request, _raise_ws_upgrade.
+    """gun_SUITE:invalid_request_headers_raise_headers, invalid_request_headers_raise_request,
+    invalid_request_headers_raise_ws_upgrade.
 
     A header value with CR LF raises ``InvalidRequestError`` at the call, for
     ``headers`` (Gun's ``gun:post/3``), a request and ``ws_upgrade``; as in

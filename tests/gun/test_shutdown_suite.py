@@ -274,7 +274,7 @@ def test_not_connected_gun_shutdown(
 def test_not_connected_owner_down(
     fake: FakeTime, owner: Owner, open_conn: ConnectionTracker, refused_port: int
 ) -> None:
-    """shutdown_SUITE not_connected_owner_down (and ``_error``, the crashing actor).
+    """shutdown_SUITE not_connected_owner_down (and not_connected_owner_down_error: a crash).
 
     The owner goes while the connection waits to retry a refused port: it
     stops at the next owner check, long before its retries run out.

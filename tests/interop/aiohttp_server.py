@@ -172,11 +172,16 @@ class AiohttpServer(LoopServer):
     async def _clock(self, request: web.Request) -> web.StreamResponse:
         self._seen(request)
         period = float(request.query.get("period", "0.1"))
+        sse = "sse" in request.query  # each tick a server-sent event (Cowboy's sse_clock_h)
         response = web.StreamResponse()
+        if sse:
+            response.content_type = "text/event-stream"
         await response.prepare(request)
         tick = 0
         while True:
-            await response.write(f"tick {tick}\n".encode())
+            await response.write(
+                f"data: tick {tick}\n\n".encode() if sse else f"tick {tick}\n".encode()
+            )
             tick += 1
             await asyncio.sleep(period)
 
