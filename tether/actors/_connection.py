@@ -50,7 +50,6 @@ from tether._errors import (
     ConnectionClosed,
     ConnectTimeout,
     Crashed,
-    InboxClosedError,
     NotUpgradedError,
     OwnerDown,
     PongTimeout,
@@ -77,7 +76,7 @@ from tether._frames import Close as CloseFrame
 from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
 from tether.actors._connect_phase import ConnectPhase, init_data, lookup_info, phase_data
-from tether.actors._delivery import NOBODY, Delivery
+from tether.actors._delivery import Delivery
 from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
 from tether.actors._handle import ConnectionState as State
 from tether.actors._inbox import Inbox
@@ -85,6 +84,7 @@ from tether.actors._lazy import LazyThreadingActor
 from tether.actors._lending import Lending
 from tether.actors._mailbox import Reraise
 from tether.actors._messages import Timer
+from tether.actors._routing import FULL, GONE, Router, ends_stream
 from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
@@ -145,14 +145,6 @@ GOING_AWAY = 1001
 _ANSWERS = frozenset({Inform, Response, Data, Trailers, Upgrade, Ws})
 
 
-def _ends_stream(event: Event) -> bool:
-    """Whether ``event`` is a stream's last (an Upgrade is not: the Websocket goes on)."""
-    kind = type(event)
-    if kind is Response or kind is Data:
-        return bool(event.fin)  # type: ignore[union-attr]
-    return kind is Trailers or kind is Error
-
-
 def _refuse_all(message: object) -> bool:
     """The Mailbox's ``run_inline`` when tellers may not run the actor (see ``_inline_ok``)."""
     return False
@@ -185,10 +177,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._conn = conn
         opts = conn.opts
         self._opts = opts
-        # Where events go: the owner's delivery, and by stream the reply_to
-        # targets of the streams that have one.
-        self._delivery = conn._delivery
-        self._routes: dict[StreamRef, Delivery] = {}
+        # Where events go: the owner, or a stream's reply_to.
+        self._router = Router(conn, conn._delivery)
         # Tellers may run this actor only if what it calls out to cannot block
         # them or run user code on their thread: no event handler, and targets
         # whose tell returns at once (an Inbox or a pykka ActorRef as they are:
@@ -382,7 +372,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _on_set_owner(self, command: msg.SetOwner) -> None:
         """Gun's ``set_owner``: events from here on go to the new owner."""
-        self._delivery = command.delivery
+        self._router.owner = command.delivery
         if not command.delivery.inline:
             self._no_more_inline()
         else:
@@ -393,13 +383,12 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         state = proto.stream_state(query.stream) if proto is not None else None
         if state is None:
             return None
-        delivery = self._routes.get(query.stream, self._delivery)
-        return StreamInfo(query.stream, state, delivery.target)
+        return StreamInfo(query.stream, state, self._router.target(query.stream))
 
     def _route(self, stream: StreamRef, reply_to: Delivery | None) -> None:
         """``stream``'s events go to ``reply_to`` (if given) until the stream ends."""
         if reply_to is not None:
-            self._routes[stream] = reply_to
+            self._router.route(stream, reply_to)
             if not reply_to.inline:
                 self._no_more_inline()
 
@@ -690,7 +679,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _retry_or_stop(self, reason: BaseException) -> None:
         """After a failed attempt or a lost connection: wait and retry, or give up."""
-        if self._delivery is NOBODY:  # the owner went while it was up: no reconnect
+        if self._router.owner_gone:  # the owner went while it was up: no reconnect
             self._finish(OwnerDown("the owner stopped"), final_error=False)
             return
         if self._retries_left <= 0:
@@ -896,7 +885,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if isinstance(command, msg.Cancel | msg.UpdateFlow | msg.Close | msg.Shutdown):
             return
         if isinstance(command, msg.SetOwner):
-            self._delivery = command.delivery  # it took effect: later events go there
+            self._router.owner = command.delivery  # it took effect: later events go there
             return
         stream: StreamRef | None = getattr(command, "stream", None)
         if isinstance(command, msg.WsSend) and not isinstance(reason, NotUpgradedError):
@@ -907,7 +896,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if reply_to is None:
             self._deliver(error)
         else:
-            self._tell_reply_to(reply_to, [error])
+            self._told(self._router.tell_reply_to(reply_to, [error]))
 
     def _flush(self) -> None:
         """Write what the protocol produced, deliver its events, act on a close."""
@@ -999,65 +988,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._forget_ended_upgrades(events)
         if not self._proven and self._proto is not None:
             self._prove_by(events)
-        if self._routes:
-            return self._deliver_routed(events)
-        delivery = self._delivery
-        try:
-            delivery.tell_all(events)
-        except (pykka.ActorDeadError, InboxClosedError):
-            self._owner_gone()
-            return not self._is_stopped()
-        backlog = delivery.backlog
-        if backlog is not None and backlog.full and not backlog.lifted:
-            self._sync_reads()  # past the receive bound: stop reading
-        return True
-
-    def _deliver_routed(self, events: list[Event]) -> bool:
-        """Deliver ``events``, each stream's to its ``reply_to`` (in order, in runs)."""
-        routes, owner = self._routes, self._delivery
-        run: list[Event] = []
-        target = owner
-        for event in events:
-            stream = getattr(event, "stream", None)
-            to = routes.get(stream, owner) if stream is not None else owner
-            if to is not target and run:
-                if not self._deliver_run(target, run):
-                    return False
-                run = []
-            target = to
-            run.append(event)
-            if stream is not None and to is not owner and _ends_stream(event):
-                del routes[stream]
-        return not run or self._deliver_run(target, run)
-
-    def _deliver_run(self, delivery: Delivery, events: list[Event]) -> bool:
-        if delivery is not self._delivery:
-            self._tell_reply_to(delivery, events)
-            return True
-        try:
-            delivery.tell_all(events)
-        except (pykka.ActorDeadError, InboxClosedError):
-            self._owner_gone()
-            return not self._is_stopped()
-        backlog = delivery.backlog
-        if backlog is not None and backlog.full and not backlog.lifted:
-            self._sync_reads()
-        return True
-
-    def _tell_reply_to(self, delivery: Delivery, events: list[Event]) -> None:
-        """Events for a stream's ``reply_to``: a target that is gone is not the owner.
-
-        Its events are dropped (nobody is listening: as a message to a dead
-        Erlang process); the connection goes on.
-        """
-        try:
-            delivery.tell_all(events)
-        except (pykka.ActorDeadError, InboxClosedError):
-            log.info("reply_to %r is gone: its stream's events are dropped", delivery.target)
-            return
-        backlog = delivery.backlog
-        if backlog is not None and backlog.full and not backlog.lifted:
-            self._sync_reads()
+        found = self._router.tell_all(events)
+        return self._told(found) if found else True
 
     def _forget_ended_upgrades(self, events: list[Event]) -> None:
         """An upgrade refused (a response, then its body) or failed ends there: forget it.
@@ -1068,7 +1000,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         upgrades = self._upgrades
         for event in events:
             stream = getattr(event, "stream", None)
-            if stream in upgrades and _ends_stream(event):
+            if stream in upgrades and ends_stream(event):
                 del upgrades[stream]
 
     def _on_upgraded(self, stream: StreamRef) -> None:
@@ -1204,13 +1136,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._conn._set_ws_stream(None)
         self._update_held()
         self._handler("disconnect", {"reason": reason})
-        # The owner learns it from the Down; a stream's reply_to, from an
-        # Error for its stream (Gun's {closed, Reason}).
-        routes, self._routes = self._routes, {}
-        for stream in (*killed, *unprocessed):
-            target = routes.get(stream)
-            if target is not None:
-                self._tell_reply_to(target, [Error(self._conn, stream, reason)])
+        self._router.lost((*killed, *unprocessed), reason)
         self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
 
     def _close_transport(self) -> None:
@@ -1251,7 +1177,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _closing_end(self, how: str) -> BaseException:
         """The reason a graceful close gives: the user's ``shutdown()``, or the owner gone."""
-        if self._delivery is NOBODY:
+        if self._router.owner_gone:
             return OwnerDown(f"the owner stopped; closing {how}")
         return ClosedByUser(f"shutdown() {how}")
 
@@ -1329,15 +1255,25 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _deliver(self, event: Event) -> bool:
         """Tell the owner; False if the connection stopped because it is gone."""
-        try:
-            self._delivery.tell(event)
-        except (pykka.ActorDeadError, InboxClosedError):
-            self._owner_gone()
+        found = self._router.tell(event)
+        return self._told(found) if found else True
+
+    def _told(self, found: int) -> bool:
+        """Act on what telling found (``_routing``'s flags); False if the connection stopped."""
+        if found & FULL:
+            self._sync_reads()  # past the receive bound: stop reading
+        if found & GONE:
+            self._owner_left()
             return not self._is_stopped()
         return True
 
     def _owner_gone(self) -> None:
-        """The owner stopped (owner monitoring): from now on nobody hears the events.
+        """Owner monitoring found the owner stopped: from now on nobody hears the events."""
+        if self._state is not State.STOPPED and self._router.drop_owner():
+            self._owner_left()
+
+    def _owner_left(self) -> None:
+        """The owner is gone, and the router tells it nothing any more.
 
         As Gun's: a connection that is up closes gracefully, as ``shutdown()``
         does (the request in progress ends, a Websocket is closed with 1001;
@@ -1345,10 +1281,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         end's reason is ``OwnerDown`` (the ``terminate`` phase says so). A
         ``reply_to`` target still gets its stream's events.
         """
-        if self._state is State.STOPPED or self._delivery is NOBODY:
+        if self._state is State.STOPPED:
             return
         self._conn._owner_left()  # its receive bound holds reading no more
-        self._delivery = NOBODY
         self._relend(None)  # no owner thread borrows the socket any more
         if self._state is State.UP and self._proto is not None:
             self._sync_reads()
@@ -1368,7 +1303,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if handler is not None:
             stream = data.get("stream")
             if stream is not None:
-                data["reply_to"] = self._routes.get(stream, self._delivery).target
+                data["reply_to"] = self._router.target(stream)
             handler(name, data)
 
     def _life_state(self) -> str:
