@@ -36,7 +36,6 @@ is lost). Nothing here ever blocks on the network.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import ssl
 import threading
@@ -75,7 +74,7 @@ from tether._events import (
 from tether._frames import Close as CloseFrame
 from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
-from tether.actors._connect_phase import ConnectPhase, init_data, lookup_info, phase_data
+from tether.actors._connect_phase import ConnectPhase
 from tether.actors._delivery import Delivery
 from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
 from tether.actors._handle import ConnectionState as State
@@ -84,6 +83,7 @@ from tether.actors._lazy import LazyThreadingActor
 from tether.actors._lending import Lending
 from tether.actors._mailbox import Reraise
 from tether.actors._messages import Timer
+from tether.actors._phases import Phases
 from tether.actors._routing import FULL, GONE, Router, ends_stream
 from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
@@ -93,9 +93,6 @@ from tether.protocol import ClientProtocol, host_authority
 from tether.protocol._ws import FAIL_LINGER, WsClient
 
 __all__ = ["PROVEN_AFTER", "ConnectionActor", "State"]
-
-log = logging.getLogger("tether.connection")
-
 
 # Seconds between owner liveness checks of a connection that is up. A tell
 # to a dead owner is noticed at once; this catches idle connections.
@@ -179,6 +176,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._opts = opts
         # Where events go: the owner, or a stream's reply_to.
         self._router = Router(conn, conn._delivery)
+        self._phases = Phases(conn, self._router)  # the event handler's
         # Tellers may run this actor only if what it calls out to cannot block
         # them or run user code on their thread: no event handler, and targets
         # whose tell returns at once (an Inbox or a pykka ActorRef as they are:
@@ -203,9 +201,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._scheduler = default_scheduler()
         self._epoch = 0
         self._state = State.CONNECTING
-        # Where an attempt is while CONNECTING (see _connect_phase), and what its lookup found.
-        self._phase: ConnectPhase | None = None
-        self._addresses: tuple[str, ...] = ()
         self._transport: Transport | None = None
         self._proto: ClientProtocol | None = None
         # Commands given while no connection is up, replayed at the next Up,
@@ -452,8 +447,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._epoch += 1
         self._attempts_since_up += 1
         self._state = State.CONNECTING
-        self._addresses = ()
-        self._phase_begins(ConnectPhase.DOMAIN_LOOKUP)
+        self._phases.begin(ConnectPhase.DOMAIN_LOOKUP)
         self._flow_held = False
         self._transport = self._new_transport()
         self._transport.start()
@@ -464,35 +458,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if self._opts.domain_lookup_timeout is not None:
             self._schedule(Timer.LOOKUP_DEADLINE, self._opts.domain_lookup_timeout)
 
-    def _phase_begins(self, phase: ConnectPhase) -> None:
-        self._phase = phase
-        if self._opts.event_handler is not None:
-            self._handler(phase.start_event, self._phase_data(phase))
-
-    def _phase_ends(self, outcome: dict[str, Any]) -> None:
-        """The phase under way ended: its end event, with ``outcome`` (or an ``error``)."""
-        phase, self._phase = self._phase, None
-        if phase is not None and self._opts.event_handler is not None:
-            self._handler(phase.end_event, {**self._phase_data(phase), **outcome})
-
-    def _phase_data(self, phase: ConnectPhase) -> dict[str, Any]:
-        context = self._tls.context if self._tls is not None else None
-        return phase_data(
-            phase,
-            host=self._conn.host,
-            port=self._conn.port,
-            opts=self._opts,
-            addresses=self._addresses,
-            tls_context=context,
-        )
-
     def _on_resolved(self, report: msg.Resolved) -> None:
         """The lookup ended: the TCP connect begins (the transport started it already)."""
-        if self._phase is not ConnectPhase.DOMAIN_LOOKUP:
-            return
-        self._addresses = report.addresses
-        self._phase_ends({"lookup_info": lookup_info(report.addresses, self._conn.port)})
-        self._phase_begins(ConnectPhase.CONNECTING)
+        self._phases.resolved(report.addresses)
 
     def _new_transport(self) -> Transport:
         """A transport for the next attempt: TCP to host:port, or the Unix socket's path."""
@@ -508,29 +476,21 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         return TcpTransport(self._report, self._epoch, conn.host, conn.port, timeout, **common)
 
     def _on_tcp_connected(self) -> None:
-        if self._phase is ConnectPhase.DOMAIN_LOOKUP:  # a transport that looks nothing up
-            self._on_resolved(msg.Resolved(self._epoch, ()))
-        if self._opts.transport != "tls":
-            self._phase_ends({"protocol": "http", **self._addresses_data()})
+        transport = self._transport
+        assert transport is not None  # the epoch is current
+        self._phases.resolved(())  # a transport that looks nothing up has no lookup phase
+        tls = self._opts.transport == "tls"
+        self._phases.connected(transport, tls=tls)
+        if not tls:
             self._on_connected()
             return
-        self._phase_ends(self._addresses_data())  # Gun: the protocol comes with the handshake
         # TLS: the connection is up only once the handshake has succeeded.
         context = self._opts.tls_context or default_context()
         self._tls = TlsLayer(context, self._opts.server_hostname or self._conn.host)
-        self._phase_begins(ConnectPhase.TLS_HANDSHAKE)
+        self._phases.begin(ConnectPhase.TLS_HANDSHAKE, context)
         if self._opts.tls_handshake_timeout is not None:
             self._schedule(Timer.TLS_DEADLINE, self._opts.tls_handshake_timeout)
         self._write_raw(self._tls.start())
-
-    def _addresses_data(self) -> dict[str, Any]:
-        """The socket's two ends, for ``connect_end`` (the socket itself stays tether's)."""
-        if self._opts.event_handler is None or self._transport is None:
-            return {}
-        addresses = self._transport.addresses()
-        if addresses is None:
-            return {}
-        return {"local_address": addresses[0], "peer_address": addresses[1]}
 
     def _write_raw(self, data: bytes) -> bool:
         """Write bytes to the socket; on failure the connection is lost (False)."""
@@ -601,7 +561,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _connection_failed(self, reason: BaseException) -> None:
         """The socket failed: before Up it is a failed attempt, after it a lost connection."""
         if self._proto is None:
-            self._phase_ends({"error": reason})  # the phase it failed in
+            self._phases.end({"error": reason})  # the phase it failed in
             self._close_transport()
             self._retry_or_stop(reason)
         else:
@@ -624,7 +584,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if not self._write_raw(reply):
             return None
         if not was_done and tls.handshake_done:
-            self._phase_ends({"protocol": "http"})
+            self._phases.end({"protocol": "http"})
             self._on_connected()
             if not self._is_up():
                 return None
@@ -635,7 +595,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _on_connected(self) -> None:
         self._state = State.UP
-        self._phase = None
         self._proven = False
         self._up_since = self._scheduler.now()
         self._proto = ClientProtocol(
@@ -645,7 +604,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             ),
             http_opts=self._opts.http_opts,
             ws_opts=self._opts.ws_opts,
-            observe=self._handler if self._opts.event_handler is not None else None,
+            observe=self._phases.observe,
         )
         if not self._deliver(Up(self._conn, "http")):
             return
@@ -709,9 +668,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             # The owner is watched from now on, whatever the state (Gun monitors
             # it from the start): a connection that never connects stops too.
             self._schedule(Timer.OWNER_CHECK, OWNER_CHECK_INTERVAL)
-            if self._opts.event_handler is not None:  # Gun's init: this generation begins
-                conn = self._conn
-                self._handler("init", init_data(conn.owner, conn.host, conn.port, self._opts))
+            self._phases.init()
             self._connect()
 
     def _tick_retry(self) -> None:
@@ -728,7 +685,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             )
 
     def _tick_lookup_deadline(self) -> None:
-        if self._state is State.CONNECTING and self._phase is ConnectPhase.DOMAIN_LOOKUP:
+        if self._state is State.CONNECTING and self._phases.attempt is ConnectPhase.DOMAIN_LOOKUP:
             self._connection_failed(
                 ConnectTimeout(
                     f"the domain lookup of {self._conn.host} took longer than "
@@ -737,7 +694,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             )
 
     def _tick_tls_deadline(self) -> None:
-        if self._state is State.CONNECTING and self._phase is ConnectPhase.TLS_HANDSHAKE:
+        if self._state is State.CONNECTING and self._phases.attempt is ConnectPhase.TLS_HANDSHAKE:
             self._connection_failed(
                 ConnectTimeout(
                     f"the TLS handshake with {self._conn.host}:{self._conn.port} took longer "
@@ -806,10 +763,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                     NotUpgradedError("the connection is down; frames not sent", command.frames),
                 )
             elif isinstance(command, msg.Cancel):
-                if self._opts.event_handler is not None and any(
+                if self._phases.handler is not None and any(
                     getattr(c, "stream", None) is command.stream for c in self._pending
                 ):
-                    self._handler_cancel(command.stream)
+                    self._phases.cancelled(command.stream)
                 self._pending = [
                     c for c in self._pending if getattr(c, "stream", None) is not command.stream
                 ]
@@ -832,17 +789,17 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 proto.data(stream, fin, data)
             case msg.Cancel(stream):
                 if (
-                    self._opts.event_handler is not None
+                    self._phases.handler is not None
                     and proto.ws is None
                     and proto.stream_state(stream) is not None
                 ):
-                    self._handler_cancel(stream)
+                    self._phases.cancelled(stream)
                 proto.cancel(stream)
             case msg.UpdateFlow(stream, increment):
                 proto.update_flow(stream, increment)
             case msg.WsUpgrade(stream, target, headers, opts, reply_to):
                 self._route(stream, reply_to)
-                self._handler("ws_upgrade", {"stream": stream, "opts": opts})
+                self._phases.emit("ws_upgrade", {"stream": stream, "opts": opts})
                 self._upgrades[stream] = command
                 if opts.upgrade_timeout is not None:
                     self._time_heads = True
@@ -1135,7 +1092,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._upgrades.clear()
         self._conn._set_ws_stream(None)
         self._update_held()
-        self._handler("disconnect", {"reason": reason})
+        self._phases.emit("disconnect", {"reason": reason})
         self._router.lost((*killed, *unprocessed), reason)
         self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
 
@@ -1226,7 +1183,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         here (or was, as ``unsent``) and refused with an ``Error`` for its
         stream: none is dropped.
         """
-        state = self._life_state()
+        state = self._phases.life_state(self._state)
         self._close_transport()
         self._stopped()
         if unsent is None:
@@ -1236,7 +1193,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._conn._mark_stopped()
         if final_error:
             self._deliver(Error(self._conn, None, reason))
-        self._handler_safe("terminate", {"state": state, "reason": reason})
+        self._phases.emit_safe("terminate", {"state": state, "reason": reason})
         self._stop_actor()
 
     def _stopped(self) -> None:
@@ -1291,37 +1248,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._mailbox.tell_first(msg.Shutdown())
         elif self._state is not State.CLOSING:
             self._finish(OwnerDown("the owner stopped"), final_error=False)
-
-    def _handler(self, name: str, data: dict[str, Any]) -> None:
-        """Call the event handler (if any) for phase ``name``; a stream's gets its ``reply_to``.
-
-        Also the protocol's ``observe``. As in Gun, the event handler runs in
-        the connection process: if it raises, the actor crashes and its
-        supervisor takes over.
-        """
-        handler = self._opts.event_handler
-        if handler is not None:
-            stream = data.get("stream")
-            if stream is not None:
-                data["reply_to"] = self._router.target(stream)
-            handler(name, data)
-
-    def _life_state(self) -> str:
-        """Gun's ``terminate`` state: the phase of an attempt under way, else the state."""
-        phase = self._phase
-        if self._state is State.CONNECTING and phase is not None:
-            return phase.value
-        return self._state.value
-
-    def _handler_cancel(self, stream: StreamRef) -> None:
-        """Gun's cancel event: the user cancelled ``stream`` (HTTP/1.1 has no remote cancel)."""
-        self._handler("cancel", {"stream": stream, "endpoint": "local", "reason": "cancel"})
-
-    def _handler_safe(self, name: str, data: dict[str, Any]) -> None:
-        try:
-            self._handler(name, data)
-        except Exception:
-            log.exception("event handler failed on %r while stopping", name)
 
     def _info(self) -> ConnectionInfo:
         proto = self._proto
