@@ -51,7 +51,6 @@ from tether._errors import (
     Crashed,
     NotUpgradedError,
     OwnerDown,
-    PongTimeout,
     ResponseTimeout,
     RetriesExhausted,
     SupervisorStopped,
@@ -72,13 +71,13 @@ from tether._events import (
     Ws,
 )
 from tether._frames import Close as CloseFrame
-from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
 from tether.actors._connect_phase import ConnectPhase
 from tether.actors._delivery import Delivery
 from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
 from tether.actors._handle import ConnectionState as State
 from tether.actors._inbox import Inbox
+from tether.actors._keepalive import Keepalive
 from tether.actors._lazy import LazyThreadingActor
 from tether.actors._lending import Lending
 from tether.actors._mailbox import Reraise
@@ -229,9 +228,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._head_timer: tuple[StreamRef, TimerHandle] | None = None
         # Upgrade commands of this connection by stream, to find the one that succeeded.
         self._upgrades: dict[StreamRef, msg.WsUpgrade] = {}
-        # One mark per keepalive ping awaiting its deadline: the pong count and
-        # the bytes read when it went out.
-        self._pong_marks: list[tuple[int, int]] = []
+        self._keepalive = Keepalive(opts.http_opts.keepalive, self._schedule)
         # The Websocket whose failure lingers (see FAIL_LINGER), once its timer is set.
         self._lingering: WsClient | None = None
         self._handling: object = None  # the message being handled, for crash reports
@@ -608,8 +605,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         )
         if not self._deliver(Up(self._conn, "http")):
             return
-        if self._opts.http_opts.keepalive is not None:
-            self._schedule(Timer.HTTP_PING, self._opts.http_opts.keepalive)
+        self._keepalive.up()
         for command in self._take_pending():
             self._command(command)
             if not self._is_up():
@@ -964,62 +960,24 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._conn._set_ws_stream(stream)
         command = self._upgrades.pop(stream, None)
         self._upgrades.clear()
-        self._pong_marks.clear()  # those of an earlier Websocket
+        self._keepalive.upgraded(command.opts.keepalive if command is not None else None)
         if command is not None:
             self._conn._reupgrade = command if command.opts.reupgrade else None
-            if command.opts.keepalive is not None:
-                self._schedule(Timer.WS_PING, command.opts.keepalive)
 
     def _ws_ping(self) -> None:
-        """Keepalive: ping the server; with a pong_timeout, check the answer came."""
         proto = self._proto
-        ws = proto.ws if proto is not None else None
-        if proto is None or ws is None or ws.closing or ws.opts.keepalive is None:
-            return
-        proto.ws_send((PingFrame(b"tether-keepalive"),))
-        transport = self._transport
-        if ws.opts.pong_timeout is not None and transport is not None:
-            self._pong_marks.append((ws.pongs_received, transport.bytes_read))
-            self._schedule(Timer.PONG_DEADLINE, ws.opts.pong_timeout)
-        self._schedule(Timer.WS_PING, ws.opts.keepalive)
-        self._flush()
+        if proto is not None and self._keepalive.ws_ping(proto, self._transport):
+            self._flush()
 
     def _http_ping(self) -> None:
-        """Gun's HTTP keepalive: an empty line every ``keepalive`` seconds while idle."""
         proto = self._proto
-        keepalive = self._opts.http_opts.keepalive
-        if proto is None or proto.protocol != "http" or keepalive is None:
-            return  # upgraded: Websocket keepalive (ws_opts) takes over
-        proto.http_keepalive()
-        self._schedule(Timer.HTTP_PING, keepalive)
-        self._flush()
+        if proto is not None and self._keepalive.http_ping(proto):
+            self._flush()
 
     def _pong_deadline(self) -> None:
-        """A ping's deadline: the peer is dead if it sent nothing since, not even the pong.
-
-        Bytes from the peer since the ping show it alive as well as a pong
-        (the pong may be behind them, not read yet). While reading is paused
-        nothing can be read: judged again once more time has passed.
-        """
-        proto, transport = self._proto, self._transport
-        ws = proto.ws if proto is not None else None
-        # Deadlines fire in the order of their pings: each checks its own ping's mark.
-        mark = self._pong_marks.pop(0) if self._pong_marks else None
-        if ws is None or mark is None or transport is None:
-            return
-        pongs, read = mark
-        if ws.pongs_received > pongs or transport.bytes_read > read:
-            return
-        if transport.reads_paused and ws.opts.pong_timeout is not None:
-            self._pong_marks.insert(0, mark)
-            self._schedule(Timer.PONG_DEADLINE, ws.opts.pong_timeout)
-            return
-        self._lost(
-            PongTimeout(
-                f"no pong within {ws.opts.pong_timeout} s of a ping: "
-                "the connection is considered dead"
-            )
-        )
+        dead = self._keepalive.pong_deadline(self._proto, self._transport)
+        if dead is not None:
+            self._lost(dead)
 
     def _check_owner(self) -> None:
         """Owner monitoring for idle connections, where no ``tell`` would fail."""
