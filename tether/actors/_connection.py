@@ -51,10 +51,8 @@ from tether._errors import (
     Crashed,
     NotUpgradedError,
     OwnerDown,
-    ResponseTimeout,
     RetriesExhausted,
     SupervisorStopped,
-    UpgradeTimeout,
     WriteTimeout,
 )
 from tether._events import (
@@ -76,6 +74,7 @@ from tether.actors._connect_phase import ConnectPhase
 from tether.actors._delivery import Delivery
 from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
 from tether.actors._handle import ConnectionState as State
+from tether.actors._head_timer import HeadTimer
 from tether.actors._inbox import Inbox
 from tether.actors._keepalive import Keepalive
 from tether.actors._lazy import LazyThreadingActor
@@ -216,16 +215,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         # and whether any stream has flow control (only then is it looked at).
         self._flow_held = False
         self._flow_used = opts.http_opts.flow is not None or opts.ws_opts.flow is not None
-        # Whether a response or upgrade head may be timed (an option says so):
-        # only then does each flush look for a head to wait for.
-        self._time_heads = (
-            opts.http_opts.response_timeout is not None or opts.ws_opts.upgrade_timeout is not None
-        )
         # Timers of the current connection; cancelled whenever it is dropped.
         self._timers: list[TimerHandle] = []
         self._send_deadline: TimerHandle | None = None
         self._owner_check: TimerHandle | None = None  # lifelong: cancelled when stopped
-        self._head_timer: tuple[StreamRef, TimerHandle] | None = None
+        self._heads = HeadTimer(opts, self._schedule)  # response_timeout, upgrade_timeout
         # Upgrade commands of this connection by stream, to find the one that succeeded.
         self._upgrades: dict[StreamRef, msg.WsUpgrade] = {}
         self._keepalive = Keepalive(opts.http_opts.keepalive, self._schedule)
@@ -719,29 +713,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _tick_head(self) -> None:
         """A response (or upgrade) head is late: fail its stream, and the connection."""
-        timer, self._head_timer = self._head_timer, None
-        proto = self._proto
-        if timer is None or proto is None:
-            return
-        wait = proto.head_wait
-        stream = timer[0]
-        if wait is None or wait.stream is not stream:
-            return  # it came meanwhile
-        transport = self._transport
-        if transport is not None and transport.reads_paused:
-            # Not read yet is not late (as for a pong): the head may wait in what
-            # backpressure left unread. Judged again once more time has passed.
-            self._head_timer = (stream, self._schedule(Timer.HEAD, wait.timeout))
-            return
-        error = (
-            UpgradeTimeout(f"no answer to the upgrade within {wait.timeout} s (upgrade_timeout)")
-            if wait.upgrade
-            else ResponseTimeout(
-                f"no response head within {wait.timeout} s of the request (response_timeout)"
-            )
-        )
-        proto.head_timed_out(stream, error)
-        self._flush()
+        if self._heads.fired(self._proto, self._transport):
+            self._flush()
 
     _TICKS: dict[Timer, Callable[[ConnectionActor], None]]  # set after the class
 
@@ -798,7 +771,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 self._phases.emit("ws_upgrade", {"stream": stream, "opts": opts})
                 self._upgrades[stream] = command
                 if opts.upgrade_timeout is not None:
-                    self._time_heads = True
+                    self._heads.wanted = True
                 self._flow_used |= opts.flow is not None
                 proto.ws_upgrade(stream, target, headers, opts)
             case msg.WsSend():
@@ -885,7 +858,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return
         if self._state is State.CLOSING:
             self._shutdown_step(proto)
-        if self._flow_used or self._time_heads:  # neither, usually: no more calls
+        if self._flow_used or self._heads.wanted:  # neither, usually: no more calls
             self._after_flush(proto)
 
     def _after_flush(self, proto: ClientProtocol) -> None:
@@ -895,18 +868,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             if flow_held != self._flow_held:
                 self._flow_held = flow_held
                 self._sync_reads()
-        if self._time_heads:
-            self._time_head(proto)
-
-    def _time_head(self, proto: ClientProtocol) -> None:
-        """Have a timer on the stream waiting for its head (if a timeout applies)."""
-        wait = proto.head_wait
-        current = self._head_timer
-        if current is not None and (wait is None or current[0] is not wait.stream):
-            current[1].cancel()
-            self._head_timer = current = None
-        if wait is not None and current is None:
-            self._head_timer = (wait.stream, self._schedule(Timer.HEAD, wait.timeout))
+        if self._heads.wanted:
+            self._heads.follow(proto)
 
     def _hold_reads(self) -> bool:
         """Whether reading must pause now (read by the I/O thread too: state only)."""
@@ -1065,7 +1028,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             timer.cancel()
         self._timers.clear()
         self._send_deadline = None
-        self._head_timer = None
+        self._heads.dropped()
 
     # -- stopping ------------------------------------------------------------------
 
