@@ -53,7 +53,6 @@ from tether._errors import (
     OwnerDown,
     RetriesExhausted,
     SupervisorStopped,
-    WriteTimeout,
 )
 from tether._events import (
     Data,
@@ -87,6 +86,7 @@ from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
 from tether.actors._transport import TcpTransport, Transport, UnixTransport
+from tether.actors._writer import Writer
 from tether.protocol import ClientProtocol, host_authority
 from tether.protocol._ws import FAIL_LINGER, WsClient
 
@@ -217,11 +217,17 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._flow_used = opts.http_opts.flow is not None or opts.ws_opts.flow is not None
         # Timers of the current connection; cancelled whenever it is dropped.
         self._timers: list[TimerHandle] = []
-        self._send_deadline: TimerHandle | None = None
         self._owner_check: TimerHandle | None = None  # lifelong: cancelled when stopped
         self._heads = HeadTimer(opts, self._schedule)  # response_timeout, upgrade_timeout
         # Upgrade commands of this connection by stream, to find the one that succeeded.
         self._upgrades: dict[StreamRef, msg.WsUpgrade] = {}
+        self._writer = Writer(
+            conn._send,
+            opts.send_timeout,
+            self._scheduler.now,
+            self._schedule,
+            self._held_elsewhere,
+        )
         self._keepalive = Keepalive(opts.http_opts.keepalive, self._schedule)
         # The Websocket whose failure lingers (see FAIL_LINGER), once its timer is set.
         self._lingering: WsClient | None = None
@@ -484,70 +490,33 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._write_raw(self._tls.start())
 
     def _write_raw(self, data: bytes) -> bool:
-        """Write bytes to the socket; on failure the connection is lost (False)."""
-        if not data or self._transport is None:
+        """Write the TLS layer's bytes to the socket; on failure the connection is lost (False)."""
+        transport = self._transport
+        if not data or transport is None:
             return True
-        try:
-            self._transport.write(data)
-        except OSError as exc:
-            self._connection_failed(exc.with_traceback(None))
+        error = self._writer.write(transport, data)
+        if error is not None:
+            self._connection_failed(error)
             return False
-        self._check_backlog()
         return True
 
     def _on_writable(self) -> None:
         """The socket can take more of the backlog: send it (without blocking)."""
         transport = self._transport
-        if transport is None:
-            return
-        try:
-            transport.flush()
-        except OSError as exc:
-            self._connection_failed(exc.with_traceback(None))
-            return
-        self._check_backlog()
-
-    def _check_backlog(self) -> None:
-        """After a write: time the oldest byte waiting (send_timeout), count what is held."""
-        transport = self._transport
-        since = transport.waiting_since if transport is not None else None
-        if since is not None and self._send_deadline is None:
-            self._send_deadline = self._schedule(
-                Timer.SEND_DEADLINE, since + self._opts.send_timeout - self._scheduler.now()
-            )
-        self._update_held()
+        if transport is not None:
+            error = self._writer.writable(transport)
+            if error is not None:
+                self._connection_failed(error)
 
     def _send_deadline_passed(self) -> None:
-        """The write deadline's timer: lost if a byte waited ``send_timeout``, else look later."""
-        self._send_deadline = None
-        transport = self._transport
-        since = transport.waiting_since if transport is not None else None
-        if since is None:
-            return
-        timeout = self._opts.send_timeout
-        if self._scheduler.now() - since < timeout:
-            self._check_backlog()  # the oldest byte now came later: its own deadline
-            return
-        # Built here, not raised in the transport: its traceback would keep
-        # the unsent bytes alive for as long as the owner keeps the Down.
-        self._lost(
-            WriteTimeout(
-                f"bytes waited {timeout} s to be sent (send_timeout): the server does not "
-                "read, or too slowly; the connection is closed"
-            )
-        )
+        late = self._writer.deadline_passed(self._transport)
+        if late is not None:
+            self._lost(late)
 
-    def _update_held(self) -> None:
-        """Tell the send buffer how many bytes this actor holds for the wire."""
-        proto, transport = self._proto, self._transport
-        held = self._pending_size
-        if proto is not None:
-            held += proto.held_size
-        if transport is not None:
-            held += transport.backlog_size
-        send = self._conn._send
-        if held != send.held:
-            send.set_held(held)
+    def _held_elsewhere(self) -> int:
+        """The bytes held for the wire besides the socket's backlog (see ``_writer``)."""
+        proto = self._proto
+        return self._pending_size + (proto.held_size if proto is not None else 0)
 
     def _connection_failed(self, reason: BaseException) -> None:
         """The socket failed: before Up it is a failed attempt, after it a lost connection."""
@@ -743,7 +712,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             else:
                 self._pending.append(command)
                 self._pending_size += getattr(command, "size", 0)
-            self._update_held()
+            self._writer.count(self._transport)
             return
         match command:
             case msg.RequestCmd(stream, method, target, headers, body, flow, _, reply_to):
@@ -780,7 +749,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 pass
         self._flush()
         if proto.held_size:  # a body queued behind an earlier request: the send buffer counts it
-            self._update_held()
+            self._writer.count(self._transport)
 
     def _refuse_unsent(self, proto: ClientProtocol, reason: BaseException) -> None:
         """The requests queued behind the one in progress will never be sent: an Error each."""
@@ -837,14 +806,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             # TLS encrypts into new records anyway: join the pieces for it.
             out = chunks if tls is None else tls.send(b"".join(chunks))
             if out:
-                try:
-                    waits = transport.write(out)
-                except OSError as exc:  # events first, then Down
-                    write_error = exc.with_traceback(None)
-                else:
-                    # Only when something waits, or waited: usually all was taken.
-                    if waits or self._conn._send.held:
-                        self._check_backlog()
+                write_error = self._writer.write(transport, out)  # events first, then Down
         # Delivering runs no protocol call (commands told meanwhile are
         # queued behind this turn): close_reason and failing still hold.
         if events and not self._deliver_events(events):
@@ -1012,7 +974,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._proto = None
         self._upgrades.clear()
         self._conn._set_ws_stream(None)
-        self._update_held()
+        self._writer.count(self._transport)
         self._phases.emit("disconnect", {"reason": reason})
         self._router.lost((*killed, *unprocessed), reason)
         self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
@@ -1027,7 +989,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        self._send_deadline = None
+        self._writer.dropped()
         self._heads.dropped()
 
     # -- stopping ------------------------------------------------------------------
