@@ -36,9 +36,7 @@ is lost). Nothing here ever blocks on the network.
 from __future__ import annotations
 
 import contextlib
-import math
 import ssl
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -51,21 +49,15 @@ from tether._errors import (
     Crashed,
     NotUpgradedError,
     OwnerDown,
-    RetriesExhausted,
     SupervisorStopped,
 )
 from tether._events import (
-    Data,
     Down,
     Error,
     Event,
-    Inform,
-    Response,
     StreamRef,
-    Trailers,
     Up,
     Upgrade,
-    Ws,
 )
 from tether._frames import Close as CloseFrame
 from tether.actors import _messages as msg
@@ -81,6 +73,7 @@ from tether.actors._lending import Lending
 from tether.actors._mailbox import Reraise
 from tether.actors._messages import Timer
 from tether.actors._phases import Phases
+from tether.actors._retries import PROVEN_AFTER, Retries
 from tether.actors._routing import FULL, GONE, Router, ends_stream
 from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
@@ -95,18 +88,6 @@ __all__ = ["PROVEN_AFTER", "ConnectionActor", "State"]
 # Seconds between owner liveness checks of a connection that is up. A tell
 # to a dead owner is noticed at once; this catches idle connections.
 OWNER_CHECK_INTERVAL = 2.0
-
-PROVEN_AFTER = 10.0
-"""Seconds up after which a connection the server answered nothing on still counts as established.
-
-The retry count is reset (Gun resets it at every ``Up``) only once a
-connection has proved useful: the server answered something (a response
-head, a Websocket message or frame: bytes that only fail the protocol do
-not count), or it stayed up this long. A server, or a proxy in front of a dead one, that
-accepts connections and closes them at once therefore ends in
-``RetriesExhausted`` after ``retry`` attempts, paced by ``retry_timeout``,
-instead of an ``Up``/``Down`` storm that never ends.
-"""
 
 # What a teller may handle itself while the actor is idle: everything the
 # actor is told except asks and pykka's own messages (see _mailbox).
@@ -136,24 +117,10 @@ _INLINE = frozenset(
 # "going away", as Gun's (gun_ws:closing/4 sends 1001 for shutdown and owner_down).
 GOING_AWAY = 1001
 
-# What a server answers that proves a connection useful (see PROVEN_AFTER).
-_ANSWERS = frozenset({Inform, Response, Data, Trailers, Upgrade, Ws})
-
 
 def _refuse_all(message: object) -> bool:
     """The Mailbox's ``run_inline`` when tellers may not run the actor (see ``_inline_ok``)."""
     return False
-
-
-def _checked_delay(delay: float) -> float:
-    # inf (or past TIMEOUT_MAX, 292 years on Linux) would leave the connection
-    # "waiting" for good instead of retrying.
-    if math.isnan(delay) or delay < 0 or delay > threading.TIMEOUT_MAX:
-        raise ValueError(
-            f"retry_backoff returned {delay!r}; a delay must be >= 0 and finite "
-            f"(at most threading.TIMEOUT_MAX, {threading.TIMEOUT_MAX:.0f} s)"
-        )
-    return delay
 
 
 class ConnectionActor(Supervised, LazyThreadingActor):
@@ -205,12 +172,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         # and the bytes they hold (the send buffer counts them).
         self._pending: list[msg.Command] = []
         self._pending_size = 0
-        self._retries_left = opts.retry
-        self._attempt = 0
-        self._attempts_since_up = 0
-        # The current connection has proved useful (see PROVEN_AFTER), since when it is up.
-        self._proven = False
-        self._up_since = 0.0
+        self._retries = Retries(opts)
         # Reading is held for the flow credit of the stream being received;
         # and whether any stream has flow control (only then is it looked at).
         self._flow_held = False
@@ -442,7 +404,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _connect(self) -> None:
         self._epoch += 1
-        self._attempts_since_up += 1
+        self._retries.attempting()
         self._state = State.CONNECTING
         self._phases.begin(ConnectPhase.DOMAIN_LOOKUP)
         self._flow_held = False
@@ -555,8 +517,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _on_connected(self) -> None:
         self._state = State.UP
-        self._proven = False
-        self._up_since = self._scheduler.now()
+        self._retries.up(self._scheduler.now())
         self._proto = ClientProtocol(
             self._conn,
             authority=host_authority(
@@ -577,18 +538,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if last is not None:
             self._command(msg.WsUpgrade(StreamRef(), last.target, last.headers, last.opts))
 
-    def _prove_by(self, events: list[Event]) -> None:
-        """Proven by what the server answered: a response, a message (not bytes that failed)."""
-        if any(type(event) in _ANSWERS for event in events):
-            self._prove()
-
-    def _prove(self) -> None:
-        """The connection proved useful: the retry count starts again (see PROVEN_AFTER)."""
-        self._proven = True
-        self._retries_left = self._opts.retry
-        self._attempt = 0
-        self._attempts_since_up = 0
-
     def _is_up(self) -> bool:
         return self._state is State.UP
 
@@ -600,13 +549,12 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if self._router.owner_gone:  # the owner went while it was up: no reconnect
             self._finish(OwnerDown("the owner stopped"), final_error=False)
             return
-        if self._retries_left <= 0:
-            self._finish(RetriesExhausted(self._attempts_since_up, reason), final_error=True)
+        exhausted = self._retries.exhausted(reason)
+        if exhausted is not None:
+            self._finish(exhausted, final_error=True)
             return
-        self._retries_left -= 1
-        self._attempt += 1
         try:
-            delay = _checked_delay(self._opts.retry_delay(self._attempt))
+            delay = self._retries.next_delay()
         except Exception as exc:
             if not self._deliver(Error(self._conn, None, exc)):
                 return
@@ -667,12 +615,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _tick_owner_check(self) -> None:
         """Every OWNER_CHECK_INTERVAL, in any state: is the owner there? Proven yet?"""
-        if (
-            self._state is State.UP
-            and not self._proven
-            and self._scheduler.now() - self._up_since >= PROVEN_AFTER
-        ):
-            self._prove()
+        if self._state is State.UP:
+            self._retries.lasted(self._scheduler.now())
         self._check_owner()
 
     def _tick_ws_fail(self) -> None:
@@ -864,8 +808,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 self._on_upgraded(event.stream)
         if self._upgrades:
             self._forget_ended_upgrades(events)
-        if not self._proven and self._proto is not None:
-            self._prove_by(events)
+        if not self._retries.proven and self._proto is not None:
+            self._retries.answered(events)
         found = self._router.tell_all(events)
         return self._told(found) if found else True
 
