@@ -51,12 +51,6 @@ def ends_stream(event: Event) -> bool:
     return kind is Trailers or kind is Error
 
 
-def _full(delivery: Delivery) -> int:
-    """``FULL`` if ``delivery``'s receive bound holds reading now, else 0."""
-    backlog = delivery.backlog
-    return FULL if backlog is not None and backlog.full and not backlog.lifted else 0
-
-
 class Router:
     """The owner's delivery, and the ``reply_to`` deliveries of the streams that have one.
 
@@ -113,7 +107,8 @@ class Router:
         except _GONE_ERRORS:
             log.info("reply_to %r is gone: its stream's events are dropped", delivery.target)
             return 0
-        return _full(delivery)
+        backlog = delivery.backlog
+        return FULL if backlog is not None and backlog.full and not backlog.lifted else 0
 
     def lost(self, streams: tuple[StreamRef, ...], reason: BaseException) -> None:
         """The connection is lost: every route ends, each of ``streams`` with an ``Error``.
@@ -134,7 +129,9 @@ class Router:
             owner.tell_all(events)
         except _GONE_ERRORS:
             return GONE if self.drop_owner() else 0
-        return _full(owner)
+        # Inline, not shared with tell_reply_to's: this runs for every read.
+        backlog = owner.backlog
+        return FULL if backlog is not None and backlog.full and not backlog.lifted else 0
 
     def _tell_routed(self, events: list[Event]) -> int:
         """Each stream's events to its target, in order, in runs of one target each."""
