@@ -74,11 +74,12 @@ from tether.actors._mailbox import Reraise
 from tether.actors._messages import Timer
 from tether.actors._phases import Phases
 from tether.actors._retries import PROVEN_AFTER, Retries
-from tether.actors._routing import FULL, GONE, Router, ends_stream
+from tether.actors._routing import FULL, GONE, Router
 from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
 from tether.actors._transport import TcpTransport, Transport, UnixTransport
+from tether.actors._upgrades import Upgrades
 from tether.actors._writer import Writer
 from tether.protocol import ClientProtocol, host_authority
 from tether.protocol._ws import FAIL_LINGER, WsClient
@@ -181,8 +182,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._timers: list[TimerHandle] = []
         self._owner_check: TimerHandle | None = None  # lifelong: cancelled when stopped
         self._heads = HeadTimer(opts, self._schedule)  # response_timeout, upgrade_timeout
-        # Upgrade commands of this connection by stream, to find the one that succeeded.
-        self._upgrades: dict[StreamRef, msg.WsUpgrade] = {}
+        self._upgrades = Upgrades(conn)
         self._writer = Writer(
             conn._send,
             opts.send_timeout,
@@ -534,9 +534,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._command(command)
             if not self._is_up():
                 return
-        last = self._conn._reupgrade
-        if last is not None:
-            self._command(msg.WsUpgrade(StreamRef(), last.target, last.headers, last.opts))
+        again = self._upgrades.again()
+        if again is not None:
+            self._command(again)
 
     def _is_up(self) -> bool:
         return self._state is State.UP
@@ -682,7 +682,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             case msg.WsUpgrade(stream, target, headers, opts, reply_to):
                 self._route(stream, reply_to)
                 self._phases.emit("ws_upgrade", {"stream": stream, "opts": opts})
-                self._upgrades[stream] = command
+                self._upgrades.asked(command)
                 if opts.upgrade_timeout is not None:
                     self._heads.wanted = True
                 self._flow_used |= opts.flow is not None
@@ -717,7 +717,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _ws_send(self, proto: ClientProtocol, command: msg.WsSend) -> None:
         for frame in command.frames:
             if type(frame) is CloseFrame:
-                self._conn._reupgrade = None  # a close the user sent is final (Gun)
+                self._upgrades.closed_by_user()  # a close the user sent is final (Gun)
         proto.ws_send(command.frames, command.stream)
 
     def _refuse(self, command: msg.Command, reason: BaseException) -> None:
@@ -805,33 +805,14 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         """Deliver what one read or command produced; False if the owner is gone."""
         for event in events:
             if type(event) is Upgrade:
-                self._on_upgraded(event.stream)
-        if self._upgrades:
-            self._forget_ended_upgrades(events)
+                command = self._upgrades.upgraded(event.stream)
+                self._keepalive.upgraded(command.opts.keepalive if command is not None else None)
+        if self._upgrades.waiting:
+            self._upgrades.answered(events)
         if not self._retries.proven and self._proto is not None:
             self._retries.answered(events)
         found = self._router.tell_all(events)
         return self._told(found) if found else True
-
-    def _forget_ended_upgrades(self, events: list[Event]) -> None:
-        """An upgrade refused (a response, then its body) or failed ends there: forget it.
-
-        Else a long-lived connection whose upgrades are refused would keep
-        every one of them until it is lost.
-        """
-        upgrades = self._upgrades
-        for event in events:
-            stream = getattr(event, "stream", None)
-            if stream in upgrades and ends_stream(event):
-                del upgrades[stream]
-
-    def _on_upgraded(self, stream: StreamRef) -> None:
-        self._conn._set_ws_stream(stream)
-        command = self._upgrades.pop(stream, None)
-        self._upgrades.clear()
-        self._keepalive.upgraded(command.opts.keepalive if command is not None else None)
-        if command is not None:
-            self._conn._reupgrade = command if command.opts.reupgrade else None
 
     def _ws_ping(self) -> None:
         proto = self._proto
@@ -916,8 +897,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         unprocessed += also_unprocessed
         protocol = proto.protocol
         self._proto = None
-        self._upgrades.clear()
-        self._conn._set_ws_stream(None)
+        self._upgrades.lost()
         self._writer.count(self._transport)
         self._phases.emit("disconnect", {"reason": reason})
         self._router.lost((*killed, *unprocessed), reason)
