@@ -24,13 +24,23 @@ lost in a future or raised at the teller. The protocol work is delegated to
 :class:`~tether.protocol.ClientProtocol`; this module only moves bytes and
 events between it, the transport and the owner.
 
+The actor keeps the state machine (the states, the timer table
+``_TICKS``, connecting, retrying, up, closing, stopping). The rest is in
+collaborators it owns, each called only from its turn, none calling
+back (``docs/design.md``): where events go (:mod:`~tether.actors._routing`),
+the event handler's phases (:mod:`~tether.actors._phases`), the write side
+(:mod:`~tether.actors._writer`), keepalive (:mod:`~tether.actors._keepalive`),
+head timeouts (:mod:`~tether.actors._head_timer`), Websocket upgrades
+(:mod:`~tether.actors._upgrades`) and the retry count
+(:mod:`~tether.actors._retries`).
+
 Backpressure, both ways (``docs/connection.md``): reading stops while the
 owner has not taken ``max_queue`` events (:mod:`~tether.actors._backlog`) or
 a stream's ``flow`` credit is spent, and the bytes the socket does not take
 wait in the transport's backlog, which callers of the handle may not fill
 past ``send_buffer`` (:mod:`~tether.actors._sendbuffer`) and in which no byte
 waits longer than ``send_timeout`` (else ``WriteTimeout``: the connection
-is lost). Nothing here ever blocks on the network.
+is lost; :mod:`~tether.actors._writer`). Nothing here ever blocks on the network.
 """
 
 from __future__ import annotations
@@ -173,7 +183,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         # and the bytes they hold (the send buffer counts them).
         self._pending: list[msg.Command] = []
         self._pending_size = 0
-        self._retries = Retries(opts)
         # Reading is held for the flow credit of the stream being received;
         # and whether any stream has flow control (only then is it looked at).
         self._flow_held = False
@@ -181,16 +190,15 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         # Timers of the current connection; cancelled whenever it is dropped.
         self._timers: list[TimerHandle] = []
         self._owner_check: TimerHandle | None = None  # lifelong: cancelled when stopped
-        self._heads = HeadTimer(opts, self._schedule)  # response_timeout, upgrade_timeout
+        # The rest of the collaborators (see the module docstring); their
+        # timers are the current connection's.
+        schedule = self._schedule
+        self._retries = Retries(opts)
         self._upgrades = Upgrades(conn)
-        self._writer = Writer(
-            conn._send,
-            opts.send_timeout,
-            self._scheduler.now,
-            self._schedule,
-            self._held_elsewhere,
-        )
-        self._keepalive = Keepalive(opts.http_opts.keepalive, self._schedule)
+        self._heads = HeadTimer(opts, schedule)  # response_timeout, upgrade_timeout
+        self._keepalive = Keepalive(opts.http_opts.keepalive, schedule)
+        now = self._scheduler.now
+        self._writer = Writer(conn._send, opts.send_timeout, now, schedule, self._held_elsewhere)
         # The Websocket whose failure lingers (see FAIL_LINGER), once its timer is set.
         self._lingering: WsClient | None = None
         self._handling: object = None  # the message being handled, for crash reports
