@@ -24,22 +24,29 @@ lost in a future or raised at the teller. The protocol work is delegated to
 :class:`~tether.protocol.ClientProtocol`; this module only moves bytes and
 events between it, the transport and the owner.
 
+The actor keeps the state machine (the states, the timer table
+``_TICKS``, connecting, retrying, up, closing, stopping). The rest is in
+collaborators it owns, each called only from its turn, none calling
+back (``docs/design.md``): where events go (:mod:`~tether.actors._routing`),
+the event handler's phases (:mod:`~tether.actors._phases`), the write side
+(:mod:`~tether.actors._writer`), keepalive (:mod:`~tether.actors._keepalive`),
+head timeouts (:mod:`~tether.actors._head_timer`), Websocket upgrades
+(:mod:`~tether.actors._upgrades`) and the retry count
+(:mod:`~tether.actors._retries`).
+
 Backpressure, both ways (``docs/connection.md``): reading stops while the
 owner has not taken ``max_queue`` events (:mod:`~tether.actors._backlog`) or
 a stream's ``flow`` credit is spent, and the bytes the socket does not take
 wait in the transport's backlog, which callers of the handle may not fill
 past ``send_buffer`` (:mod:`~tether.actors._sendbuffer`) and in which no byte
 waits longer than ``send_timeout`` (else ``WriteTimeout``: the connection
-is lost). Nothing here ever blocks on the network.
+is lost; :mod:`~tether.actors._writer`). Nothing here ever blocks on the network.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import math
 import ssl
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -50,68 +57,48 @@ from tether._errors import (
     ConnectionClosed,
     ConnectTimeout,
     Crashed,
-    InboxClosedError,
     NotUpgradedError,
     OwnerDown,
-    PongTimeout,
-    ResponseTimeout,
-    RetriesExhausted,
     SupervisorStopped,
-    UpgradeTimeout,
-    WriteTimeout,
 )
 from tether._events import (
-    Data,
     Down,
     Error,
     Event,
-    Inform,
-    Response,
     StreamRef,
-    Trailers,
     Up,
     Upgrade,
-    Ws,
 )
 from tether._frames import Close as CloseFrame
-from tether._frames import Ping as PingFrame
 from tether.actors import _messages as msg
-from tether.actors._connect_phase import ConnectPhase, init_data, lookup_info, phase_data
-from tether.actors._delivery import NOBODY, Delivery
+from tether.actors._connect_phase import ConnectPhase
+from tether.actors._delivery import Delivery
 from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
 from tether.actors._handle import ConnectionState as State
+from tether.actors._head_timer import HeadTimer
 from tether.actors._inbox import Inbox
+from tether.actors._keepalive import Keepalive
 from tether.actors._lazy import LazyThreadingActor
 from tether.actors._lending import Lending
 from tether.actors._mailbox import Reraise
 from tether.actors._messages import Timer
+from tether.actors._phases import Phases
+from tether.actors._retries import PROVEN_AFTER, Retries
+from tether.actors._routing import FULL, GONE, Router
 from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
 from tether.actors._transport import TcpTransport, Transport, UnixTransport
+from tether.actors._upgrades import Upgrades
+from tether.actors._writer import Writer
 from tether.protocol import ClientProtocol, host_authority
 from tether.protocol._ws import FAIL_LINGER, WsClient
 
 __all__ = ["PROVEN_AFTER", "ConnectionActor", "State"]
 
-log = logging.getLogger("tether.connection")
-
-
 # Seconds between owner liveness checks of a connection that is up. A tell
 # to a dead owner is noticed at once; this catches idle connections.
 OWNER_CHECK_INTERVAL = 2.0
-
-PROVEN_AFTER = 10.0
-"""Seconds up after which a connection the server answered nothing on still counts as established.
-
-The retry count is reset (Gun resets it at every ``Up``) only once a
-connection has proved useful: the server answered something (a response
-head, a Websocket message or frame: bytes that only fail the protocol do
-not count), or it stayed up this long. A server, or a proxy in front of a dead one, that
-accepts connections and closes them at once therefore ends in
-``RetriesExhausted`` after ``retry`` attempts, paced by ``retry_timeout``,
-instead of an ``Up``/``Down`` storm that never ends.
-"""
 
 # What a teller may handle itself while the actor is idle: everything the
 # actor is told except asks and pykka's own messages (see _mailbox).
@@ -141,32 +128,10 @@ _INLINE = frozenset(
 # "going away", as Gun's (gun_ws:closing/4 sends 1001 for shutdown and owner_down).
 GOING_AWAY = 1001
 
-# What a server answers that proves a connection useful (see PROVEN_AFTER).
-_ANSWERS = frozenset({Inform, Response, Data, Trailers, Upgrade, Ws})
-
-
-def _ends_stream(event: Event) -> bool:
-    """Whether ``event`` is a stream's last (an Upgrade is not: the Websocket goes on)."""
-    kind = type(event)
-    if kind is Response or kind is Data:
-        return bool(event.fin)  # type: ignore[union-attr]
-    return kind is Trailers or kind is Error
-
 
 def _refuse_all(message: object) -> bool:
     """The Mailbox's ``run_inline`` when tellers may not run the actor (see ``_inline_ok``)."""
     return False
-
-
-def _checked_delay(delay: float) -> float:
-    # inf (or past TIMEOUT_MAX, 292 years on Linux) would leave the connection
-    # "waiting" for good instead of retrying.
-    if math.isnan(delay) or delay < 0 or delay > threading.TIMEOUT_MAX:
-        raise ValueError(
-            f"retry_backoff returned {delay!r}; a delay must be >= 0 and finite "
-            f"(at most threading.TIMEOUT_MAX, {threading.TIMEOUT_MAX:.0f} s)"
-        )
-    return delay
 
 
 class ConnectionActor(Supervised, LazyThreadingActor):
@@ -185,10 +150,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._conn = conn
         opts = conn.opts
         self._opts = opts
-        # Where events go: the owner's delivery, and by stream the reply_to
-        # targets of the streams that have one.
-        self._delivery = conn._delivery
-        self._routes: dict[StreamRef, Delivery] = {}
+        # Where events go: the owner, or a stream's reply_to.
+        self._router = Router(conn, conn._delivery)
+        self._phases = Phases(conn, self._router)  # the event handler's
         # Tellers may run this actor only if what it calls out to cannot block
         # them or run user code on their thread: no event handler, and targets
         # whose tell returns at once (an Inbox or a pykka ActorRef as they are:
@@ -213,40 +177,28 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._scheduler = default_scheduler()
         self._epoch = 0
         self._state = State.CONNECTING
-        # Where an attempt is while CONNECTING (see _connect_phase), and what its lookup found.
-        self._phase: ConnectPhase | None = None
-        self._addresses: tuple[str, ...] = ()
         self._transport: Transport | None = None
         self._proto: ClientProtocol | None = None
         # Commands given while no connection is up, replayed at the next Up,
         # and the bytes they hold (the send buffer counts them).
         self._pending: list[msg.Command] = []
         self._pending_size = 0
-        self._retries_left = opts.retry
-        self._attempt = 0
-        self._attempts_since_up = 0
-        # The current connection has proved useful (see PROVEN_AFTER), since when it is up.
-        self._proven = False
-        self._up_since = 0.0
         # Reading is held for the flow credit of the stream being received;
         # and whether any stream has flow control (only then is it looked at).
         self._flow_held = False
         self._flow_used = opts.http_opts.flow is not None or opts.ws_opts.flow is not None
-        # Whether a response or upgrade head may be timed (an option says so):
-        # only then does each flush look for a head to wait for.
-        self._time_heads = (
-            opts.http_opts.response_timeout is not None or opts.ws_opts.upgrade_timeout is not None
-        )
         # Timers of the current connection; cancelled whenever it is dropped.
         self._timers: list[TimerHandle] = []
-        self._send_deadline: TimerHandle | None = None
         self._owner_check: TimerHandle | None = None  # lifelong: cancelled when stopped
-        self._head_timer: tuple[StreamRef, TimerHandle] | None = None
-        # Upgrade commands of this connection by stream, to find the one that succeeded.
-        self._upgrades: dict[StreamRef, msg.WsUpgrade] = {}
-        # One mark per keepalive ping awaiting its deadline: the pong count and
-        # the bytes read when it went out.
-        self._pong_marks: list[tuple[int, int]] = []
+        # The rest of the collaborators (see the module docstring); their
+        # timers are the current connection's.
+        schedule = self._schedule
+        self._retries = Retries(opts)
+        self._upgrades = Upgrades(conn)
+        self._heads = HeadTimer(opts, schedule)  # response_timeout, upgrade_timeout
+        self._keepalive = Keepalive(opts.http_opts.keepalive, schedule)
+        now = self._scheduler.now
+        self._writer = Writer(conn._send, opts.send_timeout, now, schedule, self._held_elsewhere)
         # The Websocket whose failure lingers (see FAIL_LINGER), once its timer is set.
         self._lingering: WsClient | None = None
         self._handling: object = None  # the message being handled, for crash reports
@@ -382,7 +334,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _on_set_owner(self, command: msg.SetOwner) -> None:
         """Gun's ``set_owner``: events from here on go to the new owner."""
-        self._delivery = command.delivery
+        self._router.owner = command.delivery
         if not command.delivery.inline:
             self._no_more_inline()
         else:
@@ -393,13 +345,12 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         state = proto.stream_state(query.stream) if proto is not None else None
         if state is None:
             return None
-        delivery = self._routes.get(query.stream, self._delivery)
-        return StreamInfo(query.stream, state, delivery.target)
+        return StreamInfo(query.stream, state, self._router.target(query.stream))
 
     def _route(self, stream: StreamRef, reply_to: Delivery | None) -> None:
         """``stream``'s events go to ``reply_to`` (if given) until the stream ends."""
         if reply_to is not None:
-            self._routes[stream] = reply_to
+            self._router.route(stream, reply_to)
             if not reply_to.inline:
                 self._no_more_inline()
 
@@ -461,10 +412,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _connect(self) -> None:
         self._epoch += 1
-        self._attempts_since_up += 1
+        self._retries.attempting()
         self._state = State.CONNECTING
-        self._addresses = ()
-        self._phase_begins(ConnectPhase.DOMAIN_LOOKUP)
+        self._phases.begin(ConnectPhase.DOMAIN_LOOKUP)
         self._flow_held = False
         self._transport = self._new_transport()
         self._transport.start()
@@ -475,35 +425,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if self._opts.domain_lookup_timeout is not None:
             self._schedule(Timer.LOOKUP_DEADLINE, self._opts.domain_lookup_timeout)
 
-    def _phase_begins(self, phase: ConnectPhase) -> None:
-        self._phase = phase
-        if self._opts.event_handler is not None:
-            self._handler(phase.start_event, self._phase_data(phase))
-
-    def _phase_ends(self, outcome: dict[str, Any]) -> None:
-        """The phase under way ended: its end event, with ``outcome`` (or an ``error``)."""
-        phase, self._phase = self._phase, None
-        if phase is not None and self._opts.event_handler is not None:
-            self._handler(phase.end_event, {**self._phase_data(phase), **outcome})
-
-    def _phase_data(self, phase: ConnectPhase) -> dict[str, Any]:
-        context = self._tls.context if self._tls is not None else None
-        return phase_data(
-            phase,
-            host=self._conn.host,
-            port=self._conn.port,
-            opts=self._opts,
-            addresses=self._addresses,
-            tls_context=context,
-        )
-
     def _on_resolved(self, report: msg.Resolved) -> None:
         """The lookup ended: the TCP connect begins (the transport started it already)."""
-        if self._phase is not ConnectPhase.DOMAIN_LOOKUP:
-            return
-        self._addresses = report.addresses
-        self._phase_ends({"lookup_info": lookup_info(report.addresses, self._conn.port)})
-        self._phase_begins(ConnectPhase.CONNECTING)
+        self._phases.resolved(report.addresses)
 
     def _new_transport(self) -> Transport:
         """A transport for the next attempt: TCP to host:port, or the Unix socket's path."""
@@ -519,100 +443,55 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         return TcpTransport(self._report, self._epoch, conn.host, conn.port, timeout, **common)
 
     def _on_tcp_connected(self) -> None:
-        if self._phase is ConnectPhase.DOMAIN_LOOKUP:  # a transport that looks nothing up
-            self._on_resolved(msg.Resolved(self._epoch, ()))
-        if self._opts.transport != "tls":
-            self._phase_ends({"protocol": "http", **self._addresses_data()})
+        transport = self._transport
+        assert transport is not None  # the epoch is current
+        self._phases.resolved(())  # a transport that looks nothing up has no lookup phase
+        tls = self._opts.transport == "tls"
+        self._phases.connected(transport, tls=tls)
+        if not tls:
             self._on_connected()
             return
-        self._phase_ends(self._addresses_data())  # Gun: the protocol comes with the handshake
         # TLS: the connection is up only once the handshake has succeeded.
         context = self._opts.tls_context or default_context()
         self._tls = TlsLayer(context, self._opts.server_hostname or self._conn.host)
-        self._phase_begins(ConnectPhase.TLS_HANDSHAKE)
+        self._phases.begin(ConnectPhase.TLS_HANDSHAKE, context)
         if self._opts.tls_handshake_timeout is not None:
             self._schedule(Timer.TLS_DEADLINE, self._opts.tls_handshake_timeout)
         self._write_raw(self._tls.start())
 
-    def _addresses_data(self) -> dict[str, Any]:
-        """The socket's two ends, for ``connect_end`` (the socket itself stays tether's)."""
-        if self._opts.event_handler is None or self._transport is None:
-            return {}
-        addresses = self._transport.addresses()
-        if addresses is None:
-            return {}
-        return {"local_address": addresses[0], "peer_address": addresses[1]}
-
     def _write_raw(self, data: bytes) -> bool:
-        """Write bytes to the socket; on failure the connection is lost (False)."""
-        if not data or self._transport is None:
+        """Write the TLS layer's bytes to the socket; on failure the connection is lost (False)."""
+        transport = self._transport
+        if not data or transport is None:
             return True
-        try:
-            self._transport.write(data)
-        except OSError as exc:
-            self._connection_failed(exc.with_traceback(None))
+        error = self._writer.write(transport, data)
+        if error is not None:
+            self._connection_failed(error)
             return False
-        self._check_backlog()
         return True
 
     def _on_writable(self) -> None:
         """The socket can take more of the backlog: send it (without blocking)."""
         transport = self._transport
-        if transport is None:
-            return
-        try:
-            transport.flush()
-        except OSError as exc:
-            self._connection_failed(exc.with_traceback(None))
-            return
-        self._check_backlog()
-
-    def _check_backlog(self) -> None:
-        """After a write: time the oldest byte waiting (send_timeout), count what is held."""
-        transport = self._transport
-        since = transport.waiting_since if transport is not None else None
-        if since is not None and self._send_deadline is None:
-            self._send_deadline = self._schedule(
-                Timer.SEND_DEADLINE, since + self._opts.send_timeout - self._scheduler.now()
-            )
-        self._update_held()
+        if transport is not None:
+            error = self._writer.writable(transport)
+            if error is not None:
+                self._connection_failed(error)
 
     def _send_deadline_passed(self) -> None:
-        """The write deadline's timer: lost if a byte waited ``send_timeout``, else look later."""
-        self._send_deadline = None
-        transport = self._transport
-        since = transport.waiting_since if transport is not None else None
-        if since is None:
-            return
-        timeout = self._opts.send_timeout
-        if self._scheduler.now() - since < timeout:
-            self._check_backlog()  # the oldest byte now came later: its own deadline
-            return
-        # Built here, not raised in the transport: its traceback would keep
-        # the unsent bytes alive for as long as the owner keeps the Down.
-        self._lost(
-            WriteTimeout(
-                f"bytes waited {timeout} s to be sent (send_timeout): the server does not "
-                "read, or too slowly; the connection is closed"
-            )
-        )
+        late = self._writer.deadline_passed(self._transport)
+        if late is not None:
+            self._lost(late)
 
-    def _update_held(self) -> None:
-        """Tell the send buffer how many bytes this actor holds for the wire."""
-        proto, transport = self._proto, self._transport
-        held = self._pending_size
-        if proto is not None:
-            held += proto.held_size
-        if transport is not None:
-            held += transport.backlog_size
-        send = self._conn._send
-        if held != send.held:
-            send.set_held(held)
+    def _held_elsewhere(self) -> int:
+        """The bytes held for the wire besides the socket's backlog (see ``_writer``)."""
+        proto = self._proto
+        return self._pending_size + (proto.held_size if proto is not None else 0)
 
     def _connection_failed(self, reason: BaseException) -> None:
         """The socket failed: before Up it is a failed attempt, after it a lost connection."""
         if self._proto is None:
-            self._phase_ends({"error": reason})  # the phase it failed in
+            self._phases.end({"error": reason})  # the phase it failed in
             self._close_transport()
             self._retry_or_stop(reason)
         else:
@@ -635,7 +514,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if not self._write_raw(reply):
             return None
         if not was_done and tls.handshake_done:
-            self._phase_ends({"protocol": "http"})
+            self._phases.end({"protocol": "http"})
             self._on_connected()
             if not self._is_up():
                 return None
@@ -646,9 +525,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _on_connected(self) -> None:
         self._state = State.UP
-        self._phase = None
-        self._proven = False
-        self._up_since = self._scheduler.now()
+        self._retries.up(self._scheduler.now())
         self._proto = ClientProtocol(
             self._conn,
             authority=host_authority(
@@ -656,31 +533,18 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             ),
             http_opts=self._opts.http_opts,
             ws_opts=self._opts.ws_opts,
-            observe=self._handler if self._opts.event_handler is not None else None,
+            observe=self._phases.observe,
         )
         if not self._deliver(Up(self._conn, "http")):
             return
-        if self._opts.http_opts.keepalive is not None:
-            self._schedule(Timer.HTTP_PING, self._opts.http_opts.keepalive)
+        self._keepalive.up()
         for command in self._take_pending():
             self._command(command)
             if not self._is_up():
                 return
-        last = self._conn._reupgrade
-        if last is not None:
-            self._command(msg.WsUpgrade(StreamRef(), last.target, last.headers, last.opts))
-
-    def _prove_by(self, events: list[Event]) -> None:
-        """Proven by what the server answered: a response, a message (not bytes that failed)."""
-        if any(type(event) in _ANSWERS for event in events):
-            self._prove()
-
-    def _prove(self) -> None:
-        """The connection proved useful: the retry count starts again (see PROVEN_AFTER)."""
-        self._proven = True
-        self._retries_left = self._opts.retry
-        self._attempt = 0
-        self._attempts_since_up = 0
+        again = self._upgrades.again()
+        if again is not None:
+            self._command(again)
 
     def _is_up(self) -> bool:
         return self._state is State.UP
@@ -690,16 +554,15 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _retry_or_stop(self, reason: BaseException) -> None:
         """After a failed attempt or a lost connection: wait and retry, or give up."""
-        if self._delivery is NOBODY:  # the owner went while it was up: no reconnect
+        if self._router.owner_gone:  # the owner went while it was up: no reconnect
             self._finish(OwnerDown("the owner stopped"), final_error=False)
             return
-        if self._retries_left <= 0:
-            self._finish(RetriesExhausted(self._attempts_since_up, reason), final_error=True)
+        exhausted = self._retries.exhausted(reason)
+        if exhausted is not None:
+            self._finish(exhausted, final_error=True)
             return
-        self._retries_left -= 1
-        self._attempt += 1
         try:
-            delay = _checked_delay(self._opts.retry_delay(self._attempt))
+            delay = self._retries.next_delay()
         except Exception as exc:
             if not self._deliver(Error(self._conn, None, exc)):
                 return
@@ -720,9 +583,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             # The owner is watched from now on, whatever the state (Gun monitors
             # it from the start): a connection that never connects stops too.
             self._schedule(Timer.OWNER_CHECK, OWNER_CHECK_INTERVAL)
-            if self._opts.event_handler is not None:  # Gun's init: this generation begins
-                conn = self._conn
-                self._handler("init", init_data(conn.owner, conn.host, conn.port, self._opts))
+            self._phases.init()
             self._connect()
 
     def _tick_retry(self) -> None:
@@ -739,7 +600,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             )
 
     def _tick_lookup_deadline(self) -> None:
-        if self._state is State.CONNECTING and self._phase is ConnectPhase.DOMAIN_LOOKUP:
+        if self._state is State.CONNECTING and self._phases.attempt is ConnectPhase.DOMAIN_LOOKUP:
             self._connection_failed(
                 ConnectTimeout(
                     f"the domain lookup of {self._conn.host} took longer than "
@@ -748,7 +609,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             )
 
     def _tick_tls_deadline(self) -> None:
-        if self._state is State.CONNECTING and self._phase is ConnectPhase.TLS_HANDSHAKE:
+        if self._state is State.CONNECTING and self._phases.attempt is ConnectPhase.TLS_HANDSHAKE:
             self._connection_failed(
                 ConnectTimeout(
                     f"the TLS handshake with {self._conn.host}:{self._conn.port} took longer "
@@ -762,12 +623,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _tick_owner_check(self) -> None:
         """Every OWNER_CHECK_INTERVAL, in any state: is the owner there? Proven yet?"""
-        if (
-            self._state is State.UP
-            and not self._proven
-            and self._scheduler.now() - self._up_since >= PROVEN_AFTER
-        ):
-            self._prove()
+        if self._state is State.UP:
+            self._retries.lasted(self._scheduler.now())
         self._check_owner()
 
     def _tick_ws_fail(self) -> None:
@@ -777,29 +634,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _tick_head(self) -> None:
         """A response (or upgrade) head is late: fail its stream, and the connection."""
-        timer, self._head_timer = self._head_timer, None
-        proto = self._proto
-        if timer is None or proto is None:
-            return
-        wait = proto.head_wait
-        stream = timer[0]
-        if wait is None or wait.stream is not stream:
-            return  # it came meanwhile
-        transport = self._transport
-        if transport is not None and transport.reads_paused:
-            # Not read yet is not late (as for a pong): the head may wait in what
-            # backpressure left unread. Judged again once more time has passed.
-            self._head_timer = (stream, self._schedule(Timer.HEAD, wait.timeout))
-            return
-        error = (
-            UpgradeTimeout(f"no answer to the upgrade within {wait.timeout} s (upgrade_timeout)")
-            if wait.upgrade
-            else ResponseTimeout(
-                f"no response head within {wait.timeout} s of the request (response_timeout)"
-            )
-        )
-        proto.head_timed_out(stream, error)
-        self._flush()
+        if self._heads.fired(self._proto, self._transport):
+            self._flush()
 
     _TICKS: dict[Timer, Callable[[ConnectionActor], None]]  # set after the class
 
@@ -817,10 +653,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                     NotUpgradedError("the connection is down; frames not sent", command.frames),
                 )
             elif isinstance(command, msg.Cancel):
-                if self._opts.event_handler is not None and any(
+                if self._phases.handler is not None and any(
                     getattr(c, "stream", None) is command.stream for c in self._pending
                 ):
-                    self._handler_cancel(command.stream)
+                    self._phases.cancelled(command.stream)
                 self._pending = [
                     c for c in self._pending if getattr(c, "stream", None) is not command.stream
                 ]
@@ -828,7 +664,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             else:
                 self._pending.append(command)
                 self._pending_size += getattr(command, "size", 0)
-            self._update_held()
+            self._writer.count(self._transport)
             return
         match command:
             case msg.RequestCmd(stream, method, target, headers, body, flow, _, reply_to):
@@ -843,20 +679,20 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 proto.data(stream, fin, data)
             case msg.Cancel(stream):
                 if (
-                    self._opts.event_handler is not None
+                    self._phases.handler is not None
                     and proto.ws is None
                     and proto.stream_state(stream) is not None
                 ):
-                    self._handler_cancel(stream)
+                    self._phases.cancelled(stream)
                 proto.cancel(stream)
             case msg.UpdateFlow(stream, increment):
                 proto.update_flow(stream, increment)
             case msg.WsUpgrade(stream, target, headers, opts, reply_to):
                 self._route(stream, reply_to)
-                self._handler("ws_upgrade", {"stream": stream, "opts": opts})
-                self._upgrades[stream] = command
+                self._phases.emit("ws_upgrade", {"stream": stream, "opts": opts})
+                self._upgrades.asked(command)
                 if opts.upgrade_timeout is not None:
-                    self._time_heads = True
+                    self._heads.wanted = True
                 self._flow_used |= opts.flow is not None
                 proto.ws_upgrade(stream, target, headers, opts)
             case msg.WsSend():
@@ -865,7 +701,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 pass
         self._flush()
         if proto.held_size:  # a body queued behind an earlier request: the send buffer counts it
-            self._update_held()
+            self._writer.count(self._transport)
 
     def _refuse_unsent(self, proto: ClientProtocol, reason: BaseException) -> None:
         """The requests queued behind the one in progress will never be sent: an Error each."""
@@ -889,14 +725,14 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _ws_send(self, proto: ClientProtocol, command: msg.WsSend) -> None:
         for frame in command.frames:
             if type(frame) is CloseFrame:
-                self._conn._reupgrade = None  # a close the user sent is final (Gun)
+                self._upgrades.closed_by_user()  # a close the user sent is final (Gun)
         proto.ws_send(command.frames, command.stream)
 
     def _refuse(self, command: msg.Command, reason: BaseException) -> None:
         if isinstance(command, msg.Cancel | msg.UpdateFlow | msg.Close | msg.Shutdown):
             return
         if isinstance(command, msg.SetOwner):
-            self._delivery = command.delivery  # it took effect: later events go there
+            self._router.owner = command.delivery  # it took effect: later events go there
             return
         stream: StreamRef | None = getattr(command, "stream", None)
         if isinstance(command, msg.WsSend) and not isinstance(reason, NotUpgradedError):
@@ -907,7 +743,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if reply_to is None:
             self._deliver(error)
         else:
-            self._tell_reply_to(reply_to, [error])
+            self._told(self._router.tell_reply_to(reply_to, [error]))
 
     def _flush(self) -> None:
         """Write what the protocol produced, deliver its events, act on a close."""
@@ -922,14 +758,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             # TLS encrypts into new records anyway: join the pieces for it.
             out = chunks if tls is None else tls.send(b"".join(chunks))
             if out:
-                try:
-                    waits = transport.write(out)
-                except OSError as exc:  # events first, then Down
-                    write_error = exc.with_traceback(None)
-                else:
-                    # Only when something waits, or waited: usually all was taken.
-                    if waits or self._conn._send.held:
-                        self._check_backlog()
+                write_error = self._writer.write(transport, out)  # events first, then Down
         # Delivering runs no protocol call (commands told meanwhile are
         # queued behind this turn): close_reason and failing still hold.
         if events and not self._deliver_events(events):
@@ -943,7 +772,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return
         if self._state is State.CLOSING:
             self._shutdown_step(proto)
-        if self._flow_used or self._time_heads:  # neither, usually: no more calls
+        if self._flow_used or self._heads.wanted:  # neither, usually: no more calls
             self._after_flush(proto)
 
     def _after_flush(self, proto: ClientProtocol) -> None:
@@ -953,18 +782,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             if flow_held != self._flow_held:
                 self._flow_held = flow_held
                 self._sync_reads()
-        if self._time_heads:
-            self._time_head(proto)
-
-    def _time_head(self, proto: ClientProtocol) -> None:
-        """Have a timer on the stream waiting for its head (if a timeout applies)."""
-        wait = proto.head_wait
-        current = self._head_timer
-        if current is not None and (wait is None or current[0] is not wait.stream):
-            current[1].cancel()
-            self._head_timer = current = None
-        if wait is not None and current is None:
-            self._head_timer = (wait.stream, self._schedule(Timer.HEAD, wait.timeout))
+        if self._heads.wanted:
+            self._heads.follow(proto)
 
     def _hold_reads(self) -> bool:
         """Whether reading must pause now (read by the I/O thread too: state only)."""
@@ -994,143 +813,29 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         """Deliver what one read or command produced; False if the owner is gone."""
         for event in events:
             if type(event) is Upgrade:
-                self._on_upgraded(event.stream)
-        if self._upgrades:
-            self._forget_ended_upgrades(events)
-        if not self._proven and self._proto is not None:
-            self._prove_by(events)
-        if self._routes:
-            return self._deliver_routed(events)
-        delivery = self._delivery
-        try:
-            delivery.tell_all(events)
-        except (pykka.ActorDeadError, InboxClosedError):
-            self._owner_gone()
-            return not self._is_stopped()
-        backlog = delivery.backlog
-        if backlog is not None and backlog.full and not backlog.lifted:
-            self._sync_reads()  # past the receive bound: stop reading
-        return True
-
-    def _deliver_routed(self, events: list[Event]) -> bool:
-        """Deliver ``events``, each stream's to its ``reply_to`` (in order, in runs)."""
-        routes, owner = self._routes, self._delivery
-        run: list[Event] = []
-        target = owner
-        for event in events:
-            stream = getattr(event, "stream", None)
-            to = routes.get(stream, owner) if stream is not None else owner
-            if to is not target and run:
-                if not self._deliver_run(target, run):
-                    return False
-                run = []
-            target = to
-            run.append(event)
-            if stream is not None and to is not owner and _ends_stream(event):
-                del routes[stream]
-        return not run or self._deliver_run(target, run)
-
-    def _deliver_run(self, delivery: Delivery, events: list[Event]) -> bool:
-        if delivery is not self._delivery:
-            self._tell_reply_to(delivery, events)
-            return True
-        try:
-            delivery.tell_all(events)
-        except (pykka.ActorDeadError, InboxClosedError):
-            self._owner_gone()
-            return not self._is_stopped()
-        backlog = delivery.backlog
-        if backlog is not None and backlog.full and not backlog.lifted:
-            self._sync_reads()
-        return True
-
-    def _tell_reply_to(self, delivery: Delivery, events: list[Event]) -> None:
-        """Events for a stream's ``reply_to``: a target that is gone is not the owner.
-
-        Its events are dropped (nobody is listening: as a message to a dead
-        Erlang process); the connection goes on.
-        """
-        try:
-            delivery.tell_all(events)
-        except (pykka.ActorDeadError, InboxClosedError):
-            log.info("reply_to %r is gone: its stream's events are dropped", delivery.target)
-            return
-        backlog = delivery.backlog
-        if backlog is not None and backlog.full and not backlog.lifted:
-            self._sync_reads()
-
-    def _forget_ended_upgrades(self, events: list[Event]) -> None:
-        """An upgrade refused (a response, then its body) or failed ends there: forget it.
-
-        Else a long-lived connection whose upgrades are refused would keep
-        every one of them until it is lost.
-        """
-        upgrades = self._upgrades
-        for event in events:
-            stream = getattr(event, "stream", None)
-            if stream in upgrades and _ends_stream(event):
-                del upgrades[stream]
-
-    def _on_upgraded(self, stream: StreamRef) -> None:
-        self._conn._set_ws_stream(stream)
-        command = self._upgrades.pop(stream, None)
-        self._upgrades.clear()
-        self._pong_marks.clear()  # those of an earlier Websocket
-        if command is not None:
-            self._conn._reupgrade = command if command.opts.reupgrade else None
-            if command.opts.keepalive is not None:
-                self._schedule(Timer.WS_PING, command.opts.keepalive)
+                command = self._upgrades.upgraded(event.stream)
+                self._keepalive.upgraded(command.opts.keepalive if command is not None else None)
+        if self._upgrades.waiting:
+            self._upgrades.answered(events)
+        if not self._retries.proven and self._proto is not None:
+            self._retries.answered(events)
+        found = self._router.tell_all(events)
+        return self._told(found) if found else True
 
     def _ws_ping(self) -> None:
-        """Keepalive: ping the server; with a pong_timeout, check the answer came."""
         proto = self._proto
-        ws = proto.ws if proto is not None else None
-        if proto is None or ws is None or ws.closing or ws.opts.keepalive is None:
-            return
-        proto.ws_send((PingFrame(b"tether-keepalive"),))
-        transport = self._transport
-        if ws.opts.pong_timeout is not None and transport is not None:
-            self._pong_marks.append((ws.pongs_received, transport.bytes_read))
-            self._schedule(Timer.PONG_DEADLINE, ws.opts.pong_timeout)
-        self._schedule(Timer.WS_PING, ws.opts.keepalive)
-        self._flush()
+        if proto is not None and self._keepalive.ws_ping(proto, self._transport):
+            self._flush()
 
     def _http_ping(self) -> None:
-        """Gun's HTTP keepalive: an empty line every ``keepalive`` seconds while idle."""
         proto = self._proto
-        keepalive = self._opts.http_opts.keepalive
-        if proto is None or proto.protocol != "http" or keepalive is None:
-            return  # upgraded: Websocket keepalive (ws_opts) takes over
-        proto.http_keepalive()
-        self._schedule(Timer.HTTP_PING, keepalive)
-        self._flush()
+        if proto is not None and self._keepalive.http_ping(proto):
+            self._flush()
 
     def _pong_deadline(self) -> None:
-        """A ping's deadline: the peer is dead if it sent nothing since, not even the pong.
-
-        Bytes from the peer since the ping show it alive as well as a pong
-        (the pong may be behind them, not read yet). While reading is paused
-        nothing can be read: judged again once more time has passed.
-        """
-        proto, transport = self._proto, self._transport
-        ws = proto.ws if proto is not None else None
-        # Deadlines fire in the order of their pings: each checks its own ping's mark.
-        mark = self._pong_marks.pop(0) if self._pong_marks else None
-        if ws is None or mark is None or transport is None:
-            return
-        pongs, read = mark
-        if ws.pongs_received > pongs or transport.bytes_read > read:
-            return
-        if transport.reads_paused and ws.opts.pong_timeout is not None:
-            self._pong_marks.insert(0, mark)
-            self._schedule(Timer.PONG_DEADLINE, ws.opts.pong_timeout)
-            return
-        self._lost(
-            PongTimeout(
-                f"no pong within {ws.opts.pong_timeout} s of a ping: "
-                "the connection is considered dead"
-            )
-        )
+        dead = self._keepalive.pong_deadline(self._proto, self._transport)
+        if dead is not None:
+            self._lost(dead)
 
     def _check_owner(self) -> None:
         """Owner monitoring for idle connections, where no ``tell`` would fail."""
@@ -1200,17 +905,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         unprocessed += also_unprocessed
         protocol = proto.protocol
         self._proto = None
-        self._upgrades.clear()
-        self._conn._set_ws_stream(None)
-        self._update_held()
-        self._handler("disconnect", {"reason": reason})
-        # The owner learns it from the Down; a stream's reply_to, from an
-        # Error for its stream (Gun's {closed, Reason}).
-        routes, self._routes = self._routes, {}
-        for stream in (*killed, *unprocessed):
-            target = routes.get(stream)
-            if target is not None:
-                self._tell_reply_to(target, [Error(self._conn, stream, reason)])
+        self._upgrades.lost()
+        self._writer.count(self._transport)
+        self._phases.emit("disconnect", {"reason": reason})
+        self._router.lost((*killed, *unprocessed), reason)
         self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
 
     def _close_transport(self) -> None:
@@ -1223,8 +921,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        self._send_deadline = None
-        self._head_timer = None
+        self._writer.dropped()
+        self._heads.dropped()
 
     # -- stopping ------------------------------------------------------------------
 
@@ -1251,7 +949,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _closing_end(self, how: str) -> BaseException:
         """The reason a graceful close gives: the user's ``shutdown()``, or the owner gone."""
-        if self._delivery is NOBODY:
+        if self._router.owner_gone:
             return OwnerDown(f"the owner stopped; closing {how}")
         return ClosedByUser(f"shutdown() {how}")
 
@@ -1300,7 +998,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         here (or was, as ``unsent``) and refused with an ``Error`` for its
         stream: none is dropped.
         """
-        state = self._life_state()
+        state = self._phases.life_state(self._state)
         self._close_transport()
         self._stopped()
         if unsent is None:
@@ -1310,7 +1008,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._conn._mark_stopped()
         if final_error:
             self._deliver(Error(self._conn, None, reason))
-        self._handler_safe("terminate", {"state": state, "reason": reason})
+        self._phases.emit_safe("terminate", {"state": state, "reason": reason})
         self._stop_actor()
 
     def _stopped(self) -> None:
@@ -1329,15 +1027,25 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _deliver(self, event: Event) -> bool:
         """Tell the owner; False if the connection stopped because it is gone."""
-        try:
-            self._delivery.tell(event)
-        except (pykka.ActorDeadError, InboxClosedError):
-            self._owner_gone()
+        found = self._router.tell(event)
+        return self._told(found) if found else True
+
+    def _told(self, found: int) -> bool:
+        """Act on what telling found (``_routing``'s flags); False if the connection stopped."""
+        if found & FULL:
+            self._sync_reads()  # past the receive bound: stop reading
+        if found & GONE:
+            self._owner_left()
             return not self._is_stopped()
         return True
 
     def _owner_gone(self) -> None:
-        """The owner stopped (owner monitoring): from now on nobody hears the events.
+        """Owner monitoring found the owner stopped: from now on nobody hears the events."""
+        if self._state is not State.STOPPED and self._router.drop_owner():
+            self._owner_left()
+
+    def _owner_left(self) -> None:
+        """The owner is gone, and the router tells it nothing any more.
 
         As Gun's: a connection that is up closes gracefully, as ``shutdown()``
         does (the request in progress ends, a Websocket is closed with 1001;
@@ -1345,10 +1053,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         end's reason is ``OwnerDown`` (the ``terminate`` phase says so). A
         ``reply_to`` target still gets its stream's events.
         """
-        if self._state is State.STOPPED or self._delivery is NOBODY:
+        if self._state is State.STOPPED:
             return
         self._conn._owner_left()  # its receive bound holds reading no more
-        self._delivery = NOBODY
         self._relend(None)  # no owner thread borrows the socket any more
         if self._state is State.UP and self._proto is not None:
             self._sync_reads()
@@ -1356,37 +1063,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._mailbox.tell_first(msg.Shutdown())
         elif self._state is not State.CLOSING:
             self._finish(OwnerDown("the owner stopped"), final_error=False)
-
-    def _handler(self, name: str, data: dict[str, Any]) -> None:
-        """Call the event handler (if any) for phase ``name``; a stream's gets its ``reply_to``.
-
-        Also the protocol's ``observe``. As in Gun, the event handler runs in
-        the connection process: if it raises, the actor crashes and its
-        supervisor takes over.
-        """
-        handler = self._opts.event_handler
-        if handler is not None:
-            stream = data.get("stream")
-            if stream is not None:
-                data["reply_to"] = self._routes.get(stream, self._delivery).target
-            handler(name, data)
-
-    def _life_state(self) -> str:
-        """Gun's ``terminate`` state: the phase of an attempt under way, else the state."""
-        phase = self._phase
-        if self._state is State.CONNECTING and phase is not None:
-            return phase.value
-        return self._state.value
-
-    def _handler_cancel(self, stream: StreamRef) -> None:
-        """Gun's cancel event: the user cancelled ``stream`` (HTTP/1.1 has no remote cancel)."""
-        self._handler("cancel", {"stream": stream, "endpoint": "local", "reason": "cancel"})
-
-    def _handler_safe(self, name: str, data: dict[str, Any]) -> None:
-        try:
-            self._handler(name, data)
-        except Exception:
-            log.exception("event handler failed on %r while stopping", name)
 
     def _info(self) -> ConnectionInfo:
         proto = self._proto
