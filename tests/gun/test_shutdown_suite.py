@@ -111,6 +111,25 @@ def test_http1_gun_shutdown_pipelined_streams(connect: Connect) -> None:
     is_down(conn, tether.ClosedByUser)
 
 
+def test_http1_gun_shutdown_pipelined_streams_with_reply_to(connect: Connect) -> None:
+    """As http1_gun_shutdown_pipelined_streams, the streams behind it with a ``reply_to``:
+    each one's Error goes to its ``reply_to``, not to the owner."""
+    conn = up(connect)
+    elsewhere = tether.Inbox()
+    first = conn.get("/slow?delay=0.3")
+    second, third = (conn.get("/slow?delay=0.3", reply_to=elsewhere) for _ in range(2))
+    conn.shutdown()
+    for stream in (second, third):
+        error = elsewhere.receive(WAIT)
+        assert isinstance(error, tether.Error), error
+        assert error.stream == stream
+        assert isinstance(error.reason, tether.ClosedByUser)
+    assert await_as(conn, first, tether.Response).status == 200
+    assert conn.await_body(first, WAIT) == b"late"
+    is_down(conn, tether.ClosedByUser)  # the owner saw no Error
+    assert len(elsewhere) == 0
+
+
 def test_closing_gun_shutdown(connect: Connect) -> None:
     """A close frame, then shutdown(): the echo, the Down, the stop, no Error (issue 19, bug 2).
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pykka
@@ -255,7 +255,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             if self._proto is not None and self._state in (State.UP, State.CLOSING):
                 self._down(reason, also_killed=crashed)
             elif crashed is not None:
-                self._deliver(Error(self._conn, crashed, reason))
+                self._fail_streams((crashed,), reason)
             for command in self._take_pending():
                 self._refuse(command, reason)
             if self.supervisor_ref is None and not self._is_stopped():
@@ -705,8 +705,15 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _refuse_unsent(self, proto: ClientProtocol, reason: BaseException) -> None:
         """The requests queued behind the one in progress will never be sent: an Error each."""
-        for stream in proto.take_unsent():
-            self._deliver(Error(self._conn, stream, reason))
+        self._fail_streams(proto.take_unsent(), reason)
+
+    def _fail_streams(self, streams: Iterable[StreamRef], reason: BaseException) -> None:
+        """An ``Error`` for each stream, to its ``reply_to`` if it has one (its route ends)."""
+        errors: list[Event] = [Error(self._conn, stream, reason) for stream in streams]
+        if errors:
+            found = self._router.tell_all(errors)
+            if found:
+                self._told(found)
 
     def _take_pending(self) -> list[msg.Command]:
         pending, self._pending = self._pending, []
