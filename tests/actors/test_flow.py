@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import pytest
 
 import tether
+from tests.events import expect, inbox, up
 from tests.interop.aiohttp_server import AiohttpServer
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
@@ -47,25 +48,6 @@ Connect = Callable[..., tether.Connection]
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def inbox(conn: tether.Connection) -> tether.Inbox:
-    assert conn.inbox is not None
-    return conn.inbox
-
-
-def expect(conn: tether.Connection, kind: type[E], timeout: float = WAIT) -> E:
-    """The owner's next event, which must be a ``kind`` from ``conn``."""
-    event = inbox(conn).receive(timeout=timeout)
-    assert isinstance(event, kind), f"expected {kind.__name__}, got {event!r}"
-    assert getattr(event, "conn", None) is conn
-    return event
-
-
-def up(connect: Connect, **options: Any) -> tether.Connection:
-    conn = connect(**options)
-    assert expect(conn, tether.Up).protocol == "http"
-    return conn
 
 
 def nothing_comes(conn: tether.Connection, quiet: float = QUIET) -> None:

@@ -23,6 +23,7 @@ import pytest
 
 import tether
 from tests.conftest import ConnectionTracker
+from tests.events import inbox
 from tether.actors import ConnectionActor, Supervised
 from tether.actors import _messages as msg
 from tether.actors._lazy import LazyThreadingActor
@@ -57,11 +58,6 @@ def echo(conn: tether.Connection, text: str) -> None:
     event = inbox(conn).receive(WAIT)
     assert isinstance(event, tether.Ws), event
     assert event.frame == tether.Text(text)
-
-
-def inbox(conn: tether.Connection) -> tether.Inbox:
-    assert conn.inbox is not None
-    return conn.inbox
 
 
 class Watch:

@@ -31,6 +31,7 @@ import pytest
 import tether
 from tests.actors.conftest import Recorder
 from tests.conftest import ConnectionTracker
+from tests.events import expect, inbox
 from tests.faults import FaultProxy
 from tether.actors import _messages as msg
 from tether.actors._mailbox import Mailbox
@@ -70,19 +71,6 @@ def direct(server: Server, open_conn: ConnectionTracker) -> Opener:
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def inbox(conn: tether.Connection) -> tether.Inbox:
-    assert conn.inbox is not None
-    return conn.inbox
-
-
-def expect(conn: tether.Connection, kind: type[E], timeout: float = WAIT) -> E:
-    """The owner's next event, which must be a ``kind`` from ``conn``."""
-    event = inbox(conn).receive(timeout=timeout)
-    assert isinstance(event, kind), f"expected {kind.__name__}, got {event!r}"
-    assert getattr(event, "conn", None) is conn
-    return event
 
 
 def expect_up(conn: tether.Connection) -> None:

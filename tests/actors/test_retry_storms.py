@@ -28,6 +28,7 @@ import pytest
 
 import tether
 from tests.conftest import ConnectionTracker
+from tests.events import expect, inbox
 from tests.faults import FaultProxy
 from tether.actors._connection import OWNER_CHECK_INTERVAL, PROVEN_AFTER
 from tether.testing._clock import FakeTime
@@ -143,19 +144,6 @@ def serve(thread_baseline: int) -> Iterator[Serve]:
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def inbox(conn: tether.Connection) -> tether.Inbox:
-    assert conn.inbox is not None
-    return conn.inbox
-
-
-def expect(conn: tether.Connection, kind: type[E], timeout: float = WAIT) -> E:
-    """The owner's next event, which must be a ``kind`` from ``conn``."""
-    event = inbox(conn).receive(timeout=timeout)
-    assert isinstance(event, kind), f"expected {kind.__name__}, got {event!r}"
-    assert getattr(event, "conn", None) is conn
-    return event
 
 
 def settle(conn: tether.Connection) -> tether.ConnectionInfo:

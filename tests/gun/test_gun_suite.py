@@ -25,6 +25,7 @@ import trustme
 import tether
 from tests.actors.conftest import Recorder
 from tests.conftest import ServerContext, events_until_gave_up, inbox_of
+from tests.events import awaited_up as up
 from tests.gun.conftest import WAIT, Origin, Script, read_request
 from tests.tls.conftest import client_context
 
@@ -32,12 +33,6 @@ pytestmark = pytest.mark.usefixtures("thread_baseline")
 
 Connect = Callable[..., tether.Connection]
 HELLO = b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nHello world!"
-
-
-def up(connect: Connect, **options: object) -> tether.Connection:
-    conn = connect(**options)
-    assert conn.await_up(WAIT) == "http"
-    return conn
 
 
 def answers_hello(client: socket.socket) -> None:

@@ -41,6 +41,8 @@ import pytest
 
 import tether
 from tests.conftest import ConnectionTracker, inbox_of
+from tests.events import await_as
+from tests.events import awaited_up as up
 from tests.gun.conftest import WAIT, Origin, Script, read_request
 from tests.interop.aiohttp_server import AiohttpServer
 from tether.actors._connection import OWNER_CHECK_INTERVAL
@@ -50,18 +52,6 @@ pytestmark = pytest.mark.usefixtures("thread_baseline")
 
 E = TypeVar("E")
 Connect = Callable[..., tether.Connection]
-
-
-def up(connect: Connect, **options: object) -> tether.Connection:
-    conn = connect(**options)
-    assert conn.await_up(WAIT) == "http"
-    return conn
-
-
-def await_as(conn: tether.Connection, stream: tether.StreamRef, kind: type[E]) -> E:
-    event = conn.await_(stream, WAIT)
-    assert isinstance(event, kind), f"expected {kind.__name__}, got {event!r}"
-    return event
 
 
 def stream_error(

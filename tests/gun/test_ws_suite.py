@@ -24,6 +24,8 @@ import pytest
 
 import tether
 from tests.conftest import inbox_of
+from tests.events import await_as
+from tests.events import awaited_up as up
 from tests.gun.conftest import WAIT, Origin, Script, read_request
 from tests.interop.aiohttp_server import AiohttpServer
 
@@ -31,18 +33,6 @@ pytestmark = pytest.mark.usefixtures("thread_baseline")
 
 E = TypeVar("E")
 Connect = Callable[..., tether.Connection]
-
-
-def up(connect: Connect, **options: object) -> tether.Connection:
-    conn = connect(**options)
-    assert conn.await_up(WAIT) == "http"
-    return conn
-
-
-def await_as(conn: tether.Connection, stream: tether.StreamRef, kind: type[E]) -> E:
-    event = conn.await_(stream, WAIT)
-    assert isinstance(event, kind), f"expected {kind.__name__}, got {event!r}"
-    return event
 
 
 def upgraded(conn: tether.Connection, path: str, **kwargs: object) -> tether.StreamRef:

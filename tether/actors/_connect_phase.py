@@ -46,6 +46,19 @@ class ConnectPhase(enum.StrEnum):
         """The event handler phase at its end (``error`` in the data if it failed)."""
         return _EVENTS[self][1]
 
+    @property
+    def option(self) -> str:
+        """The name of the option that bounds this phase."""
+        return _OPTIONS[self]
+
+    def describe(self, host: str, port: int) -> str:
+        """This phase of an attempt on ``host:port``, for messages."""
+        if self is ConnectPhase.DOMAIN_LOOKUP:
+            return f"the domain lookup of {host}"
+        if self is ConnectPhase.TLS_HANDSHAKE:
+            return f"the TLS handshake with {host}:{port}"
+        return f"connecting to {host}:{port}"
+
     def timeout(self, opts: ConnectOpts) -> float | None:
         """The bound of this phase's own (the TCP connect's is ``connect_timeout``)."""
         if self is ConnectPhase.DOMAIN_LOOKUP:
@@ -54,6 +67,12 @@ class ConnectPhase(enum.StrEnum):
             return opts.tls_handshake_timeout
         return opts.connect_timeout
 
+
+_OPTIONS = {
+    ConnectPhase.DOMAIN_LOOKUP: "domain_lookup_timeout",
+    ConnectPhase.CONNECTING: "connect_timeout",
+    ConnectPhase.TLS_HANDSHAKE: "tls_handshake_timeout",
+}
 
 _EVENTS = {
     ConnectPhase.DOMAIN_LOOKUP: ("domain_lookup_start", "domain_lookup_end"),

@@ -600,20 +600,18 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             )
 
     def _tick_lookup_deadline(self) -> None:
-        if self._state is State.CONNECTING and self._phases.attempt is ConnectPhase.DOMAIN_LOOKUP:
-            self._connection_failed(
-                ConnectTimeout(
-                    f"the domain lookup of {self._conn.host} took longer than "
-                    f"domain_lookup_timeout ({self._opts.domain_lookup_timeout} s)"
-                )
-            )
+        self._phase_deadline(ConnectPhase.DOMAIN_LOOKUP)
 
     def _tick_tls_deadline(self) -> None:
-        if self._state is State.CONNECTING and self._phases.attempt is ConnectPhase.TLS_HANDSHAKE:
+        self._phase_deadline(ConnectPhase.TLS_HANDSHAKE)
+
+    def _phase_deadline(self, phase: ConnectPhase) -> None:
+        """A phase's own bound passed: the attempt fails, if it is still in that phase."""
+        if self._state is State.CONNECTING and self._phases.attempt is phase:
+            what = phase.describe(self._conn.host, self._conn.port)
             self._connection_failed(
                 ConnectTimeout(
-                    f"the TLS handshake with {self._conn.host}:{self._conn.port} took longer "
-                    f"than tls_handshake_timeout ({self._opts.tls_handshake_timeout} s)"
+                    f"{what} took longer than {phase.option} ({phase.timeout(self._opts)} s)"
                 )
             )
 
