@@ -9,7 +9,9 @@ depends on the target, chosen once per (connection, target) by
   (:meth:`Inbox.tell_all <tether.Inbox.tell_all>`), one wake-up of the owner;
   the Inbox counts what it holds and what is taken against the
   connection's :class:`~tether.actors._backlog.Backlog`;
-- a ``pykka.ActorRef``: one message per event in the actor's pykka inbox;
+- an :class:`~tether.OwnerActor`'s ``ActorRef``: as an Inbox (its pykka
+  mailbox is one), once the actor is checked alive;
+- any other ``pykka.ActorRef``: one message per event in the actor's pykka inbox;
   a counted event goes in an envelope of tether's (:class:`_Receipt`) that
   counts it taken when the owner's loop picks it up;
 - anything else with ``tell``: ``tell(event)``, one by one, without a
@@ -29,8 +31,9 @@ import pykka
 from tether._events import Event
 from tether.actors._backlog import Backlog, weight
 from tether.actors._inbox import Inbox
+from tether.actors._owner import OwnerMailbox
 
-__all__ = ["NOBODY", "Delivery", "delivery_for"]
+__all__ = ["NOBODY", "Delivery", "delivery_for", "inbox_of"]
 
 
 class Delivery:
@@ -76,6 +79,25 @@ class _ToInbox(Delivery):
     def tell_all(self, events: list[Event]) -> None:
         # One wake-up of the owner for all of them (a response's head and
         # body often arrive in one read): nothing runs between them.
+        self._inbox.tell_all(events, self.backlog)
+
+
+class _ToOwnerActor(_ToInbox):
+    """An OwnerActor's: its mailbox is an Inbox; a stopped actor is gone at once."""
+
+    def __init__(self, ref: pykka.ActorRef[Any], conn: object, backlog: Backlog | None) -> None:
+        super().__init__(ref.actor_inbox.inbox, conn, backlog)  # type: ignore[attr-defined]
+        self._stopped = ref.actor_stopped
+        self.target = ref
+
+    def tell(self, event: Event) -> None:
+        if self._stopped.is_set():  # as ActorRef.tell checks (the Inbox closes a bit later)
+            raise pykka.ActorDeadError(f"{self.target} not found")
+        self._inbox.tell(event)
+
+    def tell_all(self, events: list[Event]) -> None:
+        if self._stopped.is_set():
+            raise pykka.ActorDeadError(f"{self.target} not found")
         self._inbox.tell_all(events, self.backlog)
 
 
@@ -186,9 +208,23 @@ def delivery_for(
     if kind is Inbox:
         backlog = None if max_events is None else target.backlog(conn, max_events, max_size)
         return _ToInbox(target, conn, backlog)
+    if kind is pykka.ActorRef and type(target.actor_inbox) is OwnerMailbox:
+        inbox = target.actor_inbox.inbox
+        backlog = None if max_events is None else inbox.backlog(conn, max_events, max_size)
+        return _ToOwnerActor(target, conn, backlog)
     if kind is pykka.ActorRef:
         backlog = None if max_events is None else Backlog(max_events, max_size, threading.Lock())
         return _ToActor(target, backlog)
     if callable(getattr(target, "tell", None)):
         return _ToAnyone(target)
     return _ToCallable(target)
+
+
+def inbox_of(target: Any) -> Inbox | None:
+    """The Inbox ``target``'s events land in: an Inbox's own, an OwnerActor's mailbox's."""
+    kind = type(target)
+    if kind is Inbox:
+        return target  # type: ignore[no-any-return]
+    if kind is pykka.ActorRef and type(target.actor_inbox) is OwnerMailbox:
+        return target.actor_inbox.inbox
+    return None
