@@ -113,7 +113,7 @@ class OwnerActor(pykka.ThreadingActor):
     ``on_receive``, ``tell``, ``ask``, proxies, ``stop``, supervision).
     While the actor owns exactly one connection and has nothing queued,
     its own thread waits on that connection's socket and reads it, the
-    way a thread waiting in an :class:`~tether.Inbox` does: each event
+    way a thread waiting in an [`Inbox`][tether.Inbox] does: each event
     wakes one thread instead of two (tether's I/O thread, then the
     actor's), and a message sent from ``on_receive`` in answer to an
     event is written by the actor's thread at once. An actor owning
@@ -125,7 +125,7 @@ class OwnerActor(pykka.ThreadingActor):
 
     Attributes:
         busy_poll: seconds the actor's thread polls its borrowed socket
-            before it sleeps, as :class:`~tether.Inbox`'s ``busy_poll``
+            before it sleeps, as [`Inbox`][tether.Inbox]'s `busy_poll`
             (50 µs by default; ``0`` never spins). A class attribute:
             set it in a subclass.
 
