@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pykka
+from pykka._envelope import Envelope  # what ActorRef.tell puts (private, but stable)
 
 from tether._events import Event
 from tether.actors._backlog import Backlog, weight
@@ -83,22 +84,16 @@ class _ToInbox(Delivery):
 
 
 class _ToOwnerActor(_ToInbox):
-    """An OwnerActor's: its mailbox is an Inbox; a stopped actor is gone at once."""
+    """An OwnerActor's: its mailbox is an Inbox, closed once the actor has stopped.
+
+    Like ``ActorRef.tell``, a tell that comes just as the actor stops may
+    be queued for nobody (here: until its loop's teardown closes the Inbox,
+    right after ``on_stop``); the next one raises.
+    """
 
     def __init__(self, ref: pykka.ActorRef[Any], conn: object, backlog: Backlog | None) -> None:
         super().__init__(ref.actor_inbox.inbox, conn, backlog)  # type: ignore[attr-defined]
-        self._stopped = ref.actor_stopped
         self.target = ref
-
-    def tell(self, event: Event) -> None:
-        if self._stopped.is_set():  # as ActorRef.tell checks (the Inbox closes a bit later)
-            raise pykka.ActorDeadError(f"{self.target} not found")
-        self._inbox.tell(event)
-
-    def tell_all(self, events: list[Event]) -> None:
-        if self._stopped.is_set():
-            raise pykka.ActorDeadError(f"{self.target} not found")
-        self._inbox.tell_all(events, self.backlog)
 
 
 class _ToNobody(Delivery):
@@ -141,8 +136,12 @@ class _Receipt:
         backlog = self._backlog
         if backlog is not None:
             self._backlog = None  # once, however often it is read
-            with backlog.lock:
+            lock = backlog.lock
+            lock.acquire()  # type: ignore[attr-defined]  # not `with`: see Inbox.take (every event)
+            try:
                 backlog.take(self._size)
+            finally:
+                lock.release()  # type: ignore[attr-defined]
         return self._event
 
 
@@ -163,17 +162,22 @@ class _ToActor(Delivery):
             for event in events:
                 ref.tell(event)
             return
-        with backlog.lock:  # before they can be taken (the owner may take one at once)
+        # As ActorRef.tell checks, once for the batch (an actor that stops
+        # meanwhile gets the rest queued for nobody, as with pykka's own race).
+        if ref.actor_stopped.is_set():
+            raise pykka.ActorDeadError(f"{ref} not found")
+        lock = backlog.lock
+        lock.acquire()  # type: ignore[attr-defined]  # before the owner can take one
+        try:
             backlog.told(events)
-        inbox = ref.actor_inbox
+        finally:
+            lock.release()  # type: ignore[attr-defined]
+        put = ref.actor_inbox.put
         for event in events:
             size = weight(event)
-            if size is None:
-                ref.tell(event)
-                continue
-            if not ref.is_alive():  # as ActorRef.tell checks
-                raise pykka.ActorDeadError(f"{ref} not found")
-            inbox.put(_Receipt(event, backlog, size))  # type: ignore[arg-type]  # envelope-shaped
+            # Both envelope-shaped (a _Receipt counts its event taken when read).
+            envelope = Envelope(event) if size is None else _Receipt(event, backlog, size)
+            put(envelope)  # type: ignore[arg-type]
 
 
 class _ToAnyone(Delivery):
