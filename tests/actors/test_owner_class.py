@@ -167,9 +167,11 @@ def test_a_plain_owner_actor_is_told_by_the_io_thread(
     assert readers == []  # nothing lent to a plain actor's thread
 
 
-def test_an_owner_actor_owning_two_connections_gets_both_without_lending(
-    readers: list[int], aiohttp_server: AiohttpServer, start_actor: StartActor
+def test_an_owner_actor_owning_two_connections_gets_both(
+    aiohttp_server: AiohttpServer, start_actor: StartActor
 ) -> None:
+    # Once both are lent, neither is borrowed (the I/O thread reads both);
+    # until the second one is, the first may be: no assertion on who reads.
     seen: queue.Queue[Any] = queue.Queue()
     start_actor(
         echoer(tether.OwnerActor),
@@ -184,7 +186,6 @@ def test_an_owner_actor_owning_two_connections_gets_both_without_lending(
     for conn in (one, two):
         frames = [e.frame for e in events if isinstance(e, tether.Ws) and e.conn is conn]
         assert frames == [tether.Text(str(n)) for n in range(20)]
-    assert readers == []  # which of the two to read would be a guess: the I/O thread reads both
 
 
 def test_a_message_told_to_an_owner_actor_wakes_it_while_it_reads_its_socket(
