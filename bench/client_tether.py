@@ -267,8 +267,10 @@ def _echo_actor(base: type[pykka.ThreadingActor], params: Params, messages: int)
     With ``messages`` (fan-out) it echoes that many at once, then shuts
     the connection down (a close handshake, as websockets' ``async with``)
     and stops once it is down; without, it echoes what ``_Go`` asks.
-    ``errors`` collects what it did not expect.
+    ``errors`` collects what it did not expect, ``marks`` when each
+    connection passed each phase (fan-out).
     """
+    marks: list[tuple[str, float]] = []
 
     class EchoActor(base):  # type: ignore[valid-type,misc]
         def __init__(self, done: threading.Event, errors: list[str]) -> None:
@@ -287,6 +289,7 @@ def _echo_actor(base: type[pykka.ThreadingActor], params: Params, messages: int)
                     if self.left > 0:
                         self.conn.ws_send(self.frame)
                     elif messages:
+                        marks.append(("all echoed", time.perf_counter()))
                         self.conn.shutdown()
                     else:
                         self.done.set()
@@ -297,6 +300,7 @@ def _echo_actor(base: type[pykka.ThreadingActor], params: Params, messages: int)
                     self.conn.ws_upgrade("/")
                 case tether.Upgrade():
                     if messages:
+                        marks.append(("all upgraded", time.perf_counter()))
                         self.left = messages
                         self.conn.ws_send(self.frame)
                     else:
@@ -310,6 +314,7 @@ def _echo_actor(base: type[pykka.ThreadingActor], params: Params, messages: int)
                     self.errors.append(repr(message)[:300])
                     self.done.set()
 
+    EchoActor.marks = marks
     return EchoActor
 
 
@@ -351,7 +356,9 @@ def actor_fanout(params: Params) -> Result:
     errors: list[str] = []
 
     def run() -> int:
+        kind.marks.append(("start", time.perf_counter()))
         refs.extend(kind.start(event, errors) for event in done)
+        kind.marks.append(("all started", time.perf_counter()))
         failures = 0
         deadline = time.monotonic() + params.timeout
         for event in done:
@@ -362,6 +369,12 @@ def actor_fanout(params: Params) -> Result:
     try:
         result = timed(params, run)
         result["reasons"] = errors[:5]
+        # When the last connection passed each phase, in seconds from the first start().
+        ends: dict[str, float] = {}
+        for name, at in kind.marks:
+            ends[name] = max(ends.get(name, at), at)
+        start = ends.pop("start")
+        result["phases"] = {name: at - start for name, at in ends.items()}
         return result
     finally:
         for ref in refs:

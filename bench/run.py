@@ -364,7 +364,7 @@ def table(
             rounds = _round_ratios(key, client, other, raw)
             if rounds:
                 lines.append(f"\n{LABELS[key]}, {client} / {other} round by round: {rounds}")
-    for client in WS:
+    for client in [*WS, *OWNER_ROWS]:
         runs = [r for r in raw.get("fanout", {}).get(client, []) if "phases" in r]
         if runs:
             names = list(runs[0]["phases"])
@@ -372,7 +372,9 @@ def table(
                 f"{name} {statistics.median(r['phases'][name] for r in runs):.3f}"
                 for name in names
             )
-            lines.append(f"\n{client} fan-out phases, median s after the first open(): {phases}")
+            lines.append(
+                f"\n{client} fan-out phases, median s after the first open()/start(): {phases}"
+            )
     return "\n".join(lines)
 
 
