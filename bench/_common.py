@@ -73,21 +73,26 @@ class Meter:
             return False
         return self.count % 8 != 0 or self.count == 0 or time.perf_counter() < self.deadline
 
-    def result(self) -> Result:
+    def result(self, ops: int = 1) -> Result:
+        """Iterations of ``ops`` operations each: operations per second, CPU per operation."""
         elapsed = time.perf_counter() - self.start
         cpu = cpu_seconds() - self.cpu0
-        count = max(self.count, 1)
+        count = max(self.count, 1) * ops
         return {"per_s": count / elapsed, "count": count, "cpu_us_per_op": cpu / count * 1e6}
 
 
 def rate(params: Params, one: Callable[[], None]) -> Result:
-    """Call ``one`` repeatedly for ``params.duration`` s; iterations per second."""
+    """Call ``one`` repeatedly for ``params.duration`` s; operations per second.
+
+    ``one`` does one operation, or ``one.ops`` if it has that attribute (an
+    owner actor's round trips, asked for in batches: see ``actor_echo``).
+    """
     for _ in range(warmup_count(params)):
         one()
     meter = Meter(params)
     while meter.more():
         one()
-    return meter.result()
+    return meter.result(getattr(one, "ops", 1))
 
 
 def timed(params: Params, run: Callable[[], int]) -> Result:

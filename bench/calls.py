@@ -56,7 +56,10 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-CLIENTS = {"echo": ["tether", "websocket-client"], "http": ["tether", "urllib3", "httpx"]}
+CLIENTS = {
+    "echo": ["tether", "tether-actor", "tether-owner", "websocket-client"],
+    "http": ["tether", "urllib3", "httpx"],
+}
 
 
 def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], count: int) -> Any:
@@ -96,27 +99,31 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
 
     def counted(params: _common.Params, one: Callable[[], None]) -> _common.Result:
         nonlocal counting
+        # ``count`` operations: a batched client's one() does ``one.ops`` (_common.rate).
+        ops = getattr(one, "ops", 1)
+        calls_of_one = -(-count // ops)
         for _ in range(_common.warmup_count(params)):
             one()
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
         main = threading.current_thread().name
         counting = True
-        for _ in range(count):
+        for _ in range(calls_of_one):
             one()
         counting = False
         if not count:  # the warm-up alone (--instructions)
             return {}
+        done = outcome["ops"] = calls_of_one * ops
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        outcome["vcsw"] = (usage.ru_nvcsw - usage0.ru_nvcsw) / count
+        outcome["vcsw"] = (usage.ru_nvcsw - usage0.ru_nvcsw) / done
         system = usage.ru_stime - usage0.ru_stime
-        outcome["cpu_us"] = (usage.ru_utime - usage0.ru_utime + system) / count * 1e6
-        outcome["sys_us"] = system / count * 1e6
+        outcome["cpu_us"] = (usage.ru_utime - usage0.ru_utime + system) / done * 1e6
+        outcome["sys_us"] = system / done * 1e6
         outcome["calls"] = {
-            f"{'caller' if name == main else name} {event}": n / count
+            f"{'caller' if name == main else name} {event}": n / done
             for (name, event), n in sorted(calls.items())
         }
-        outcome["functions"] = {name: n / count for name, n in functions.most_common()}
-        outcome["opcodes"] = sum(functions.values()) / count
+        outcome["functions"] = {name: n / done for name, n in functions.most_common()}
+        outcome["opcodes"] = sum(functions.values()) / done
         return {}
 
     for module in (client_tether, client_others):
@@ -128,6 +135,7 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
         defaults = tether.Inbox.__init__.__kwdefaults__
         assert defaults is not None
         defaults["busy_poll"] = 0.0
+        tether.OwnerActor.busy_poll = 0.0
     if mode == "calls":
         threading.setprofile(profile)
         sys.setprofile(profile)
@@ -186,7 +194,8 @@ def _instructions(scenario: str, client: str, ports: tuple[int, int], count: int
         if found is None:
             sys.exit(f"calls.py: no instruction count from valgrind:\n{out.stderr[-2000:]}")
         totals.append(int(found.group(1).replace(",", "")))
-    return (totals[1] - totals[0]) / count
+    done = json.loads(out.stdout.splitlines()[-1])["ops"]  # count, rounded up to whole batches
+    return (totals[1] - totals[0]) / done
 
 
 def _report(scenario: str, client: str, counted: dict[str, Any], run: dict[str, float]) -> str:

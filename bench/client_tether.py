@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import socket
 import threading
 import time
+from typing import Any
 
+import pykka
 from _common import HOST, Params, Result, rate, rss_bytes, timed
 
 import tether
@@ -239,3 +243,140 @@ def http(params: Params) -> Result:
     finally:
         conn.close()
         conn.wait_stopped(_RECEIVE)
+
+
+# -- owner actors: a pykka actor owns each connection ----------------------------
+
+
+def _owner_base(client: str) -> type[pykka.ThreadingActor]:
+    """tether-actor: a plain pykka.ThreadingActor; tether-owner: tether.OwnerActor."""
+    return tether.OwnerActor if client == "tether-owner" else pykka.ThreadingActor
+
+
+@dataclasses.dataclass(frozen=True)
+class _Go:
+    """Tells an echo actor: ``count`` more round trips, then set ``done``."""
+
+    count: int
+    done: threading.Event
+
+
+def _echo_actor(base: type[pykka.ThreadingActor], params: Params, messages: int) -> type[Any]:
+    """An owner actor: opens, upgrades, echoes (the next message sent from on_receive).
+
+    With ``messages`` (fan-out) it echoes that many at once, then shuts
+    the connection down (a close handshake, as websockets' ``async with``)
+    and stops once it is down; without, it echoes what ``_Go`` asks.
+    ``errors`` collects what it did not expect, ``marks`` when each
+    connection passed each phase (fan-out).
+    """
+    marks: list[tuple[str, float]] = []
+
+    class EchoActor(base):  # type: ignore[valid-type,misc]
+        def __init__(self, done: threading.Event, errors: list[str]) -> None:
+            super().__init__()
+            self.done, self.errors = done, errors
+            self.frame = tether.Binary(b"x" * params.size)
+            self.left = 0
+
+        def on_start(self) -> None:
+            self.conn = tether.open(HOST, params.ws_port, owner=self.actor_ref, retry=0)
+
+        def on_receive(self, message: Any) -> None:
+            match message:
+                case tether.Ws(frame=tether.Binary(data=data)) if len(data) == params.size:
+                    self.left -= 1
+                    if self.left > 0:
+                        self.conn.ws_send(self.frame)
+                    elif messages:
+                        marks.append(("all echoed", time.perf_counter()))
+                        self.conn.shutdown()
+                    else:
+                        self.done.set()
+                case _Go(count=count, done=done):
+                    self.left, self.done = count, done
+                    self.conn.ws_send(self.frame)
+                case tether.Up():
+                    self.conn.ws_upgrade("/")
+                case tether.Upgrade():
+                    if messages:
+                        marks.append(("all upgraded", time.perf_counter()))
+                        self.left = messages
+                        self.conn.ws_send(self.frame)
+                    else:
+                        self.done.set()
+                case tether.Ws(frame=tether.Close()):
+                    pass  # the server's answer to the shutdown
+                case tether.Down() if messages and self.left == 0:  # after our shutdown()
+                    self.stop()
+                    self.done.set()
+                case _:
+                    self.errors.append(repr(message)[:300])
+                    self.done.set()
+
+    EchoActor.marks = marks
+    return EchoActor
+
+
+def actor_echo(params: Params) -> Result:
+    """Round trips driven by an owner actor, which sends the next from on_receive(Ws).
+
+    The caller asks for a batch of round trips at a time (one wake-up
+    of the caller per batch, not per round trip); ``one.ops`` says so to
+    ``rate``.
+    """
+    batch = 100 if params.size <= 65536 else 4
+    ready, errors = threading.Event(), list[str]()
+    ref = _echo_actor(_owner_base(params.client), params, 0).start(ready, errors)
+    if not ready.wait(_RECEIVE) or errors:
+        ref.stop()
+        raise RuntimeError(f"no upgrade: {errors}")
+
+    def one() -> None:
+        done = threading.Event()
+        ref.tell(_Go(batch, done))
+        if not done.wait(_RECEIVE) or errors:
+            raise RuntimeError(f"the echo actor failed: {errors or 'timed out'}")
+
+    one.ops = batch  # type: ignore[attr-defined]
+    conn = ref.proxy().conn.get(timeout=_RECEIVE)
+    try:
+        return rate(params, one)
+    finally:
+        ref.stop(timeout=_RECEIVE)
+        conn.close()
+        conn.wait_stopped(_RECEIVE)
+
+
+def actor_fanout(params: Params) -> Result:
+    """``conns`` owner actors, each opens, upgrades, echoes ``messages`` times, closes, stops."""
+    kind = _echo_actor(_owner_base(params.client), params, params.messages)
+    refs: list[pykka.ActorRef[Any]] = []
+    done = [threading.Event() for _ in range(params.conns)]
+    errors: list[str] = []
+
+    def run() -> int:
+        kind.marks.append(("start", time.perf_counter()))
+        refs.extend(kind.start(event, errors) for event in done)
+        kind.marks.append(("all started", time.perf_counter()))
+        failures = 0
+        deadline = time.monotonic() + params.timeout
+        for event in done:
+            if not event.wait(max(deadline - time.monotonic(), 0.0)):
+                failures += 1
+        return failures + len(errors)
+
+    try:
+        result = timed(params, run)
+        result["reasons"] = errors[:5]
+        # When the last connection passed each phase, in seconds from the first start().
+        ends: dict[str, float] = {}
+        for name, at in kind.marks:
+            ends[name] = max(ends.get(name, at), at)
+        start = ends.pop("start")
+        result["phases"] = {name: at - start for name, at in ends.items()}
+        return result
+    finally:
+        for ref in refs:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.stop()

@@ -37,24 +37,26 @@ MIB = 1 << 20
 
 # tether, and tether with its former I/O model (a reader thread per connection).
 WS = ["tether", "tether-threads"]
+# tether with a pykka owner actor: plain (pykka.ThreadingActor), and tether.OwnerActor.
+ACTORS = ["tether-actor", "tether-owner"]
 # scenario key -> (worker scenario, parameters, clients, the number reported)
 SCENARIOS: dict[str, tuple[str, dict[str, Any], list[str], str]] = {
     "small": (
         "echo",
         {"size": 32},
-        [*WS, "websocket-client", "websockets", "aiohttp"],
+        [*WS, *ACTORS, "websocket-client", "websockets", "aiohttp"],
         "rt/s",
     ),
     "mib": (
         "echo",
         {"size": MIB},
-        [*WS, "websocket-client", "websockets", "aiohttp"],
+        [*WS, *ACTORS, "websocket-client", "websockets", "aiohttp"],
         "MB/s",
     ),
     "fanout": (
         "fanout",
         {"conns": 500, "messages": 10},
-        [*WS, "websocket-client", "websockets", "aiohttp"],
+        [*WS, *ACTORS, "websocket-client", "websockets", "aiohttp"],
         "s",
     ),
     # tether-threads is left out at 10,000 (20,000 threads); --sweep compares
@@ -76,6 +78,16 @@ TARGETS: dict[str, list[tuple[str, str]]] = {
     "fanout": [("websockets", "lower")],
     "http": [("urllib3", "higher"), ("httpx", "higher")],
 }
+# Rows of tether's other owners, each against its own targets: client ->
+# scenario -> [(comparison client, "higher"/"lower", the ratio to reach)].
+_ACTOR_TARGETS = {
+    "small": [("websocket-client", "higher", 1.1)],
+    "mib": [("websockets", "higher", 1.0)],
+    "fanout": [("websockets", "lower", 1.0)],
+}
+OWNER_ROWS: dict[str, dict[str, list[tuple[str, str, float]]]] = dict.fromkeys(
+    ACTORS, _ACTOR_TARGETS
+)
 # Scenarios run once, uncounted, before the rounds (seconds): see run_rounds.
 WARM_UP = {"small": 2.0, "mib": 1.0, "http": 2.0}
 SWEEP_SIZES = [32, 1024, 16 * 1024, 256 * 1024, MIB]
@@ -266,7 +278,7 @@ def sweep(ports: tuple[int, int], quick: bool) -> dict[str, Any]:
     """One pass over message sizes and connection counts, for the plot."""
     duration = 0.5 if quick else 1.0
     sizes: dict[str, list[float | None]] = {}
-    for client in SCENARIOS["small"][2]:
+    for client in [c for c in SCENARIOS["small"][2] if c not in OWNER_ROWS]:
         sizes[client] = []
         for size in SWEEP_SIZES:
             result = measure(ports, "echo", client, timeout=120, duration=duration, size=size)
@@ -316,7 +328,9 @@ def table(
     for key, by_client in med.items():
         tether = by_client.get("tether")
         before = fmt(by_client["tether-threads"]) if "tether-threads" in by_client else "-"
-        others = ", ".join(f"{c} {fmt(v)}" for c, v in by_client.items() if c not in WS)
+        others = ", ".join(
+            f"{c} {fmt(v)}" for c, v in by_client.items() if c not in WS and c not in OWNER_ROWS
+        )
         if key == "many":
             runs = raw[key]["tether"]
             failures = sum(r.get("failures", 1) if "error" not in r else 1 for r in runs)
@@ -330,24 +344,27 @@ def table(
                 f"no failures | - | {verdict} (failures {failures}, all open in {opened_s} s) |"
             )
             continue
-        for other, better in TARGETS.get(key, []):
-            theirs = by_client.get(other)
-            if tether is None or theirs is None:
+        for client, other, better, factor in _targets(key):
+            mine, theirs = by_client.get(client), by_client.get(other)
+            if mine is None or theirs is None:
                 ratio, met = None, False
             else:
-                ratio = tether / theirs
-                met = ratio >= 1.0 if better == "higher" else ratio <= 1.0
+                ratio = mine / theirs
+                met = ratio >= factor if better == "higher" else ratio <= factor
             sign = ">=" if better == "higher" else "<="
+            label, was = (
+                (LABELS[key], before) if client == "tether" else (f"{LABELS[key]}, {client}", "-")
+            )
             lines.append(
-                f"| {LABELS[key]} | {fmt(tether)} | {before} | {others} | {sign} 1.0x {other} | "
+                f"| {label} | {fmt(mine)} | {was} | {others} | {sign} {factor}x {other} | "
                 f"{'-' if ratio is None else f'{ratio:.2f}x'} | {'yes' if met else 'NO'} |"
             )
     for key in med:
-        for other, _ in TARGETS.get(key, []):
-            rounds = _round_ratios(key, other, raw)
+        for client, other, _, _ in _targets(key):
+            rounds = _round_ratios(key, client, other, raw)
             if rounds:
-                lines.append(f"\n{LABELS[key]}, tether / {other} round by round: {rounds}")
-    for client in WS:
+                lines.append(f"\n{LABELS[key]}, {client} / {other} round by round: {rounds}")
+    for client in [*WS, *OWNER_ROWS]:
         runs = [r for r in raw.get("fanout", {}).get(client, []) if "phases" in r]
         if runs:
             names = list(runs[0]["phases"])
@@ -355,14 +372,26 @@ def table(
                 f"{name} {statistics.median(r['phases'][name] for r in runs):.3f}"
                 for name in names
             )
-            lines.append(f"\n{client} fan-out phases, median s after the first open(): {phases}")
+            lines.append(
+                f"\n{client} fan-out phases, median s after the first open()/start(): {phases}"
+            )
     return "\n".join(lines)
 
 
-def _round_ratios(key: str, other: str, raw: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+def _targets(key: str) -> list[tuple[str, str, str, float]]:
+    """``key``'s rows: (tether's client, comparison client, "higher"/"lower", ratio to reach)."""
+    rows = [("tether", other, better, 1.0) for other, better in TARGETS.get(key, [])]
+    for client, targets in OWNER_ROWS.items():
+        rows += [(client, *target) for target in targets.get(key, [])]
+    return rows
+
+
+def _round_ratios(
+    key: str, client: str, other: str, raw: dict[str, dict[str, list[dict[str, Any]]]]
+) -> str:
     """Each round's ratio (the spread behind the ratio of medians, which decides "met")."""
     ratios = []
-    for mine, theirs in zip(raw[key]["tether"], raw[key].get(other, []), strict=False):
+    for mine, theirs in zip(raw[key].get(client, []), raw[key].get(other, []), strict=False):
         a, b = value(key, mine), value(key, theirs)
         ratios.append("-" if a is None or b is None else f"{a / b:.2f}x")
     return ", ".join(ratios)

@@ -62,6 +62,7 @@ from tether.actors import ConnectionInfo as ConnectionInfo
 from tether.actors import ConnectionState as ConnectionState
 from tether.actors import Inbox as Inbox
 from tether.actors import Owner as Owner
+from tether.actors import OwnerActor as OwnerActor
 from tether.actors import StreamInfo as StreamInfo
 from tether.supervision import ChildInfo as ChildInfo
 from tether.supervision import ChildSpec as ChildSpec
@@ -100,6 +101,7 @@ __all__ = [
     "Inform",
     "InvalidRequestError",
     "NotUpgradedError",
+    "OwnerActor",
     "OwnerDown",
     "OwnerError",
     "Ping",

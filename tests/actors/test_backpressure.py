@@ -264,7 +264,11 @@ class CrashOnFirstMessage(pykka.ThreadingActor):
         self.got.put(message)
 
 
-@pytest.mark.parametrize("kind", ["inbox", "crashed actor"])
+class CrashOnFirstMessageOwner(CrashOnFirstMessage, tether.OwnerActor):
+    """The same, as a ``tether.OwnerActor`` (its mailbox counts the bound itself)."""
+
+
+@pytest.mark.parametrize("kind", ["inbox", "crashed actor", "crashed OwnerActor"])
 def test_an_owner_that_goes_with_the_reads_paused_still_gets_a_graceful_close(
     kind: str,
     fake: FakeTime,
@@ -276,7 +280,8 @@ def test_an_owner_that_goes_with_the_reads_paused_still_gets_a_graceful_close(
     # handshake (Gun's owner_down: 1001) needs the server's answer, behind them.
     gate, got = threading.Event(), queue.Queue[object]()
     inbox = tether.Inbox()
-    owner: Any = inbox if kind == "inbox" else start_actor(CrashOnFirstMessage, gate, got)
+    actor = CrashOnFirstMessage if kind == "crashed actor" else CrashOnFirstMessageOwner
+    owner: Any = inbox if kind == "inbox" else start_actor(actor, gate, got)
     conn = open_conn(aiohttp_server.host, aiohttp_server.port, owner=owner, max_queue=64)
     first = inbox.receive(WAIT) if kind == "inbox" else got.get(timeout=WAIT)
     assert isinstance(first, tether.Up)

@@ -18,6 +18,7 @@ from tether.actors._handle import ConnectionState as ConnectionState
 from tether.actors._handle import Owner as Owner
 from tether.actors._handle import StreamInfo as StreamInfo
 from tether.actors._inbox import Inbox as Inbox
+from tether.actors._owner import OwnerActor as OwnerActor
 from tether.actors._supervised import ChildExited as ChildExited
 from tether.actors._supervised import Supervised as Supervised
 from tether.actors._supervised import starting_child as starting_child
@@ -30,6 +31,7 @@ __all__ = [
     "ConnectionState",
     "Inbox",
     "Owner",
+    "OwnerActor",
     "StreamInfo",
     "Supervised",
     "starting_child",

@@ -72,11 +72,10 @@ from tether._events import (
 from tether._frames import Close as CloseFrame
 from tether.actors import _messages as msg
 from tether.actors._connect_phase import ConnectPhase
-from tether.actors._delivery import Delivery
+from tether.actors._delivery import Delivery, inbox_of
 from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
 from tether.actors._handle import ConnectionState as State
 from tether.actors._head_timer import HeadTimer
-from tether.actors._inbox import Inbox
 from tether.actors._keepalive import Keepalive
 from tether.actors._lazy import LazyThreadingActor
 from tether.actors._lending import Lending
@@ -314,10 +313,12 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         return handle(message)
 
     def _lending_of(self, owner: object) -> Lending | None:
-        """A thread waiting in the owner Inbox may read the socket itself (``_lending``)."""
-        if type(owner) is Inbox and self._inline_ok:
-            return owner._lending
-        return None
+        """A thread waiting in the owner's Inbox may read the socket itself (``_lending``).
+
+        The owner's Inbox: an Inbox, or an ``OwnerActor``'s mailbox (``_owner``).
+        """
+        inbox = inbox_of(owner) if self._inline_ok else None
+        return None if inbox is None else inbox._lending
 
     def _no_more_inline(self) -> None:
         """From now on every message goes to the actor thread (user code among the targets)."""

@@ -9,7 +9,9 @@ depends on the target, chosen once per (connection, target) by
   (:meth:`Inbox.tell_all <tether.Inbox.tell_all>`), one wake-up of the owner;
   the Inbox counts what it holds and what is taken against the
   connection's :class:`~tether.actors._backlog.Backlog`;
-- a ``pykka.ActorRef``: one message per event in the actor's pykka inbox;
+- an :class:`~tether.OwnerActor`'s ``ActorRef``: as an Inbox (its pykka
+  mailbox is one), once the actor is checked alive;
+- any other ``pykka.ActorRef``: one message per event in the actor's pykka inbox;
   a counted event goes in an envelope of tether's (:class:`_Receipt`) that
   counts it taken when the owner's loop picks it up;
 - anything else with ``tell``: ``tell(event)``, one by one, without a
@@ -25,12 +27,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pykka
+from pykka._envelope import Envelope  # what ActorRef.tell puts (private, but stable)
 
 from tether._events import Event
 from tether.actors._backlog import Backlog, weight
 from tether.actors._inbox import Inbox
+from tether.actors._owner import OwnerMailbox
 
-__all__ = ["NOBODY", "Delivery", "delivery_for"]
+__all__ = ["NOBODY", "Delivery", "delivery_for", "inbox_of"]
 
 
 class Delivery:
@@ -79,6 +83,19 @@ class _ToInbox(Delivery):
         self._inbox.tell_all(events, self.backlog)
 
 
+class _ToOwnerActor(_ToInbox):
+    """An OwnerActor's: its mailbox is an Inbox, closed once the actor has stopped.
+
+    Like ``ActorRef.tell``, a tell that comes just as the actor stops may
+    be queued for nobody (here: until its loop's teardown closes the Inbox,
+    right after ``on_stop``); the next one raises.
+    """
+
+    def __init__(self, ref: pykka.ActorRef[Any], conn: object, backlog: Backlog | None) -> None:
+        super().__init__(ref.actor_inbox.inbox, conn, backlog)  # type: ignore[attr-defined]
+        self.target = ref
+
+
 class _ToNobody(Delivery):
     """The owner is gone (Gun: its monitor fired): events go nowhere while it closes."""
 
@@ -119,8 +136,12 @@ class _Receipt:
         backlog = self._backlog
         if backlog is not None:
             self._backlog = None  # once, however often it is read
-            with backlog.lock:
+            lock = backlog.lock
+            lock.acquire()  # type: ignore[attr-defined]  # not `with`: see Inbox.take (every event)
+            try:
                 backlog.take(self._size)
+            finally:
+                lock.release()  # type: ignore[attr-defined]
         return self._event
 
 
@@ -141,17 +162,22 @@ class _ToActor(Delivery):
             for event in events:
                 ref.tell(event)
             return
-        with backlog.lock:  # before they can be taken (the owner may take one at once)
+        # As ActorRef.tell checks, once for the batch (an actor that stops
+        # meanwhile gets the rest queued for nobody, as with pykka's own race).
+        if ref.actor_stopped.is_set():
+            raise pykka.ActorDeadError(f"{ref} not found")
+        lock = backlog.lock
+        lock.acquire()  # type: ignore[attr-defined]  # before the owner can take one
+        try:
             backlog.told(events)
-        inbox = ref.actor_inbox
+        finally:
+            lock.release()  # type: ignore[attr-defined]
+        put = ref.actor_inbox.put
         for event in events:
             size = weight(event)
-            if size is None:
-                ref.tell(event)
-                continue
-            if not ref.is_alive():  # as ActorRef.tell checks
-                raise pykka.ActorDeadError(f"{ref} not found")
-            inbox.put(_Receipt(event, backlog, size))  # type: ignore[arg-type]  # envelope-shaped
+            # Both envelope-shaped (a _Receipt counts its event taken when read).
+            envelope = Envelope(event) if size is None else _Receipt(event, backlog, size)
+            put(envelope)  # type: ignore[arg-type]
 
 
 class _ToAnyone(Delivery):
@@ -186,9 +212,23 @@ def delivery_for(
     if kind is Inbox:
         backlog = None if max_events is None else target.backlog(conn, max_events, max_size)
         return _ToInbox(target, conn, backlog)
+    if kind is pykka.ActorRef and type(target.actor_inbox) is OwnerMailbox:
+        inbox = target.actor_inbox.inbox
+        backlog = None if max_events is None else inbox.backlog(conn, max_events, max_size)
+        return _ToOwnerActor(target, conn, backlog)
     if kind is pykka.ActorRef:
         backlog = None if max_events is None else Backlog(max_events, max_size, threading.Lock())
         return _ToActor(target, backlog)
     if callable(getattr(target, "tell", None)):
         return _ToAnyone(target)
     return _ToCallable(target)
+
+
+def inbox_of(target: Any) -> Inbox | None:
+    """The Inbox ``target``'s events land in: an Inbox's own, an OwnerActor's mailbox's."""
+    kind = type(target)
+    if kind is Inbox:
+        return target  # type: ignore[no-any-return]
+    if kind is pykka.ActorRef and type(target.actor_inbox) is OwnerMailbox:
+        return target.actor_inbox.inbox
+    return None
