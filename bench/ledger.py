@@ -5,10 +5,11 @@ writes a hot path in a less obvious form to save work per message. This
 script measures each entry as a micro-benchmark of the two forms, on the
 Python that runs it, and prints one table row per entry:
 
-- ``--time`` (the default): ns per operation, the minimum of ``--repeat``
-  runs of ``--number`` operations each (``timeit``), for the optimised and
-  the plain form. On a shared 2-vCPU machine single timings move by 2x;
-  the minimum of many is the steadiest figure timing can give.
+- by default: ns per operation, the minimum of ``--repeat`` runs of
+  ``--number`` operations each (``timeit``), for the optimised and the
+  plain form. On a shared 2-vCPU machine single timings move by 2x; the
+  minimum of many is the steadiest figure timing gives, and still not
+  steady enough for the small entries.
 - ``--instructions``: user-space instructions per operation under
   valgrind's callgrind (one process for all entries: a ``getppid()`` call
   between segments makes callgrind dump its counters there), each form's
@@ -79,12 +80,12 @@ ENTRIES = [
     ),
     Entry(
         "lock-not-condition",
-        "_mailbox.Mailbox (self._lock, not self._cond)",
+        "_mailbox.Mailbox, _inbox.Inbox (self._lock, not self._cond)",
         _LOCK + "cond = threading.Condition(lock)\n",
         _WITH,
         "with cond:\n    x = 1",
-        per_rt=2,
-        per_get=2,
+        per_rt=6,
+        per_get=6,
     ),
     Entry(
         "received-new",
@@ -344,7 +345,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="these entries only (keys)")
     parser.add_argument("--instructions", action="store_true", help="count with valgrind")
     parser.add_argument("--number", type=int, default=0, help="operations per run")
-    parser.add_argument("--repeat", type=int, default=15, help="runs (--time), the min is kept")
+    parser.add_argument("--repeat", type=int, default=25, help="runs (--time), the min is kept")
     parser.add_argument(
         "--round-trip", type=float, default=0.0, help="instructions per 32 B round trip"
     )
@@ -359,7 +360,7 @@ def main() -> None:
     if args.instructions:
         numbers = _instructions(entries, args.number or 5000)
     else:
-        numbers = _time(entries, args.number or 200_000, args.repeat)
+        numbers = _time(entries, args.number or 10_000, args.repeat)
     version = ".".join(map(str, sys.version_info[:3]))
     print(f"Python {version}, {unit} per operation" + ("" if args.instructions else ", min"))
     print(f"| entry | fast | plain | gain/op | per 32 B RT | per GET | {unit} |")
