@@ -38,6 +38,7 @@ Run it with ``bench/.venv``'s Python (``python bench/run.py`` creates it)::
     bench/.venv/bin/python bench/calls.py --only echo --count 5000
     PYTHONPATH=../other bench/.venv/bin/python bench/calls.py --instructions
     bench/.venv/bin/python bench/calls.py --opcodes --only echo --functions 30
+    /tmp/v313/bin/python bench/calls.py --instructions --only echo --clients tether
 """
 
 from __future__ import annotations
@@ -209,19 +210,25 @@ def _report(scenario: str, client: str, counted: dict[str, Any], run: dict[str, 
     )
 
 
-def _each_client(only: list[str] | None) -> Iterator[tuple[tuple[int, int], str, str]]:
-    """``(ports, scenario, client)`` for every client of the chosen scenarios, one echo server."""
+def _each_client(
+    only: list[str] | None, clients: list[str] | None = None
+) -> Iterator[tuple[tuple[int, int], str, str]]:
+    """``(ports, scenario, client)`` for each chosen client of the chosen scenarios, one server."""
     from run import echo_server, ensure_node_modules  # noqa: PLC0415 - needs BENCH on sys.path
 
     with echo_server(ensure_node_modules()) as ports:
         for scenario in only or list(CLIENTS):
             for client in CLIENTS[scenario]:
-                yield ports, scenario, client
+                if clients is None or client in clients:
+                    yield ports, scenario, client
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=list(CLIENTS), help="these scenarios only")
+    parser.add_argument(
+        "--clients", nargs="*", help="these clients only (e.g. tether: one Python's baseline)"
+    )
     parser.add_argument("--count", type=int, default=2000, help="operations counted per client")
     parser.add_argument(
         "--functions", type=int, default=0, metavar="N", help="also list the N most called"
@@ -248,14 +255,14 @@ def main() -> None:
             sys.exit("calls.py --instructions needs valgrind (apt install valgrind)")
         print("| scenario | client | instructions/op |")
         print("| --- | --- | --- |")
-        for ports, scenario, client in _each_client(args.only):
+        for ports, scenario, client in _each_client(args.only, args.clients):
             per_op = _instructions(scenario, client, ports, args.count)
             print(f"| {scenario} | {client} | {per_op:,.0f} |", flush=True)
         return
     if args.opcodes:
         print("| scenario | client | byte code instructions/op |")
         print("| --- | --- | --- |")
-        for ports, scenario, client in _each_client(args.only):
+        for ports, scenario, client in _each_client(args.only, args.clients):
             counted = _run("opcodes", scenario, client, ports, args.count)
             print(f"| {scenario} | {client} | {counted['opcodes']:,.0f} |", flush=True)
             for name, n in list(counted["functions"].items())[: args.functions]:
@@ -267,7 +274,7 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     listed: list[tuple[str, str, dict[str, float]]] = []
-    for ports, scenario, client in _each_client(args.only):
+    for ports, scenario, client in _each_client(args.only, args.clients):
         counted = _run("calls", scenario, client, ports, args.count)
         run = _run("switches", scenario, client, ports, args.count)
         print(_report(scenario, client, counted, run), flush=True)

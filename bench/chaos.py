@@ -9,7 +9,8 @@ timing). Every message and event is accounted for, and at the end no
 thread or file descriptor may be left: see ``tests/chaos.py`` for what is
 checked. Prints a summary; exits 1 on any violation. The defaults finish in
 about a minute. Needs the test extra (``pip install -e '.[test]'``), from a
-checkout (it imports ``tests``). See docs/performance.md, "Chaos soak".
+checkout (it imports ``tests``). See docs/performance.md (how to run it)
+and bench/NOTES.md, "Chaos soak" (the figures).
 """
 
 from __future__ import annotations

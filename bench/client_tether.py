@@ -74,7 +74,7 @@ def protocol_echo(params: Params) -> Result:
     """The floor under ``echo``: tether's sans-I/O layer on a blocking socket, no actors.
 
     What the connection actor, the mailbox, the Inbox and the lending add
-    to a round trip is ``echo`` minus this (``docs/performance.md``).
+    to a round trip is ``echo`` minus this (``bench/NOTES.md``).
     """
     sock, proto = protocol_upgraded(params.ws_port)
     frames = (tether.Binary(b"x" * params.size),)

@@ -76,7 +76,7 @@ def profile(python: str, bench: Path, env: dict[str, str], body: dict[str, Any],
 def profile_all(ports: tuple[int, int], bench: Path, results: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(bench), str(bench.parent)])}
     # Rate scenarios only: in a fan-out run the closing (after the timed
-    # part) dominates what py-spy sees; docs/performance.md times its phases.
+    # part) dominates what py-spy sees; bench/NOTES.md times its phases.
     cases: dict[str, dict[str, Any]] = {
         "small": {"scenario": "echo", "size": 32},
         "mib": {"scenario": "echo", "size": 1 << 20},

@@ -203,9 +203,6 @@ class Connection:
         # in the actor, so that a restarted generation repeats it too.
         self._reupgrade: msg.WsUpgrade | None = None
         self._stopped = threading.Event()
-        # _stopped.is_set(), as a plain attribute for the checks made on every
-        # command and await (Event.is_set is a Python call). Set right after it.
-        self._done = False
         # Streams whose last event an await_ call returned, so that a later
         # await_body returns b"" at once instead of waiting (as Gun's does).
         # Weak: forgotten StreamRefs cost nothing.
@@ -340,7 +337,6 @@ class Connection:
         # or for room in the send buffer.
         self._ws_stream = None
         self._stopped.set()
-        self._done = True
         self._generation.notify_all()
         self._send.stop()
         self._release_deliveries()
@@ -369,11 +365,11 @@ class Connection:
                     self._carried.append(command)
                     return
         for attempt in range(2):
-            if ref is None or self._done:
+            if ref is None or self._stopped.is_set():
                 break
             try:
-                # ref.tell(command), without pykka's envelope: every generation's
-                # inbox is a Mailbox (ConnectionActor is a LazyThreadingActor).
+                # ref.tell(command): every generation's inbox is a Mailbox
+                # (ConnectionActor is a LazyThreadingActor). hot-path ledger: Mailbox.tell
                 mailbox: Mailbox = ref.actor_inbox  # type: ignore[assignment]
                 # Read without a lock: a stale look only lets one more message
                 # in, or costs a look under the lock wait_for_room takes.
@@ -407,7 +403,7 @@ class Connection:
 
     def is_alive(self) -> bool:
         """False once the connection has stopped for good (not during reconnects)."""
-        return not self._done
+        return not self._stopped.is_set()
 
     def info(self, timeout: float = _INFO_TIMEOUT) -> ConnectionInfo:
         """A snapshot of the connection's state (asks the actor, bounded by ``timeout``).
@@ -476,7 +472,7 @@ class Connection:
         if not isinstance(stream, StreamRef):
             raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
         ref = self._ref
-        if ref is None or self._done:
+        if ref is None or self._stopped.is_set():
             return None
         try:
             info = ref.ask(msg.StreamInfoQuery(stream), timeout=timeout)
@@ -862,7 +858,7 @@ class Connection:
         """
 
         def match(m: object) -> bool:
-            if getattr(m, "conn", None) is not self:  # self._mine(m), without the call
+            if not self._mine(m):
                 return False
             if isinstance(m, _STREAM_EVENTS) and m.stream is stream:
                 return True
@@ -891,12 +887,8 @@ class Connection:
         if isinstance(event, Error | Trailers) or (
             isinstance(event, Response | Data) and event.fin
         ):
-            # acquire/release, not `with`: half the instructions (see Inbox.take).
-            self._lock.acquire()
-            try:
+            with self._lock:
                 self._ended.add(stream)
-            finally:
-                self._lock.release()
         return event
 
     def await_body(self, stream: StreamRef, timeout: float = 5.0) -> bytes:
@@ -918,12 +910,9 @@ class Connection:
         inbox = self._inbox_of(stream)
         waiter = self._waiter(stream, trailers=False)
         chunks: list[bytes] = []
-        self._lock.acquire()  # not `with`: see _await_stream
-        try:
+        with self._lock:
             if stream in self._ended:
                 return b""
-        finally:
-            self._lock.release()
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
             event = self._await_stream(inbox, stream, remaining or 1e-9, waiter)

@@ -56,21 +56,21 @@ class Inbox:
             raise TypeError(f"busy_poll must be a number of seconds, not {busy_poll!r}")
         if not 0.0 <= busy_poll < math.inf:
             raise ValueError(f"busy_poll must be finite and >= 0, not {busy_poll!r}")
-        # The lock itself where nothing waits: entering it is C, a Condition's is Python.
+        # The lock itself where nothing waits. hot-path ledger: the lock, not its Condition
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._messages: deque[object] = deque()
         self._closed = False
         # Threads in the Condition's wait: a tell notifies only if there are
         # some (a receiver that borrowed a socket waits in poll, woken by
-        # the Lending; notify_all is two Python calls on every tell).
+        # the Lending). hot-path ledger: notify only sleepers
         self._sleepers = 0
         self._lending = Lending(self._cond, float(busy_poll))
         # The receive bounds of the connections that count their events in
         # this Inbox (tether.actors._backlog), by connection: a tell or a take
         # looks up the message's connection only while there are some.
         self._backlogs: dict[object, Backlog] = {}
-        self._bounded = False  # bool(self._backlogs), kept as an attribute: read on every take
+        self._bounded = False  # bool(self._backlogs). hot-path ledger: flags mirroring state
         self._full = 0  # how many of them are full: a selective receive lifts them, if any
 
     def __repr__(self) -> str:
@@ -160,7 +160,7 @@ class Inbox:
         Raises:
             InboxClosedError: the inbox was closed (none of them is added).
         """
-        self._lock.acquire()  # not `with`: see take()
+        self._lock.acquire()  # hot-path ledger: acquire/release
         try:
             if self._closed:
                 raise InboxClosedError("the inbox is closed")
@@ -207,10 +207,7 @@ class Inbox:
         remaining = None if deadline is None else timeout  # read from the clock only after a wait
         tried = False  # to borrow since the last wait
         lifted: list[Backlog] | None = None  # bounds lifted while a selective receive waits
-        # acquire/release, not `with`: a with statement looks up and calls
-        # __enter__ and __exit__(None, None, None), twice the instructions
-        # (~2,200 against ~1,100), on every receive (docs/performance.md).
-        self._lock.acquire()
+        self._lock.acquire()  # hot-path ledger: acquire/release
         try:
             borrowed = self._lending.resume()  # held since the last receive, if it was
             try:

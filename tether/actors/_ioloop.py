@@ -33,7 +33,7 @@ borrower polls and reads it, and :meth:`Watch.give_back` hands it back.
 The reply then wakes one thread (the caller, from ``poll``) instead of
 two (the I/O thread from ``epoll_wait``, then the caller from its
 condition variable): on a small round trip that is most of the cost of a
-thread hand-off (``docs/performance.md``). Reads stay in order because
+thread hand-off (``bench/NOTES.md``). Reads stay in order because
 every read and its report happen under the watch's lock, whoever makes
 them, and a socket is read only while armed for the I/O thread or lent.
 Lending needs ``select.epoll`` (Linux); elsewhere the loop runs on
@@ -80,7 +80,7 @@ __all__ = [
 
 log = logging.getLogger("tether.io")
 
-# One read per ready socket and turn. Measured (docs/performance.md): larger
+# One read per ready socket and turn. Measured (bench/NOTES.md): larger
 # reports, or several reads joined into one report, make wsproto's parsing
 # of a 1 MiB message slower, not faster; 64 KiB also bounds how long one
 # busy connection keeps the others waiting.
@@ -393,8 +393,7 @@ class Watch:
         False once the socket ended, or was paused: the borrower gives it
         back then, and the I/O thread watches it as the pause says.
         """
-        # Not `with`: half the instructions, on every round trip (see Inbox.take).
-        self._lock.acquire()
+        self._lock.acquire()  # hot-path ledger: acquire/release
         try:
             if not self._lent or self.state != "reading" or self._paused:
                 return False

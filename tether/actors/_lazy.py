@@ -4,7 +4,7 @@ Why: pykka starts an actor's thread in ``Actor.start()``, and
 ``Thread.start`` waits until the new thread runs: under fan-out load that
 was most of the cost of opening a connection (the supervisor starts them
 one after another), and each thread's stack and bookkeeping most of a
-connection's memory (``docs/performance.md``). With the
+connection's memory (``bench/NOTES.md``). With the
 :mod:`~tether.actors._mailbox` inbox, the threads that tell a connection
 its messages handle them inline, and the actor thread often never handles
 anything. So :class:`LazyThreadingActor` leaves starting it to the

@@ -25,7 +25,7 @@ default) before it sleeps in ``poll``, the way Linux's ``SO_BUSY_POLL``
 or an adaptive mutex spins: a thread that sleeps is woken tens of µs
 after its answer arrives on a virtual machine (the vCPU has to be
 resumed), which on a small round trip is a fifth of its time
-(``docs/performance.md``). It is adaptive so that waits that last (an
+(``bench/NOTES.md``, change 15). It is adaptive so that waits that last (an
 idle connection, a slow server) cost no CPU: once a wait has to sleep
 for longer than the spin, the next ones sleep at once, until one of them
 sleeps for less.
@@ -34,7 +34,7 @@ sleeps for less.
 next receive, usually a few µs later (the caller sent the next message),
 goes on reading it without borrowing it again, which saves two
 ``epoll_ctl`` calls, two lock hand-offs and a tenth of the instructions
-of a small round trip (``docs/performance.md``). A socket held while
+of a small round trip (``bench/NOTES.md``, change 18). A socket held while
 nobody receives must still be read (a server's ping, a close, events
 for ``len(inbox)``): the I/O thread takes it back once a whole tick has
 passed with nobody receiving (a :meth:`IoLoop.tick
@@ -42,8 +42,8 @@ passed with nobody receiving (a :meth:`IoLoop.tick
 s, 5 ms, while a socket is kept, none while a receive waits or the
 connection is idle): 5 to 10 ms after the last receive returned. A tick
 that finds the socket held since the tick before takes it back; each
-receive marks it held anew, which costs a store where reading a clock
-cost a call on every receive. A receive that returns
+receive marks it held anew (hot-path ledger: flags mirroring state).
+A receive that returns
 while another thread waits in the same Inbox without a socket gives it
 back at once.
 
@@ -74,10 +74,9 @@ class _Waker:
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
         # The socket registered next to the eventfd, left registered between
-        # waits: a thread mostly waits for the same one, and registering and
-        # unregistering it were two calls on every round trip. A number
-        # closed meanwhile matters only if polled, and it is polled only
-        # when waited for, i.e. when it is a socket again.
+        # waits (hot-path ledger: poll registration kept). A number closed
+        # meanwhile matters only if polled, and it is polled only when
+        # waited for, i.e. when it is a socket again.
         self._registered = -1
         # False once this thread's last wait slept longer than a spin: the
         # next one is not worth spinning for (see "Busy polling" above).
@@ -158,7 +157,7 @@ class Lending:
         self._busy_poll = busy_poll
         self._lent: list[Watch] = []
         #: The socket lent, while it is the only one (else None): read under
-        #: the Inbox's lock, by each receive (an attribute: no call).
+        #: the Inbox's lock. hot-path ledger: flags mirroring state
         self.only: Watch | None = None
         self._borrowing = False  # a thread of this Inbox holds a borrowed socket
         self._polling: _Waker | None = None  # ... and waits in poll: wake it on a tell
@@ -261,7 +260,7 @@ class Lending:
 
     def wait_and_read(self, watch: Watch, timeout: float | None) -> bool:
         """Wait for ``watch`` (or a tell) and read it; False once it can be read no more."""
-        # _waker(), without the call: this runs on every receive that waits.
+        # _waker(), inlined. hot-path ledger: inlined calls
         waker = getattr(_local, "waker", None) or _waker()
         self._polling = waker
         self._lock.release()

@@ -4,7 +4,7 @@ Why: a connection actor's message is mostly a thread hand-off. A small
 Websocket round trip used to cross three threads (the caller tells the
 actor to send, the I/O thread tells it what arrived, the actor tells the
 owner), and waking the next thread was a third of the client's CPU time
-(``docs/performance.md``). When the actor is idle, with nothing queued,
+(``bench/NOTES.md``). When the actor is idle, with nothing queued,
 the thread that tells it a message can just as well handle it: the
 message is handled at the same point in the actor's order as if it had
 been queued, and no thread has to wake up.
@@ -134,8 +134,7 @@ class Mailbox:
 
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
-        # Taken directly where nobody waits: a Condition's own __enter__ and
-        # __exit__ are Python calls, on every message (docs/performance.md).
+        # Taken directly where nobody waits. hot-path ledger: the lock, not its Condition
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         # The turn: True while a thread handles a message (pykka's loop
@@ -228,7 +227,7 @@ class Mailbox:
         The same as ``actor_ref.tell(message)``, without the envelope (and
         pykka's three calls to make it) when the message runs inline: what
         a connection's commands and I/O reports go through, two of them on
-        every round trip (``docs/performance.md``).
+        every round trip (hot-path ledger: ``Mailbox.tell``).
 
         Raises:
             pykka.ActorDeadError: the actor has stopped.
@@ -267,7 +266,7 @@ class Mailbox:
         ``envelope`` is pykka's (``put``), or None for a :meth:`tell`, which
         gets one only if it has to be queued. ``first``: queue it in front.
         """
-        self._lock.acquire()  # not `with`: see _continue_turn
+        self._lock.acquire()  # hot-path ledger: acquire/release
         try:
             if envelope is None and self._closed:
                 raise pykka.ActorDeadError(f"the actor of {self!r} has stopped")
@@ -414,9 +413,7 @@ class Mailbox:
         for long), and hands over to the actor thread only what it may
         not run.
         """
-        # acquire/release, not `with`: a with statement looks up and calls
-        # __enter__ and __exit__(None, None, None), twice the instructions
-        # (~2,200 against ~1,100), and this runs after every message.
+        # hot-path ledger: acquire/release
         helped = 0
         while True:
             self._lock.acquire()
@@ -430,7 +427,7 @@ class Mailbox:
                     after = self._release()
                     break
                 envelope = items.popleft()  # only the thread with the turn takes from the front
-                size = getattr(envelope.message, "size", 0)  # _size(), without the call
+                size = getattr(envelope.message, "size", 0)  # hot-path ledger: inlined calls
                 self.queued_size -= size
             finally:
                 self._lock.release()

@@ -2,9 +2,8 @@
 
 Every message is a frozen, slotted dataclass (pykka does not copy messages),
 except the two that every Websocket round trip builds, ``WsSend`` and
-``BytesIn``: slotted, not frozen, because a frozen dataclass's ``__init__``
-sets each field through ``object.__setattr__`` and costs 2.5x as much
-(``docs/performance.md``). Nothing changes them after they are built either.
+``BytesIn``: slotted, not frozen (hot-path ledger: unfrozen messages).
+Nothing changes them after they are built either.
 I/O reports carry the connection *epoch* they belong to: bytes from a socket
 that was already replaced can still be queued after a reconnect, and the
 actor drops anything whose epoch is not current.
@@ -99,7 +98,7 @@ class WsUpgrade:
     reply_to: Delivery | None = None
 
 
-@dataclass(slots=True)  # not frozen: see the module's docstring
+@dataclass(slots=True)  # hot-path ledger: unfrozen messages
 class WsSend:
     frames: tuple[Frame, ...]
     stream: StreamRef | None
@@ -180,7 +179,7 @@ class ConnectFailed:
     reason: BaseException
 
 
-@dataclass(slots=True)  # not frozen: see the module's docstring
+@dataclass(slots=True)  # hot-path ledger: unfrozen messages
 class BytesIn:
     epoch: int
     data: bytes

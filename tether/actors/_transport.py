@@ -1,6 +1,6 @@
 """TCP connect, reads and writes that never block: the only code that touches a socket.
 
-The I/O model (see ``docs/design.md`` and ``docs/performance.md``): the
+The I/O model (see ``docs/design.md`` and ``bench/NOTES.md``): the
 process-wide :mod:`~tether.actors._ioloop` thread reads every connection's
 socket and *tells* each actor what arrived, so a connection costs one
 thread (its actor), not two. Connecting never blocks the actor thread: an

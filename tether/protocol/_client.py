@@ -229,9 +229,8 @@ class ClientProtocol:
         :meth:`chunks_to_send` and :meth:`events` would return (both
         removed), :attr:`close_reason`, and the Websocket layer if a
         failure of it lingers (``WsClient.failing``), else None. The
-        connection actor calls this after every message it handles; the
-        five calls it replaces were ~4% of a small round trip's
-        instructions (``docs/performance.md``).
+        connection actor calls this after every message it handles
+        (hot-path ledger: ``drain()``).
         """
         # Usually one of the two is empty (a send writes, a read emits): no copy then.
         out, pending = self._out, self._events

@@ -6,7 +6,7 @@ and that into another ``bytearray``) and ``Connection.send`` a fifth time
 (``b"" + frame``). On 1 MiB messages each copy is a fresh 1 MiB
 allocation, and on this machine a fresh allocation is mostly page faults:
 ~1,000 of them per message, more than half the CPU time of sending it
-(``docs/performance.md``). :func:`masked_frame` builds the same frame as two
+(``bench/NOTES.md``). :func:`masked_frame` builds the same frame as two
 pieces, the header with the masking key and the masked payload, the only
 copy being the masking itself; the transport writes both with one
 ``sendmsg``.

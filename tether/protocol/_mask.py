@@ -3,7 +3,7 @@
 A client masks every byte it sends (RFC 6455 §5.3). wsproto does it in
 pure Python (``bytes.translate`` on four strided slices): about 0.8 ms per
 MiB here, a quarter of tether's CPU time on a 1 MiB echo
-(``docs/performance.md``). ``wsaccel``'s masker does the same in C, with the
+(``bench/NOTES.md``). ``wsaccel``'s masker does the same in C, with the
 same interface (a ``process`` method that continues the key rotation from
 one call to the next) and the same output. When it is importable, wsproto's
 frame layer is pointed at it; otherwise nothing changes. This affects every

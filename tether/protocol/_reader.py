@@ -4,7 +4,7 @@ wsproto reads a frame in ~70 Python calls (``Connection.events`` ->
 ``FrameProtocol.received_frames`` -> ``_parse_more_gen`` ->
 ``FrameDecoder.process_buffer`` -> ``parse_header``, twice per frame, each
 through its ``Buffer``), the largest single cost of a small message's round
-trip (``docs/performance.md``), and copies every payload three times
+trip (``bench/NOTES.md``), and copies every payload three times
 (``buffer += data``, a slice of the buffer, ``bytes()`` of that slice), a
 1 MiB message once per 64 KiB read. :class:`FrameReader` parses the common
 frames itself, next to wsproto: a whole Text or Binary message in one frame

@@ -2,11 +2,9 @@
 
 Every Websocket message received makes a frame and a ``Ws`` event, every
 response a ``Response`` and a ``Data`` event: frozen dataclasses, whose
-``__init__`` sets each field through ``object.__setattr__``. Made with
-``object.__new__`` and each slot's own setter instead, a five-field event
-takes 4.5k instructions instead of 8.7k, and a received message's frame
-and event 7k of a small round trip's instructions less
-(``docs/performance.md``). The objects are the same: same class, same
+``__init__`` sets each field through ``object.__setattr__``. They are made
+with ``object.__new__`` and each slot's own setter instead (hot-path
+ledger: ``object.__new__`` events). The objects are the same: same class, same
 fields, still frozen, equal to and hashing like those built the usual
 way. Only for classes whose ``__init__`` checks nothing: the events have
 no ``__post_init__``, and the checks of ``Text``'s and ``Binary``'s hold
@@ -45,7 +43,7 @@ _SET_DATA_DATA = Data.__dict__["data"].__set__
 def ws_message(conn: Any, stream: StreamRef, payload: str | bytes) -> Ws:
     """The ``Ws`` event of a whole message: ``Text`` for ``str``, else ``Binary`` (``bytes``)."""
     frame: Frame
-    if type(payload) is str:
+    if isinstance(payload, str):
         frame = _new(Text)
         _SET_TEXT(frame, payload)
     else:

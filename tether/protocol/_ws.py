@@ -282,12 +282,13 @@ class WsClient:
         # may still be answering, so a failure now lingers (FAIL_LINGER).
         self._owner_may_answer = False
         self.close_reason: BaseException | None = None
-        #: True while a failure lingers: reported, close frame due in
-        #: :data:`FAIL_LINGER` (a failure reported, no close_reason yet). An
-        #: attribute, not a property: the actor reads it after every message.
-        self.failing = False
         #: Pong frames received so far: keepalive compares it before and after a ping.
         self.pongs_received = 0
+
+    @property
+    def failing(self) -> bool:
+        """True while a failure lingers: reported, its close frame due in :data:`FAIL_LINGER`."""
+        return self._failure is not None and self.close_reason is None
 
     @property
     def opts(self) -> WsOpts:
@@ -435,8 +436,7 @@ class WsClient:
 
     def _set_close_reason(self, reason: BaseException) -> None:
         if self.close_reason is None:
-            self.close_reason = reason
-            self.failing = False  # the close frame went out, or never will
+            self.close_reason = reason  # a lingering failure's close frame went out, or never will
 
     def _process(self) -> None:
         for event in self._ws.events():
@@ -569,7 +569,6 @@ class WsClient:
         """
         self._emit(Error(self._conn, self.stream, error))
         self._failure = error
-        self.failing = self.close_reason is None
         if not linger:
             self.fail_now()
 
