@@ -123,6 +123,21 @@ class Inbox:
             if backlog.full:
                 backlog.on_change()
 
+    def lift(self) -> list[Backlog]:
+        """Lift the full receive bounds while a waiter outside this Inbox waits selectively.
+
+        For :class:`~tether.AsyncInbox`, whose coroutines wait on the event
+        loop, not in :meth:`take`. Returns what to give :meth:`unlift`.
+        """
+        with self._lock:
+            return self._lift() if self._full else []
+
+    def unlift(self, lifted: list[Backlog]) -> None:
+        """The selective wait that :meth:`lift` was for returned: the bounds hold again."""
+        if lifted:
+            with self._lock:
+                self._unlift(lifted)
+
     def _counted_in(self, message: object) -> None:
         """``message`` was added (the lock held): count it if its connection is bounded here."""
         backlog = self._backlogs.get(getattr(message, "conn", None))
