@@ -43,6 +43,7 @@ Run it with ``bench/.venv``'s Python (``python bench/run.py`` creates it)::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import json
 import re
@@ -51,12 +52,17 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-CLIENTS = {"echo": ["tether", "websocket-client"], "http": ["tether", "urllib3", "httpx"]}
+CLIENTS = {
+    "echo": ["tether", "websocket-client"],
+    "http": ["tether", "urllib3", "httpx"],
+    "asyncio": ["tether-asyncio", "websockets"],  # the 32 B echo from a coroutine
+}
+WORKER_SCENARIO = {"asyncio": "echo"}  # where the worker's name differs
 
 
 def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], count: int) -> Any:
@@ -94,22 +100,22 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
 
     outcome: dict[str, Any] = {}
 
-    def counted(params: _common.Params, one: Callable[[], None]) -> _common.Result:
+    usage0: list[Any] = []
+
+    def begin() -> None:
         nonlocal counting
-        for _ in range(_common.warmup_count(params)):
-            one()
-        usage0 = resource.getrusage(resource.RUSAGE_SELF)
-        main = threading.current_thread().name
+        usage0.append(resource.getrusage(resource.RUSAGE_SELF))
         counting = True
-        for _ in range(count):
-            one()
+
+    def end() -> None:
+        nonlocal counting
         counting = False
         if not count:  # the warm-up alone (--instructions)
-            return {}
+            return
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        outcome["vcsw"] = (usage.ru_nvcsw - usage0.ru_nvcsw) / count
-        system = usage.ru_stime - usage0.ru_stime
-        outcome["cpu_us"] = (usage.ru_utime - usage0.ru_utime + system) / count * 1e6
+        outcome["vcsw"] = (usage.ru_nvcsw - usage0[0].ru_nvcsw) / count
+        system = usage.ru_stime - usage0[0].ru_stime
+        outcome["cpu_us"] = (usage.ru_utime - usage0[0].ru_utime + system) / count * 1e6
         outcome["sys_us"] = system / count * 1e6
         outcome["calls"] = {
             f"{'caller' if name == main else name} {event}": n / count
@@ -117,10 +123,38 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
         }
         outcome["functions"] = {name: n / count for name, n in functions.most_common()}
         outcome["opcodes"] = sum(functions.values()) / count
+
+    main = threading.current_thread().name
+
+    def counted(params: _common.Params, one: Callable[[], None]) -> _common.Result:
+        for _ in range(_common.warmup_count(params)):
+            one()
+        begin()
+        for _ in range(count):
+            one()
+        end()
+        return {}
+
+    def counted_async(
+        params: _common.Params,
+        setup: Callable[[], Awaitable[tuple[Callable[[], Awaitable[None]], Any]]],
+    ) -> _common.Result:
+        async def run() -> None:
+            one, close = await setup()
+            for _ in range(_common.warmup_count(params)):
+                await one()
+            begin()
+            for _ in range(count):
+                await one()
+            end()
+            await close()
+
+        asyncio.run(run())
         return {}
 
     for module in (client_tether, client_others):
         module.rate = counted  # type: ignore[attr-defined]
+    client_others._async_rate = counted_async  # type: ignore[assignment]
     if mode in ("instructions", "opcodes"):
         import tether  # noqa: PLC0415
 
@@ -134,6 +168,7 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
     if mode == "opcodes":
         threading.settrace(trace)
         sys.settrace(trace)
+    scenario = WORKER_SCENARIO.get(scenario, scenario)
     params = _common.Params(scenario=scenario, client=client, ws_port=ports[0], http_port=ports[1])
     worker.SCENARIOS[scenario, client](params)
     sys.setprofile(None)

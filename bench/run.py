@@ -61,12 +61,24 @@ SCENARIOS: dict[str, tuple[str, dict[str, Any], list[str], str]] = {
     # it up to 3,000 connections.
     "many": ("many", {"conns": 10_000}, ["tether", "websockets", "aiohttp"], "KiB/conn"),
     "http": ("http", {}, [*WS, "urllib3", "httpx"], "GET/s"),
+    # A coroutine owning its connections through a tether.AsyncInbox (issue 20).
+    "asyncio-small": ("echo", {"size": 32}, ["tether-asyncio", "websockets"], "rt/s"),
+    "asyncio-fanout": (
+        "fanout",
+        {"conns": 500, "messages": 10},
+        ["tether-asyncio", "websockets"],
+        "s",
+    ),
 }
+# The tether client a scenario's row measures, where it is not "tether".
+SUBJECT = {"asyncio-small": "tether-asyncio", "asyncio-fanout": "tether-asyncio"}
 LABELS = {
     "small": "32 B round trips/s, 1 conn",
     "mib": "1 MiB echo MB/s, 1 conn",
     "fanout": "500 conns x 10 echoes, s",
     "http": "HTTP/1.1 keep-alive GETs/s",
+    "asyncio-small": "asyncio owner: 32 B round trips/s",
+    "asyncio-fanout": "asyncio owner: 500 conns x 10 echoes, s",
 }
 # scenario -> [(comparison client, "higher"/"lower" is better)]: tether must
 # be at least as good as each (ratio >= 1.0 for "higher", <= 1.0 for "lower").
@@ -75,9 +87,11 @@ TARGETS: dict[str, list[tuple[str, str]]] = {
     "mib": [("websockets", "higher")],
     "fanout": [("websockets", "lower")],
     "http": [("urllib3", "higher"), ("httpx", "higher")],
+    "asyncio-small": [("websockets", "higher")],
+    "asyncio-fanout": [("websockets", "lower")],
 }
 # Scenarios run once, uncounted, before the rounds (seconds): see run_rounds.
-WARM_UP = {"small": 2.0, "mib": 1.0, "http": 2.0}
+WARM_UP = {"small": 2.0, "mib": 1.0, "http": 2.0, "asyncio-small": 2.0}
 SWEEP_SIZES = [32, 1024, 16 * 1024, 256 * 1024, MIB]
 SWEEP_CONNS = [100, 1000, 3000, 10_000]
 
@@ -214,7 +228,7 @@ def value(key: str, result: dict[str, Any]) -> float | None:
         return None
     if key == "mib":
         return float(result["per_s"]) * MIB / 1e6
-    if key == "fanout":
+    if key in ("fanout", "asyncio-fanout"):
         return float(result["seconds"]) if result["failures"] == 0 else None
     if key == "many":
         return float(result["rss_per_conn"]) / 1024
@@ -314,9 +328,12 @@ def table(
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, by_client in med.items():
-        tether = by_client.get("tether")
+        mine = SUBJECT.get(key, "tether")
+        tether = by_client.get(mine)
         before = fmt(by_client["tether-threads"]) if "tether-threads" in by_client else "-"
-        others = ", ".join(f"{c} {fmt(v)}" for c, v in by_client.items() if c not in WS)
+        others = ", ".join(
+            f"{c} {fmt(v)}" for c, v in by_client.items() if c not in WS and c != mine
+        )
         if key == "many":
             runs = raw[key]["tether"]
             failures = sum(r.get("failures", 1) if "error" not in r else 1 for r in runs)
@@ -362,7 +379,8 @@ def table(
 def _round_ratios(key: str, other: str, raw: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
     """Each round's ratio (the spread behind the ratio of medians, which decides "met")."""
     ratios = []
-    for mine, theirs in zip(raw[key]["tether"], raw[key].get(other, []), strict=False):
+    subject = raw[key][SUBJECT.get(key, "tether")]
+    for mine, theirs in zip(subject, raw[key].get(other, []), strict=False):
         a, b = value(key, mine), value(key, theirs)
         ratios.append("-" if a is None or b is None else f"{a / b:.2f}x")
     return ", ".join(ratios)

@@ -17,6 +17,8 @@ from _common import Params, Result
 SCENARIOS: dict[tuple[str, str], Callable[[Params], Result]] = {
     ("echo", "tether"): client_tether.echo,
     ("echo", "tether-protocol"): client_tether.protocol_echo,
+    ("echo", "tether-asyncio"): client_tether.async_echo,
+    ("fanout", "tether-asyncio"): client_tether.async_fanout,
     ("echo", "websocket-client"): others.wsclient_echo,
     ("echo", "websockets"): others.websockets_echo,
     ("echo", "aiohttp"): others.aiohttp_echo,

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import pytest
 
 import tether
+from tests.actors.test_backpressure import RawPeer, ws_reads_nothing
+from tests.conftest import ConnectionTracker
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
 
@@ -45,7 +47,8 @@ def test_an_http_get_owned_by_an_async_inbox(connect: Connect) -> None:
         assert await inbox.await_up(conn, WAIT) == "http"
         stream = conn.get("/")
         response = await inbox.await_(conn, stream, WAIT)
-        assert isinstance(response, tether.Response) and response.status == 200
+        assert isinstance(response, tether.Response)
+        assert response.status == 200
         return await inbox.await_body(conn, stream, WAIT)
 
     assert run(main()) == b"hello"
@@ -58,7 +61,7 @@ def test_a_websocket_echo_owned_by_an_async_inbox(connect: Connect) -> None:
         await inbox.await_up(conn, WAIT)
         stream = conn.ws_upgrade("/websocket")
         assert isinstance(await inbox.await_(conn, stream, WAIT), tether.Upgrade)
-        echoes = []
+        echoes: list[object] = []
         for text in ("one", "two", "three"):
             conn.ws_send(text)
             event = await inbox.receive(WAIT)
@@ -123,6 +126,10 @@ def test_a_closed_event_loop_is_a_gone_owner(connect: Connect) -> None:
         inbox = tether.AsyncInbox()
         conn = connect(owner=inbox, retry=0)
         await inbox.await_up(conn, WAIT)
+        stream = conn.ws_upgrade("/websocket")
+        assert isinstance(await inbox.await_(conn, stream, WAIT), tether.Upgrade)
+        conn.ws_send("the loop reads the socket by now")
+        assert isinstance(await inbox.await_(conn, stream, WAIT), tether.Ws)
         return conn, inbox
 
     result = run(main())
@@ -147,7 +154,7 @@ def test_a_slow_coroutine_owner_pauses_the_reads(connect: Connect) -> None:
 
         async def main() -> list[int]:
             await inbox.await_up(conn, WAIT)
-            numbers = []
+            numbers: list[int] = []
             while len(numbers) < 3000:
                 event = await inbox.receive(WAIT)
                 if isinstance(event, tether.Ws):
@@ -192,3 +199,66 @@ def test_blocking_awaits_on_an_async_owned_connection_point_to_the_coroutines(
 def test_an_async_inbox_needs_a_loop() -> None:
     with pytest.raises(RuntimeError, match="running event loop"):
         tether.AsyncInbox()
+
+
+def test_drain_waits_for_room_in_the_send_buffer_instead_of_blocking_the_loop(
+    open_conn: ConnectionTracker,
+) -> None:
+    peer = RawPeer(ws_reads_nothing)  # upgrades, then reads nothing: the buffer fills
+
+    async def main() -> int:
+        inbox = tether.AsyncInbox()
+        # A send that waited for room would block the loop for send_timeout (60 s).
+        conn = open_conn(
+            "127.0.0.1", peer.port, owner=inbox, retry=0, send_buffer=64 * 1024, send_timeout=60.0
+        )
+        await inbox.await_up(conn, WAIT)
+        stream = conn.ws_upgrade("/")
+        assert isinstance(await inbox.await_(conn, stream, WAIT), tether.Upgrade)
+        sent = 0
+        try:
+            while sent < 10_000:
+                await inbox.drain(conn, 0.2)
+                conn.ws_send(b"x" * 16384)
+                sent += 1
+        except tether.SendTimeout:
+            return sent  # drain gave up: no send ever waited (it would for 60 s)
+        finally:
+            conn.close()
+        raise AssertionError("the send buffer never filled")
+
+    try:
+        sent = run(main())
+        assert isinstance(sent, int)
+        assert sent > 4  # 64 KiB of 16 KiB messages went before it filled
+    finally:
+        peer.close()
+
+
+def test_a_socket_the_loop_reads_goes_back_to_tether_when_the_owner_changes(
+    connect: Connect,
+) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        inbox = tether.AsyncInbox(loop=loop)
+        conn = connect(owner=inbox, retry=0)
+
+        async def upgraded() -> tether.StreamRef:
+            await inbox.await_up(conn, WAIT)
+            stream = conn.ws_upgrade("/websocket")
+            assert isinstance(await inbox.await_(conn, stream, WAIT), tether.Upgrade)
+            conn.ws_send("one")
+            assert isinstance(await inbox.await_(conn, stream, WAIT), tether.Ws)
+            return stream
+
+        stream = loop.run_until_complete(asyncio.wait_for(upgraded(), 30.0))
+        assert any(fd >= 0 for fd in inbox._lending._lent.values())  # the loop reads it
+        # The loop does not run any more: a plain Inbox's thread must get the echo.
+        conn.set_owner(tether.Inbox())
+        conn.ws_send("two")
+        echo = conn.await_(stream, WAIT)
+        assert isinstance(echo, tether.Ws)
+        assert echo.frame == tether.Text("two")
+        conn.close()
+    finally:
+        loop.close()

@@ -37,13 +37,21 @@ import threading
 import time
 from asyncio import events
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
-from tether._errors import ConnectionStoppedError, InboxClosedError, OwnerError, ReceiveTimeout
+from tether._errors import (
+    ConnectionStoppedError,
+    InboxClosedError,
+    OwnerError,
+    ReceiveTimeout,
+    SendTimeout,
+)
 from tether._options import check_positive_seconds
 from tether.actors._awaiting import Body
 from tether.actors._backlog import Backlog
 from tether.actors._inbox import Inbox, Match
+from tether.actors._loop_lending import LoopLending
 
 if TYPE_CHECKING:
     from tether._events import ProtocolName, StreamRef
@@ -52,9 +60,18 @@ if TYPE_CHECKING:
 __all__ = ["AsyncInbox"]
 
 
+_NOTHING = object()  # what take_nowait finds when nothing matches
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _expire_soon(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> None:
+    """``_expire(waiter)`` on ``loop``, from any thread (nothing if the loop is closed)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_expire, waiter)
 
 
 class AsyncInbox:
@@ -98,6 +115,8 @@ class AsyncInbox:
         self._lock = threading.Lock()  # the waiters and the wake-up under way
         self._waiters: list[asyncio.Future[None]] = []
         self._wake_pending = False  # a call_soon_threadsafe(_wake) is on its way
+        # The sockets of the connections whose events come here, read by the loop.
+        self._lending = LoopLending(loop)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -169,9 +188,10 @@ class AsyncInbox:
 
     def _wake(self) -> None:
         """On the loop: every waiting coroutine looks at the messages again."""
-        with self._lock:
-            self._wake_pending = False
-            waiters, self._waiters = self._waiters, []
+        self._lock.acquire()  # not `with`: once per batch told
+        self._wake_pending = False
+        waiters, self._waiters = self._waiters, []
+        self._lock.release()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -217,10 +237,9 @@ class AsyncInbox:
         self, match: Match | None, timeout: float | None, remove: Match | None = None
     ) -> object:
         """Like ``receive``, removing the message only if ``remove`` agrees (as ``Inbox.take``)."""
-        try:
-            return self._store.take(match, 0, remove)  # the usual case: it is there
-        except ReceiveTimeout:
-            pass
+        message = self._store.take_nowait(match, remove, _NOTHING)
+        if message is not _NOTHING:
+            return message  # the usual case: it is there
         return await self._wait(match, timeout, remove)
 
     async def _wait(
@@ -230,42 +249,100 @@ class AsyncInbox:
         if events._get_running_loop() is not loop:
             raise RuntimeError("an AsyncInbox is received from on its own event loop only")
         deadline = (
-            None
-            if timeout is None or timeout > threading.TIMEOUT_MAX
-            else time.monotonic() + timeout
+            None if timeout is None or timeout > threading.TIMEOUT_MAX else loop.time() + timeout
         )
-        store = self._store
+        store, waiters, lending = self._store, self._waiters, self._lending
         # Nothing queued matches: reading must go on past a full bound.
         lifted = store.lift() if match is not None else []
         try:
             while True:
                 waiter: asyncio.Future[None] = loop.create_future()
-                with self._lock:
-                    self._waiters.append(waiter)
-                try:
-                    # Again, registered: a tell from now on wakes this waiter.
+                self._lock.acquire()  # not `with`: this runs on every wait
+                waiters.append(waiter)
+                self._lock.release()
+                # Registered: a tell from now on wakes this waiter, and one told
+                # since the last look notified nobody: look again.
+                message = store.take_nowait(match, remove, _NOTHING)
+                if message is not _NOTHING:
+                    self._unregister(waiter)
+                    return message
+                if lending.pending:  # a socket the loop may read from now on
+                    lending.borrow()
+                if deadline is None:
                     try:
-                        return store.take(match, 0, remove)
-                    except ReceiveTimeout:
-                        pass
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
+                        await waiter  # woken by _wake, which unregistered it
+                    except BaseException:
+                        self._unregister(waiter)  # cancelled
+                        raise
+                else:
+                    if deadline <= loop.time():
+                        self._unregister(waiter)
                         raise ReceiveTimeout(f"no matching message within {timeout} s")
-                    timer = (
-                        None if remaining is None else loop.call_later(remaining, _expire, waiter)
-                    )
+                    timer = loop.call_at(deadline, _expire, waiter)
                     try:
                         await waiter
                     finally:
-                        if timer is not None:
-                            timer.cancel()
-                finally:
-                    # Still registered unless _wake took it (timed out, cancelled, returned).
-                    with self._lock:
-                        if waiter in self._waiters:
-                            self._waiters.remove(waiter)
+                        timer.cancel()
+                        self._unregister(waiter)  # still there if the timer woke it
+                # Woken: look before registering again (usually it is there).
+                message = store.take_nowait(match, remove, _NOTHING)
+                if message is not _NOTHING:
+                    return message
         finally:
-            store.unlift(lifted)
+            if lifted:
+                store.unlift(lifted)
+
+    def _unregister(self, waiter: asyncio.Future[None]) -> None:
+        with self._lock:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    # -- sending without blocking the loop -------------------------------------------
+
+    async def drain(self, conn: Connection, timeout: float | None = None) -> None:
+        """Wait until ``conn``'s send buffer has room (on the loop), as asyncio's ``drain()``.
+
+        ``ws_send``, ``data`` and the request methods block while the send
+        buffer holds more than ``send_buffer`` bytes (the server reads
+        slower than the client sends): a coroutine that sends a lot awaits
+        this first, and its next send then takes the message at once
+        (unless another thread fills the buffer meanwhile). Returns at once
+        while there is room.
+
+        Args:
+            conn: the connection (any: its owner need not be this inbox).
+            timeout: seconds to wait at most (default: ``conn``'s ``send_timeout``).
+
+        Raises:
+            SendTimeout: still no room after ``timeout`` seconds.
+            ConnectionStoppedError: the connection stopped.
+        """
+        if not conn._send_would_wait():
+            return
+        loop = self._loop
+        if timeout is None:
+            timeout = conn.opts.send_timeout
+        check_positive_seconds("timeout", timeout, allow_inf=True)
+        deadline = loop.time() + min(timeout, threading.TIMEOUT_MAX)
+        while conn._send_would_wait():
+            if loop.time() >= deadline:
+                raise SendTimeout(
+                    f"the send buffer stayed over {conn.opts.send_buffer} bytes for "
+                    f"{timeout} s: the server reads too slowly"
+                )
+            waiter: asyncio.Future[None] = loop.create_future()
+            cancel = conn._send.on_room(partial(_expire_soon, loop, waiter))
+            try:
+                if conn._send_would_wait():  # registered, then looked: no room missed
+                    timer = loop.call_at(deadline, _expire, waiter)
+                    try:
+                        await waiter
+                    finally:
+                        timer.cancel()
+            finally:
+                cancel()
+        if not conn.is_alive():
+            raise ConnectionStoppedError(f"{conn!r} has stopped")
 
     # -- Gun's await functions, for the connections whose events come here ------------
 
@@ -280,10 +357,10 @@ class AsyncInbox:
     ) -> object:
         if conn._stopped_for_good():
             # Nothing more will come: what is here, or no waiting out the timeout.
-            try:
-                return self._store.take(match, 0, remove)
-            except ReceiveTimeout:
-                raise ConnectionStoppedError(f"{conn!r} has stopped") from None
+            message = self._store.take_nowait(match, remove, _NOTHING)
+            if message is _NOTHING:
+                raise ConnectionStoppedError(f"{conn!r} has stopped")
+            return message
         return await self._take(match, timeout, remove)
 
     async def await_up(self, conn: Connection, timeout: float = 5.0) -> ProtocolName:

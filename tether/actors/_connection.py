@@ -71,6 +71,7 @@ from tether._events import (
 )
 from tether._frames import Close as CloseFrame
 from tether.actors import _messages as msg
+from tether.actors._async_inbox import AsyncInbox
 from tether.actors._connect_phase import ConnectPhase
 from tether.actors._delivery import Delivery
 from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
@@ -80,6 +81,7 @@ from tether.actors._inbox import Inbox
 from tether.actors._keepalive import Keepalive
 from tether.actors._lazy import LazyThreadingActor
 from tether.actors._lending import Lending
+from tether.actors._loop_lending import LoopLending
 from tether.actors._mailbox import Reraise
 from tether.actors._messages import Timer
 from tether.actors._phases import Phases
@@ -313,9 +315,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._handling = message
         return handle(message)
 
-    def _lending_of(self, owner: object) -> Lending | None:
-        """A thread waiting in the owner Inbox may read the socket itself (``_lending``)."""
-        if type(owner) is Inbox and self._inline_ok:
+    def _lending_of(self, owner: object) -> Lending | LoopLending | None:
+        """A thread waiting in the owner Inbox (or the AsyncInbox's loop) may read the socket."""
+        if (type(owner) is Inbox or type(owner) is AsyncInbox) and self._inline_ok:
             return owner._lending
         return None
 
@@ -326,7 +328,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._mailbox.bind(_refuse_all, self.actor_stopped, self._conn._send.room)
             self._relend(None)
 
-    def _relend(self, lending: Lending | None) -> None:
+    def _relend(self, lending: Lending | LoopLending | None) -> None:
         self._lending = lending
         transport = self._transport
         if transport is not None:

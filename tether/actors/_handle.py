@@ -744,6 +744,19 @@ class Connection:
         size = _frames_size(checked)
         self._tell(msg.WsSend(checked, current, size), size)
 
+    def _send_would_wait(self) -> bool:
+        """Whether a send now would wait for room in the send buffer (any thread).
+
+        The look ``_tell`` makes, without a lock (a stale look only errs by
+        one message either way).
+        """
+        send, ref = self._send, self._ref
+        limit = send.limit
+        if limit is None or ref is None or self._done:
+            return False
+        mailbox: Mailbox = ref.actor_inbox  # type: ignore[assignment]  # see _tell
+        return send.held + mailbox.queued_size > limit
+
     # -- lifecycle ---------------------------------------------------------------
 
     def close(self) -> None:

@@ -123,6 +123,29 @@ class Inbox:
             if backlog.full:
                 backlog.on_change()
 
+    def take_nowait(
+        self, match: Match | None, remove: Match | None = None, default: object = None
+    ) -> object:
+        """Like :meth:`take` with no wait at all: ``default`` if nothing matches now.
+
+        For :class:`~tether.AsyncInbox`, which keeps its messages here and
+        waits on its event loop, not in :meth:`take`.
+
+        Raises:
+            InboxClosedError: the inbox is closed and holds no matching message.
+        """
+        self._lock.acquire()  # not `with`: see take()
+        try:
+            if self._messages:
+                message = self._pick(match, remove)
+                if message is not _NOTHING:
+                    return message
+            if self._closed:
+                raise InboxClosedError("the inbox is closed")
+            return default
+        finally:
+            self._lock.release()
+
     def lift(self) -> list[Backlog]:
         """Lift the full receive bounds while a waiter outside this Inbox waits selectively.
 
