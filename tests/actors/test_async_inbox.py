@@ -8,6 +8,7 @@ timeout) against the aiohttp server of ``tests/conftest.py``; the
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
@@ -89,6 +90,39 @@ def test_a_receive_waits_for_a_match_told_from_another_thread() -> None:
         loop = asyncio.get_running_loop()
         loop.call_soon(lambda: loop.run_in_executor(None, inbox.tell_all, ["x", 42]))
         return await inbox.receive(WAIT, match=lambda m: m == 42)
+
+    assert run(main()) == 42
+
+
+def test_a_receive_woken_by_what_it_does_not_match_is_woken_again() -> None:
+    # Each look at a message that does not match is counted: the receive looks
+    # at each twice before it waits (once, then again once it can be woken).
+    looked: dict[object, int] = {}
+    waits = {"a": threading.Event(), "x": threading.Event()}
+
+    def match(message: object) -> bool:
+        looked[message] = looked.get(message, 0) + 1
+        if message in waits and looked[message] == 2:
+            waits[message].set()  # (a: the first wait; x: the wait after its wake-up)
+        return message == 42
+
+    async def main() -> object:
+        inbox = tether.AsyncInbox()
+        inbox.tell("a")
+
+        def teller() -> None:
+            if waits["a"].wait(WAIT):
+                inbox.tell("x")  # wakes the receive, which does not want it
+            if waits["x"].wait(WAIT):
+                inbox.tell(42)  # must wake it again
+
+        thread = threading.Thread(target=teller)
+        thread.start()
+        try:
+            # No timeout of its own: only a wake-up can end it.
+            return await asyncio.wait_for(inbox.receive(None, match=match), WAIT)
+        finally:
+            thread.join(WAIT)
 
     assert run(main()) == 42
 

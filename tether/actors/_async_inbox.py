@@ -251,14 +251,16 @@ class AsyncInbox:
         deadline = (
             None if timeout is None or timeout > threading.TIMEOUT_MAX else loop.time() + timeout
         )
-        store, waiters, lending = self._store, self._waiters, self._lending
+        # Not self._waiters: _wake replaces that list (a waiter added to the
+        # one it took would never be woken).
+        store, lending = self._store, self._lending
         # Nothing queued matches: reading must go on past a full bound.
         lifted = store.lift() if match is not None else []
         try:
             while True:
                 waiter: asyncio.Future[None] = loop.create_future()
                 self._lock.acquire()  # not `with`: this runs on every wait
-                waiters.append(waiter)
+                self._waiters.append(waiter)
                 self._lock.release()
                 # Registered: a tell from now on wakes this waiter, and one told
                 # since the last look notified nobody: look again.
