@@ -66,12 +66,15 @@ class LoopLending:
         #: Some socket lent is not read by the loop: the next wait borrows it
         #: (read without the lock by every wait: a plain attribute).
         self.pending = False
+        self._refused = False  # the loop cannot watch sockets (no add_reader)
 
     # -- the transport's (any thread) --------------------------------------------------
 
     def lend(self, watch: Watch) -> None:
         """Offer ``watch``'s reads to the loop (borrowed by the next wait)."""
         with self._lock:
+            if self._refused:
+                return
             self._lent[watch] = _UNBORROWED
             self.pending = True
 
@@ -113,7 +116,22 @@ class LoopLending:
                 os.close(fd)
                 watch.give_back()
                 continue
-            self._loop.add_reader(fd, self._readable, watch)
+            try:
+                self._loop.add_reader(fd, self._readable, watch)
+            except NotImplementedError:  # a loop without add_reader: the I/O thread reads
+                self._withdraw_all()
+                return
+
+    def _withdraw_all(self) -> None:
+        """This loop cannot watch sockets: lend nothing to it, ever."""
+        with self._lock:
+            lent, self._lent = self._lent, {}
+            self.pending = False
+            self._refused = True
+        for watch, fd in lent.items():
+            if fd >= 0:
+                os.close(fd)
+                watch.give_back()
 
     def _readable(self, watch: Watch) -> None:
         if not watch.read():  # paused, or ended: the I/O thread watches it from now on
