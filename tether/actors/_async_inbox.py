@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncInbox"]
 
 
-_NOTHING = object()  # what take_nowait finds when nothing matches
+_NOTHING = object()  # what _take_nowait finds when nothing matches
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -237,7 +237,7 @@ class AsyncInbox:
         self, match: Match | None, timeout: float | None, remove: Match | None = None
     ) -> object:
         """Like ``receive``, removing the message only if ``remove`` agrees (as ``Inbox.take``)."""
-        message = self._store.take_nowait(match, remove, _NOTHING)
+        message = self._store._take_nowait(match, remove, _NOTHING)
         if message is not _NOTHING:
             return message  # the usual case: it is there
         return await self._wait(match, timeout, remove)
@@ -255,7 +255,7 @@ class AsyncInbox:
         # one it took would never be woken).
         store, lending = self._store, self._lending
         # Nothing queued matches: reading must go on past a full bound.
-        lifted = store.lift() if match is not None else []
+        lifted = store._lift_for_waiter() if match is not None else []
         try:
             while True:
                 waiter: asyncio.Future[None] = loop.create_future()
@@ -264,7 +264,7 @@ class AsyncInbox:
                 self._lock.release()
                 # Registered: a tell from now on wakes this waiter, and one told
                 # since the last look notified nobody: look again.
-                message = store.take_nowait(match, remove, _NOTHING)
+                message = store._take_nowait(match, remove, _NOTHING)
                 if message is not _NOTHING:
                     self._unregister(waiter)
                     return message
@@ -287,12 +287,12 @@ class AsyncInbox:
                         timer.cancel()
                         self._unregister(waiter)  # still there if the timer woke it
                 # Woken: look before registering again (usually it is there).
-                message = store.take_nowait(match, remove, _NOTHING)
+                message = store._take_nowait(match, remove, _NOTHING)
                 if message is not _NOTHING:
                     return message
         finally:
             if lifted:
-                store.unlift(lifted)
+                store._unlift_for_waiter(lifted)
 
     def _unregister(self, waiter: asyncio.Future[None]) -> None:
         with self._lock:
@@ -359,7 +359,7 @@ class AsyncInbox:
     ) -> object:
         if conn._stopped_for_good():
             # Nothing more will come: what is here, or no waiting out the timeout.
-            message = self._store.take_nowait(match, remove, _NOTHING)
+            message = self._store._take_nowait(match, remove, _NOTHING)
             if message is _NOTHING:
                 raise ConnectionStoppedError(f"{conn!r} has stopped")
             return message

@@ -123,7 +123,7 @@ class Inbox:
             if backlog.full:
                 backlog.on_change()
 
-    def take_nowait(
+    def _take_nowait(
         self, match: Match | None, remove: Match | None = None, default: object = None
     ) -> object:
         """Like :meth:`take` with no wait at all: ``default`` if nothing matches now.
@@ -146,17 +146,17 @@ class Inbox:
         finally:
             self._lock.release()
 
-    def lift(self) -> list[Backlog]:
+    def _lift_for_waiter(self) -> list[Backlog]:
         """Lift the full receive bounds while a waiter outside this Inbox waits selectively.
 
         For :class:`~tether.AsyncInbox`, whose coroutines wait on the event
-        loop, not in :meth:`take`. Returns what to give :meth:`unlift`.
+        loop, not in :meth:`take`. Returns what to give :meth:`_unlift_for_waiter`.
         """
         with self._lock:
             return self._lift() if self._full else []
 
-    def unlift(self, lifted: list[Backlog]) -> None:
-        """The selective wait that :meth:`lift` was for returned: the bounds hold again."""
+    def _unlift_for_waiter(self, lifted: list[Backlog]) -> None:
+        """The wait that :meth:`_lift_for_waiter` was for returned: the bounds hold again."""
         if lifted:
             with self._lock:
                 self._unlift(lifted)
