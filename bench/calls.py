@@ -44,6 +44,7 @@ Run it with ``bench/.venv``'s Python (``python bench/run.py`` creates it)::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import json
 import re
@@ -52,7 +53,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,9 @@ BENCH = Path(__file__).resolve().parent
 CLIENTS = {
     "echo": ["tether", "tether-actor", "tether-owner", "websocket-client"],
     "http": ["tether", "urllib3", "httpx"],
+    "asyncio": ["tether-asyncio", "websockets"],  # the 32 B echo from a coroutine
 }
+WORKER_SCENARIO = {"asyncio": "echo"}  # where the worker's name differs
 
 
 def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], count: int) -> Any:
@@ -98,26 +101,24 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
 
     outcome: dict[str, Any] = {}
 
-    def counted(params: _common.Params, one: Callable[[], None]) -> _common.Result:
+    usage0: list[Any] = []
+
+    def begin() -> None:
         nonlocal counting
-        # ``count`` operations: a batched client's one() does ``one.ops`` (_common.rate).
-        ops = getattr(one, "ops", 1)
-        calls_of_one = -(-count // ops)
-        for _ in range(_common.warmup_count(params)):
-            one()
-        usage0 = resource.getrusage(resource.RUSAGE_SELF)
-        main = threading.current_thread().name
+        usage0.append(resource.getrusage(resource.RUSAGE_SELF))
         counting = True
-        for _ in range(calls_of_one):
-            one()
+
+    def end(done: int) -> None:
+        """``done`` operations were counted since begin()."""
+        nonlocal counting
         counting = False
         if not count:  # the warm-up alone (--instructions)
-            return {}
-        done = outcome["ops"] = calls_of_one * ops
+            return
+        outcome["ops"] = done
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        outcome["vcsw"] = (usage.ru_nvcsw - usage0.ru_nvcsw) / done
-        system = usage.ru_stime - usage0.ru_stime
-        outcome["cpu_us"] = (usage.ru_utime - usage0.ru_utime + system) / done * 1e6
+        outcome["vcsw"] = (usage.ru_nvcsw - usage0[0].ru_nvcsw) / done
+        system = usage.ru_stime - usage0[0].ru_stime
+        outcome["cpu_us"] = (usage.ru_utime - usage0[0].ru_utime + system) / done * 1e6
         outcome["sys_us"] = system / done * 1e6
         outcome["calls"] = {
             f"{'caller' if name == main else name} {event}": n / done
@@ -125,10 +126,41 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
         }
         outcome["functions"] = {name: n / done for name, n in functions.most_common()}
         outcome["opcodes"] = sum(functions.values()) / done
+
+    main = threading.current_thread().name
+
+    def counted(params: _common.Params, one: Callable[[], None]) -> _common.Result:
+        # ``count`` operations: a batched client's one() does ``one.ops`` (_common.rate).
+        ops = getattr(one, "ops", 1)
+        calls_of_one = -(-count // ops)
+        for _ in range(_common.warmup_count(params)):
+            one()
+        begin()
+        for _ in range(calls_of_one):
+            one()
+        end(calls_of_one * ops)
+        return {}
+
+    def counted_async(
+        params: _common.Params,
+        setup: Callable[[], Awaitable[tuple[Callable[[], Awaitable[None]], Any]]],
+    ) -> _common.Result:
+        async def run() -> None:
+            one, close = await setup()
+            for _ in range(_common.warmup_count(params)):
+                await one()
+            begin()
+            for _ in range(count):
+                await one()
+            end(count)
+            await close()
+
+        asyncio.run(run())
         return {}
 
     for module in (client_tether, client_others):
         module.rate = counted  # type: ignore[attr-defined]
+    client_others._async_rate = counted_async  # type: ignore[assignment]
     if mode in ("instructions", "opcodes"):
         import tether  # noqa: PLC0415
 
@@ -143,6 +175,7 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
     if mode == "opcodes":
         threading.settrace(trace)
         sys.settrace(trace)
+    scenario = WORKER_SCENARIO.get(scenario, scenario)
     params = _common.Params(scenario=scenario, client=client, ws_port=ports[0], http_port=ports[1])
     worker.SCENARIOS[scenario, client](params)
     sys.setprofile(None)

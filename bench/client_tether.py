@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import client_others as others
 import pykka
 from _common import HOST, Params, Result, rate, rss_bytes, timed
 
@@ -380,3 +383,61 @@ def actor_fanout(params: Params) -> Result:
         for ref in refs:
             with contextlib.suppress(pykka.ActorDeadError):
                 ref.stop()
+
+
+# -- an asyncio owner (tether.AsyncInbox) --------------------------------------------
+
+
+async def _async_upgraded(port: int) -> tuple[tether.Connection, tether.AsyncInbox]:
+    inbox = tether.AsyncInbox()
+    conn = tether.open(HOST, port, owner=inbox, retry=0)
+    await inbox.await_up(conn, _RECEIVE)
+    stream = conn.ws_upgrade("/")
+    event = await inbox.await_(conn, stream, _RECEIVE)
+    if not isinstance(event, tether.Upgrade):
+        raise RuntimeError(f"upgrade refused: {event!r}")  # noqa: TRY004 - not a caller's type
+    return conn, inbox
+
+
+async def _async_close(conn: tether.Connection, inbox: tether.AsyncInbox) -> None:
+    conn.shutdown()  # the server closes TCP first, as websockets' close()
+    await inbox.receive(_RECEIVE, match=lambda m: isinstance(m, tether.Down))
+
+
+def async_echo(params: Params) -> Result:
+    """``echo`` from a coroutine owning the connection through an AsyncInbox."""
+    frame = tether.Binary(b"x" * params.size)
+
+    async def setup() -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+        conn, inbox = await _async_upgraded(params.ws_port)
+
+        async def one() -> None:
+            conn.ws_send(frame)
+            # No timeout, as websockets' recv() here: no timer per round trip.
+            match await inbox.receive():
+                case tether.Ws(frame=tether.Binary(data=data)) if len(data) == params.size:
+                    pass
+                case event:
+                    raise RuntimeError(f"unexpected event {event!r}")
+
+        return one, lambda: _async_close(conn, inbox)
+
+    return others._async_rate(params, setup)
+
+
+def async_fanout(params: Params) -> Result:
+    """``fanout`` from one event loop: a coroutine and an AsyncInbox per connection."""
+    frame = tether.Binary(b"x" * params.size)
+
+    async def one(_: int) -> int:
+        conn, inbox = await _async_upgraded(params.ws_port)
+        try:
+            for _ in range(params.messages):
+                conn.ws_send(frame)
+                if not isinstance(await inbox.receive(_RECEIVE), tether.Ws):
+                    return 1
+        finally:
+            await _async_close(conn, inbox)
+        return 0
+
+    return timed(params, lambda: asyncio.run(others._gather(params.conns, one)))

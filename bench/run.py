@@ -39,12 +39,14 @@ MIB = 1 << 20
 WS = ["tether", "tether-threads"]
 # tether with a pykka owner actor: plain (pykka.ThreadingActor), and tether.OwnerActor.
 ACTORS = ["tether-actor", "tether-owner"]
+# tether with an asyncio owner (tether.AsyncInbox), one event loop.
+ASYNCIO = "tether-asyncio"
 # scenario key -> (worker scenario, parameters, clients, the number reported)
 SCENARIOS: dict[str, tuple[str, dict[str, Any], list[str], str]] = {
     "small": (
         "echo",
         {"size": 32},
-        [*WS, *ACTORS, "websocket-client", "websockets", "aiohttp"],
+        [*WS, *ACTORS, ASYNCIO, "websocket-client", "websockets", "aiohttp"],
         "rt/s",
     ),
     "mib": (
@@ -56,7 +58,7 @@ SCENARIOS: dict[str, tuple[str, dict[str, Any], list[str], str]] = {
     "fanout": (
         "fanout",
         {"conns": 500, "messages": 10},
-        [*WS, *ACTORS, "websocket-client", "websockets", "aiohttp"],
+        [*WS, *ACTORS, ASYNCIO, "websocket-client", "websockets", "aiohttp"],
         "s",
     ),
     # tether-threads is left out at 10,000 (20,000 threads); --sweep compares
@@ -85,9 +87,11 @@ _ACTOR_TARGETS = {
     "mib": [("websockets", "higher", 1.0)],
     "fanout": [("websockets", "lower", 1.0)],
 }
-OWNER_ROWS: dict[str, dict[str, list[tuple[str, str, float]]]] = dict.fromkeys(
-    ACTORS, _ACTOR_TARGETS
-)
+OWNER_ROWS: dict[str, dict[str, list[tuple[str, str, float]]]] = {
+    **dict.fromkeys(ACTORS, _ACTOR_TARGETS),
+    # A coroutine owning its connections through a tether.AsyncInbox.
+    ASYNCIO: {"small": [("websockets", "higher", 1.0)], "fanout": [("websockets", "lower", 1.0)]},
+}
 # Scenarios run once, uncounted, before the rounds (seconds): see run_rounds.
 WARM_UP = {"small": 2.0, "mib": 1.0, "http": 2.0}
 SWEEP_SIZES = [32, 1024, 16 * 1024, 256 * 1024, MIB]

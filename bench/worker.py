@@ -19,6 +19,8 @@ SCENARIOS: dict[tuple[str, str], Callable[[Params], Result]] = {
     ("echo", "tether-protocol"): client_tether.protocol_echo,
     ("echo", "tether-actor"): client_tether.actor_echo,
     ("echo", "tether-owner"): client_tether.actor_echo,
+    ("echo", "tether-asyncio"): client_tether.async_echo,
+    ("fanout", "tether-asyncio"): client_tether.async_fanout,
     ("echo", "websocket-client"): others.wsclient_echo,
     ("echo", "websockets"): others.websockets_echo,
     ("echo", "aiohttp"): others.aiohttp_echo,

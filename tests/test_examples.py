@@ -35,6 +35,11 @@ def test_there_are_examples() -> None:
 
 # What each example prints (stdout), line by line; an example missing here prints nothing.
 OUTPUT = {
+    "asyncio_owner": [
+        "fetched at once: [b'delayed', b'delayed', b'delayed']",
+        "echo: Text(data='Hello!')",
+        "echo: Binary(data=b'\\x00\\x01')",
+    ],
     "owner_actor": ["echoed: ['Hello!', 'How are you?']"],
     "market_feed": [
         "up: http",

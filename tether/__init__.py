@@ -57,6 +57,7 @@ from tether._options import ConnectOpts as ConnectOpts
 from tether._options import ExponentialBackoff as ExponentialBackoff
 from tether._options import HttpOpts as HttpOpts
 from tether._options import WsOpts as WsOpts
+from tether.actors import AsyncInbox as AsyncInbox
 from tether.actors import Connection as Connection
 from tether.actors import ConnectionInfo as ConnectionInfo
 from tether.actors import ConnectionState as ConnectionState
@@ -74,6 +75,7 @@ from tether.supervision import open_unix as open_unix
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncInbox",
     "Binary",
     "CallError",
     "ChildInfo",

@@ -11,6 +11,7 @@ import atexit
 
 import pykka
 
+from tether.actors._async_inbox import AsyncInbox as AsyncInbox
 from tether.actors._connection import ConnectionActor as ConnectionActor
 from tether.actors._handle import Connection as Connection
 from tether.actors._handle import ConnectionInfo as ConnectionInfo
@@ -24,6 +25,7 @@ from tether.actors._supervised import Supervised as Supervised
 from tether.actors._supervised import starting_child as starting_child
 
 __all__ = [
+    "AsyncInbox",
     "ChildExited",
     "Connection",
     "ConnectionActor",

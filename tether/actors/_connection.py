@@ -71,6 +71,7 @@ from tether._events import (
 )
 from tether._frames import Close as CloseFrame
 from tether.actors import _messages as msg
+from tether.actors._async_inbox import AsyncInbox
 from tether.actors._connect_phase import ConnectPhase
 from tether.actors._delivery import Delivery, inbox_of
 from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
@@ -79,6 +80,7 @@ from tether.actors._head_timer import HeadTimer
 from tether.actors._keepalive import Keepalive
 from tether.actors._lazy import LazyThreadingActor
 from tether.actors._lending import Lending
+from tether.actors._loop_lending import LoopLending
 from tether.actors._mailbox import Reraise
 from tether.actors._messages import Timer
 from tether.actors._phases import Phases
@@ -312,12 +314,17 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._handling = message
         return handle(message)
 
-    def _lending_of(self, owner: object) -> Lending | None:
-        """A thread waiting in the owner's Inbox may read the socket itself (``_lending``).
+    def _lending_of(self, owner: object) -> Lending | LoopLending | None:
+        """Who may read the socket instead of the I/O thread, for the owner's sake.
 
-        The owner's Inbox: an Inbox, or an ``OwnerActor``'s mailbox (``_owner``).
+        A thread waiting in the owner's Inbox (an Inbox, or an ``OwnerActor``'s
+        mailbox: ``_owner``), or an ``AsyncInbox``'s event loop (``_loop_lending``).
         """
-        inbox = inbox_of(owner) if self._inline_ok else None
+        if not self._inline_ok:
+            return None
+        if type(owner) is AsyncInbox:
+            return owner._lending
+        inbox = inbox_of(owner)
         return None if inbox is None else inbox._lending
 
     def _no_more_inline(self) -> None:
@@ -327,7 +334,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._mailbox.bind(_refuse_all, self.actor_stopped, self._conn._send.room)
             self._relend(None)
 
-    def _relend(self, lending: Lending | None) -> None:
+    def _relend(self, lending: Lending | LoopLending | None) -> None:
         self._lending = lending
         transport = self._transport
         if transport is not None:

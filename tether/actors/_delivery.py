@@ -5,7 +5,8 @@ opened with ``reply_to`` tells that target its own events instead. How
 depends on the target, chosen once per (connection, target) by
 :func:`delivery_for`:
 
-- a :class:`~tether.Inbox`: a read's events in one batch
+- a :class:`~tether.Inbox` or an :class:`~tether.AsyncInbox` (the same
+  methods): a read's events in one batch
   (:meth:`Inbox.tell_all <tether.Inbox.tell_all>`), one wake-up of the owner;
   the Inbox counts what it holds and what is taken against the
   connection's :class:`~tether.actors._backlog.Backlog`;
@@ -30,6 +31,7 @@ import pykka
 from pykka._envelope import Envelope  # what ActorRef.tell puts (private, but stable)
 
 from tether._events import Event
+from tether.actors._async_inbox import AsyncInbox
 from tether.actors._backlog import Backlog, weight
 from tether.actors._inbox import Inbox
 from tether.actors._owner import OwnerMailbox
@@ -64,7 +66,7 @@ class Delivery:
 class _ToInbox(Delivery):
     inline = True
 
-    def __init__(self, inbox: Inbox, conn: object, backlog: Backlog | None) -> None:
+    def __init__(self, inbox: Inbox | AsyncInbox, conn: object, backlog: Backlog | None) -> None:
         self._inbox = inbox
         self._conn = conn
         self.backlog = backlog
@@ -209,7 +211,7 @@ def delivery_for(
     subclass may have a ``tell`` of its own that takes the event at once).
     """
     kind = type(target)
-    if kind is Inbox:
+    if kind is Inbox or kind is AsyncInbox:
         backlog = None if max_events is None else target.backlog(conn, max_events, max_size)
         return _ToInbox(target, conn, backlog)
     if kind is pykka.ActorRef and type(target.actor_inbox) is OwnerMailbox:

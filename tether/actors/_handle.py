@@ -50,6 +50,8 @@ from tether._events import (
 from tether._frames import Frame, coerce_frames
 from tether._options import ConnectOpts, WsOpts, check_flow, check_positive_seconds, coerce_opts
 from tether.actors import _messages as msg
+from tether.actors._async_inbox import AsyncInbox
+from tether.actors._awaiting import Body
 from tether.actors._backlog import Backlog
 from tether.actors._delivery import NOBODY, Delivery, delivery_for
 from tether.actors._inbox import Inbox, Match
@@ -208,7 +210,7 @@ class Connection:
         # Weak: forgotten StreamRefs cost nothing.
         self._ended: weakref.WeakSet[StreamRef] = weakref.WeakSet()
         # The streams whose reply_to is an Inbox: await_ and await_body wait there.
-        self._reply_inboxes: weakref.WeakKeyDictionary[StreamRef, Inbox] = (
+        self._reply_inboxes: weakref.WeakKeyDictionary[StreamRef, Inbox | AsyncInbox] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -289,7 +291,7 @@ class Connection:
     def _stream_for(self, reply_to: Delivery | None) -> StreamRef:
         """A new stream, remembered if its events go to an Inbox of their own (``await_``)."""
         stream = StreamRef()
-        if reply_to is not None and type(reply_to.target) is Inbox:
+        if reply_to is not None and type(reply_to.target) in (Inbox, AsyncInbox):
             with self._lock:
                 self._reply_inboxes[stream] = reply_to.target
         return stream
@@ -738,6 +740,19 @@ class Connection:
         size = _frames_size(checked)
         self._tell(msg.WsSend(checked, current, size), size)
 
+    def _send_would_wait(self) -> bool:
+        """Whether a send now would wait for room in the send buffer (any thread).
+
+        The look ``_tell`` makes, without a lock (a stale look only errs by
+        one message either way).
+        """
+        send, ref = self._send, self._ref
+        limit = send.limit
+        if limit is None or ref is None or self._stopped.is_set():
+            return False
+        mailbox: Mailbox = ref.actor_inbox  # type: ignore[assignment]  # see _tell
+        return send.held + mailbox.queued_size > limit
+
     # -- lifecycle ---------------------------------------------------------------
 
     def close(self) -> None:
@@ -770,19 +785,25 @@ class Connection:
 
     # -- receiving (Inbox owners only) -----------------------------------------
 
-    def _require_inbox(self) -> Inbox:
+    def _require_inbox(self, call: str) -> Inbox:
         inbox = self.inbox
         if inbox is None:
-            raise OwnerError(
-                f"await_*/flush need the owner to be a tether.Inbox, not "
-                f"{type(self.owner).__name__}; receive events in the owner"
-            )
+            raise OwnerError(_not_an_inbox(self.owner, call))
         return inbox
 
-    def _inbox_of(self, stream: StreamRef) -> Inbox:
+    def _inbox_of(self, stream: StreamRef, call: str) -> Inbox:
         """Where ``stream``'s events arrive: its ``reply_to`` Inbox, or the owner Inbox."""
         inbox = self._reply_inboxes.get(stream)
-        return inbox if inbox is not None else self._require_inbox()
+        if inbox is None:
+            return self._require_inbox(call)
+        if type(inbox) is not Inbox:
+            raise OwnerError(_not_an_inbox(inbox, call))
+        return inbox
+
+    def _receiver_of(self, stream: StreamRef) -> object:
+        """Where ``stream``'s events arrive: its ``reply_to`` (Async)Inbox, or the owner."""
+        receiver = self._reply_inboxes.get(stream)
+        return self.owner if receiver is None else receiver
 
     def _mine(self, message: object) -> bool:
         return getattr(message, "conn", None) is self
@@ -791,25 +812,47 @@ class Connection:
         """Wait for ``Up`` and return its protocol (Gun's ``gun:await_up``).
 
         Raises:
-            OwnerError: the owner is not an Inbox.
+            OwnerError: the owner is not an Inbox (for an
+                [AsyncInbox][tether.AsyncInbox]: ``await inbox.await_up(conn)``).
             ConnectionDownError: a ``Down`` or connection ``Error`` came first.
             ReceiveTimeout: nothing came in time.
         """
-        inbox = self._require_inbox()
+        inbox = self._require_inbox("await_up")
         check_positive_seconds("timeout", timeout, allow_inf=True)
+        return self._up_protocol(self._take(inbox, self._up_match(), timeout))
+
+    # The waits of await_up/await_/await_body as pieces without I/O: what they
+    # match, and what they make of the event taken. Connection's blocking
+    # methods and AsyncInbox's coroutines both wait with them.
+
+    def _up_match(self) -> Match:
+        """What ``await_up`` waits for: this connection's ``Up``, ``Down`` or own ``Error``."""
 
         def match(m: object) -> bool:
             return self._mine(m) and (
                 isinstance(m, Up | Down) or (isinstance(m, Error) and m.stream is None)
             )
 
-        event = self._take(inbox, match, timeout)
+        return match
+
+    @staticmethod
+    def _up_protocol(event: object) -> ProtocolName:
+        """``await_up``'s answer from the event its match took."""
         if isinstance(event, Up):
             return event.protocol
         assert isinstance(event, Down | Error)
         raise ConnectionDownError(
             f"the connection went down before Up: {event.reason!r}", event.reason
         )
+
+    def _stopped_for_good(self) -> bool:
+        """Whether nothing more will be told (the handle ended, its actor is gone): any thread."""
+        if not self._stopped.is_set():
+            return False
+        with self._generation:
+            pass  # a supervisor's _on_exit tells its Error under this lock
+        ref = self._ref
+        return ref is None or ref.actor_stopped.is_set()
 
     def _take(
         self,
@@ -847,7 +890,7 @@ class Connection:
             ReceiveTimeout: nothing came in time.
         """
         check_positive_seconds("timeout", timeout, allow_inf=True)
-        inbox = self._inbox_of(stream)
+        inbox = self._inbox_of(stream, "await_")
         return self._await_stream(inbox, stream, timeout, self._waiter(stream, trailers=True))
 
     def _waiter(self, stream: StreamRef, *, trailers: bool) -> tuple[Match, Match]:
@@ -879,7 +922,10 @@ class Connection:
     ) -> object:
         # ``timeout`` is checked by the public caller (once per await_body, not per event).
         match, remove = waiter
-        event = self._take(inbox, match, timeout, remove)
+        return self._stream_event(stream, self._take(inbox, match, timeout, remove))
+
+    def _stream_event(self, stream: StreamRef, event: object) -> object:
+        """``await_``'s answer from the event its waiter took (``StreamLost`` for a ``Down``)."""
         if isinstance(event, Down | Error) and not (
             isinstance(event, Error) and event.stream is stream
         ):
@@ -890,6 +936,11 @@ class Connection:
             with self._lock:
                 self._ended.add(stream)
         return event
+
+    def _body_ended(self, stream: StreamRef) -> bool:
+        """Whether an ``await_`` returned ``stream``'s last event already (``await_body``: b"")."""
+        with self._lock:
+            return stream in self._ended
 
     def await_body(self, stream: StreamRef, timeout: float = 5.0) -> bytes:
         """Wait for the rest of the response body and return it (Gun's ``gun:await_body``).
@@ -907,37 +958,24 @@ class Connection:
         """
         check_positive_seconds("timeout", timeout, allow_inf=True)
         deadline = time.monotonic() + timeout
-        inbox = self._inbox_of(stream)
+        inbox = self._inbox_of(stream, "await_body")
         waiter = self._waiter(stream, trailers=False)
-        chunks: list[bytes] = []
-        with self._lock:
-            if stream in self._ended:
-                return b""
+        if self._body_ended(stream):
+            return b""
+        body = Body(stream)
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
-            event = self._await_stream(inbox, stream, remaining or 1e-9, waiter)
-            match event:
-                case Response(fin=True):
-                    return b""
-                case Data(fin=fin, data=data):
-                    chunks.append(data)
-                    if fin:
-                        return b"".join(chunks)
-                case Trailers():
-                    return b"".join(chunks)
-                case Error(reason=reason):
-                    raise reason
-                case Upgrade() | Ws():
-                    raise UpgradedError(f"{stream!r} was upgraded to Websocket: no body")
-                case _:
-                    continue  # Inform, Response(fin=False)
+            done = body.add(self._await_stream(inbox, stream, remaining or 1e-9, waiter))
+            if done is not None:
+                return done
 
     def flush(self, stream: StreamRef | None = None) -> int:
         """Drop the waiting events of this connection, or of one stream (Gun's ``gun:flush``).
 
-        Returns how many were dropped. Needs an Inbox owner.
+        Returns how many were dropped. Needs an Inbox or an AsyncInbox owner.
         """
-        inbox = self._require_inbox()
+        owner = self.owner
+        inbox = owner if type(owner) is AsyncInbox else self._require_inbox("flush")
 
         def match(m: object) -> bool:
             if not self._mine(m):
@@ -945,6 +983,19 @@ class Connection:
             return stream is None or getattr(m, "stream", None) is stream
 
         return len(inbox.flush(match))
+
+
+def _not_an_inbox(owner: object, call: str) -> str:
+    """The OwnerError's message for a blocking ``call`` on a connection ``owner`` receives for."""
+    if type(owner) is AsyncInbox:
+        return (
+            f"{call} blocks, and this connection's events go to a tether.AsyncInbox: "
+            f"await the coroutine instead (await inbox.{call}(conn, ...))"
+        )
+    return (
+        f"{call} needs the owner to be a tether.Inbox, not "
+        f"{type(owner).__name__}; receive events in the owner"
+    )
 
 
 def open_connection(

@@ -123,6 +123,44 @@ class Inbox:
             if backlog.full:
                 backlog.on_change()
 
+    def _take_nowait(
+        self, match: Match | None, remove: Match | None = None, default: object = None
+    ) -> object:
+        """Like :meth:`take` with no wait at all: ``default`` if nothing matches now.
+
+        For :class:`~tether.AsyncInbox`, which keeps its messages here and
+        waits on its event loop, not in :meth:`take`.
+
+        Raises:
+            InboxClosedError: the inbox is closed and holds no matching message.
+        """
+        self._lock.acquire()  # not `with`: see take()
+        try:
+            if self._messages:
+                message = self._pick(match, remove)
+                if message is not _NOTHING:
+                    return message
+            if self._closed:
+                raise InboxClosedError("the inbox is closed")
+            return default
+        finally:
+            self._lock.release()
+
+    def _lift_for_waiter(self) -> list[Backlog]:
+        """Lift the full receive bounds while a waiter outside this Inbox waits selectively.
+
+        For :class:`~tether.AsyncInbox`, whose coroutines wait on the event
+        loop, not in :meth:`take`. Returns what to give :meth:`_unlift_for_waiter`.
+        """
+        with self._lock:
+            return self._lift() if self._full else []
+
+    def _unlift_for_waiter(self, lifted: list[Backlog]) -> None:
+        """The wait that :meth:`_lift_for_waiter` was for returned: the bounds hold again."""
+        if lifted:
+            with self._lock:
+                self._unlift(lifted)
+
     def _counted_in(self, message: object) -> None:
         """``message`` was added (the lock held): count it if its connection is bounded here."""
         backlog = self._backlogs.get(getattr(message, "conn", None))

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from tether._errors import ConnectionStoppedError, SendTimeout
@@ -65,8 +66,9 @@ class SendBuffer:
         #: What the connection actor holds (its turn writes it; read by anyone).
         self.held = 0
         self._cond = threading.Condition(threading.Lock())
-        self._waiting = 0  # callers in wait_for_room (read without the lock by room())
+        self._waiting = 0  # callers in wait_for_room, and callbacks (read without the lock)
         self._stopped = False
+        self._callbacks: list[Callable[[], None]] = []  # on_room's, called once each
 
     def __repr__(self) -> str:
         return f"<SendBuffer {self.held}/{self.limit} bytes held, {self._waiting} waiting>"
@@ -103,6 +105,35 @@ class SendBuffer:
             finally:
                 self._waiting -= 1
 
+    def on_room(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` once, at the next :meth:`room` or :meth:`stop` (any thread).
+
+        For a waiter that may not block (``AsyncInbox.drain``): it registers,
+        then looks, as :meth:`wait_for_room` does. Returns a function that
+        cancels the call if it has not happened.
+        """
+        with self._cond:
+            if self._stopped:
+                callback()
+                return _nothing
+            self._callbacks.append(callback)
+            self._waiting += 1
+
+        def cancel() -> None:
+            with self._cond:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+                    self._waiting -= 1
+
+        return cancel
+
+    def _call_back(self) -> None:
+        """Call the on_room callbacks (the lock held: they only schedule)."""
+        callbacks, self._callbacks = self._callbacks, []
+        self._waiting -= len(callbacks)
+        for callback in callbacks:
+            callback()
+
     def set_held(self, held: int) -> None:
         """The actor's turn: it now holds ``held`` bytes; wake the callers if that is less."""
         before, self.held = self.held, held
@@ -114,9 +145,16 @@ class SendBuffer:
         if self._waiting:  # after the change (see wait_for_room)
             with self._cond:
                 self._cond.notify_all()
+                if self._callbacks:
+                    self._call_back()
 
     def stop(self) -> None:
         """The connection stopped for good: waiting callers raise (any thread)."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+            self._call_back()
+
+
+def _nothing() -> None:
+    pass

@@ -46,6 +46,7 @@ from typing import Any
 from tether._errors import ConnectTimeout
 from tether.actors._ioloop import IoLoop, Watch, default_loop
 from tether.actors._lending import Lending
+from tether.actors._loop_lending import LoopLending
 from tether.actors._messages import (
     BytesIn,
     Closed,
@@ -150,7 +151,7 @@ class Transport:
         """``hold_reads`` may have changed: pause or resume reading now (the actor's turn)."""
         raise NotImplementedError
 
-    def relend(self, lending: Lending | None) -> None:
+    def relend(self, lending: Lending | LoopLending | None) -> None:
         """Lend the socket's reads to another Inbox (or to none): the owner changed."""
         raise NotImplementedError
 
@@ -200,7 +201,7 @@ class TcpTransport(Transport):
         connect_timeout: float | None,
         *,
         loop: IoLoop | None = None,
-        lending: Lending | None = None,
+        lending: Lending | LoopLending | None = None,
         hold_reads: Callable[[], bool] = _not_held,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -288,7 +289,7 @@ class TcpTransport(Transport):
         if watch is not None and lending is not None:
             lending.lend(watch)
 
-    def relend(self, lending: Lending | None) -> None:
+    def relend(self, lending: Lending | LoopLending | None) -> None:
         """Lend the socket's reads to another Inbox (or to none): the owner changed."""
         self._unlend()
         self._lending = lending
