@@ -15,7 +15,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from tether._errors import InboxClosedError, ReceiveTimeout
+from tether._locks import Rank, new_rlock
 from tether.actors._backlog import Backlog
+from tether.actors._ioloop import Watch
 from tether.actors._lending import Lending
 
 __all__ = ["DEFAULT_BUSY_POLL", "Inbox"]
@@ -57,7 +59,7 @@ class Inbox:
         if not 0.0 <= busy_poll < math.inf:
             raise ValueError(f"busy_poll must be finite and >= 0, not {busy_poll!r}")
         # The lock itself where nothing waits: entering it is C, a Condition's is Python.
-        self._lock = threading.RLock()
+        self._lock = new_rlock(Rank.INBOX)
         self._cond = threading.Condition(self._lock)
         self._messages: deque[object] = deque()
         self._closed = False
@@ -198,6 +200,26 @@ class Inbox:
         Used by ``await_`` to look at a connection-wide event (a ``Down``)
         without consuming it.
         """
+        # The fast path: a matching message is there. No deadline, no borrowing;
+        # a socket held since the last receive is held anew (see _keep).
+        # acquire/release, not `with`: a with statement looks up and calls
+        # __enter__ and __exit__(None, None, None), twice the instructions
+        # (~2,200 against ~1,100), on every receive (docs/performance.md).
+        self._lock.acquire()
+        try:
+            if self._messages:
+                message = self._pick(match, remove)
+                if message is not _NOTHING:
+                    held = self._lending.resume()
+                    if held is not None:
+                        self._keep(held)
+                    return message
+            return self._wait(match, timeout, remove)
+        finally:
+            self._lock.release()
+
+    def _wait(self, match: Match | None, timeout: float | None, remove: Match | None) -> object:
+        """``take`` when nothing matches yet: wait, reading the lent socket (the lock held)."""
         # inf, or more than Condition.wait takes (292 years on Linux), is no limit.
         deadline = (
             time.monotonic() + timeout
@@ -205,59 +227,66 @@ class Inbox:
             else None
         )
         remaining = None if deadline is None else timeout  # read from the clock only after a wait
+        borrowed = self._lending.resume()  # held since the last receive, if it was
         tried = False  # to borrow since the last wait
         lifted: list[Backlog] | None = None  # bounds lifted while a selective receive waits
-        # acquire/release, not `with`: a with statement looks up and calls
-        # __enter__ and __exit__(None, None, None), twice the instructions
-        # (~2,200 against ~1,100), on every receive (docs/performance.md).
-        self._lock.acquire()
         try:
-            borrowed = self._lending.resume()  # held since the last receive, if it was
-            try:
-                while True:
-                    if self._messages:
-                        message = self._pick(match, remove)
-                        if message is not _NOTHING:
-                            return message
-                    if self._closed:
-                        raise InboxClosedError("the inbox is closed")
-                    if remaining is not None and remaining <= 0:
-                        raise ReceiveTimeout(f"no matching message within {timeout} s")
-                    if lifted is None and match is not None and self._full:
-                        lifted = self._lift()  # nothing queued matches: reading must go on
-                    if borrowed is not None and self._lending.only is not borrowed:
-                        self._lending.give_back(borrowed)  # closed or ended meanwhile
-                        borrowed, tried = None, False
-                        continue  # the lock was let go: look again
-                    if borrowed is None and not tried:
-                        # Lets go of the lock, so look again before any wait: a
-                        # message told meanwhile notified nobody.
-                        borrowed = self._lending.borrow()
-                        tried = True
-                        continue
-                    if borrowed is None:
-                        self._sleepers += 1
-                        try:
-                            self._cond.wait(remaining)
-                        finally:
-                            self._sleepers -= 1
-                        tried = False  # woken: the socket may be lendable now
-                    elif not self._lending.wait_and_read(borrowed, remaining):
-                        self._lending.give_back(borrowed)
-                        borrowed = None
-                    if deadline is not None:
-                        remaining = deadline - time.monotonic()
-            finally:
-                if lifted:
-                    self._unlift(lifted)
-                # Kept for the next receive, unless another receiver waits without
-                # a socket or it may not be kept: then the I/O thread reads it.
-                if borrowed is not None and (
-                    self._sleepers or self._closed or not self._lending.hold(borrowed)
-                ):
-                    self._lending.give_back(borrowed)
+            while True:
+                if self._messages:
+                    message = self._pick(match, remove)
+                    if message is not _NOTHING:
+                        return message
+                if self._closed:
+                    raise InboxClosedError("the inbox is closed")
+                if remaining is not None and remaining <= 0:
+                    raise ReceiveTimeout(f"no matching message within {timeout} s")
+                if lifted is None and match is not None and self._full:
+                    lifted = self._lift()  # nothing queued matches: reading must go on
+                borrowed, tried = self._wait_once(borrowed, tried, remaining)
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
         finally:
-            self._lock.release()
+            if lifted:
+                self._unlift(lifted)
+            if borrowed is not None:
+                self._keep(borrowed)
+
+    def _wait_once(
+        self, borrowed: Watch | None, tried: bool, remaining: float | None
+    ) -> tuple[Watch | None, bool]:
+        """One wait of ``_wait`` (the lock held, let go meanwhile): ``(borrowed, tried)`` after it.
+
+        With a borrowed socket, waits for it and reads it; without, borrows
+        the socket if it was not tried since the last wait (which lets go
+        of the lock: the caller looks again before any wait, since a message
+        told meanwhile notified nobody), else sleeps until told.
+        """
+        lending = self._lending
+        if borrowed is None:
+            if not tried:
+                return lending.borrow(), True
+            self._sleepers += 1
+            try:
+                self._cond.wait(remaining)
+            finally:
+                self._sleepers -= 1
+            return None, False  # woken: the socket may be lendable now
+        if lending.only is not borrowed:  # closed or ended meanwhile
+            lending.give_back(borrowed)
+            return None, False
+        if not lending.wait_and_read(borrowed, remaining):
+            lending.give_back(borrowed)
+            return None, tried
+        return borrowed, tried
+
+    def _keep(self, borrowed: Watch) -> None:
+        """A receive returns with ``borrowed``: hold it for the next one (the lock held).
+
+        Unless another receiver waits without a socket, the Inbox is
+        closed, or it may not be kept: then the I/O thread reads it.
+        """
+        if self._sleepers or self._closed or not self._lending.hold(borrowed):
+            self._lending.give_back(borrowed)
 
     def _pick(self, match: Match | None, remove: Match | None) -> object:
         """The oldest message ``match`` accepts, removed if ``remove`` agrees (the lock held).

@@ -38,6 +38,7 @@ import time
 from typing import Protocol
 
 from tether._errors import ConnectionStoppedError, SendTimeout
+from tether._locks import Rank, new_lock
 
 __all__ = ["COMMAND_OVERHEAD", "SendBuffer"]
 
@@ -64,7 +65,7 @@ class SendBuffer:
         self.timeout = timeout
         #: What the connection actor holds (its turn writes it; read by anyone).
         self.held = 0
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(new_lock(Rank.SEND_BUFFER))
         self._waiting = 0  # callers in wait_for_room (read without the lock by room())
         self._stopped = False
 
