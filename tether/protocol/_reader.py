@@ -168,25 +168,25 @@ class FrameReader:
             return self._hold(data, pos)
         second = data[pos + 1]
         if second <= _MAX_7BIT:
-            length = second
-            start = pos + 2
-        elif second == _LENGTH_16:
+            return self._payload(data, pos + 2, pos + 2 + second, end, first)
+        if second == _LENGTH_16:
             if end - pos < 4:
                 return self._hold(data, pos)
             (length,) = _U16.unpack_from(data, pos + 2)
             if length <= _MAX_7BIT:
                 return self._hand(pos)  # not the shortest form: wsproto's error
-            start = pos + 4
-        elif second == _LENGTH_64:
+            return self._payload(data, pos + 4, pos + 4 + length, end, first)
+        if second == _LENGTH_64:
             if end - pos < 10:
                 return self._hold(data, pos)
             (length,) = _U64.unpack_from(data, pos + 2)
             if length <= _MAX_16BIT or length >> 63:
                 return self._hand(pos)  # not the shortest form, or the top bit: wsproto's error
-            start = pos + 10
-        else:
-            return self._hand(pos)  # masked: wsproto's error
-        stop = start + length
+            return self._payload(data, pos + 10, pos + 10 + length, end, first)
+        return self._hand(pos)  # masked: wsproto's error
+
+    def _payload(self, data: bytes, start: int, stop: int, end: int, first: int) -> int:
+        """The message's payload is ``data[start:stop]``: deliver it, or start the frame."""
         if stop > end:
             self._frame_start(data, start, stop - end, text=first == _FIN_TEXT)
             return _STOP
