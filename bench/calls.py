@@ -59,31 +59,31 @@ BENCH = Path(__file__).resolve().parent
 CLIENTS = {"echo": ["tether", "websocket-client"], "http": ["tether", "urllib3", "httpx"]}
 
 
-def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], count: int) -> Any:
-    """In this (fresh) process: run the client's loop ``count`` times, counted."""
-    import _common  # noqa: PLC0415 - bench modules, importable from BENCH only
-    import client_others  # noqa: PLC0415
-    import client_tether  # noqa: PLC0415
-    import worker  # noqa: PLC0415
+class _Counting:
+    """What :func:`_measure` counts while ``counting`` (the loop after the warm-up)."""
 
-    counting = False
-    calls: collections.Counter[tuple[str, str]] = collections.Counter()
-    functions: collections.Counter[str] = collections.Counter()
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.counting = False
+        self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.functions: collections.Counter[str] = collections.Counter()
+        self.outcome: dict[str, Any] = {}
 
-    def profile(frame: Any, event: str, arg: Any) -> None:
-        if counting and event in ("call", "c_call"):
-            calls[threading.current_thread().name, event] += 1
+    def profile(self, frame: Any, event: str, arg: Any) -> None:
+        if self.counting and event in ("call", "c_call"):
+            self.calls[threading.current_thread().name, event] += 1
             if event == "call":
-                functions[_name(frame.f_code)] += 1
+                self.functions[_name(frame.f_code)] += 1
             else:
-                functions[f"{getattr(arg, '__qualname__', arg)} (C)"] += 1
+                self.functions[f"{getattr(arg, '__qualname__', arg)} (C)"] += 1
 
-    def trace(frame: Any, event: str, arg: Any) -> Any:
+    def trace(self, frame: Any, event: str, arg: Any) -> Any:
         # --opcodes: every byte code instruction a function runs, by function.
-        if not counting:
+        if not self.counting:
             return None
         frame.f_trace_opcodes = True
         name = _name(frame.f_code)
+        functions = self.functions
 
         def opcode(frame: Any, event: str, arg: Any) -> Any:
             if event == "opcode":
@@ -92,35 +92,63 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
 
         return opcode
 
-    outcome: dict[str, Any] = {}
+    def counted(self, params: Any, one: Callable[[], None]) -> dict[str, Any]:
+        """The clients' ``rate``: the warm-up, then ``count`` operations counted."""
+        import _common  # noqa: PLC0415 - bench modules, importable from BENCH only
 
-    def counted(params: _common.Params, one: Callable[[], None]) -> _common.Result:
-        nonlocal counting
         for _ in range(_common.warmup_count(params)):
             one()
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
         main = threading.current_thread().name
-        counting = True
-        for _ in range(count):
+        self.counting = True
+        for _ in range(self.count):
             one()
-        counting = False
-        if not count:  # the warm-up alone (--instructions)
-            return {}
+        self.counting = False
+        if self.count:  # else the warm-up alone (--instructions)
+            self._sum_up(usage0, main)
+        return {}
+
+    def _sum_up(self, usage0: resource.struct_rusage, main: str) -> None:
+        count = self.count
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        outcome = self.outcome
         outcome["vcsw"] = (usage.ru_nvcsw - usage0.ru_nvcsw) / count
         system = usage.ru_stime - usage0.ru_stime
         outcome["cpu_us"] = (usage.ru_utime - usage0.ru_utime + system) / count * 1e6
         outcome["sys_us"] = system / count * 1e6
         outcome["calls"] = {
             f"{'caller' if name == main else name} {event}": n / count
-            for (name, event), n in sorted(calls.items())
+            for (name, event), n in sorted(self.calls.items())
         }
-        outcome["functions"] = {name: n / count for name, n in functions.most_common()}
-        outcome["opcodes"] = sum(functions.values()) / count
-        return {}
+        outcome["functions"] = {name: n / count for name, n in self.functions.most_common()}
+        outcome["opcodes"] = sum(self.functions.values()) / count
 
+    def install(self, mode: str) -> None:
+        if mode == "calls":
+            threading.setprofile(self.profile)
+            sys.setprofile(self.profile)
+        if mode == "opcodes":
+            threading.settrace(self.trace)
+            sys.settrace(self.trace)
+
+    @staticmethod
+    def uninstall() -> None:
+        sys.setprofile(None)
+        threading.setprofile(None)
+        sys.settrace(None)
+        threading.settrace(None)
+
+
+def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], count: int) -> Any:
+    """In this (fresh) process: run the client's loop ``count`` times, counted."""
+    import _common  # noqa: PLC0415 - bench modules, importable from BENCH only
+    import client_others  # noqa: PLC0415
+    import client_tether  # noqa: PLC0415
+    import worker  # noqa: PLC0415
+
+    counting = _Counting(count)
     for module in (client_tether, client_others):
-        module.rate = counted  # type: ignore[attr-defined]
+        module.rate = counting.counted  # type: ignore[attr-defined]
     if mode in ("instructions", "opcodes"):
         import tether  # noqa: PLC0415
 
@@ -128,19 +156,11 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
         defaults = tether.Inbox.__init__.__kwdefaults__
         assert defaults is not None
         defaults["busy_poll"] = 0.0
-    if mode == "calls":
-        threading.setprofile(profile)
-        sys.setprofile(profile)
-    if mode == "opcodes":
-        threading.settrace(trace)
-        sys.settrace(trace)
+    counting.install(mode)
     params = _common.Params(scenario=scenario, client=client, ws_port=ports[0], http_port=ports[1])
     worker.SCENARIOS[scenario, client](params)
-    sys.setprofile(None)
-    threading.setprofile(None)
-    sys.settrace(None)
-    threading.settrace(None)
-    return outcome
+    counting.uninstall()
+    return counting.outcome
 
 
 def _name(code: Any) -> str:
@@ -210,7 +230,7 @@ def _each_client(only: list[str] | None) -> Iterator[tuple[tuple[int, int], str,
                 yield ports, scenario, client
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=list(CLIENTS), help="these scenarios only")
     parser.add_argument("--count", type=int, default=2000, help="operations counted per client")
@@ -228,30 +248,30 @@ def main() -> None:
         help="count byte code instructions per operation instead, by function (sys.settrace)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        mode, scenario, client, ports, count = json.loads(args.child)
-        print(json.dumps(_measure(mode, scenario, client, tuple(ports), count)), flush=True)
-        return
-    sys.path.insert(0, str(BENCH))
-    if args.instructions:
-        if shutil.which("valgrind") is None:
-            sys.exit("calls.py --instructions needs valgrind (apt install valgrind)")
-        print("| scenario | client | instructions/op |")
-        print("| --- | --- | --- |")
-        for ports, scenario, client in _each_client(args.only):
-            per_op = _instructions(scenario, client, ports, args.count)
-            print(f"| {scenario} | {client} | {per_op:,.0f} |", flush=True)
-        return
-    if args.opcodes:
-        print("| scenario | client | byte code instructions/op |")
-        print("| --- | --- | --- |")
-        for ports, scenario, client in _each_client(args.only):
-            counted = _run("opcodes", scenario, client, ports, args.count)
-            print(f"| {scenario} | {client} | {counted['opcodes']:,.0f} |", flush=True)
-            for name, n in list(counted["functions"].items())[: args.functions]:
-                print(f"  {n:7.1f}  {name}")
-        return
+    return parser
+
+
+def _print_instructions(args: argparse.Namespace) -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("calls.py --instructions needs valgrind (apt install valgrind)")
+    print("| scenario | client | instructions/op |")
+    print("| --- | --- | --- |")
+    for ports, scenario, client in _each_client(args.only):
+        per_op = _instructions(scenario, client, ports, args.count)
+        print(f"| {scenario} | {client} | {per_op:,.0f} |", flush=True)
+
+
+def _print_opcodes(args: argparse.Namespace) -> None:
+    print("| scenario | client | byte code instructions/op |")
+    print("| --- | --- | --- |")
+    for ports, scenario, client in _each_client(args.only):
+        counted = _run("opcodes", scenario, client, ports, args.count)
+        print(f"| {scenario} | {client} | {counted['opcodes']:,.0f} |", flush=True)
+        for name, n in list(counted["functions"].items())[: args.functions]:
+            print(f"  {n:7.1f}  {name}")
+
+
+def _print_calls(args: argparse.Namespace) -> None:
     print(
         "| scenario | client | calls/op | Python calls/op | vcsw/op | CPU µs/op (system) "
         "| by thread |"
@@ -267,6 +287,21 @@ def main() -> None:
         print(f"\n{scenario}, {client}: calls per operation, most called first")
         for name, n in list(functions.items())[: args.functions]:
             print(f"  {n:6.2f}  {name}")
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    if args.child:
+        mode, scenario, client, ports, count = json.loads(args.child)
+        print(json.dumps(_measure(mode, scenario, client, tuple(ports), count)), flush=True)
+        return
+    sys.path.insert(0, str(BENCH))
+    if args.instructions:
+        _print_instructions(args)
+    elif args.opcodes:
+        _print_opcodes(args)
+    else:
+        _print_calls(args)
 
 
 if __name__ == "__main__":
