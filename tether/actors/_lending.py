@@ -328,6 +328,8 @@ class Lending:
         finally:
             self._lock.acquire()
             self.loan = _BORROWED
+            # Not kept: the waker (and its eventfd) goes with its thread.
+            self._waker = None
 
     def give_back(self, watch: Watch) -> None:
         """Return ``watch`` to the I/O thread."""
