@@ -47,16 +47,16 @@ class Rank(enum.IntEnum):
     leave room for a lock between two others.
     """
 
-    HANDLE = 10  # a Connection handle's generation lock (tether/actors/_handle.py)
-    WATCH = 20  # a socket's Watch: every read and its report (_ioloop.py)
-    TRANSPORT = 30  # a connection's socket state (_transport.py)
-    INBOX = 40  # an owner Inbox, and the Backlogs counted under it (_inbox.py)
-    BACKLOG = 50  # a Backlog with a lock of its own (an owner actor, _delivery.py)
+    WATCH = 10  # a socket's Watch: every read and its report (_ioloop.py)
+    TRANSPORT = 20  # a connection's socket and its closing (_transport.py)
+    HANDLE = 30  # a Connection handle: its actor's generations (_handle.py)
+    INBOX = 40  # an owner Inbox, its Lending and the Backlogs counted under it (_inbox.py)
+    BACKLOG = 50  # a Backlog with a lock of its own: an owner actor's (_delivery.py)
     MAILBOX = 60  # a connection actor's mailbox: whose turn it is (_mailbox.py)
-    SEND_BUFFER = 70  # callers waiting for room (_sendbuffer.py)
+    SEND_BUFFER = 70  # callers waiting for room in the send buffer (_sendbuffer.py)
     SCHEDULER = 80  # the timer thread's queue (_scheduler.py)
     LOOP = 90  # the I/O loop's requests and tickers (_ioloop.py)
-    DEFAULT = 100  # a process-wide default's creation (default_loop, default_scheduler)
+    DEFAULT = 100  # making a process-wide default (default_loop, default_scheduler)
 
 
 class LockOrderError(AssertionError):
@@ -114,6 +114,7 @@ class CheckedLock:
 
     def __init__(self, lock: Any, rank: Rank, name: str) -> None:
         self._lock = lock
+        self._reentrant = hasattr(lock, "_is_owned")  # an RLock
         self.rank = rank
         self.name = name or rank.name.lower()
 
@@ -121,16 +122,24 @@ class CheckedLock:
         return f"<{self.name} lock ({self.rank.name}, rank {int(self.rank)}) at {id(self):#x}>"
 
     def _check(self) -> None:
-        for held in _stack():
-            if held is not self and held.rank >= self.rank:
-                message = (
+        stack = _stack()
+        if self in stack:
+            if self._reentrant:
+                return  # held already: taking it again cannot block
+            self._violation(f"lock order: {self!r} taken twice by the same thread (a deadlock)")
+        for held in stack:
+            if held.rank >= self.rank:
+                self._violation(
                     f"lock order: {self!r} taken while holding {held!r}"
                     f" ({held.rank.name} must not be held when taking {self.rank.name};"
                     " see 'Lock order' in docs/design.md)"
                 )
-                with _violations_lock:
-                    _violations.append(message)
-                raise LockOrderError(message)
+
+    @staticmethod
+    def _violation(message: str) -> None:
+        with _violations_lock:
+            _violations.append(message)
+        raise LockOrderError(message)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if blocking:

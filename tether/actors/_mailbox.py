@@ -301,15 +301,16 @@ class Mailbox:
         try:
             if envelope is None and self._closed:
                 raise pykka.ActorDeadError(f"the actor of {self!r} has stopped")
-            queued = bool(
+            if (
                 self._turn is not _IDLE
                 or self._items
                 or (envelope is not None and envelope.reply_to is not None)
-            )
-            if queued:
+            ):
                 after = self._queue(message, envelope, first)
+                queued = True
             else:
                 self._turn = _TELLER  # IDLE -> TELLER: nothing queued, nobody handling
+                queued = False
         finally:
             self._lock.release()
         if queued:
