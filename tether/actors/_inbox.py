@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from tether._errors import InboxClosedError, ReceiveTimeout
 from tether._locks import Rank, new_rlock
@@ -200,20 +201,18 @@ class Inbox:
         Used by ``await_`` to look at a connection-wide event (a ``Down``)
         without consuming it.
         """
-        # The fast path: a matching message is there. No deadline, no borrowing;
-        # a socket held since the last receive is held anew (see _keep).
         # acquire/release, not `with`: a with statement looks up and calls
         # __enter__ and __exit__(None, None, None), twice the instructions
         # (~2,200 against ~1,100), on every receive (docs/performance.md).
         self._lock.acquire()
         try:
-            if self._messages:
-                message = self._pick(match, remove)
-                if message is not _NOTHING:
-                    held = self._lending.resume()
-                    if held is not None:
-                        self._keep(held)
-                    return message
+            # The fast path: a matching message is there. No deadline, no
+            # borrowing; a socket held since the last receive is held anew.
+            if self._messages and (message := self._pick(match, remove)) is not _NOTHING:
+                held = self._lending.resume()
+                if held is not None:
+                    self._keep(held)
+                return message
             return self._wait(match, timeout, remove)
         finally:
             self._lock.release()
@@ -227,22 +226,25 @@ class Inbox:
             else None
         )
         remaining = None if deadline is None else timeout  # read from the clock only after a wait
-        borrowed = self._lending.resume()  # held since the last receive, if it was
+        lending = self._lending
+        borrowed = lending.resume()  # held since the last receive, if it was
         tried = False  # to borrow since the last wait
         lifted: list[Backlog] | None = None  # bounds lifted while a selective receive waits
         try:
             while True:
-                if self._messages:
-                    message = self._pick(match, remove)
-                    if message is not _NOTHING:
-                        return message
-                if self._closed:
-                    raise InboxClosedError("the inbox is closed")
-                if remaining is not None and remaining <= 0:
-                    raise ReceiveTimeout(f"no matching message within {timeout} s")
-                if lifted is None and match is not None and self._full:
+                if self._messages and (message := self._pick(match, remove)) is not _NOTHING:
+                    return message
+                if self._closed or (remaining is not None and remaining <= 0):
+                    self._stop_waiting(timeout)
+                if lifted is None and self._full and match is not None:
                     lifted = self._lift()  # nothing queued matches: reading must go on
-                borrowed, tried = self._wait_once(borrowed, tried, remaining)
+                if borrowed is not None and lending.only is borrowed:
+                    # The usual wait: for the socket this thread reads, or a tell.
+                    if not lending.wait_and_read(borrowed, remaining):
+                        lending.give_back(borrowed)
+                        borrowed = None
+                else:
+                    borrowed, tried = self._wait_without_socket(borrowed, tried, remaining)
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
         finally:
@@ -251,33 +253,34 @@ class Inbox:
             if borrowed is not None:
                 self._keep(borrowed)
 
-    def _wait_once(
+    def _stop_waiting(self, timeout: float | None) -> NoReturn:
+        """The inbox is closed, or nothing matched within ``timeout``: raise."""
+        if self._closed:
+            raise InboxClosedError("the inbox is closed")
+        raise ReceiveTimeout(f"no matching message within {timeout} s")
+
+    def _wait_without_socket(
         self, borrowed: Watch | None, tried: bool, remaining: float | None
     ) -> tuple[Watch | None, bool]:
-        """One wait of ``_wait`` (the lock held, let go meanwhile): ``(borrowed, tried)`` after it.
+        """``_wait`` has no socket to read: ``(borrowed, tried)`` after this turn.
 
-        With a borrowed socket, waits for it and reads it; without, borrows
-        the socket if it was not tried since the last wait (which lets go
-        of the lock: the caller looks again before any wait, since a message
-        told meanwhile notified nobody), else sleeps until told.
+        Gives back one that may not be read any more (closed or ended
+        meanwhile); borrows the socket if that was not tried since the last
+        wait; else sleeps until told. Giving back and borrowing let go of
+        the lock: the caller looks again before any wait, since a message
+        told meanwhile notified nobody.
         """
-        lending = self._lending
-        if borrowed is None:
-            if not tried:
-                return lending.borrow(), True
-            self._sleepers += 1
-            try:
-                self._cond.wait(remaining)
-            finally:
-                self._sleepers -= 1
-            return None, False  # woken: the socket may be lendable now
-        if lending.only is not borrowed:  # closed or ended meanwhile
-            lending.give_back(borrowed)
+        if borrowed is not None:
+            self._lending.give_back(borrowed)
             return None, False
-        if not lending.wait_and_read(borrowed, remaining):
-            lending.give_back(borrowed)
-            return None, tried
-        return borrowed, tried
+        if not tried:
+            return self._lending.borrow(), True
+        self._sleepers += 1
+        try:
+            self._cond.wait(remaining)
+        finally:
+            self._sleepers -= 1
+        return None, False  # woken: the socket may be lendable now
 
     def _keep(self, borrowed: Watch) -> None:
         """A receive returns with ``borrowed``: hold it for the next one (the lock held).
