@@ -66,31 +66,31 @@ CLIENTS = {
 WORKER_SCENARIO = {"asyncio": "echo"}  # where the worker's name differs
 
 
-def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], count: int) -> Any:
-    """In this (fresh) process: run the client's loop ``count`` times, counted."""
-    import _common  # noqa: PLC0415 - bench modules, importable from BENCH only
-    import client_others  # noqa: PLC0415
-    import client_tether  # noqa: PLC0415
-    import worker  # noqa: PLC0415
+class _Counting:
+    """What :func:`_measure` counts while ``counting`` (the loop after the warm-up)."""
 
-    counting = False
-    calls: collections.Counter[tuple[str, str]] = collections.Counter()
-    functions: collections.Counter[str] = collections.Counter()
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.counting = False
+        self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.functions: collections.Counter[str] = collections.Counter()
+        self.outcome: dict[str, Any] = {}
 
-    def profile(frame: Any, event: str, arg: Any) -> None:
-        if counting and event in ("call", "c_call"):
-            calls[threading.current_thread().name, event] += 1
+    def profile(self, frame: Any, event: str, arg: Any) -> None:
+        if self.counting and event in ("call", "c_call"):
+            self.calls[threading.current_thread().name, event] += 1
             if event == "call":
-                functions[_name(frame.f_code)] += 1
+                self.functions[_name(frame.f_code)] += 1
             else:
-                functions[f"{getattr(arg, '__qualname__', arg)} (C)"] += 1
+                self.functions[f"{getattr(arg, '__qualname__', arg)} (C)"] += 1
 
-    def trace(frame: Any, event: str, arg: Any) -> Any:
+    def trace(self, frame: Any, event: str, arg: Any) -> Any:
         # --opcodes: every byte code instruction a function runs, by function.
-        if not counting:
+        if not self.counting:
             return None
         frame.f_trace_opcodes = True
         name = _name(frame.f_code)
+        functions = self.functions
 
         def opcode(frame: Any, event: str, arg: Any) -> Any:
             if event == "opcode":
@@ -99,68 +99,96 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
 
         return opcode
 
-    outcome: dict[str, Any] = {}
+    def counted(self, params: Any, one: Callable[[], None]) -> dict[str, Any]:
+        """The clients' ``rate``: the warm-up, then ``count`` operations counted.
 
-    usage0: list[Any] = []
+        A batched client's one() does ``one.ops`` operations (``_common.rate``).
+        """
+        import _common  # noqa: PLC0415 - bench modules, importable from BENCH only
 
-    def begin() -> None:
-        nonlocal counting
-        usage0.append(resource.getrusage(resource.RUSAGE_SELF))
-        counting = True
-
-    def end(done: int) -> None:
-        """``done`` operations were counted since begin()."""
-        nonlocal counting
-        counting = False
-        if not count:  # the warm-up alone (--instructions)
-            return
-        outcome["ops"] = done
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        outcome["vcsw"] = (usage.ru_nvcsw - usage0[0].ru_nvcsw) / done
-        system = usage.ru_stime - usage0[0].ru_stime
-        outcome["cpu_us"] = (usage.ru_utime - usage0[0].ru_utime + system) / done * 1e6
-        outcome["sys_us"] = system / done * 1e6
-        outcome["calls"] = {
-            f"{'caller' if name == main else name} {event}": n / done
-            for (name, event), n in sorted(calls.items())
-        }
-        outcome["functions"] = {name: n / done for name, n in functions.most_common()}
-        outcome["opcodes"] = sum(functions.values()) / done
-
-    main = threading.current_thread().name
-
-    def counted(params: _common.Params, one: Callable[[], None]) -> _common.Result:
-        # ``count`` operations: a batched client's one() does ``one.ops`` (_common.rate).
         ops = getattr(one, "ops", 1)
-        calls_of_one = -(-count // ops)
+        calls_of_one = -(-self.count // ops)
         for _ in range(_common.warmup_count(params)):
             one()
-        begin()
+        self._begin()
         for _ in range(calls_of_one):
             one()
-        end(calls_of_one * ops)
+        self._end(calls_of_one * ops)
         return {}
 
     def counted_async(
-        params: _common.Params,
+        self,
+        params: Any,
         setup: Callable[[], Awaitable[tuple[Callable[[], Awaitable[None]], Any]]],
-    ) -> _common.Result:
+    ) -> dict[str, Any]:
+        """The asyncio clients' ``_async_rate``: as :meth:`counted`, from a coroutine."""
+        import _common  # noqa: PLC0415 - bench modules, importable from BENCH only
+
         async def run() -> None:
             one, close = await setup()
             for _ in range(_common.warmup_count(params)):
                 await one()
-            begin()
-            for _ in range(count):
+            self._begin()
+            for _ in range(self.count):
                 await one()
-            end(count)
+            self._end(self.count)
             await close()
 
         asyncio.run(run())
         return {}
 
+    def _begin(self) -> None:
+        self._usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        self._main = threading.current_thread().name
+        self.counting = True
+
+    def _end(self, done: int) -> None:
+        """``done`` operations were counted since _begin()."""
+        self.counting = False
+        if not self.count:  # the warm-up alone (--instructions)
+            return
+        usage0, main = self._usage0, self._main
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        outcome = self.outcome
+        outcome["ops"] = done
+        outcome["vcsw"] = (usage.ru_nvcsw - usage0.ru_nvcsw) / done
+        system = usage.ru_stime - usage0.ru_stime
+        outcome["cpu_us"] = (usage.ru_utime - usage0.ru_utime + system) / done * 1e6
+        outcome["sys_us"] = system / done * 1e6
+        outcome["calls"] = {
+            f"{'caller' if name == main else name} {event}": n / done
+            for (name, event), n in sorted(self.calls.items())
+        }
+        outcome["functions"] = {name: n / done for name, n in self.functions.most_common()}
+        outcome["opcodes"] = sum(self.functions.values()) / done
+
+    def install(self, mode: str) -> None:
+        if mode == "calls":
+            threading.setprofile(self.profile)
+            sys.setprofile(self.profile)
+        if mode == "opcodes":
+            threading.settrace(self.trace)
+            sys.settrace(self.trace)
+
+    @staticmethod
+    def uninstall() -> None:
+        sys.setprofile(None)
+        threading.setprofile(None)
+        sys.settrace(None)
+        threading.settrace(None)
+
+
+def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], count: int) -> Any:
+    """In this (fresh) process: run the client's loop ``count`` times, counted."""
+    import _common  # noqa: PLC0415 - bench modules, importable from BENCH only
+    import client_others  # noqa: PLC0415
+    import client_tether  # noqa: PLC0415
+    import worker  # noqa: PLC0415
+
+    counting = _Counting(count)
     for module in (client_tether, client_others):
-        module.rate = counted  # type: ignore[attr-defined]
-    client_others._async_rate = counted_async  # type: ignore[assignment]
+        module.rate = counting.counted  # type: ignore[attr-defined]
+    client_others._async_rate = counting.counted_async  # type: ignore[assignment]
     if mode in ("instructions", "opcodes"):
         import tether  # noqa: PLC0415
 
@@ -169,20 +197,12 @@ def _measure(mode: str, scenario: str, client: str, ports: tuple[int, int], coun
         assert defaults is not None
         defaults["busy_poll"] = 0.0
         tether.OwnerActor.busy_poll = 0.0
-    if mode == "calls":
-        threading.setprofile(profile)
-        sys.setprofile(profile)
-    if mode == "opcodes":
-        threading.settrace(trace)
-        sys.settrace(trace)
+    counting.install(mode)
     scenario = WORKER_SCENARIO.get(scenario, scenario)
     params = _common.Params(scenario=scenario, client=client, ws_port=ports[0], http_port=ports[1])
     worker.SCENARIOS[scenario, client](params)
-    sys.setprofile(None)
-    threading.setprofile(None)
-    sys.settrace(None)
-    threading.settrace(None)
-    return outcome
+    counting.uninstall()
+    return counting.outcome
 
 
 def _name(code: Any) -> str:
@@ -256,13 +276,13 @@ def _each_client(
                     yield ports, scenario, client
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=list(CLIENTS), help="these scenarios only")
+    parser.add_argument("--count", type=int, default=2000, help="operations counted per client")
     parser.add_argument(
         "--clients", nargs="*", help="these clients only (e.g. tether: one Python's baseline)"
     )
-    parser.add_argument("--count", type=int, default=2000, help="operations counted per client")
     parser.add_argument(
         "--functions", type=int, default=0, metavar="N", help="also list the N most called"
     )
@@ -277,30 +297,30 @@ def main() -> None:
         help="count byte code instructions per operation instead, by function (sys.settrace)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        mode, scenario, client, ports, count = json.loads(args.child)
-        print(json.dumps(_measure(mode, scenario, client, tuple(ports), count)), flush=True)
-        return
-    sys.path.insert(0, str(BENCH))
-    if args.instructions:
-        if shutil.which("valgrind") is None:
-            sys.exit("calls.py --instructions needs valgrind (apt install valgrind)")
-        print("| scenario | client | instructions/op |")
-        print("| --- | --- | --- |")
-        for ports, scenario, client in _each_client(args.only, args.clients):
-            per_op = _instructions(scenario, client, ports, args.count)
-            print(f"| {scenario} | {client} | {per_op:,.0f} |", flush=True)
-        return
-    if args.opcodes:
-        print("| scenario | client | byte code instructions/op |")
-        print("| --- | --- | --- |")
-        for ports, scenario, client in _each_client(args.only, args.clients):
-            counted = _run("opcodes", scenario, client, ports, args.count)
-            print(f"| {scenario} | {client} | {counted['opcodes']:,.0f} |", flush=True)
-            for name, n in list(counted["functions"].items())[: args.functions]:
-                print(f"  {n:7.1f}  {name}")
-        return
+    return parser
+
+
+def _print_instructions(args: argparse.Namespace) -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("calls.py --instructions needs valgrind (apt install valgrind)")
+    print("| scenario | client | instructions/op |")
+    print("| --- | --- | --- |")
+    for ports, scenario, client in _each_client(args.only, args.clients):
+        per_op = _instructions(scenario, client, ports, args.count)
+        print(f"| {scenario} | {client} | {per_op:,.0f} |", flush=True)
+
+
+def _print_opcodes(args: argparse.Namespace) -> None:
+    print("| scenario | client | byte code instructions/op |")
+    print("| --- | --- | --- |")
+    for ports, scenario, client in _each_client(args.only, args.clients):
+        counted = _run("opcodes", scenario, client, ports, args.count)
+        print(f"| {scenario} | {client} | {counted['opcodes']:,.0f} |", flush=True)
+        for name, n in list(counted["functions"].items())[: args.functions]:
+            print(f"  {n:7.1f}  {name}")
+
+
+def _print_calls(args: argparse.Namespace) -> None:
     print(
         "| scenario | client | calls/op | Python calls/op | vcsw/op | CPU µs/op (system) "
         "| by thread |"
@@ -316,6 +336,21 @@ def main() -> None:
         print(f"\n{scenario}, {client}: calls per operation, most called first")
         for name, n in list(functions.items())[: args.functions]:
             print(f"  {n:6.2f}  {name}")
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    if args.child:
+        mode, scenario, client, ports, count = json.loads(args.child)
+        print(json.dumps(_measure(mode, scenario, client, tuple(ports), count)), flush=True)
+        return
+    sys.path.insert(0, str(BENCH))
+    if args.instructions:
+        _print_instructions(args)
+    elif args.opcodes:
+        _print_opcodes(args)
+    else:
+        _print_calls(args)
 
 
 if __name__ == "__main__":

@@ -264,61 +264,75 @@ class _Go:
     done: threading.Event
 
 
-def _echo_actor(base: type[pykka.ThreadingActor], params: Params, messages: int) -> type[Any]:
-    """An owner actor: opens, upgrades, echoes (the next message sent from on_receive).
+class _Echoing:
+    """An owner actor's body: opens, upgrades, echoes (the next message sent from on_receive).
 
     With ``messages`` (fan-out) it echoes that many at once, then shuts
     the connection down (a close handshake, as websockets' ``async with``)
     and stops once it is down; without, it echoes what ``_Go`` asks.
     ``errors`` collects what it did not expect, ``marks`` when each
-    connection passed each phase (fan-out).
+    connection passed each phase (fan-out). Mixed into an actor class
+    by :func:`_echo_actor`, which sets the class attributes.
     """
-    marks: list[tuple[str, float]] = []
 
-    class EchoActor(base):  # type: ignore[valid-type,misc]
-        def __init__(self, done: threading.Event, errors: list[str]) -> None:
-            super().__init__()
-            self.done, self.errors = done, errors
-            self.frame = tether.Binary(b"x" * params.size)
-            self.left = 0
+    params: Params
+    messages: int
+    marks: list[tuple[str, float]]
+    actor_ref: Any
+    stop: Any
 
-        def on_start(self) -> None:
-            self.conn = tether.open(HOST, params.ws_port, owner=self.actor_ref, retry=0)
+    def __init__(self, done: threading.Event, errors: list[str]) -> None:
+        super().__init__()
+        self.done, self.errors = done, errors
+        self.frame = tether.Binary(b"x" * self.params.size)
+        self.left = 0
 
-        def on_receive(self, message: Any) -> None:
-            match message:
-                case tether.Ws(frame=tether.Binary(data=data)) if len(data) == params.size:
-                    self.left -= 1
-                    if self.left > 0:
-                        self.conn.ws_send(self.frame)
-                    elif messages:
-                        marks.append(("all echoed", time.perf_counter()))
-                        self.conn.shutdown()
-                    else:
-                        self.done.set()
-                case _Go(count=count, done=done):
-                    self.left, self.done = count, done
-                    self.conn.ws_send(self.frame)
-                case tether.Up():
-                    self.conn.ws_upgrade("/")
-                case tether.Upgrade():
-                    if messages:
-                        marks.append(("all upgraded", time.perf_counter()))
-                        self.left = messages
-                        self.conn.ws_send(self.frame)
-                    else:
-                        self.done.set()
-                case tether.Ws(frame=tether.Close()):
-                    pass  # the server's answer to the shutdown
-                case tether.Down() if messages and self.left == 0:  # after our shutdown()
-                    self.stop()
-                    self.done.set()
-                case _:
-                    self.errors.append(repr(message)[:300])
-                    self.done.set()
+    def on_start(self) -> None:
+        self.conn = tether.open(HOST, self.params.ws_port, owner=self.actor_ref, retry=0)
 
-    EchoActor.marks = marks
-    return EchoActor
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case tether.Ws(frame=tether.Binary(data=data)) if len(data) == self.params.size:
+                self._echoed()
+            case _Go(count=count, done=done):
+                self.left, self.done = count, done
+                self.conn.ws_send(self.frame)
+            case tether.Up():
+                self.conn.ws_upgrade("/")
+            case tether.Upgrade():
+                self._upgraded()
+            case tether.Ws(frame=tether.Close()):
+                pass  # the server's answer to the shutdown
+            case tether.Down() if self.messages and self.left == 0:  # after our shutdown()
+                self.stop()
+                self.done.set()
+            case _:
+                self.errors.append(repr(message)[:300])
+                self.done.set()
+
+    def _echoed(self) -> None:
+        self.left -= 1
+        if self.left > 0:
+            self.conn.ws_send(self.frame)
+        elif self.messages:
+            self.marks.append(("all echoed", time.perf_counter()))
+            self.conn.shutdown()
+        else:
+            self.done.set()
+
+    def _upgraded(self) -> None:
+        if self.messages:
+            self.marks.append(("all upgraded", time.perf_counter()))
+            self.left = self.messages
+            self.conn.ws_send(self.frame)
+        else:
+            self.done.set()
+
+
+def _echo_actor(base: type[pykka.ThreadingActor], params: Params, messages: int) -> type[Any]:
+    """An echo actor class (:class:`_Echoing`) on ``base``, for ``params`` and ``messages``."""
+    attributes = {"params": params, "messages": messages, "marks": []}
+    return type("EchoActor", (_Echoing, base), attributes)
 
 
 def actor_echo(params: Params) -> Result:

@@ -346,34 +346,47 @@ def main() -> None:
                     result = run_one(client, root, ws_port, args.count, spin)
                     results.setdefault((client, spin[0]), []).append(result)
     for client in clients:
-        runs = results[(client, "")]
-        print(
-            f"\n{client}: µs per round trip, medians of {args.runs} "
-            f"(complete round trips: {min(r['complete'] for r in runs)}+ of {args.count})"
-        )
-        print("| from | to | µs | on the critical path |")
-        print("| --- | --- | --- | --- |")
-        order = ORDERS[client]
-        critical = 0.0
-        for a, b in itertools.pairwise(order):
-            us = statistics.median(r["segments"][b] for r in runs)
-            on_path = b not in OFF_PATH[client]
-            critical += us if on_path else 0.0
-            print(f"| {a} | {b} | {us:.1f} | {'yes' if on_path else ''} |")
-        print(
-            f"critical path: {critical:.1f} µs; rate with the probes: "
-            f"{statistics.median(r['rate'] for r in runs):,.0f} round trips/s"
-        )
+        _print_segments(client, results[(client, "")], args.count)
     if args.spin:
-        print(f"\nrate with a {args.spin:g} µs busy wait (medians of {args.runs}):")
-        print("| client | none | before the send | after the send |")
-        print("| --- | --- | --- | --- |")
-        for client in clients:
-            cells = [
-                f"{statistics.median(r['rate'] for r in results[(client, w)]):,.0f}"
-                for w, _ in spins
-            ]
-            print(f"| {client} | {' | '.join(cells)} |")
+        _print_spins(clients, spins, results, args.spin, args.runs)
+
+
+def _print_segments(client: str, runs: list[dict[str, Any]], count: int) -> None:
+    """One client's segments, medians of ``runs``, and its critical path."""
+    print(
+        f"\n{client}: µs per round trip, medians of {len(runs)} "
+        f"(complete round trips: {min(r['complete'] for r in runs)}+ of {count})"
+    )
+    print("| from | to | µs | on the critical path |")
+    print("| --- | --- | --- | --- |")
+    critical = 0.0
+    for a, b in itertools.pairwise(ORDERS[client]):
+        us = statistics.median(r["segments"][b] for r in runs)
+        on_path = b not in OFF_PATH[client]
+        critical += us if on_path else 0.0
+        print(f"| {a} | {b} | {us:.1f} | {'yes' if on_path else ''} |")
+    print(
+        f"critical path: {critical:.1f} µs; rate with the probes: "
+        f"{statistics.median(r['rate'] for r in runs):,.0f} round trips/s"
+    )
+
+
+def _print_spins(
+    clients: list[str],
+    spins: list[tuple[str, int]],
+    results: dict[tuple[str, str], list[dict[str, Any]]],
+    spin: float,
+    rounds: int,
+) -> None:
+    """The rates with a busy wait before, and after, the send."""
+    print(f"\nrate with a {spin:g} µs busy wait (medians of {rounds}):")
+    print("| client | none | before the send | after the send |")
+    print("| --- | --- | --- | --- |")
+    for client in clients:
+        cells = [
+            f"{statistics.median(r['rate'] for r in results[(client, w)]):,.0f}" for w, _ in spins
+        ]
+        print(f"| {client} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from typing import Any
 
 import wsproto.events as wse
 
@@ -69,36 +70,39 @@ def _case(name: str) -> tuple[Callable[[], None], int]:
 
         return run
 
-    if name == "echo32":
-        receive_echo = receive(echo)
+    receive_echo = receive(echo)
 
-        def round_trip() -> None:
-            send()
-            receive_echo()
+    def round_trip() -> None:
+        send()
+        receive_echo()
 
-        return round_trip, 1
-    if name == "send32":
-        return send, 1
-    if name == "recv32":
-        return receive(echo), 1
-    if name == "text32":
-        return receive(server_bytes(wse.TextMessage("x" * 32))), 1
-    if name == "batch32":
-        return receive(echo * 100), 100
-    if name == "mib":
-        raw = server_bytes(wse.BytesMessage(os.urandom(_MIB)))
-        reads = [raw[i : i + _READ] for i in range(0, len(raw), _READ)]
+    cases: dict[str, Callable[[], tuple[Callable[[], None], int]]] = {
+        "echo32": lambda: (round_trip, 1),
+        "send32": lambda: (send, 1),
+        "recv32": lambda: (receive(echo), 1),
+        "text32": lambda: (receive(server_bytes(wse.TextMessage("x" * 32))), 1),
+        "batch32": lambda: (receive(echo * 100), 100),
+        "mib": lambda: (_mib(client, server_bytes), 1),
+    }
+    if name not in cases:
+        raise SystemExit(f"unknown case {name!r}")
+    return cases[name]()
 
-        def mib() -> None:
-            for read in reads:
-                client.receive_data(read)
-            [event] = client.events()
-            assert isinstance(event, Ws)
-            assert isinstance(event.frame, Binary)
-            assert len(event.frame.data) == _MIB
 
-        return mib, 1
-    raise SystemExit(f"unknown case {name!r}")
+def _mib(client: Any, server_bytes: Callable[[Any], bytes]) -> Callable[[], None]:
+    """Receiving a 1 MiB message, read by read."""
+    raw = server_bytes(wse.BytesMessage(os.urandom(_MIB)))
+    reads = [raw[i : i + _READ] for i in range(0, len(raw), _READ)]
+
+    def mib() -> None:
+        for read in reads:
+            client.receive_data(read)
+        [event] = client.events()
+        assert isinstance(event, Ws)
+        assert isinstance(event.frame, Binary)
+        assert len(event.frame.data) == _MIB
+
+    return mib
 
 
 def measure(name: str, seconds: float) -> dict[str, float]:

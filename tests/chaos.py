@@ -1313,29 +1313,10 @@ def run(config: SoakConfig) -> Report:
                 start + config.seconds,
             )
             injector.thread.start()
-            next_line = start + 10.0
-            while time.monotonic() < start + config.seconds:
-                time.sleep(min(0.2, max(start + config.seconds - time.monotonic(), 0.0)))
-                _forget(server)
-                if config.progress is not None and time.monotonic() >= next_line:
-                    config.progress(_progress(soak, clients, injector, start))
-                    next_line += 10.0
+            _faults(soak, server, clients, injector, start)
             injector.stop()
             report.faults = injector.counts
-            soak.phase = _Phase.DRAIN
-            if not _wait(lambda: all(c.settled() for c in clients), config.drain):
-                for client in [c for c in clients if not c.settled()][:MAX_DETAILS]:
-                    info = client.conn.info(1.0) if client.conn is not None else None
-                    client.violation(
-                        "not settled",
-                        f"{config.drain:.0f} s after the faults: phase {client.phase}, "
-                        f"{client.in_flight} in flight, {info}",
-                    )
-            soak.phase = _Phase.CLOSE
-            if not _wait(lambda: all(o.done for o in owners), STOP_WAIT):
-                for client in [c for c in clients if not c.done][:MAX_DETAILS]:
-                    client.violation("hang", f"not stopped {STOP_WAIT:.0f} s after close()")
-            time.sleep(0.3)  # anything a stopped connection still told would arrive now
+            _drain_and_close(soak, clients, owners)
         finally:
             for owner in owners:
                 with contextlib.suppress(Exception):
@@ -1345,19 +1326,66 @@ def run(config: SoakConfig) -> Report:
             for proxy in proxies:
                 proxy.stop()
             server.stop()
-        for level, line in capture.records:
-            if level >= logging.ERROR:
-                soak.violation("logged error", line)
-            else:
-                report.notes.append(f"logged: {line}")
-        if server_log.records:
-            kinds = collections.Counter(line for _, line in server_log.records)
-            report.notes.append(
-                f"the server logged {len(server_log.records)} time(s): "
-                + "; ".join(f"{k} ({v})" for k, v in kinds.most_common(3))
-            )
+        _logged(soak, report, capture, server_log)
     report.duration = time.monotonic() - start
     report.max_rss = max_rss()
+    _leaks(soak, report, threads_before, fds_before)
+    _tally(soak, report, clients, owners)
+    return report
+
+
+def _faults(
+    soak: _Soak, server: LoopServer, clients: list[_Client], injector: _Injector, start: float
+) -> None:
+    """The soak's faulty phase, for ``config.seconds``: a progress line every 10 s."""
+    config = soak.config
+    next_line = start + 10.0
+    while time.monotonic() < start + config.seconds:
+        time.sleep(min(0.2, max(start + config.seconds - time.monotonic(), 0.0)))
+        _forget(server)
+        if config.progress is not None and time.monotonic() >= next_line:
+            config.progress(_progress(soak, clients, injector, start))
+            next_line += 10.0
+
+
+def _drain_and_close(soak: _Soak, clients: list[_Client], owners: list[_Owner]) -> None:
+    """After the faults: every client settles, then every owner closes and stops."""
+    config = soak.config
+    soak.phase = _Phase.DRAIN
+    if not _wait(lambda: all(c.settled() for c in clients), config.drain):
+        for client in [c for c in clients if not c.settled()][:MAX_DETAILS]:
+            info = client.conn.info(1.0) if client.conn is not None else None
+            client.violation(
+                "not settled",
+                f"{config.drain:.0f} s after the faults: phase {client.phase}, "
+                f"{client.in_flight} in flight, {info}",
+            )
+    soak.phase = _Phase.CLOSE
+    if not _wait(lambda: all(o.done for o in owners), STOP_WAIT):
+        for client in [c for c in clients if not c.done][:MAX_DETAILS]:
+            client.violation("hang", f"not stopped {STOP_WAIT:.0f} s after close()")
+    time.sleep(0.3)  # anything a stopped connection still told would arrive now
+
+
+def _logged(soak: _Soak, report: Report, capture: _Capture, server_log: _Capture) -> None:
+    """What tether logged (an error is a violation), and what the server did."""
+    for level, line in capture.records:
+        if level >= logging.ERROR:
+            soak.violation("logged error", line)
+        else:
+            report.notes.append(f"logged: {line}")
+    if server_log.records:
+        kinds = collections.Counter(line for _, line in server_log.records)
+        report.notes.append(
+            f"the server logged {len(server_log.records)} time(s): "
+            + "; ".join(f"{k} ({v})" for k, v in kinds.most_common(3))
+        )
+
+
+def _leaks(
+    soak: _Soak, report: Report, threads_before: set[threading.Thread], fds_before: set[int]
+) -> None:
+    """Threads and descriptors left after the soak are violations."""
     left = _wait_threads(threads_before, time.monotonic() + LEAK_WAIT)
     if left:
         soak.violation("thread leak", f"{[t.name for t in left]}")
@@ -1366,6 +1394,10 @@ def run(config: SoakConfig) -> Report:
         soak.violation("fd leak", f"{describe_fds(extra)}")
     report.threads = (len(threads_before), threading.active_count())
     report.fds = (len(fds_before), len(fds()))
+
+
+def _tally(soak: _Soak, report: Report, clients: list[_Client], owners: list[_Owner]) -> None:
+    """The counts of the report."""
     for client in clients:
         report.counts.update(dict(client.n))
         report.down_reasons.update(client.down_reasons)
@@ -1377,7 +1409,6 @@ def run(config: SoakConfig) -> Report:
         report.reconnect = (sum(reconnects) / len(reconnects), max(reconnects))
     report.violations = soak.violations
     report.details = soak.details
-    return report
 
 
 if __name__ == "__main__":  # pragma: no cover - bench/chaos.py is the command line

@@ -32,6 +32,7 @@ import trustme
 
 import tether
 from tests.interop.aiohttp_server import AiohttpServer
+from tether._locks import check_lock_order, violations
 from tether.server import Server
 from tether.testing import use_fake_clock
 from tether.testing._clock import FakeTime
@@ -263,3 +264,23 @@ def events_until_gave_up(conn: tether.Connection, timeout: float = 5.0) -> list[
     with pytest.raises(TimeoutError):
         inbox.receive(timeout=0)
     return seen
+
+
+@pytest.fixture
+def checked_lock_order() -> Iterator[None]:
+    """tether's locks made during the test check the order they are taken in.
+
+    See ``tether/_locks.py`` and "Lock order" in ``docs/design.md``. A
+    violation raises where it happens, and fails the test at teardown
+    even if it happened on a thread whose exception nobody saw (the I/O
+    thread's, the scheduler's). tests/actors and tests/gun use it on every
+    test; ``TETHER_DEBUG_LOCKS=1`` turns it on for a whole run.
+    """
+    previous = check_lock_order(True)
+    violations()  # forget those of earlier tests: they failed there
+    try:
+        yield
+    finally:
+        check_lock_order(previous)
+    seen = violations()
+    assert not seen, "lock order violated:\n" + "\n".join(seen)

@@ -36,3 +36,8 @@ class Recorder(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         self.seen.put(message)
+
+
+@pytest.fixture(autouse=True)
+def _lock_order(checked_lock_order: None) -> None:
+    """Every one of the actor layer's tests checks tether's lock order (tests/conftest.py)."""

@@ -23,6 +23,7 @@ import tether
 from tests.conftest import ConnectionTracker, inbox_of
 from tether.actors import _lending, _transport
 from tether.actors._ioloop import IoLoop, Watch, default_loop
+from tether.actors._lending import Loan
 from tether.server import Server
 
 WAIT = 5.0
@@ -42,7 +43,7 @@ def _reading(
     got: queue.Queue[object] = queue.Queue()
     waiter = threading.Thread(target=lambda: got.put(inbox.receive(timeout=WAIT, match=match)))
     waiter.start()
-    _until(lambda: inbox._lending._polling is not None, "the waiter never borrowed the socket")
+    _until(lambda: inbox._lending.loan is Loan.POLLING, "the waiter never borrowed the socket")
     return waiter, got
 
 
@@ -58,7 +59,7 @@ def _given_back(inbox: tether.Inbox) -> None:
     """Wait until the I/O thread has taken back the socket held since the last receive."""
     lending = inbox._lending
     _until(
-        lambda: lending._held is None and not lending._borrowing,
+        lambda: lending.loan is Loan.FREE,
         "the held socket was never taken back",
     )
 

@@ -110,3 +110,8 @@ def origin(thread_baseline: int) -> Iterator[Callable[..., Origin]]:
     errors = [server.error for server in started if server.error is not None]
     if errors:
         raise errors[0]
+
+
+@pytest.fixture(autouse=True)
+def _lock_order(checked_lock_order: None) -> None:
+    """Every one of Gun's suites' tests checks tether's lock order (tests/conftest.py)."""

@@ -130,58 +130,86 @@ def _exchange(
     out: BinaryIO,
 ) -> int:
     deadline = _Deadline(args.max_time)
-    method = args.request or ("POST" if args.data is not None else "GET")
-    body = None if args.data is None else args.data.encode()
     version = "HTTP/1.0" if args.http10 else "HTTP/1.1"
-    try:
-        stream = conn.request(method, target.path, request_headers, body)
-    except ValueError as exc:  # InvalidRequestError: a bad header or method
-        raise CliFailure(ExitCode.USAGE, str(exc)) from None
-    except tether.ConnectionStoppedError:  # the server closed right after accepting
-        raise CliFailure(
-            ExitCode.CONNECTION_LOST, f"connection to {target.where} lost before the request"
-        ) from None
+    stream = _send(conn, target, args, request_headers)
     progress = Progress(sys.stderr, None, enabled=False)
     while True:
-        try:
-            event = conn.await_(stream, timeout=deadline.left(target.where))
-        except tether.StreamLost as exc:
-            raise classify(exc.reason, target.where) from None
-        except tether.ReceiveTimeout:
-            continue  # only without --max-time: keep waiting, as curl does
-        match event:
+        match _next_event(conn, stream, deadline, target):
             case tether.Inform(status=status, headers=headers) if args.include:
                 out.write(_status_line(version, status, headers))
-            case tether.Response(status=status, headers=headers, fin=fin):
-                if args.fail and status >= 400:
-                    raise CliFailure(
-                        ExitCode.HTTP_ERROR, f"{target.url}: the server answered {status}"
-                    )
-                if args.include:
-                    out.write(_status_line(version, status, headers))
-                length = dict(headers).get("content-length")
-                total = int(length) if length and length.isdigit() else None
-                progress = Progress(
-                    sys.stderr, total, enabled=bool(args.output) and not args.silent
-                )
-                if fin:
+            case tether.Response() as response:
+                progress = _head(target, args, version, response, out)
+                if response.fin:
                     break
             case tether.Data(data=data, fin=fin):
-                out.write(data)
-                if args.output is None:
-                    out.flush()
-                progress.add(len(data))
+                _write(args, progress, data, out)
                 if fin:
                     break
             case tether.Trailers():
                 break
             case tether.Error(reason=reason):
                 raise classify(reason, target.where)
-            case _:
-                pass
     progress.finish()
     out.flush()
     return ExitCode.OK
+
+
+def _send(
+    conn: tether.Connection,
+    target: Target,
+    args: argparse.Namespace,
+    request_headers: list[tuple[str, str]],
+) -> tether.StreamRef:
+    """Send the request; a bad one or a connection lost at once is a :class:`CliFailure`."""
+    method = args.request or ("POST" if args.data is not None else "GET")
+    body = None if args.data is None else args.data.encode()
+    try:
+        return conn.request(method, target.path, request_headers, body)
+    except ValueError as exc:  # InvalidRequestError: a bad header or method
+        raise CliFailure(ExitCode.USAGE, str(exc)) from None
+    except tether.ConnectionStoppedError:  # the server closed right after accepting
+        raise CliFailure(
+            ExitCode.CONNECTION_LOST, f"connection to {target.where} lost before the request"
+        ) from None
+
+
+def _next_event(
+    conn: tether.Connection, stream: tether.StreamRef, deadline: _Deadline, target: Target
+) -> object:
+    """The stream's next event; without ``--max-time``, as long as it takes (as curl does)."""
+    while True:
+        try:
+            return conn.await_(stream, timeout=deadline.left(target.where))
+        except tether.StreamLost as exc:
+            raise classify(exc.reason, target.where) from None
+        except tether.ReceiveTimeout:
+            continue  # only without --max-time: keep waiting
+
+
+def _head(
+    target: Target,
+    args: argparse.Namespace,
+    version: str,
+    response: tether.Response,
+    out: BinaryIO,
+) -> Progress:
+    """The response's head: ``--fail``, ``--include``; the progress of its body."""
+    status, headers = response.status, response.headers
+    if args.fail and status >= 400:
+        raise CliFailure(ExitCode.HTTP_ERROR, f"{target.url}: the server answered {status}")
+    if args.include:
+        out.write(_status_line(version, status, headers))
+    length = dict(headers).get("content-length")
+    total = int(length) if length and length.isdigit() else None
+    return Progress(sys.stderr, total, enabled=bool(args.output) and not args.silent)
+
+
+def _write(args: argparse.Namespace, progress: Progress, data: bytes, out: BinaryIO) -> None:
+    """A piece of the body: to the output at once when it is stdout."""
+    out.write(data)
+    if args.output is None:
+        out.flush()
+    progress.add(len(data))
 
 
 def get(args: argparse.Namespace) -> int:

@@ -207,12 +207,30 @@ class _Session:
     def on_message(self, message: object) -> int | None:
         """Handle one message; an exit status ends the session."""
         match message:
+            case tether.Down(reason=reason) as down:
+                self.note(describe(down))
+                self.upgraded = False
+                return self.on_down(reason)
+            case _Line() | _StdinFailed() | _Eof():
+                self.on_input(message)
+            case _:
+                self.on_event(message)
+        self.maybe_close()
+        return None
+
+    def on_input(self, message: _Line | _StdinFailed | _Eof) -> None:
+        """What the stdin thread read."""
+        match message:
             case _Line(text=text):
                 self.send([tether.Text(text)])
             case _StdinFailed(message=text):
                 raise CliFailure(ExitCode.FAILURE, text)
             case _Eof():
                 self.eof = True  # closes once upgraded and what was typed is sent
+
+    def on_event(self, message: object) -> None:
+        """What the connection (or its retry announcer) told, but its Down."""
+        match message:
             case tether.Up() as up:
                 self.note(describe(up))
                 self.lost = None  # reconnected without a wait (a restart after a crash)
@@ -232,20 +250,12 @@ class _Session:
                     ExitCode.HTTP_ERROR,
                     f"{self.target.url}: upgrade refused, the server answered {status}",
                 )
-            case tether.Down(reason=reason) as down:
-                self.note(describe(down))
-                self.upgraded = False
-                return self.on_down(reason)
             case _Retrying(attempt=attempt, delay=delay):
                 self.on_retrying(attempt, delay)
             case tether.Error(reason=tether.NotUpgradedError(frames=frames)) if frames:
                 self.pending = list(frames) + self.pending  # raced a lost connection
             case tether.Error(reason=reason):  # a failed upgrade, the connection's end
                 raise self.failure(reason)
-            case _:
-                pass
-        self.maybe_close()
-        return None
 
     def on_frame(self, frame: tether.Frame) -> None:
         match frame:

@@ -648,28 +648,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _command(self, command: msg.Command) -> None:
         proto = self._proto
-        if self._state is State.CLOSING:
-            self._refuse(command, self._closing_end("is under way: not sent"))
-            return
         if self._state is not State.UP or proto is None:
-            if isinstance(command, msg.WsSend):
-                self._refuse(
-                    command,
-                    NotUpgradedError("the connection is down; frames not sent", command.frames),
-                )
-            elif isinstance(command, msg.Cancel):
-                if self._phases.handler is not None and any(
-                    getattr(c, "stream", None) is command.stream for c in self._pending
-                ):
-                    self._phases.cancelled(command.stream)
-                self._pending = [
-                    c for c in self._pending if getattr(c, "stream", None) is not command.stream
-                ]
-                self._pending_size = sum(getattr(c, "size", 0) for c in self._pending)
-            else:
-                self._pending.append(command)
-                self._pending_size += getattr(command, "size", 0)
-            self._writer.count(self._transport)
+            self._command_not_up(command)
             return
         match command:
             case msg.RequestCmd(stream, method, target, headers, body, flow, _, reply_to):
@@ -683,30 +663,60 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             case msg.DataCmd(stream, fin, data):
                 proto.data(stream, fin, data)
             case msg.Cancel(stream):
-                if (
-                    self._phases.handler is not None
-                    and proto.ws is None
-                    and proto.stream_state(stream) is not None
-                ):
-                    self._phases.cancelled(stream)
-                proto.cancel(stream)
+                self._cancel(proto, stream)
             case msg.UpdateFlow(stream, increment):
                 proto.update_flow(stream, increment)
-            case msg.WsUpgrade(stream, target, headers, opts, reply_to):
-                self._route(stream, reply_to)
-                self._phases.emit("ws_upgrade", {"stream": stream, "opts": opts})
-                self._upgrades.asked(command)
-                if opts.upgrade_timeout is not None:
-                    self._heads.wanted = True
-                self._flow_used |= opts.flow is not None
-                proto.ws_upgrade(stream, target, headers, opts)
+            case msg.WsUpgrade():
+                self._ws_upgrade(proto, command)
             case msg.WsSend():
                 self._ws_send(proto, command)
-            case _:  # pragma: no cover - Close/Shutdown are handled by on_receive
-                pass
+            # Close and Shutdown never come here: on_receive handles them.
         self._flush()
         if proto.held_size:  # a body queued behind an earlier request: the send buffer counts it
             self._writer.count(self._transport)
+
+    def _command_not_up(self, command: msg.Command) -> None:
+        """A command while not up: refused while closing, else kept (frames refused)."""
+        if self._state is State.CLOSING:
+            self._refuse(command, self._closing_end("is under way: not sent"))
+            return
+        if isinstance(command, msg.WsSend):
+            self._refuse(
+                command,
+                NotUpgradedError("the connection is down; frames not sent", command.frames),
+            )
+        elif isinstance(command, msg.Cancel):
+            if self._phases.handler is not None and any(
+                getattr(c, "stream", None) is command.stream for c in self._pending
+            ):
+                self._phases.cancelled(command.stream)
+            self._pending = [
+                c for c in self._pending if getattr(c, "stream", None) is not command.stream
+            ]
+            self._pending_size = sum(getattr(c, "size", 0) for c in self._pending)
+        else:
+            self._pending.append(command)
+            self._pending_size += getattr(command, "size", 0)
+        self._writer.count(self._transport)
+
+    def _cancel(self, proto: ClientProtocol, stream: StreamRef) -> None:
+        if (
+            self._phases.handler is not None
+            and proto.ws is None
+            and proto.stream_state(stream) is not None
+        ):
+            self._phases.cancelled(stream)
+        proto.cancel(stream)
+
+    def _ws_upgrade(self, proto: ClientProtocol, command: msg.WsUpgrade) -> None:
+        stream, opts = command.stream, command.opts
+        self._route(stream, command.reply_to)
+        self._phases.emit("ws_upgrade", {"stream": stream, "opts": opts})
+        self._upgrades.asked(command)
+        if opts.upgrade_timeout is not None:
+            self._heads.wanted = True
+        self._flow_used |= opts.flow is not None
+        proto.ws_upgrade(stream, command.target, command.headers, opts)
 
     def _refuse_unsent(self, proto: ClientProtocol, reason: BaseException) -> None:
         """The requests queued behind the one in progress will never be sent: an Error each."""

@@ -23,7 +23,6 @@ depends on the target, chosen once per (connection, target) by
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ import pykka
 from pykka._envelope import Envelope  # what ActorRef.tell puts (private, but stable)
 
 from tether._events import Event
+from tether._locks import Rank, new_lock
 from tether.actors._async_inbox import AsyncInbox
 from tether.actors._backlog import Backlog, weight
 from tether.actors._inbox import Inbox
@@ -219,7 +219,9 @@ def delivery_for(
         backlog = None if max_events is None else inbox.backlog(conn, max_events, max_size)
         return _ToOwnerActor(target, conn, backlog)
     if kind is pykka.ActorRef:
-        backlog = None if max_events is None else Backlog(max_events, max_size, threading.Lock())
+        backlog = (
+            None if max_events is None else Backlog(max_events, max_size, new_lock(Rank.BACKLOG))
+        )
         return _ToActor(target, backlog)
     if callable(getattr(target, "tell", None)):
         return _ToAnyone(target)

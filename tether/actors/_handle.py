@@ -48,6 +48,7 @@ from tether._events import (
     Ws,
 )
 from tether._frames import Frame, coerce_frames
+from tether._locks import Rank, new_lock
 from tether._options import ConnectOpts, WsOpts, check_flow, check_positive_seconds, coerce_opts
 from tether.actors import _messages as msg
 from tether.actors._async_inbox import AsyncInbox
@@ -185,7 +186,7 @@ class Connection:
         self.unix_path = unix_path
         self.opts = opts
         self.owner = owner
-        self._lock = threading.Lock()
+        self._lock = new_lock(Rank.HANDLE)
         self._generation = threading.Condition(self._lock)
         self._ref: pykka.ActorRef[Any] | None = None
         self._carried: list[msg.Command] = []

@@ -13,9 +13,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from tether._errors import InboxClosedError, ReceiveTimeout
+from tether._locks import Rank, new_rlock
 from tether.actors._backlog import Backlog
+from tether.actors._ioloop import Watch
 from tether.actors._lending import Lending
 
 __all__ = ["DEFAULT_BUSY_POLL", "Inbox"]
@@ -57,7 +60,7 @@ class Inbox:
         if not 0.0 <= busy_poll < math.inf:
             raise ValueError(f"busy_poll must be finite and >= 0, not {busy_poll!r}")
         # The lock itself where nothing waits. hot-path ledger: the lock, not its Condition
-        self._lock = threading.RLock()
+        self._lock = new_rlock(Rank.INBOX)
         self._cond = threading.Condition(self._lock)
         self._messages: deque[object] = deque()
         self._closed = False
@@ -236,6 +239,24 @@ class Inbox:
         Used by ``await_`` to look at a connection-wide event (a ``Down``)
         without consuming it.
         """
+        # acquire/release, not `with`: a with statement looks up and calls
+        # __enter__ and __exit__(None, None, None), twice the instructions
+        # (~2,200 against ~1,100), on every receive (docs/performance.md).
+        self._lock.acquire()
+        try:
+            # The fast path: a matching message is there. No deadline, no
+            # borrowing; a socket held since the last receive is held anew.
+            if self._messages and (message := self._pick(match, remove)) is not _NOTHING:
+                held = self._lending.resume()
+                if held is not None:
+                    self._keep(held)
+                return message
+            return self._wait(match, timeout, remove)
+        finally:
+            self._lock.release()
+
+    def _wait(self, match: Match | None, timeout: float | None, remove: Match | None) -> object:
+        """``take`` when nothing matches yet: wait, reading the lent socket (the lock held)."""
         # inf, or more than Condition.wait takes (292 years on Linux), is no limit.
         deadline = (
             time.monotonic() + timeout
@@ -243,56 +264,70 @@ class Inbox:
             else None
         )
         remaining = None if deadline is None else timeout  # read from the clock only after a wait
+        lending = self._lending
+        borrowed = lending.resume()  # held since the last receive, if it was
         tried = False  # to borrow since the last wait
         lifted: list[Backlog] | None = None  # bounds lifted while a selective receive waits
-        self._lock.acquire()  # hot-path ledger: acquire/release
         try:
-            borrowed = self._lending.resume()  # held since the last receive, if it was
-            try:
-                while True:
-                    if self._messages:
-                        message = self._pick(match, remove)
-                        if message is not _NOTHING:
-                            return message
-                    if self._closed:
-                        raise InboxClosedError("the inbox is closed")
-                    if remaining is not None and remaining <= 0:
-                        raise ReceiveTimeout(f"no matching message within {timeout} s")
-                    if lifted is None and match is not None and self._full:
-                        lifted = self._lift()  # nothing queued matches: reading must go on
-                    if borrowed is not None and self._lending.only is not borrowed:
-                        self._lending.give_back(borrowed)  # closed or ended meanwhile
-                        borrowed, tried = None, False
-                        continue  # the lock was let go: look again
-                    if borrowed is None and not tried:
-                        # Lets go of the lock, so look again before any wait: a
-                        # message told meanwhile notified nobody.
-                        borrowed = self._lending.borrow()
-                        tried = True
-                        continue
-                    if borrowed is None:
-                        self._sleepers += 1
-                        try:
-                            self._cond.wait(remaining)
-                        finally:
-                            self._sleepers -= 1
-                        tried = False  # woken: the socket may be lendable now
-                    elif not self._lending.wait_and_read(borrowed, remaining):
-                        self._lending.give_back(borrowed)
+            while True:
+                if self._messages and (message := self._pick(match, remove)) is not _NOTHING:
+                    return message
+                if self._closed or (remaining is not None and remaining <= 0):
+                    self._stop_waiting(timeout)
+                if lifted is None and self._full and match is not None:
+                    lifted = self._lift()  # nothing queued matches: reading must go on
+                if borrowed is not None and lending.only is borrowed:
+                    # The usual wait: for the socket this thread reads, or a tell.
+                    if not lending.wait_and_read(borrowed, remaining):
+                        lending.give_back(borrowed)
                         borrowed = None
-                    if deadline is not None:
-                        remaining = deadline - time.monotonic()
-            finally:
-                if lifted:
-                    self._unlift(lifted)
-                # Kept for the next receive, unless another receiver waits without
-                # a socket or it may not be kept: then the I/O thread reads it.
-                if borrowed is not None and (
-                    self._sleepers or self._closed or not self._lending.hold(borrowed)
-                ):
-                    self._lending.give_back(borrowed)
+                else:
+                    borrowed, tried = self._wait_without_socket(borrowed, tried, remaining)
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
         finally:
-            self._lock.release()
+            if lifted:
+                self._unlift(lifted)
+            if borrowed is not None:
+                self._keep(borrowed)
+
+    def _stop_waiting(self, timeout: float | None) -> NoReturn:
+        """The inbox is closed, or nothing matched within ``timeout``: raise."""
+        if self._closed:
+            raise InboxClosedError("the inbox is closed")
+        raise ReceiveTimeout(f"no matching message within {timeout} s")
+
+    def _wait_without_socket(
+        self, borrowed: Watch | None, tried: bool, remaining: float | None
+    ) -> tuple[Watch | None, bool]:
+        """``_wait`` has no socket to read: ``(borrowed, tried)`` after this turn.
+
+        Gives back one that may not be read any more (closed or ended
+        meanwhile); borrows the socket if that was not tried since the last
+        wait; else sleeps until told. Giving back and borrowing let go of
+        the lock: the caller looks again before any wait, since a message
+        told meanwhile notified nobody.
+        """
+        if borrowed is not None:
+            self._lending.give_back(borrowed)
+            return None, False
+        if not tried:
+            return self._lending.borrow(), True
+        self._sleepers += 1
+        try:
+            self._cond.wait(remaining)
+        finally:
+            self._sleepers -= 1
+        return None, False  # woken: the socket may be lendable now
+
+    def _keep(self, borrowed: Watch) -> None:
+        """A receive returns with ``borrowed``: hold it for the next one (the lock held).
+
+        Unless another receiver waits without a socket, the Inbox is
+        closed, or it may not be kept: then the I/O thread reads it.
+        """
+        if self._sleepers or self._closed or not self._lending.hold(borrowed):
+            self._lending.give_back(borrowed)
 
     def _pick(self, match: Match | None, remove: Match | None) -> object:
         """The oldest message ``match`` accepts, removed if ``remove`` agrees (the lock held).

@@ -67,6 +67,8 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from tether._locks import Rank, new_lock, new_rlock
+
 __all__ = [
     "ConnectHandler",
     "IoLoop",
@@ -300,7 +302,7 @@ class Watch:
         # reading the socket at once, and reports in order. Reentrant: a
         # report can be handled right here (the actor run inline), and what
         # it does may pause the socket or ask to write.
-        self._lock = threading.RLock()
+        self._lock = new_rlock(Rank.WATCH)
         self.state: State = "queued"
         self._lent = False
         self._paused = False
@@ -569,7 +571,7 @@ class IoLoop:
     """The I/O thread. Thread-safe: every public method."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = new_lock(Rank.LOOP)
         self._requests: list[tuple[Watch, Request]] = []
         self._thread: threading.Thread | None = None
         self._wake_w: socket.socket | None = None
@@ -758,7 +760,7 @@ def _wake(wake_w: socket.socket) -> None:
 
 
 _default: IoLoop | None = None
-_default_lock = threading.Lock()
+_default_lock = new_lock(Rank.DEFAULT)
 
 
 def default_loop() -> IoLoop:

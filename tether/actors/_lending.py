@@ -47,6 +47,32 @@ A receive that returns
 while another thread waits in the same Inbox without a socket gives it
 back at once.
 
+**The loan** is one state, :class:`Loan`, for the only socket lent:
+
+=========  =========================================  ==================================
+loan       who reads the socket                       next
+=========  =========================================  ==================================
+FREE       the I/O thread                             ``borrow()`` -> BORROWED
+BORROWED   a receive of this Inbox (it borrows,       ``wait_and_read()`` -> POLLING;
+           reads, or gives it back)                   ``hold()`` -> HELD;
+                                                      ``give_back()`` -> FREE
+POLLING    that receive, asleep in ``poll``: a tell   back to BORROWED when it wakes
+           writes its eventfd (``wake()``)
+HELD       nobody, kept since a receive returned      ``resume()`` -> BORROWED;
+           after the last tick                        a tick -> STALE; ``unlend`` -> FREE
+STALE      nobody, kept for a whole tick              ``resume()`` -> BORROWED;
+                                                      a tick -> FREE (given back)
+=========  =========================================  ==================================
+
+Only the borrower changes the loan while it is BORROWED or POLLING; while
+it is HELD or STALE, the next receive, the I/O thread's tick or ``unlend``
+does, each under the Inbox's lock. Two facts stay attributes of their
+own: :attr:`Lending.only`, the socket lent while it is the only one
+(which sockets are lent, not who reads them; every receive reads it),
+and ``_ticking``, whether the tick is registered with the I/O loop (it
+outlives a hold: a tick that finds the socket borrowed again stops
+the ticks, and the next hold starts them again).
+
 The connection's transport lends its socket (:meth:`Lending.lend`) once it
 is handed to the I/O loop and withdraws it (:meth:`Lending.unlend`) when
 it is closed or ends. An Inbox owning several connections lends nothing
@@ -56,6 +82,7 @@ it is closed or ends. An Inbox owning several connections lends nothing
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import select
 import threading
@@ -63,7 +90,7 @@ import time
 
 from tether.actors._ioloop import Watch
 
-__all__ = ["Lending"]
+__all__ = ["Lending", "Loan"]
 
 
 class _Waker:
@@ -142,6 +169,26 @@ def _waker() -> _Waker:
     return waker
 
 
+class Loan(enum.Enum):
+    """Who reads the socket lent to an Inbox (the table in the module docstring)."""
+
+    FREE = "free"
+    BORROWED = "borrowed"
+    POLLING = "polling"
+    HELD = "held"
+    STALE = "stale"
+
+
+# Globals, not Loan.X: one look-up instead of two, on every receive.
+_FREE, _BORROWED, _POLLING, _HELD, _STALE = (
+    Loan.FREE,
+    Loan.BORROWED,
+    Loan.POLLING,
+    Loan.HELD,
+    Loan.STALE,
+)
+
+
 class Lending:
     """The sockets lent to one Inbox, and the thread borrowing one of them.
 
@@ -159,12 +206,10 @@ class Lending:
         #: The socket lent, while it is the only one (else None): read under
         #: the Inbox's lock. hot-path ledger: flags mirroring state
         self.only: Watch | None = None
-        self._borrowing = False  # a thread of this Inbox holds a borrowed socket
-        self._polling: _Waker | None = None  # ... and waits in poll: wake it on a tell
-        # Borrowed, while no thread receives (see "Holding" above), and whether
-        # a receive returned since the last tick.
-        self._held: Watch | None = None
-        self._fresh = False
+        #: Who reads the only socket lent (see "The loan" above).
+        self.loan = _FREE
+        self._borrowed: Watch | None = None  # the socket, unless FREE
+        self._waker: _Waker | None = None  # the borrower's, while POLLING: a tell wakes it
         self._ticking = False  # _reclaim is one of the I/O loop's tickers
 
     # -- the transport's (any thread) ----------------------------------------------
@@ -181,11 +226,10 @@ class Lending:
             with contextlib.suppress(ValueError):
                 self._lent.remove(watch)
             self._count()
-            if self._held is watch:
+            if (self.loan is _HELD or self.loan is _STALE) and self._borrowed is watch:
                 # Nobody reads it again: nothing to give back (and this may run
                 # under the watch's own lock, at the end of its reads).
-                self._held = None
-                self._borrowing = False
+                self._free()
             self.wake()
 
     def _count(self) -> None:
@@ -195,13 +239,21 @@ class Lending:
 
     def wake(self) -> None:
         """Something was told: interrupt the borrower's poll, if one polls."""
-        if self._polling is not None:
-            self._polling.wake()
+        if self.loan is _POLLING:
+            self._waker.wake()  # type: ignore[union-attr]  # set while POLLING
 
     def resume(self) -> Watch | None:
         """The socket held since the last receive, if any: this receive reads it."""
-        watch, self._held = self._held, None
-        return watch
+        loan = self.loan
+        if loan is _HELD or loan is _STALE:
+            self.loan = _BORROWED
+            return self._borrowed
+        return None
+
+    def _free(self) -> None:
+        """The I/O thread reads the socket again (the lock held)."""
+        self.loan = _FREE
+        self._borrowed = None
 
     def hold(self, watch: Watch) -> bool:
         """A receive returns: keep ``watch`` borrowed for the next one (see "Holding").
@@ -212,8 +264,7 @@ class Lending:
         loop = watch.loop
         if loop is None or self.only is not watch:
             return False
-        self._held = watch
-        self._fresh = True
+        self.loan = _HELD
         if not self._ticking:
             self._ticking = True
             loop.tick(self._reclaim)  # the loop's lock, never taken the other way round
@@ -222,19 +273,18 @@ class Lending:
     def _reclaim(self) -> bool:
         """The I/O thread's tick: take back a socket held a whole tick; False when done."""
         with self._lock:
-            watch = self._held
-            if watch is None:
+            watch = self._borrowed
+            if self.loan is _HELD:  # a receive returned since the last tick: keep it one more
+                self.loan = _STALE
+                return True
+            if self.loan is not _STALE or watch is None:
                 # Nothing kept (a receive may be reading it: it holds it again
                 # when it returns, and that starts the ticks again). No ticks
                 # while a receive waits: an owner that waits for hours in
                 # receive() must not wake the I/O thread every tick.
                 self._ticking = False
                 return False
-            if self._fresh:  # a receive returned since the last tick: keep it one more
-                self._fresh = False
-                return True
-            self._held = None
-            self._borrowing = False
+            self._free()
             self._ticking = False
         # Not under the Inbox's lock (a watch's lock is never taken with it held).
         # A receive that comes meanwhile finds it still lent, waits without it,
@@ -245,16 +295,17 @@ class Lending:
     def borrow(self) -> Watch | None:
         """Borrow the only socket lent to this Inbox, if there is one and nobody else has it."""
         watch = self.only
-        if self._borrowing or watch is None:
+        if self.loan is not _FREE or watch is None:
             return None
-        self._borrowing = True
+        self.loan = _BORROWED
+        self._borrowed = watch
         self._lock.release()  # a watch's lock is never taken with the Inbox's held
         try:
             borrowed = watch.borrow()
         finally:
             self._lock.acquire()
         if not borrowed:
-            self._borrowing = False
+            self._free()
             return None
         return watch
 
@@ -262,18 +313,22 @@ class Lending:
         """Wait for ``watch`` (or a tell) and read it; False once it can be read no more."""
         # _waker(), inlined. hot-path ledger: inlined calls
         waker = getattr(_local, "waker", None) or _waker()
-        self._polling = waker
+        self._waker = waker
+        self.loan = _POLLING
         self._lock.release()
         try:
             readable = waker.wait(watch.fd, timeout, self._busy_poll)
             # Not polling any more: what the read tells must not wake the
             # next poll (a tell that saw the waker just before costs one
             # spurious turn at most; the Inbox is looked at again anyway).
-            self._polling = None
+            # Without the lock: only the borrower changes a loan it has.
+            self.loan = _BORROWED
             return watch.read() if readable else True  # the events land in the Inbox
         finally:
             self._lock.acquire()
-            self._polling = None
+            self.loan = _BORROWED
+            # Not kept: the waker (and its eventfd) goes with its thread.
+            self._waker = None
 
     def give_back(self, watch: Watch) -> None:
         """Return ``watch`` to the I/O thread."""
@@ -282,4 +337,4 @@ class Lending:
             watch.give_back()
         finally:
             self._lock.acquire()
-            self._borrowing = False
+            self._free()

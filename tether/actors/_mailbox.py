@@ -22,6 +22,27 @@ in its Inbox without any thread waking up), or hands over to the actor
 thread. A message the actor tells itself while handling one is queued
 behind it, as before.
 
+Who holds the turn is one state, :class:`Turn`:
+
+==========  ==================================================  ==========================
+turn        who handles messages                                leaves it
+==========  ==================================================  ==========================
+STARTING    nobody yet: the actor thread runs ``on_start``,     ``get()`` -> IDLE, then
+            tellers queue (the loop's first ``get()`` takes)    LOOP if something is queued
+IDLE        nobody: a teller that finds nothing queued takes    ``_enter`` -> TELLER;
+            it; a message queued is handed to the loop          ``get()`` -> LOOP
+TELLER      a teller, inline (its message, then those queued    ``_release`` -> IDLE
+            meanwhile, up to ``_MAX_HELPED``)
+LOOP        pykka's loop between two ``get()`` calls, or the    ``get()`` -> IDLE;
+            thread running ``on_start`` (``make_lazy``) or a    ``open()`` -> IDLE, or
+            stop in its stead                                   TELLER if something waits
+==========  ==================================================  ==========================
+
+A message told while the turn is not IDLE, or while something is queued,
+is queued. Whether a lazy actor's thread was started is another matter
+(``_thread_started``): it says who a hand-over goes to, not who has the
+turn.
+
 Once the actor has stopped, nothing runs again: pykka sets
 ``actor_stopped`` only in its loop, while it handles a message (with the
 turn), and the loop's teardown takes the rest of the queue with ``get()``,
@@ -68,6 +89,7 @@ Three things a connection's send buffer and ``close()`` need from it:
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -76,7 +98,9 @@ from typing import Any
 
 import pykka
 
-__all__ = ["Mailbox", "Reraise"]
+from tether._locks import Rank, new_lock
+
+__all__ = ["Mailbox", "Reraise", "Turn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +128,19 @@ One call for both: asking first and then handling was two calls on every message
 
 Run = Callable[[], None]
 """Starts the actor thread, or runs pykka's actor loop here (:meth:`Mailbox.make_lazy`)."""
+
+
+class Turn(enum.Enum):
+    """Who holds a mailbox's turn (the table in the module docstring)."""
+
+    STARTING = "starting"  # nobody yet, and no teller may take it
+    IDLE = "idle"  # nobody: a teller may take it if nothing is queued
+    TELLER = "teller"  # a teller runs messages inline
+    LOOP = "loop"  # pykka's actor loop (or a thread running it in its stead)
+
+
+# Globals, not Turn.X: one look-up instead of two, on every message.
+_STARTING, _IDLE, _TELLER, _LOOP = Turn.STARTING, Turn.IDLE, Turn.TELLER, Turn.LOOP
 
 # How many messages queued during its turn a teller handles before it leaves
 # the rest to the actor thread.
@@ -135,14 +172,10 @@ class Mailbox:
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
         # Taken directly where nobody waits. hot-path ledger: the lock, not its Condition
-        self._lock = threading.Lock()
+        self._lock = new_lock(Rank.MAILBOX)
         self._cond = threading.Condition(self._lock)
-        # The turn: True while a thread handles a message (pykka's loop
-        # between get() calls, or a teller running messages inline).
-        self._busy = False
-        # The turn is the loop's (the actor thread's, or the thread that runs
-        # on_start or a stop in its stead): the loop's next get() ends it.
-        self._loop_has_turn = False
+        # Who handles messages now (Turn; read and written under the lock).
+        self._turn = _STARTING
         # Until bind(): refuses everything, so that every message is queued.
         self._run_inline: RunInline = _refuse
         self._on_room: Callable[[], None] = _no_room
@@ -151,7 +184,6 @@ class Mailbox:
         #: The sizes of the queued messages (see the module docstring); written
         #: under the lock, read by anyone.
         self.queued_size = 0
-        self._ready = False  # tellers may run messages (the loop runs, or open())
         self._watchers = 0  # threads in wait_queued
         # A lazily started actor thread (make_lazy): whether it has been
         # started, how to start it, how to run the loop here instead, and
@@ -197,17 +229,15 @@ class Mailbox:
             self._start_thread = start_thread
             self._run_loop = run_loop
             self._ends_loop = ends_loop
-            self._busy = self._loop_has_turn = True
+            self._turn = _LOOP  # on_start's, until open()
 
     def open(self) -> None:
         """``on_start`` is over: tellers may run messages; this thread runs those told so far."""
         with self._lock:
-            self._ready = True
-            self._loop_has_turn = False
             if not self._items:
-                self._busy = False
+                self._turn = _IDLE
                 return
-            # The turn stays taken: it passes to this thread, as a teller's.
+            self._turn = _TELLER  # passes to this thread, as a teller's
         self._continue_turn()
 
     @property
@@ -270,60 +300,64 @@ class Mailbox:
         try:
             if envelope is None and self._closed:
                 raise pykka.ActorDeadError(f"the actor of {self!r} has stopped")
-            if not (
-                self._busy
+            if (
+                self._turn is not _IDLE
                 or self._items
-                or not self._ready
                 or (envelope is not None and envelope.reply_to is not None)
             ):
-                self._busy = True  # the turn is ours: nothing queued, nobody handling
-                after = None
+                after = self._queue(message, envelope, first)
+                queued = True
             else:
-                item = _Letter(message) if envelope is None else envelope
-                if first:
-                    self._items.appendleft(item)
-                else:
-                    self._items.append(item)
-                size = getattr(message, "size", 0)
-                if size:
-                    self.queued_size += size
-                if self._watchers:
-                    self._cond.notify_all()
-                if self._busy or not self._ready:
-                    # The thread with the turn sees it when done (or open(), or
-                    # the loop's first get(), does).
-                    return
-                after = self._hand_over()
-                if after is None:
-                    return
+                self._turn = _TELLER  # IDLE -> TELLER: nothing queued, nobody handling
+                queued = False
         finally:
             self._lock.release()
-        if after is not None:
-            after()
-            return
-        # With the turn: run the message, then what was queued meanwhile, then hand over.
-        if not self._run(message):
-            with self._lock:
-                # First: told before anything queued since.
-                item = _Letter(message) if envelope is None else envelope
-                self._items.appendleft(item)
-                self.queued_size += _size(item)
-                after = self._release()
+        if queued:
             if after is not None:
                 after()
             return
-        self._continue_turn()
+        # With the turn: run the message, then what was queued meanwhile, then hand over.
+        if self._run(message):
+            self._continue_turn()
+        else:
+            self._refused(message, envelope)
+
+    def _queue(self, message: object, envelope: Any, first: bool) -> Run | None:
+        """Queue ``message`` (the lock held); what to do once it is released, if anything."""
+        item = _Letter(message) if envelope is None else envelope
+        if first:
+            self._items.appendleft(item)
+        else:
+            self._items.append(item)
+        size = getattr(message, "size", 0)
+        if size:
+            self.queued_size += size
+        if self._watchers:
+            self._cond.notify_all()
+        if self._turn is not _IDLE:
+            # The holder sees it when done (or open(), or the loop's first get(), does).
+            return None
+        return self._hand_over()
+
+    def _refused(self, message: object, envelope: Any) -> None:
+        """``run_inline`` refused the teller's message: queue it first, let go of the turn."""
+        with self._lock:
+            # First: told before anything queued since.
+            item = _Letter(message) if envelope is None else envelope
+            self._items.appendleft(item)
+            self.queued_size += _size(item)
+            after = self._release()
+        if after is not None:
+            after()
 
     def get(self) -> Any:
         """The loop's next message: ends the loop's previous turn, takes a new one."""
         with self._lock:
-            if self._loop_has_turn:
-                self._loop_has_turn = False
-                self._busy = False
-            self._ready = True
-            while self._busy or not self._items:
+            if self._turn is not _TELLER:
+                self._turn = _IDLE  # LOOP (its previous message) or STARTING -> IDLE
+            while self._turn is _TELLER or not self._items:
                 self._cond.wait()
-            self._busy = self._loop_has_turn = True
+            self._turn = _LOOP  # IDLE -> LOOP
             item = self._items.popleft()
             size = _size(item)
             self.queued_size -= size
@@ -382,7 +416,7 @@ class Mailbox:
             # The loop's turn, taken for this thread: its first get() returns
             # the stop (only the turn's holder takes from the front), and the
             # loop ends right after handling it.
-            self._busy = self._loop_has_turn = True
+            self._turn = _LOOP
             return self._run_loop
         self._thread_started = True  # once; its first get() takes the turn
         return self._start
@@ -399,7 +433,7 @@ class Mailbox:
             # a crash). Nobody has taken the turn: only the thread would.
             with self._lock:
                 self._items.appendleft(_Letter(Reraise(exc)))
-                self._busy = self._loop_has_turn = True
+                self._turn = _LOOP
             self._run_loop()
 
     # -- inline ------------------------------------------------------------------------
@@ -420,7 +454,7 @@ class Mailbox:
             try:
                 items = self._items
                 if not items:  # the usual case, at once: nothing was told meanwhile
-                    self._busy = False
+                    self._turn = _IDLE  # TELLER -> IDLE
                     return
                 if helped == _MAX_HELPED or items[0].reply_to is not None:
                     # Enough for this thread, or an ask (the actor thread answers it).
@@ -445,7 +479,7 @@ class Mailbox:
 
     def _release(self) -> Run | None:
         """Let go of a teller's turn (lock held); what to do next, as for :meth:`_hand_over`."""
-        self._busy = False
+        self._turn = _IDLE  # TELLER -> IDLE
         return self._hand_over() if self._items else None
 
     def _run(self, message: object) -> bool:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from tether._locks import Rank, new_lock, new_rlock
+
 __all__ = [
     "Scheduler",
     "TimerHandle",
@@ -79,7 +81,7 @@ class Scheduler:
     def __init__(self, clock: Callable[[], float] | VirtualClock = time.monotonic) -> None:
         self._clock = clock
         self._virtual = hasattr(clock, "attach")
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(new_rlock(Rank.SCHEDULER))
         self._heap: list[tuple[float, int, TimerHandle, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
@@ -173,7 +175,7 @@ class Scheduler:
 
 
 _default: Scheduler | None = None
-_default_lock = threading.Lock()
+_default_lock = new_lock(Rank.DEFAULT)
 
 
 def default_scheduler() -> Scheduler:

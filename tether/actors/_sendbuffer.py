@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from tether._errors import ConnectionStoppedError, SendTimeout
+from tether._locks import Rank, new_lock
 
 __all__ = ["COMMAND_OVERHEAD", "SendBuffer"]
 
@@ -65,7 +66,7 @@ class SendBuffer:
         self.timeout = timeout
         #: What the connection actor holds (its turn writes it; read by anyone).
         self.held = 0
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(new_lock(Rank.SEND_BUFFER))
         self._waiting = 0  # callers in wait_for_room, and callbacks (read without the lock)
         self._stopped = False
         self._callbacks: list[Callable[[], None]] = []  # on_room's, called once each

@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tether._errors import ConnectTimeout
+from tether._locks import Rank, new_lock
 from tether.actors._ioloop import IoLoop, Watch, default_loop
 from tether.actors._lending import Lending
 from tether.actors._loop_lending import LoopLending
@@ -214,7 +215,7 @@ class TcpTransport(Transport):
         self._lending = lending
         self._hold_reads = hold_reads
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = new_lock(Rank.TRANSPORT)
         self._sock: socket.socket | None = None
         self._closed = False
         # What the socket did not take yet, in order, with the time each piece

@@ -329,20 +329,7 @@ class HttpClient:
         while True:
             events: list[Any] = []
             try:
-                while True:
-                    event = self._h11.next_event()
-                    if event is h11.NEED_DATA:
-                        break
-                    if event is h11.PAUSED:
-                        self._check_paused()
-                        if not data:  # h11 holds the EOF behind the paused bytes
-                            self._set_close_reason(ConnectionClosed())
-                        break
-                    self._check_limits(event)
-                    events.append(event)
-                    # hot-path ledger: type() is, for h11's events
-                    if type(event) is h11.ConnectionClosed:
-                        break
+                self._next_events(events, eof=not data)
             except h11.RemoteProtocolError as exc:
                 self._handle(events)
                 self._on_remote_error(exc, eof=not data)
@@ -358,6 +345,22 @@ class HttpClient:
                 return
 
     # -- internals -----------------------------------------------------------
+
+    def _next_events(self, events: list[Any], *, eof: bool) -> None:
+        """Append h11's next events to ``events`` until it needs data, pauses or closes."""
+        while True:
+            event = self._h11.next_event()
+            if event is h11.NEED_DATA:
+                return
+            if event is h11.PAUSED:
+                self._check_paused()
+                if eof:  # h11 holds the EOF behind the paused bytes
+                    self._set_close_reason(ConnectionClosed())
+                return
+            self._check_limits(event)
+            events.append(event)
+            if type(event) is h11.ConnectionClosed:  # hot-path ledger: type() is, for h11's events
+                return
 
     def _find(self, stream: StreamRef) -> Outgoing | None:
         if self._current is not None and self._current.stream is stream:
@@ -519,64 +522,78 @@ class HttpClient:
 
     def _handle(self, events: list[Any]) -> None:
         request = self._current
-        observe = self._observe
-        skip_end = False
+        skip_end = False  # the message's end was told with its last head or data
         for index, event in enumerate(events):
-            nxt = events[index + 1] if index + 1 < len(events) else None
-            # The message ends right here if h11 already has its end, without trailers.
-            ends_next = type(nxt) is h11.EndOfMessage and not nxt.headers
             kind = type(event)  # hot-path ledger: type() is, for h11's events
             if kind is h11.ConnectionClosed:
                 self._set_close_reason(ConnectionClosed())
                 continue
             if request is None:  # pragma: no cover - h11 rejects responses without requests
                 continue
-            stream = request.stream
-            if kind is h11.InformationalResponse:
-                if observe is not None:
-                    _observe_head(observe, stream, "response_inform", event)
-                if event.status_code == 101:
-                    request.headed = True
-                    self._informational_101 = _headers(event.headers)
-                else:
-                    self._emit_for(
-                        request,
-                        Inform(self._conn, stream, event.status_code, _headers(event.headers)),
-                    )
-            elif kind is h11.Response:
-                if observe is not None:
-                    _observe_head(observe, stream, "response_headers", event)
-                skip_end = ends_next
-                request.answered = ends_next
-                request.headed = True
-                self._emit_for(
-                    request,
-                    received.response(
-                        self._conn, stream, ends_next, event.status_code, _headers(event.headers)
-                    ),
-                )
-                if _says_close(event.headers.raw_items()) or (
-                    event.http_version == b"1.0" and not _says_keep_alive(event.headers)
-                ):
-                    self._closes()  # the requests behind it fail, right after its head
-            elif kind is h11.Data:
-                skip_end = ends_next
-                request.answered = ends_next
-                if request.flow is not None:
-                    request.flow -= 1
-                self._emit_for(
-                    request, received.data(self._conn, stream, ends_next, bytes(event.data))
-                )
-            elif kind is h11.EndOfMessage:
-                request.answered = True
-                if observe is not None:
-                    _observe_end(observe, stream, event)
-                if skip_end:
-                    continue
-                if event.headers:
-                    self._emit_for(request, Trailers(self._conn, stream, _headers(event.headers)))
-                else:
-                    self._emit_for(request, received.data(self._conn, stream, True, b""))
+            nxt = events[index + 1] if index + 1 < len(events) else None
+            # The message ends right here if h11 already has its end, without trailers.
+            ends_next = type(nxt) is h11.EndOfMessage and not nxt.headers
+            skip_end = _ON_EVENT[kind](self, request, event, ends_next, skip_end)
+
+    # One per h11 event kind (_ON_EVENT): each returns whether the
+    # EndOfMessage that follows was already told (skip_end).
+
+    def _on_inform(
+        self, request: Outgoing, event: h11.InformationalResponse, ends_next: bool, skip: bool
+    ) -> bool:
+        if self._observe is not None:
+            _observe_head(self._observe, request.stream, "response_inform", event)
+        if event.status_code == 101:
+            request.headed = True
+            self._informational_101 = _headers(event.headers)
+        else:
+            inform = Inform(self._conn, request.stream, event.status_code, _headers(event.headers))
+            self._emit_for(request, inform)
+        return skip
+
+    def _on_response(
+        self, request: Outgoing, event: h11.Response, ends_next: bool, skip: bool
+    ) -> bool:
+        stream = request.stream
+        if self._observe is not None:
+            _observe_head(self._observe, stream, "response_headers", event)
+        request.answered = ends_next
+        request.headed = True
+        self._emit_for(
+            request,
+            received.response(
+                self._conn, stream, ends_next, event.status_code, _headers(event.headers)
+            ),
+        )
+        if _says_close(event.headers.raw_items()) or (
+            event.http_version == b"1.0" and not _says_keep_alive(event.headers)
+        ):
+            self._closes()  # the requests behind it fail, right after its head
+        return ends_next
+
+    def _on_data(self, request: Outgoing, event: h11.Data, ends_next: bool, skip: bool) -> bool:
+        request.answered = ends_next
+        if request.flow is not None:
+            request.flow -= 1
+        self._emit_for(
+            request, received.data(self._conn, request.stream, ends_next, bytes(event.data))
+        )
+        return ends_next
+
+    def _on_end(
+        self, request: Outgoing, event: h11.EndOfMessage, ends_next: bool, skip: bool
+    ) -> bool:
+        request.answered = True
+        stream = request.stream
+        if self._observe is not None:
+            _observe_end(self._observe, stream, event)
+        if skip:
+            return skip
+        if event.headers:
+            self._emit_for(request, Trailers(self._conn, stream, _headers(event.headers)))
+        else:
+            self._emit_for(request, received.data(self._conn, stream, True, b""))
+        return skip
 
     def _on_remote_error(self, exc: h11.RemoteProtocolError, *, eof: bool) -> None:
         if eof:
@@ -605,3 +622,13 @@ class HttpClient:
         if current is not None:
             current.answered = True  # reported by this Error, not again in Down
         self._set_close_reason(error)
+
+
+_OnEvent = Callable[[HttpClient, Outgoing, Any, bool, bool], bool]
+_ON_EVENT: dict[type, _OnEvent] = {
+    h11.InformationalResponse: HttpClient._on_inform,
+    h11.Response: HttpClient._on_response,
+    h11.Data: HttpClient._on_data,
+    h11.EndOfMessage: HttpClient._on_end,
+}
+"""What HttpClient._handle does with each kind of h11 event a client receives."""

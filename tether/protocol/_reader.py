@@ -167,26 +167,13 @@ class FrameReader:
         if end - pos < 2:
             return self._hold(data, pos)
         second = data[pos + 1]
-        if second <= _MAX_7BIT:
-            length = second
+        if second <= _MAX_7BIT:  # a small message: no call (the 32 B round trip's)
             start = pos + 2
-        elif second == _LENGTH_16:
-            if end - pos < 4:
-                return self._hold(data, pos)
-            (length,) = _U16.unpack_from(data, pos + 2)
-            if length <= _MAX_7BIT:
-                return self._hand(pos)  # not the shortest form: wsproto's error
-            start = pos + 4
-        elif second == _LENGTH_64:
-            if end - pos < 10:
-                return self._hold(data, pos)
-            (length,) = _U64.unpack_from(data, pos + 2)
-            if length <= _MAX_16BIT or length >> 63:
-                return self._hand(pos)  # not the shortest form, or the top bit: wsproto's error
-            start = pos + 10
+            stop = start + second
         else:
-            return self._hand(pos)  # masked: wsproto's error
-        stop = start + length
+            start, stop = self._extended(data, pos, end, second)
+            if start < 0:
+                return stop  # _STOP or _HAND
         if stop > end:
             self._frame_start(data, start, stop - end, text=first == _FIN_TEXT)
             return _STOP
@@ -199,6 +186,28 @@ class FrameReader:
                 return _STOP
             return stop if self._part(text, True) else _STOP
         return stop if self._part(payload, True) else _STOP
+
+    def _extended(self, data: bytes, pos: int, end: int, second: int) -> tuple[int, int]:
+        """Where the payload of a frame with a 16 or 64-bit length starts and stops.
+
+        ``(-1, _STOP)`` if the length is not all there yet (held for the
+        next read), ``(-1, _HAND)`` if wsproto must read it (its error).
+        """
+        if second == _LENGTH_16:
+            if end - pos < 4:
+                return -1, self._hold(data, pos)
+            (length,) = _U16.unpack_from(data, pos + 2)
+            if length <= _MAX_7BIT:
+                return -1, self._hand(pos)  # not the shortest form: wsproto's error
+            return pos + 4, pos + 4 + length
+        if second == _LENGTH_64:
+            if end - pos < 10:
+                return -1, self._hold(data, pos)
+            (length,) = _U64.unpack_from(data, pos + 2)
+            if length <= _MAX_16BIT or length >> 63:
+                return -1, self._hand(pos)  # not the shortest form, or the top bit: wsproto's
+            return pos + 10, pos + 10 + length
+        return -1, self._hand(pos)  # masked: wsproto's error
 
     def _control(self, data: bytes, pos: int, end: int) -> int:
         """Give wsproto the control frame at ``pos`` once it is whole (see _message)."""

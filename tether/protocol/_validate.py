@@ -175,6 +175,24 @@ def check_framing(headers: HeaderList, body: bytes | None, *, streamed: bool = F
             with a whole body, not its length, or a ``transfer-encoding``
             other than ``chunked`` (the only one h11 can send).
     """
+    length, coding = _framing_headers(headers)
+    if coding is not None:
+        if length is not None:
+            raise InvalidRequestError(
+                "a request may not have both content-length and transfer-encoding "
+                "headers (RFC 9112 6.2)"
+            )
+        if coding.lower() != b"chunked":
+            raise InvalidRequestError(
+                f"transfer-encoding {coding.decode('latin-1')!r} cannot be sent: only "
+                "'chunked' (without the header, tether frames the body itself)"
+            )
+    elif length is not None:
+        _check_length(length, body, streamed)
+
+
+def _framing_headers(headers: HeaderList) -> tuple[bytes | None, bytes | None]:
+    """The ``content-length`` and ``transfer-encoding`` values; raise if one comes twice."""
     length: bytes | None = None
     coding: bytes | None = None
     for name, value in headers:
@@ -188,28 +206,20 @@ def check_framing(headers: HeaderList, body: bytes | None, *, streamed: bool = F
                     "a request may have one transfer-encoding header, not two"
                 )
             coding = value
-    if coding is not None:
-        if length is not None:
-            raise InvalidRequestError(
-                "a request may not have both content-length and transfer-encoding "
-                "headers (RFC 9112 6.2)"
-            )
-        if coding.lower() != b"chunked":
-            raise InvalidRequestError(
-                f"transfer-encoding {coding.decode('latin-1')!r} cannot be sent: only "
-                "'chunked' (without the header, tether frames the body itself)"
-            )
-    elif length is not None:
-        if not _CONTENT_LENGTH.fullmatch(length):
-            raise InvalidRequestError(
-                f"content-length {length.decode('latin-1')!r} is not a non-negative "
-                "decimal integer"
-            )
-        size = 0 if body is None else len(body)
-        if not streamed and int(length) != size:
-            raise InvalidRequestError(
-                f"content-length {int(length)} does not match the body, {size} bytes"
-            )
+    return length, coding
+
+
+def _check_length(length: bytes, body: bytes | None, streamed: bool) -> None:
+    """``content-length`` is a decimal integer, the whole body's length unless ``streamed``."""
+    if not _CONTENT_LENGTH.fullmatch(length):
+        raise InvalidRequestError(
+            f"content-length {length.decode('latin-1')!r} is not a non-negative decimal integer"
+        )
+    size = 0 if body is None else len(body)
+    if not streamed and int(length) != size:
+        raise InvalidRequestError(
+            f"content-length {int(length)} does not match the body, {size} bytes"
+        )
 
 
 def _is_host(host: str) -> bool:

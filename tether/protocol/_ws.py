@@ -134,12 +134,20 @@ class WsHandshake:
             raise UpgradeError("101 response without 'upgrade: websocket'")
         if "upgrade" not in tokens("connection"):
             raise UpgradeError("101 response without 'connection: upgrade'")
+        self._check_accept_and_protocol(values)
+        return self._accept_extensions(values)
+
+    def _check_accept_and_protocol(self, values: dict[str, list[str]]) -> None:
+        """The 101's ``sec-websocket-accept`` answers our key; its subprotocol was offered."""
         expected = generate_accept_token(self._nonce).decode()
         if values.get("sec-websocket-accept") != [expected]:
             raise UpgradeError("101 response with a wrong sec-websocket-accept")
         chosen = values.get("sec-websocket-protocol", [])
         if chosen and (len(chosen) > 1 or chosen[0] not in self.offered_protocols):
             raise UpgradeError(f"server chose subprotocol {chosen!r}, which was not offered")
+
+    def _accept_extensions(self, values: dict[str, list[str]]) -> list[Extension]:
+        """The extensions the 101 accepted, each one we offered, once, as we offered it."""
         accepted = [
             e
             for v in values.get("sec-websocket-extensions", [])
@@ -452,24 +460,30 @@ class WsClient:
                         return
                     self._on_message_part(event.data, event.message_finished)
                 case wse.Ping():
-                    payload = bytes(event.payload)
-                    if self._observe is not None:
-                        self._received(Ping(payload))
-                    if self._ws.state is ConnectionState.OPEN:  # no pong once we sent close
-                        self._reply(event.response(), Pong(payload))
-                    if not self._opts.silence_pings:
-                        self._emit_ws(Ws(self._conn, self.stream, Ping(payload)))
+                    self._on_ping(event)
                 case wse.Pong():
-                    self.pongs_received += 1
-                    payload = bytes(event.payload)
-                    if self._observe is not None:
-                        self._received(Pong(payload))
-                    if not self._opts.silence_pings:
-                        self._emit_ws(Ws(self._conn, self.stream, Pong(payload)))
+                    self._on_pong(event)
                 case wse.CloseConnection():
                     self._on_close(event, linger=self._owner_may_answer)
                 case _:  # pragma: no cover - wsproto yields nothing else after the handshake
                     pass
+
+    def _on_ping(self, event: wse.Ping) -> None:
+        payload = bytes(event.payload)
+        if self._observe is not None:
+            self._received(Ping(payload))
+        if self._ws.state is ConnectionState.OPEN:  # no pong once we sent close
+            self._reply(event.response(), Pong(payload))
+        if not self._opts.silence_pings:
+            self._emit_ws(Ws(self._conn, self.stream, Ping(payload)))
+
+    def _on_pong(self, event: wse.Pong) -> None:
+        self.pongs_received += 1
+        payload = bytes(event.payload)
+        if self._observe is not None:
+            self._received(Pong(payload))
+        if not self._opts.silence_pings:
+            self._emit_ws(Ws(self._conn, self.stream, Pong(payload)))
 
     def _count_fragment(self) -> bool:
         """One more frame of the message being received; False if that is too many."""
