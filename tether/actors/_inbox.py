@@ -73,7 +73,6 @@ class Inbox:
         # this Inbox (tether.actors._backlog), by connection: a tell or a take
         # looks up the message's connection only while there are some.
         self._backlogs: dict[object, Backlog] = {}
-        self._bounded = False  # bool(self._backlogs). hot-path ledger: flags mirroring state
         self._full = 0  # how many of them are full: a selective receive lifts them, if any
 
     def __repr__(self) -> str:
@@ -95,7 +94,6 @@ class Inbox:
         with self._lock:
             backlog = Backlog(max_events, max_size, self._lock)
             self._backlogs[conn] = backlog
-            self._bounded = True
             return backlog
 
     def release(self, conn: object) -> None:
@@ -104,7 +102,6 @@ class Inbox:
             backlog = self._backlogs.pop(conn, None)
             if backlog is not None and backlog.full:
                 self._full -= 1
-            self._bounded = bool(self._backlogs)
 
     def _lift(self) -> list[Backlog]:
         """A selective receive waits: read again past the full bounds (the lock held).
@@ -186,7 +183,7 @@ class Inbox:
             if self._closed:
                 raise InboxClosedError("the inbox is closed")
             self._messages.append(message)
-            if self._bounded:
+            if self._backlogs:
                 self._counted_in(message)
             if self._sleepers:
                 self._cond.notify_all()
@@ -209,7 +206,7 @@ class Inbox:
             if backlog is not None:
                 if backlog.told(messages):
                     self._full += 1
-            elif self._bounded:
+            elif self._backlogs:
                 for message in messages:
                     self._counted_in(message)
             if self._sleepers:
@@ -339,14 +336,14 @@ class Inbox:
             message = messages[0]
             if remove is None or remove(message):
                 messages.popleft()
-                if self._bounded:
+                if self._backlogs:
                     self._counted_out(message)
             return message
         for index, message in enumerate(messages):
             if match(message):
                 if remove is None or remove(message):
                     del messages[index]
-                    if self._bounded:
+                    if self._backlogs:
                         self._counted_out(message)
                 return message
         return _NOTHING
@@ -359,7 +356,7 @@ class Inbox:
             for message in self._messages:
                 (removed if match is None or match(message) else kept).append(message)
             self._messages = kept
-            if self._bounded:
+            if self._backlogs:
                 for message in removed:
                     self._counted_out(message)
             return removed

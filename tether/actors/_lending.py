@@ -100,11 +100,6 @@ class _Waker:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
-        # The socket registered next to the eventfd, left registered between
-        # waits (hot-path ledger: poll registration kept). A number closed
-        # meanwhile matters only if polled, and it is polled only when
-        # waited for, i.e. when it is a socket again.
-        self._registered = -1
         # False once this thread's last wait slept longer than a spin: the
         # next one is not worth spinning for (see "Busy polling" above).
         self._short = True
@@ -125,22 +120,21 @@ class _Waker:
         the previous wait slept longer than that.
         """
         poll = self._poll
-        if fd != self._registered:
-            if self._registered >= 0:
-                poll.unregister(self._registered)
-            poll.register(fd, select.POLLIN)
-            self._registered = fd
-        events: list[tuple[int, int]] = []
-        if busy_poll > 0.0 and self._short:
-            spin = busy_poll if timeout is None else min(busy_poll, timeout)
-            events = _spin(poll, time.perf_counter() + spin)
-        if not events:
-            start = time.perf_counter()
-            events = poll.poll(None if timeout is None else max(timeout, 0.0) * 1000.0)
-            # The sleep alone: measured from the spin's start it would
-            # include the wake-up it is there to avoid, and a thread
-            # that slept once would seldom spin again (measured).
-            self._short = time.perf_counter() - start < busy_poll
+        poll.register(fd, select.POLLIN)  # next to the eventfd, for this wait only
+        try:
+            events: list[tuple[int, int]] = []
+            if busy_poll > 0.0 and self._short:
+                spin = busy_poll if timeout is None else min(busy_poll, timeout)
+                events = _spin(poll, time.perf_counter() + spin)
+            if not events:
+                start = time.perf_counter()
+                events = poll.poll(None if timeout is None else max(timeout, 0.0) * 1000.0)
+                # The sleep alone: measured from the spin's start it would
+                # include the wake-up it is there to avoid, and a thread
+                # that slept once would seldom spin again (measured).
+                self._short = time.perf_counter() - start < busy_poll
+        finally:
+            poll.unregister(fd)
         readable = False
         for ready, _ in events:
             if ready == self.fd:
@@ -311,8 +305,7 @@ class Lending:
 
     def wait_and_read(self, watch: Watch, timeout: float | None) -> bool:
         """Wait for ``watch`` (or a tell) and read it; False once it can be read no more."""
-        # _waker(), inlined. hot-path ledger: inlined calls
-        waker = getattr(_local, "waker", None) or _waker()
+        waker = _waker()
         self._waker = waker
         self.loan = _POLLING
         self._lock.release()

@@ -461,7 +461,7 @@ class Mailbox:
                     after = self._release()
                     break
                 envelope = items.popleft()  # only the thread with the turn takes from the front
-                size = getattr(envelope.message, "size", 0)  # hot-path ledger: inlined calls
+                size = _size(envelope)
                 self.queued_size -= size
             finally:
                 self._lock.release()
