@@ -8,6 +8,7 @@ timeout) against the aiohttp server of ``tests/conftest.py``; the
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -296,3 +297,46 @@ def test_a_socket_the_loop_reads_goes_back_to_tether_when_the_owner_changes(
         conn.close()
     finally:
         loop.close()
+
+
+def test_a_socket_withdrawn_while_the_loop_stops_is_still_closed() -> None:
+    """A connection closed from another thread just as its loop stops ends its socket.
+
+    The loop reads the socket through a duplicate descriptor; a socket
+    withdrawn while the loop runs is forgotten at the loop's next turn,
+    which a loop that stops first never takes. The server must still see
+    the connection end (the duplicate would keep it open).
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    loop = asyncio.new_event_loop()
+    conn: tether.Connection | None = None
+    try:
+        inbox = tether.AsyncInbox(loop=loop)
+        conn = tether.open("127.0.0.1", listener.getsockname()[1], owner=inbox, retry=0)
+        peer, _ = listener.accept()
+        peer.settimeout(WAIT)
+
+        async def borrowed() -> None:
+            assert await inbox.await_up(conn, WAIT) == "http"
+            with pytest.raises(tether.ReceiveTimeout):
+                await inbox.receive(0.05)  # a wait: the loop borrows the socket
+
+        loop.run_until_complete(asyncio.wait_for(borrowed(), 30.0))
+        assert any(fd >= 0 for fd in inbox._lending._lent.values())
+
+        def close_then_stop() -> None:
+            # On the loop's thread, while it runs: the close comes from another one.
+            closer = threading.Thread(target=conn.close)
+            closer.start()
+            closer.join(WAIT)
+            assert conn.wait_stopped(WAIT)
+            loop.stop()  # before the turn that would forget the duplicate
+
+        loop.call_soon(close_then_stop)
+        loop.run_forever()
+    finally:
+        loop.close()  # as asyncio.run() ends
+    with peer:
+        assert peer.recv(1) == b""  # the end of the connection, not a timeout
+    listener.close()

@@ -32,7 +32,11 @@ asyncio must never be left watching a number the kernel may give to another
 socket. A socket withdrawn from another thread (``unlend``) is given back to
 the I/O thread at once; a running loop forgets its duplicate at its next
 turn, one that does not run (stopped, or closed) at once: a callback
-might never run there, and the duplicate would keep the socket open.
+might never run there, and the duplicate would keep the socket open. A
+loop that stops between the two (it was running when the socket was
+withdrawn, and stopped before its next turn) closes the duplicate when
+it is closed (``loop.close()`` drops the callback that was to forget
+it), or forgets it if it runs again.
 """
 
 from __future__ import annotations
@@ -92,9 +96,9 @@ class LoopLending:
             self._forget(fd)
             return
         try:
-            loop.call_soon_threadsafe(self._forget, fd)
+            loop.call_soon_threadsafe(_Forget(self, fd))
         except RuntimeError:  # closed since the look above, and its selector with it
-            os.close(fd)
+            self._forget(fd)
 
     # -- the loop's --------------------------------------------------------------------
 
@@ -151,3 +155,27 @@ class LoopLending:
         with contextlib.suppress(RuntimeError):  # the loop is closing
             self._loop.remove_reader(fd)
         os.close(fd)
+
+
+class _Forget:
+    """The loop's turn to forget a duplicate withdrawn from another thread.
+
+    A loop that stops before that turn and is closed drops its queue
+    (``loop.close()`` clears it): then the duplicate is closed as this
+    callback is dropped, with no reader left to remove.
+    """
+
+    __slots__ = ("_fd", "_lending")
+
+    def __init__(self, lending: LoopLending, fd: int) -> None:
+        self._lending = lending
+        self._fd = fd
+
+    def __call__(self) -> None:
+        fd, self._fd = self._fd, -1
+        self._lending._forget(fd)
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
