@@ -77,26 +77,23 @@ class Watch:
         # Every handler of the actor's dispatch table, which both the actor
         # thread (on_receive) and a teller (_run_inline) run messages with;
         # and on_receive for what is not in it (a Reraise).
-        original_table = ConnectionActor._dispatch_table
         original_receive = ConnectionActor.on_receive
         watch = self
 
-        def observed(handle: Callable[[Any], Any]) -> Callable[[Any], Any]:
-            def observe(message: Any) -> Any:
+        def observed(handle: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+            def observe(actor: Any, message: Any) -> Any:
                 watch._observe(message)
-                return handle(message)
+                return handle(actor, message)
 
             return observe
-
-        def dispatch_table(actor: ConnectionActor) -> dict[type, Callable[[Any], Any]]:
-            return {kind: observed(handle) for kind, handle in original_table(actor).items()}
 
         def on_receive(actor: ConnectionActor, message: Any) -> Any:
             if isinstance(message, Reraise):
                 watch._observe(message)
             return original_receive(actor, message)
 
-        monkeypatch.setattr(ConnectionActor, "_dispatch_table", dispatch_table)
+        table = {kind: observed(handle) for kind, handle in ConnectionActor._DISPATCH.items()}
+        monkeypatch.setattr(ConnectionActor, "_DISPATCH", table)
         monkeypatch.setattr(ConnectionActor, "on_receive", on_receive)
 
     def _observe(self, message: object) -> None:

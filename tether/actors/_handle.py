@@ -202,21 +202,20 @@ class Connection:
         # The upgrade to repeat after a reconnect (ws_opts reupgrade); here, not
         # in the actor, so that a restarted generation repeats it too.
         self._reupgrade: msg.WsUpgrade | None = None
-        self._stopped = threading.Event()
-        # _stopped.is_set(), as a plain attribute for the checks made on every
-        # command and await (Event.is_set is a Python call). Set right after it.
+        # Stopped for good: set under the lock, with _generation notified
+        # (wait_stopped waits there: an Event of its own was ~1 KiB per
+        # connection); read without the lock by the checks on every command.
         self._done = False
         # Streams whose last event an await_ call returned, so that a later
         # await_body returns b"" at once instead of waiting (as Gun's does).
-        # Weak: forgotten StreamRefs cost nothing.
-        self._ended: weakref.WeakSet[StreamRef] = weakref.WeakSet()
+        # Weak: forgotten StreamRefs cost nothing. Built on first use, as the
+        # next (~1 KiB each, and many connections never need them).
+        self._ended: weakref.WeakSet[StreamRef] | None = None
         # The streams whose reply_to is an Inbox: await_ and await_body wait there.
-        self._reply_inboxes: weakref.WeakKeyDictionary[StreamRef, Inbox] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._reply_inboxes: weakref.WeakKeyDictionary[StreamRef, Inbox] | None = None
 
     def __repr__(self) -> str:
-        state = "stopped" if self._stopped.is_set() else "alive"
+        state = "stopped" if self._done else "alive"
         return f"<tether.Connection {self._where} {state}>"
 
     @property
@@ -250,7 +249,7 @@ class Connection:
         # Under the lock, so that an await_* that sees the handle stopped (it
         # takes the lock first) also finds this final Error in the inbox.
         with self._generation:
-            if self._stopped.is_set():
+            if self._done:
                 return  # the actor ended it already, with its own final event
             self._end()
             carried, self._carried = self._carried, []
@@ -294,6 +293,8 @@ class Connection:
         stream = StreamRef()
         if reply_to is not None and type(reply_to.target) is Inbox:
             with self._lock:
+                if self._reply_inboxes is None:
+                    self._reply_inboxes = weakref.WeakKeyDictionary()
                 self._reply_inboxes[stream] = reply_to.target
         return stream
 
@@ -339,7 +340,6 @@ class Connection:
         # Stopped for good (the lock held): wakes calls waiting for a restart,
         # or for room in the send buffer.
         self._ws_stream = None
-        self._stopped.set()
         self._done = True
         self._generation.notify_all()
         self._send.stop()
@@ -350,7 +350,7 @@ class Connection:
         # the next generation instead of failing the call.
         with self._generation:
             self._generation.wait_for(
-                lambda: self._ref is not dead or self._stopped.is_set(), _RESTART_WAIT
+                lambda: self._ref is not dead or self._done, _RESTART_WAIT
             )
             return self._ref
 
@@ -365,7 +365,7 @@ class Connection:
             # not wait for it): keep the command for it, in order.
             with self._generation:
                 ref = self._ref
-                if ref is None and not self._stopped.is_set():
+                if ref is None and not self._done:
                     self._carried.append(command)
                     return
         for attempt in range(2):
@@ -417,7 +417,7 @@ class Connection:
         did not answer in time).
         """
         ref = self._ref
-        stopped = self._stopped.is_set()
+        stopped = self._done
         if ref is not None and not stopped:
             try:
                 info = ref.ask(msg.InfoQuery(), timeout=timeout)
@@ -751,7 +751,7 @@ class Connection:
         (which are then refused, each with an ``Error`` for its stream) and
         is handled as soon as the message being handled is done.
         """
-        if self._stopped.is_set():
+        if self._done:
             return
         self._tell(msg.Close(), first=True)
 
@@ -764,13 +764,14 @@ class Connection:
         before goes out before the close frame. (Nothing waits on the
         network any more, and the send buffer bounds what is queued.)
         """
-        if self._stopped.is_set():
+        if self._done:
             return
         self._tell(msg.Shutdown())
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Block until the connection has stopped for good; False on timeout."""
-        return self._stopped.wait(timeout)
+        with self._generation:
+            return self._generation.wait_for(lambda: self._done, timeout)
 
     # -- receiving (Inbox owners only) -----------------------------------------
 
@@ -785,7 +786,8 @@ class Connection:
 
     def _inbox_of(self, stream: StreamRef) -> Inbox:
         """Where ``stream``'s events arrive: its ``reply_to`` Inbox, or the owner Inbox."""
-        inbox = self._reply_inboxes.get(stream)
+        inboxes = self._reply_inboxes
+        inbox = inboxes.get(stream) if inboxes is not None else None
         return inbox if inbox is not None else self._require_inbox()
 
     def _mine(self, message: object) -> bool:
@@ -894,6 +896,8 @@ class Connection:
             # acquire/release, not `with`: half the instructions (see Inbox.take).
             self._lock.acquire()
             try:
+                if self._ended is None:
+                    self._ended = weakref.WeakSet()
                 self._ended.add(stream)
             finally:
                 self._lock.release()
@@ -920,7 +924,7 @@ class Connection:
         chunks: list[bytes] = []
         self._lock.acquire()  # not `with`: see _await_stream
         try:
-            if stream in self._ended:
+            if self._ended is not None and stream in self._ended:
                 return b""
         finally:
             self._lock.release()

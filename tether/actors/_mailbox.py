@@ -137,7 +137,9 @@ class Mailbox:
         # Taken directly where nobody waits: a Condition's own __enter__ and
         # __exit__ are Python calls, on every message (docs/performance.md).
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        # Built by the first thread that waits (_waitable): many actors never
+        # start their thread, and a Condition is ~1 KiB per connection.
+        self._cond: threading.Condition | None = None
         # The turn: True while a thread handles a message (pykka's loop
         # between get() calls, or a teller running messages inline).
         self._busy = False
@@ -288,7 +290,7 @@ class Mailbox:
                 size = getattr(message, "size", 0)
                 if size:
                     self.queued_size += size
-                if self._watchers:
+                if self._watchers and self._cond is not None:
                     self._cond.notify_all()
                 if self._busy or not self._ready:
                     # The thread with the turn sees it when done (or open(), or
@@ -323,7 +325,7 @@ class Mailbox:
                 self._busy = False
             self._ready = True
             while self._busy or not self._items:
-                self._cond.wait()
+                self._waitable().wait()
             self._busy = self._loop_has_turn = True
             item = self._items.popleft()
             size = _size(item)
@@ -360,11 +362,17 @@ class Mailbox:
         with self._lock:
             self._watchers += 1
             try:
-                return self._cond.wait_for(
+                return self._waitable().wait_for(
                     lambda: any(match(e.message) for e in self._items), timeout
                 )
             finally:
                 self._watchers -= 1
+
+    def _waitable(self) -> threading.Condition:
+        """The condition to wait on (the lock held), built for the first thread that waits."""
+        if self._cond is None:
+            self._cond = threading.Condition(self._lock)
+        return self._cond
 
     # -- handing over ------------------------------------------------------------------
 
@@ -376,7 +384,8 @@ class Mailbox:
         on this thread (a stop, and no thread was ever started).
         """
         if self._thread_started:
-            self._cond.notify()
+            if self._cond is not None:  # else the thread has not waited yet
+                self._cond.notify()
             return None
         assert self._ends_loop is not None
         if self._ends_loop(self._items[0].message):

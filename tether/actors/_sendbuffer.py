@@ -64,7 +64,10 @@ class SendBuffer:
         self.timeout = timeout
         #: What the connection actor holds (its turn writes it; read by anyone).
         self.held = 0
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        # Built by the first caller that has to wait, under the lock: most
+        # connections never fill their buffer, and a Condition is ~1 KiB.
+        self._cond: threading.Condition | None = None
         self._waiting = 0  # callers in wait_for_room (read without the lock by room())
         self._stopped = False
 
@@ -83,7 +86,10 @@ class SendBuffer:
         limit = self.limit
         assert limit is not None
         deadline = time.monotonic() + self.timeout
-        with self._cond:
+        with self._lock:
+            if self._cond is None:
+                self._cond = threading.Condition(self._lock)
+            cond = self._cond
             # Counted before looking: whoever makes room after this look
             # sees a waiter and wakes it (see room()).
             self._waiting += 1
@@ -99,7 +105,7 @@ class SendBuffer:
                             f"the send buffer stayed over {limit} bytes for {self.timeout} s: "
                             "the server reads too slowly; nothing was sent"
                         )
-                    self._cond.wait(remaining)
+                    cond.wait(remaining)
             finally:
                 self._waiting -= 1
 
@@ -112,11 +118,17 @@ class SendBuffer:
     def room(self) -> None:
         """Something left the buffer: wake the waiting callers, if any (any thread)."""
         if self._waiting:  # after the change (see wait_for_room)
-            with self._cond:
-                self._cond.notify_all()
+            with self._lock:
+                self._notify()
 
     def stop(self) -> None:
         """The connection stopped for good: waiting callers raise (any thread)."""
-        with self._cond:
+        with self._lock:
             self._stopped = True
+            self._notify()
+
+    def _notify(self) -> None:
+        # The lock held: a caller that waits built the Condition before it
+        # counted itself as waiting.
+        if self._cond is not None:
             self._cond.notify_all()

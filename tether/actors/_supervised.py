@@ -113,6 +113,9 @@ def _wrap_start(hook: Callable[[Any], None]) -> Callable[[Any], None]:
         finally:
             if signal is not None:
                 signal.event.set()
+                # Read by the supervisor only, which holds it while it waits:
+                # kept here, its Event was ~1 KiB per connection for nothing.
+                self._start_signal = None
 
     return on_start
 
