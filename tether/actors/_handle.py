@@ -349,9 +349,7 @@ class Connection:
         # The actor died: while its supervisor restarts it, wait (briefly) for
         # the next generation instead of failing the call.
         with self._generation:
-            self._generation.wait_for(
-                lambda: self._ref is not dead or self._done, _RESTART_WAIT
-            )
+            self._generation.wait_for(lambda: self._ref is not dead or self._done, _RESTART_WAIT)
             return self._ref
 
     def _tell(self, command: msg.Command, size: int = 0, *, first: bool = False) -> None:
