@@ -184,7 +184,10 @@ class Connection:
         self.opts = opts
         self.owner = owner
         self._lock = threading.Lock()
-        self._generation = threading.Condition(self._lock)
+        # Notified (under the lock) when a generation is adopted and when the
+        # handle stops; built by the first thread that waits for either
+        # (_waitable): most handles never see one, and a Condition is ~1 KiB.
+        self._generation: threading.Condition | None = None
         self._ref: pykka.ActorRef[Any] | None = None
         self._carried: list[msg.Command] = []
         self._ws_stream: StreamRef | None = None
@@ -203,7 +206,7 @@ class Connection:
         # in the actor, so that a restarted generation repeats it too.
         self._reupgrade: msg.WsUpgrade | None = None
         # Stopped for good: set under the lock, with _generation notified
-        # (wait_stopped waits there: an Event of its own was ~1 KiB per
+        # (wait_stopped waits for it: an Event of its own was ~1 KiB per
         # connection); read without the lock by the checks on every command.
         self._done = False
         # Streams whose last event an await_ call returned, so that a later
@@ -232,23 +235,23 @@ class Connection:
         # of new ones. Both under the lock that _tell's queueing takes, so a
         # command told meanwhile is queued before the hand-over (and sent
         # with it) or sent after it: never lost, never ahead of older ones.
-        with self._generation:
+        with self._lock:
             for command in self._carried:
                 ref.tell(command)
             self._carried = []
             self._ref = ref
-            self._generation.notify_all()
+            self._notify()
 
     def _carry_over(self, commands: list[msg.Command]) -> None:
         # Called by a crashed generation: the commands it left unhandled.
-        with self._generation:
+        with self._lock:
             self._carried.extend(commands)
 
     def _on_exit(self, reason: BaseException | None) -> None:
         """The supervisor will not restart the actor: end the handle, tell the owner why."""
         # Under the lock, so that an await_* that sees the handle stopped (it
         # takes the lock first) also finds this final Error in the inbox.
-        with self._generation:
+        with self._lock:
             if self._done:
                 return  # the actor ended it already, with its own final event
             self._end()
@@ -333,7 +336,7 @@ class Connection:
             self._ws_stream = stream
 
     def _mark_stopped(self) -> None:
-        with self._generation:
+        with self._lock:
             self._end()
 
     def _end(self) -> None:
@@ -341,16 +344,27 @@ class Connection:
         # or for room in the send buffer.
         self._ws_stream = None
         self._done = True
-        self._generation.notify_all()
+        self._notify()
         self._send.stop()
         self._release_deliveries()
 
     def _next_generation(self, dead: pykka.ActorRef[Any]) -> pykka.ActorRef[Any] | None:
         # The actor died: while its supervisor restarts it, wait (briefly) for
         # the next generation instead of failing the call.
-        with self._generation:
-            self._generation.wait_for(lambda: self._ref is not dead or self._done, _RESTART_WAIT)
+        with self._lock:
+            self._waitable().wait_for(lambda: self._ref is not dead or self._done, _RESTART_WAIT)
             return self._ref
+
+    def _waitable(self) -> threading.Condition:
+        """The condition to wait on for a new generation or the end (the lock held)."""
+        if self._generation is None:
+            self._generation = threading.Condition(self._lock)
+        return self._generation
+
+    def _notify(self) -> None:
+        # The lock held: whoever waits built the Condition before it looked.
+        if self._generation is not None:
+            self._generation.notify_all()
 
     def _tell(self, command: msg.Command, size: int = 0, *, first: bool = False) -> None:
         """Tell the current generation ``command``; ``size``: what it counts in the send buffer.
@@ -361,7 +375,7 @@ class Connection:
         if ref is None:
             # The supervisor has not built the first actor yet (open() does
             # not wait for it): keep the command for it, in order.
-            with self._generation:
+            with self._lock:
                 ref = self._ref
                 if ref is None and not self._done:
                     self._carried.append(command)
@@ -768,8 +782,8 @@ class Connection:
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Block until the connection has stopped for good; False on timeout."""
-        with self._generation:
-            return self._generation.wait_for(lambda: self._done, timeout)
+        with self._lock:
+            return self._waitable().wait_for(lambda: self._done, timeout)
 
     # -- receiving (Inbox owners only) -----------------------------------------
 
@@ -831,7 +845,7 @@ class Connection:
                 # inf (or past TIMEOUT_MAX, where Event.wait overflows) is no limit.
                 finite = timeout is not None and timeout <= threading.TIMEOUT_MAX
                 ref.actor_stopped.wait(timeout if finite else None)
-            with self._generation:
+            with self._lock:
                 pass  # a supervisor's _on_exit tells its Error under this lock
             try:
                 return inbox.take(match, 0, remove)
