@@ -89,7 +89,8 @@ class StopFlag(threading.Event):
 
     An Event builds a Condition (with a Lock and a deque) at once: ~1.1 KiB
     per connection, of which pykka's ``actor_stopped`` only needs
-    ``is_set`` and ``set`` unless someone waits for the actor to stop.
+    ``is_set`` and ``set`` unless someone waits for the actor to stop (and
+    a supervised child's start signal is set before its supervisor waits).
     Thread-safe, as an Event.
     """
 
@@ -114,6 +115,8 @@ class StopFlag(threading.Event):
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the flag is set or ``timeout`` seconds passed; the flag."""
         with _flags_lock:
+            if self._flag:
+                return True  # no Condition needed
             if self._waited is None:
                 self._waited = threading.Condition(threading.Lock())
             waited = self._waited

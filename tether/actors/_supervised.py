@@ -29,6 +29,8 @@ from typing import Any
 
 import pykka
 
+from tether.actors._lazy import StopFlag
+
 __all__ = ["ChildExited", "StartSignal", "Supervised", "starting_child", "unsupervised"]
 
 _context = threading.local()
@@ -54,7 +56,9 @@ class StartSignal:
     """
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        # Set before the supervisor waits when on_start runs on its thread (a
+        # LazyThreadingActor's): a StopFlag then builds no Condition.
+        self.event: threading.Event = StopFlag()
         self.error: BaseException | None = None
         self.attached = False  # a Supervised actor picked this signal up
 

@@ -32,7 +32,6 @@ the old socket's name).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import itertools
 import os
 import socket
@@ -55,17 +54,17 @@ from tether.actors._messages import (
     Resolved,
     Writable,
 )
+from tether.protocol._validate import ip_version
 
 __all__ = ["READ_AHEAD", "TcpTransport", "Transport", "UnixTransport", "check_unix_path", "unsent"]
 
 
 def _ip_family(host: str) -> socket.AddressFamily | None:
     """The address family of an IP address literal; None for a host name."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+    version = ip_version(host)
+    if version is None:
         return None
-    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    return socket.AF_INET6 if version == 6 else socket.AF_INET
 
 
 #: The resolver the connect thread calls (tests stall it: a real lookup cannot be made to).

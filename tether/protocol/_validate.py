@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -212,23 +213,37 @@ def check_framing(headers: HeaderList, body: bytes | None, *, streamed: bool = F
             )
 
 
+def ip_version(host: str) -> int | None:
+    """4 or 6 for an IP address literal (what ``ipaddress.ip_address`` takes), else None."""
+    # inet_pton first: one C call, where ip_address parses in Python (two
+    # parses were ~10 % of the CPU time of an open(), connect and close).
+    for family, version in _FAMILIES:
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return version
+    if "%" in host:  # an IPv6 address with its scope ("fe80::1%eth0"): not inet_pton's
+        try:
+            return ipaddress.ip_address(host).version
+        except ValueError:
+            return None
+    return None
+
+
+_FAMILIES = ((socket.AF_INET, 4), (socket.AF_INET6, 6))
+
+
 def _is_host(host: str) -> bool:
     """True for an IP address literal or a host name (dot-separated labels, one final dot)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
+    if ip_version(host) is not None:
         return True
     name = host.removesuffix(".")
     return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
 
 
 def _is_ipv6(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).version == 6
-    except ValueError:
-        return False
+    return ip_version(host) == 6
 
 
 def _is_port(text: str) -> bool:
