@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import pytest
 
 from tether import InvalidRequestError
@@ -16,7 +14,6 @@ from tether.protocol import (
     host_authority,
     normalize_headers,
 )
-from tether.protocol._validate import ip_version
 
 # -- normalize_headers -------------------------------------------------------------
 
@@ -241,36 +238,3 @@ def test_the_host_header_has_the_port_only_when_not_the_default(
     host: str, port: int, tls: bool, header: str
 ) -> None:
     assert host_authority(host, port, tls=tls) == header
-
-
-@pytest.mark.parametrize(
-    "host",
-    [
-        "127.0.0.1",
-        "::1",
-        "::ffff:1.2.3.4",
-        "fe80::1%eth0",
-        "0001::",
-        "01.2.3.4",
-        "127.1",
-        "256.1.1.1",
-        "1::2::3",
-        "12345::",
-        "1.2.3.4%eth0",
-        "fe80::1%",
-        " 1.2.3.4",
-        "a\x00b",
-        "\u09e6.1.2.3",
-        "example.com",
-        "",
-    ],
-)
-def test_ip_version_takes_the_ip_literals_ipaddress_takes(host: str) -> None:
-    # tether tells an address from a name without the ipaddress module (a
-    # C call per open()): the same strings must count as addresses, the
-    # rest is looked up as a name (or refused by check_host).
-    try:
-        expected: int | None = ipaddress.ip_address(host).version
-    except ValueError:
-        expected = None
-    assert ip_version(host) == expected

@@ -9,9 +9,9 @@ the same rules h11 enforces later, so h11 never rejects what passed here.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
-import socket
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -213,25 +213,19 @@ def check_framing(headers: HeaderList, body: bytes | None, *, streamed: bool = F
             )
 
 
+@functools.lru_cache(maxsize=256)
 def ip_version(host: str) -> int | None:
-    """4 or 6 for an IP address literal (what ``ipaddress.ip_address`` takes), else None."""
-    # inet_pton first: one C call, where ip_address parses in Python (two
-    # parses were ~10 % of the CPU time of an open(), connect and close).
-    for family, version in _FAMILIES:
-        try:
-            socket.inet_pton(family, host)
-        except (OSError, ValueError):
-            continue
-        return version
-    if "%" in host:  # an IPv6 address with its scope ("fe80::1%eth0"): not inet_pton's
-        try:
-            return ipaddress.ip_address(host).version
-        except ValueError:
-            return None
-    return None
+    """4 or 6 for an IP address literal, else None.
 
-
-_FAMILIES = ((socket.AF_INET, 4), (socket.AF_INET6, 6))
+    Cached: ``open()`` asks twice per connection (``check_host``, then the
+    transport), ipaddress parses in Python (both were ~10 % of the CPU time
+    of an open, connect and close), and a program's connections go to a
+    few hosts.
+    """
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
 
 
 def _is_host(host: str) -> bool:
