@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import client_others as others
@@ -203,6 +204,39 @@ def fanout(params: Params) -> Result:
         return result
     finally:
         driver.close_all()
+
+
+def fanout_threads(params: Params) -> Result:
+    """``fanout`` with a thread per connection, each waiting in its own connection's Inbox.
+
+    As ``client_others.wsclient_fanout`` runs websocket-client: each thread
+    opens, upgrades, echoes ``messages`` messages and closes (a close
+    handshake: ``shutdown()``, then waits until the connection stopped).
+    """
+    frame = tether.Binary(b"x" * params.size)
+
+    def client(_: int) -> int:
+        try:
+            conn = upgraded(params.ws_port)
+            try:
+                inbox = conn.inbox
+                assert inbox is not None
+                for _ in range(params.messages):
+                    conn.ws_send(frame)
+                    if not isinstance(inbox.receive(timeout=_RECEIVE), tether.Ws):
+                        return 1
+            finally:
+                conn.shutdown()
+                conn.wait_stopped(_RECEIVE)
+        except Exception:
+            return 1
+        return 0
+
+    def run() -> int:
+        with ThreadPoolExecutor(max_workers=params.conns) as pool:
+            return sum(pool.map(client, range(params.conns)))
+
+    return timed(params, run)
 
 
 def many(params: Params) -> Result:

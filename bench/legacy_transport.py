@@ -107,4 +107,4 @@ class ThreadedTransport(TcpTransport):
         super().__init__(*args, **kwargs, loop=_THREADS)  # type: ignore[arg-type]
 
     def start(self) -> None:
-        self._thread.start()  # always the connect thread, as before
+        self._start_connect_thread()  # always the connect thread, as before

@@ -14,7 +14,7 @@ import random
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 __all__ = [
     "ConnectOpts",
@@ -276,10 +276,22 @@ class WsOpts:
 _O = TypeVar("_O", HttpOpts, WsOpts)
 
 
+# One default instance per options class, shared: they are frozen, and a
+# copy per connection was ~400 B of it (and a validation per open()).
+_defaults: dict[type, Any] = {}
+
+
+def _default_of(cls: type[_O]) -> _O:
+    default = _defaults.get(cls)
+    if default is None:  # two threads may both build one: either will do
+        default = _defaults[cls] = cls()
+    return cast(_O, default)
+
+
 def coerce_opts(name: str, cls: type[_O], value: object) -> _O:
     """Accept ``None``, an instance of ``cls`` or a mapping of its field names."""
     if value is None:
-        return cls()
+        return _default_of(cls)
     if isinstance(value, cls):
         return value
     if isinstance(value, Mapping):

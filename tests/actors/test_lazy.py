@@ -26,7 +26,7 @@ from tests.conftest import ConnectionTracker
 from tests.events import inbox
 from tether.actors import ConnectionActor, Supervised
 from tether.actors import _messages as msg
-from tether.actors._lazy import LazyThreadingActor
+from tether.actors._lazy import LazyThreadingActor, StopFlag
 from tether.actors._mailbox import _MAX_HELPED, Reraise
 from tether.server import Server
 
@@ -77,26 +77,23 @@ class Watch:
         # Every handler of the actor's dispatch table, which both the actor
         # thread (on_receive) and a teller (_run_inline) run messages with;
         # and on_receive for what is not in it (a Reraise).
-        original_table = ConnectionActor._dispatch_table
         original_receive = ConnectionActor.on_receive
         watch = self
 
-        def observed(handle: Callable[[Any], Any]) -> Callable[[Any], Any]:
-            def observe(message: Any) -> Any:
+        def observed(handle: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+            def observe(actor: Any, message: Any) -> Any:
                 watch._observe(message)
-                return handle(message)
+                return handle(actor, message)
 
             return observe
-
-        def dispatch_table(actor: ConnectionActor) -> dict[type, Callable[[Any], Any]]:
-            return {kind: observed(handle) for kind, handle in original_table(actor).items()}
 
         def on_receive(actor: ConnectionActor, message: Any) -> Any:
             if isinstance(message, Reraise):
                 watch._observe(message)
             return original_receive(actor, message)
 
-        monkeypatch.setattr(ConnectionActor, "_dispatch_table", dispatch_table)
+        table = {kind: observed(handle) for kind, handle in ConnectionActor._DISPATCH.items()}
+        monkeypatch.setattr(ConnectionActor, "_DISPATCH", table)
         monkeypatch.setattr(ConnectionActor, "on_receive", on_receive)
 
     def _observe(self, message: object) -> None:
@@ -254,6 +251,34 @@ def test_an_actor_that_is_only_told_never_starts_a_thread() -> None:
     assert actor_threads("Starting-") == set()
     with pytest.raises(pykka.ActorDeadError):
         ref.tell("tell")
+
+
+def test_threads_waiting_for_actor_stopped_wake_when_the_actor_stops() -> None:
+    # actor_stopped builds its Condition only for a waiter (StopFlag): the
+    # waiters, started before the stop, must still be woken by it.
+    ref = Starting.start([])
+    assert not ref.actor_stopped.wait(0.01)
+    woken: list[bool] = []
+    waiters = [
+        threading.Thread(target=lambda: woken.append(ref.actor_stopped.wait())) for _ in range(3)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    # Stopped only once all three wait (its Condition lists them), so that
+    # the stop has to wake them rather than be seen as they start waiting.
+    flag = ref.actor_stopped
+    assert isinstance(flag, StopFlag)
+    for _ in range(500):  # bounded: they start at once
+        if flag._waited is not None and len(flag._waited._waiters) == 3:  # type: ignore[attr-defined]
+            break
+        threading.Event().wait(0.01)
+    assert ref.stop(timeout=WAIT)
+    for waiter in waiters:
+        waiter.join(WAIT)
+        assert not waiter.is_alive()
+    assert woken == [True, True, True]
+    assert ref.actor_stopped.is_set()
+    assert ref.actor_stopped.wait(0)  # set before the wait: returns at once
 
 
 def test_a_failing_on_start_is_a_start_failure_and_queued_asks_fail(

@@ -331,3 +331,27 @@ def test_a_tell_made_while_the_receiver_borrows_is_not_missed(borrowable: bool) 
         receiver.join(WAIT)
         loop.close(watch)
         peer.close()
+
+
+def test_wait_stopped_reads_the_socket_its_last_receive_kept(
+    server: Server, open_conn: ConnectionTracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # shutdown() and wait_stopped() right after a receive (as a thread that
+    # closes its connection does): the socket that receive kept is read
+    # while the thread waits for the close handshake, not only once the I/O
+    # thread's tick takes it back (5-10 ms later; here, never until the end).
+    reclaim = _lending.Lending._reclaim
+    holding = [True]
+    monkeypatch.setattr(
+        _lending.Lending, "_reclaim", lambda self: True if holding[0] else reclaim(self)
+    )
+    try:
+        conn = _upgraded(open_conn, server.port)
+        inbox = inbox_of(conn)
+        conn.ws_send("kept")
+        assert _next_ws(inbox) == tether.Text("kept")
+        assert inbox._lending.loan in (Loan.HELD, Loan.STALE)  # kept for the next receive
+        conn.shutdown()
+        assert conn.wait_stopped(WAIT)
+    finally:
+        holding[0] = False  # the next tick (if any) drops the ticker

@@ -51,3 +51,18 @@ def test_a_callback_that_raises_is_logged_and_the_next_timers_run(
     [record] = [r for r in caplog.records if r.name == "tether.scheduler"]
     assert record.exc_info is not None
     assert isinstance(record.exc_info[1], RuntimeError)
+
+
+@pytest.mark.parametrize("order", ["earliest first", "latest first"])
+def test_the_thread_ends_once_every_timer_is_cancelled(order: str) -> None:
+    # Only the cancel of the timer the thread waits for (the earliest) wakes
+    # it: cancelled in either order, far-off timers must not keep it alive.
+    scheduler = Scheduler()
+    timers = [scheduler.call_later(delay, lambda: None) for delay in (1000.0, math.inf, 2000.0)]
+    thread = scheduler._thread
+    assert thread is not None
+    for timer in sorted(timers, key=timers.index, reverse=order == "latest first"):
+        timer.cancel()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert scheduler.pending() == 0

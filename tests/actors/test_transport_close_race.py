@@ -58,6 +58,7 @@ def test_close_while_the_reader_sets_the_socket_up(
 
     monkeypatch.setattr(_transport.socket, "create_connection", connect)
     transport.start()
+    assert transport._thread is not None
     transport._thread.join(JOIN)
     assert not transport._thread.is_alive()
     assert failures == []  # nothing escaped the reader thread

@@ -146,6 +146,37 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     the remaining ones).
     """
 
+    # Its own fields in slots: with pykka's and the base classes' they were
+    # 35, past the 30 keys a shared-key instance dict holds, and the dict
+    # alone was ~1.6 KiB per connection (pykka's and the bases' stay in it).
+    __slots__ = (
+        "_conn",
+        "_epoch",
+        "_flow_held",
+        "_flow_used",
+        "_handling",
+        "_heads",
+        "_inline_ok",
+        "_keepalive",
+        "_lending",
+        "_lingering",
+        "_opts",
+        "_owner_check",
+        "_pending",
+        "_pending_size",
+        "_phases",
+        "_proto",
+        "_retries",
+        "_router",
+        "_scheduler",
+        "_state",
+        "_timers",
+        "_tls",
+        "_transport",
+        "_upgrades",
+        "_writer",
+    )
+
     def __init__(self, conn: Connection) -> None:
         super().__init__()
         self._conn = conn
@@ -164,7 +195,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             and conn._delivery.inline
             and all(d.inline for d in conn._reply_tos.values())
         )
-        self._dispatch = self._dispatch_table()
         self._mailbox.bind(
             self._run_inline if self._inline_ok else _refuse_all,
             self.actor_stopped,
@@ -299,12 +329,12 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return False
         if self._state is not State.STOPPED:
             self._handling = message
-            self._dispatch[kind](message)
+            self._DISPATCH[kind](self, message)
         return True
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch a command or an I/O report (by its type: this runs for every message)."""
-        handle = self._dispatch.get(type(message))
+        handle = self._DISPATCH.get(type(message))
         if handle is None:
             if isinstance(message, Reraise):
                 raise message.error  # handled inline by a teller, and it crashed
@@ -312,7 +342,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if self._state is State.STOPPED:
             return None
         self._handling = message
-        return handle(message)
+        return handle(self, message)
 
     def _lending_of(self, owner: object) -> Lending | LoopLending | None:
         """Who may read the socket instead of the I/O thread, for the owner's sake.
@@ -361,37 +391,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._router.route(stream, reply_to)
             if not reply_to.inline:
                 self._no_more_inline()
-
-    def _dispatch_table(self) -> dict[type, Callable[[Any], Any]]:
-        """Each message type's handler. I/O reports of a replaced connection are dropped."""
-        return {
-            msg.BytesIn: self._on_bytes_in,
-            msg.Resolved: self._if_current(self._on_resolved),
-            msg.Connected: self._if_current(lambda _: self._on_tcp_connected()),
-            msg.ConnectFailed: self._if_current(lambda m: self._connection_failed(m.reason)),
-            msg.Closed: self._if_current(lambda m: self._on_closed(m.reason)),
-            msg.Tick: self._on_tick,
-            msg.Writable: self._if_current(lambda _: self._on_writable()),
-            msg.InfoQuery: lambda _: self._info(),
-            msg.StreamInfoQuery: self._stream_info,
-            msg.SetOwner: self._on_set_owner,
-            msg.Close: lambda _: self._stop_now(ClosedByUser("close() was called")),
-            msg.Shutdown: lambda _: self._start_shutdown(),
-            msg.WsSend: self._on_ws_send,
-            msg.RequestCmd: self._command,
-            msg.HeadersCmd: self._command,
-            msg.DataCmd: self._command,
-            msg.Cancel: self._command,
-            msg.UpdateFlow: self._command,
-            msg.WsUpgrade: self._command,
-        }
-
-    def _if_current(self, handle: Callable[[Any], None]) -> Callable[[Any], None]:
-        def current(report: Any) -> None:
-            if report.epoch == self._epoch:
-                handle(report)
-
-        return current
 
     def _on_bytes_in(self, report: msg.BytesIn) -> None:
         """Bytes read from the current socket: decrypt (TLS), feed the protocol, flush."""
@@ -643,6 +642,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._flush()
 
     _TICKS: dict[Timer, Callable[[ConnectionActor], None]]  # set after the class
+    _DISPATCH: dict[type, Callable[[ConnectionActor, Any], Any]]  # set after the class
 
     # -- up ----------------------------------------------------------------------
 
@@ -1112,6 +1112,42 @@ def _when_up(handle: Callable[[ConnectionActor], None]) -> Callable[[ConnectionA
 
     return when_up
 
+
+def _if_current(
+    handle: Callable[[ConnectionActor, Any], None],
+) -> Callable[[ConnectionActor, Any], None]:
+    """``handle`` for I/O reports of the current connection; a replaced one's are dropped."""
+
+    def if_current(actor: ConnectionActor, report: Any) -> None:
+        if report.epoch == actor._epoch:
+            handle(actor, report)
+
+    return if_current
+
+
+# Each message type's handler, for every actor (a table per actor was ~3 KiB
+# a connection).
+ConnectionActor._DISPATCH = {
+    msg.BytesIn: ConnectionActor._on_bytes_in,
+    msg.Resolved: _if_current(ConnectionActor._on_resolved),
+    msg.Connected: _if_current(lambda actor, _: actor._on_tcp_connected()),
+    msg.ConnectFailed: _if_current(lambda actor, m: actor._connection_failed(m.reason)),
+    msg.Closed: _if_current(lambda actor, m: actor._on_closed(m.reason)),
+    msg.Tick: ConnectionActor._on_tick,
+    msg.Writable: _if_current(lambda actor, _: actor._on_writable()),
+    msg.InfoQuery: lambda actor, _: actor._info(),
+    msg.StreamInfoQuery: ConnectionActor._stream_info,
+    msg.SetOwner: ConnectionActor._on_set_owner,
+    msg.Close: lambda actor, _: actor._stop_now(ClosedByUser("close() was called")),
+    msg.Shutdown: lambda actor, _: actor._start_shutdown(),
+    msg.WsSend: ConnectionActor._on_ws_send,
+    msg.RequestCmd: ConnectionActor._command,
+    msg.HeadersCmd: ConnectionActor._command,
+    msg.DataCmd: ConnectionActor._command,
+    msg.Cancel: ConnectionActor._command,
+    msg.UpdateFlow: ConnectionActor._command,
+    msg.WsUpgrade: ConnectionActor._command,
+}
 
 # Each timer kind and what its tick does (the state checks are in the handlers).
 ConnectionActor._TICKS = {

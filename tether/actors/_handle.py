@@ -187,7 +187,10 @@ class Connection:
         self.opts = opts
         self.owner = owner
         self._lock = new_lock(Rank.HANDLE)
-        self._generation = threading.Condition(self._lock)
+        # Notified (under the lock) when a generation is adopted and when the
+        # handle stops; built by the first thread that waits for either
+        # (_waitable): most handles never see one, and a Condition is ~1 KiB.
+        self._generation: threading.Condition | None = None
         self._ref: pykka.ActorRef[Any] | None = None
         self._carried: list[msg.Command] = []
         self._ws_stream: StreamRef | None = None
@@ -205,18 +208,20 @@ class Connection:
         # The upgrade to repeat after a reconnect (ws_opts reupgrade); here, not
         # in the actor, so that a restarted generation repeats it too.
         self._reupgrade: msg.WsUpgrade | None = None
-        self._stopped = threading.Event()
+        # Stopped for good: set under the lock, with _generation notified
+        # (wait_stopped waits for it: an Event of its own was ~1 KiB per
+        # connection); read without the lock by the checks on every command.
+        self._done = False
         # Streams whose last event an await_ call returned, so that a later
         # await_body returns b"" at once instead of waiting (as Gun's does).
-        # Weak: forgotten StreamRefs cost nothing.
-        self._ended: weakref.WeakSet[StreamRef] = weakref.WeakSet()
+        # Weak: forgotten StreamRefs cost nothing. Built on first use, as the
+        # next (~1 KiB each, and many connections never need them).
+        self._ended: weakref.WeakSet[StreamRef] | None = None
         # The streams whose reply_to is an Inbox: await_ and await_body wait there.
-        self._reply_inboxes: weakref.WeakKeyDictionary[StreamRef, Inbox | AsyncInbox] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._reply_inboxes: weakref.WeakKeyDictionary[StreamRef, Inbox | AsyncInbox] | None = None
 
     def __repr__(self) -> str:
-        state = "stopped" if self._stopped.is_set() else "alive"
+        state = "stopped" if self._done else "alive"
         return f"<tether.Connection {self._where} {state}>"
 
     @property
@@ -233,24 +238,24 @@ class Connection:
         # of new ones. Both under the lock that _tell's queueing takes, so a
         # command told meanwhile is queued before the hand-over (and sent
         # with it) or sent after it: never lost, never ahead of older ones.
-        with self._generation:
+        with self._lock:
             for command in self._carried:
                 ref.tell(command)
             self._carried = []
             self._ref = ref
-            self._generation.notify_all()
+            self._notify()
 
     def _carry_over(self, commands: list[msg.Command]) -> None:
         # Called by a crashed generation: the commands it left unhandled.
-        with self._generation:
+        with self._lock:
             self._carried.extend(commands)
 
     def _on_exit(self, reason: BaseException | None) -> None:
         """The supervisor will not restart the actor: end the handle, tell the owner why."""
         # Under the lock, so that an await_* that sees the handle stopped (it
         # takes the lock first) also finds this final Error in the inbox.
-        with self._generation:
-            if self._stopped.is_set():
+        with self._lock:
+            if self._done:
                 return  # the actor ended it already, with its own final event
             self._end()
             carried, self._carried = self._carried, []
@@ -294,6 +299,8 @@ class Connection:
         stream = StreamRef()
         if reply_to is not None and type(reply_to.target) in (Inbox, AsyncInbox):
             with self._lock:
+                if self._reply_inboxes is None:
+                    self._reply_inboxes = weakref.WeakKeyDictionary()
                 self._reply_inboxes[stream] = reply_to.target
         return stream
 
@@ -332,26 +339,35 @@ class Connection:
             self._ws_stream = stream
 
     def _mark_stopped(self) -> None:
-        with self._generation:
+        with self._lock:
             self._end()
 
     def _end(self) -> None:
         # Stopped for good (the lock held): wakes calls waiting for a restart,
         # or for room in the send buffer.
         self._ws_stream = None
-        self._stopped.set()
-        self._generation.notify_all()
+        self._done = True
+        self._notify()
         self._send.stop()
         self._release_deliveries()
 
     def _next_generation(self, dead: pykka.ActorRef[Any]) -> pykka.ActorRef[Any] | None:
         # The actor died: while its supervisor restarts it, wait (briefly) for
         # the next generation instead of failing the call.
-        with self._generation:
-            self._generation.wait_for(
-                lambda: self._ref is not dead or self._stopped.is_set(), _RESTART_WAIT
-            )
+        with self._lock:
+            self._waitable().wait_for(lambda: self._ref is not dead or self._done, _RESTART_WAIT)
             return self._ref
+
+    def _waitable(self) -> threading.Condition:
+        """The condition to wait on for a new generation or the end (the lock held)."""
+        if self._generation is None:
+            self._generation = threading.Condition(self._lock)
+        return self._generation
+
+    def _notify(self) -> None:
+        # The lock held: whoever waits built the Condition before it looked.
+        if self._generation is not None:
+            self._generation.notify_all()
 
     def _tell(self, command: msg.Command, size: int = 0, *, first: bool = False) -> None:
         """Tell the current generation ``command``; ``size``: what it counts in the send buffer.
@@ -362,13 +378,13 @@ class Connection:
         if ref is None:
             # The supervisor has not built the first actor yet (open() does
             # not wait for it): keep the command for it, in order.
-            with self._generation:
+            with self._lock:
                 ref = self._ref
-                if ref is None and not self._stopped.is_set():
+                if ref is None and not self._done:
                     self._carried.append(command)
                     return
         for attempt in range(2):
-            if ref is None or self._stopped.is_set():
+            if ref is None or self._done:
                 break
             try:
                 # ref.tell(command): every generation's inbox is a Mailbox
@@ -406,7 +422,7 @@ class Connection:
 
     def is_alive(self) -> bool:
         """False once the connection has stopped for good (not during reconnects)."""
-        return not self._stopped.is_set()
+        return not self._done
 
     def info(self, timeout: float = _INFO_TIMEOUT) -> ConnectionInfo:
         """A snapshot of the connection's state (asks the actor, bounded by ``timeout``).
@@ -416,7 +432,7 @@ class Connection:
         did not answer in time).
         """
         ref = self._ref
-        stopped = self._stopped.is_set()
+        stopped = self._done
         if ref is not None and not stopped:
             try:
                 info = ref.ask(msg.InfoQuery(), timeout=timeout)
@@ -475,7 +491,7 @@ class Connection:
         if not isinstance(stream, StreamRef):
             raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
         ref = self._ref
-        if ref is None or self._stopped.is_set():
+        if ref is None or self._done:
             return None
         try:
             info = ref.ask(msg.StreamInfoQuery(stream), timeout=timeout)
@@ -749,7 +765,7 @@ class Connection:
         """
         send, ref = self._send, self._ref
         limit = send.limit
-        if limit is None or ref is None or self._stopped.is_set():
+        if limit is None or ref is None or self._done:
             return False
         mailbox: Mailbox = ref.actor_inbox  # type: ignore[assignment]  # see _tell
         return send.held + mailbox.queued_size > limit
@@ -763,7 +779,7 @@ class Connection:
         (which are then refused, each with an ``Error`` for its stream) and
         is handled as soon as the message being handled is done.
         """
-        if self._stopped.is_set():
+        if self._done:
             return
         self._tell(msg.Close(), first=True)
 
@@ -776,13 +792,20 @@ class Connection:
         before goes out before the close frame. (Nothing waits on the
         network any more, and the send buffer bounds what is queued.)
         """
-        if self._stopped.is_set():
+        if self._done:
             return
         self._tell(msg.Shutdown())
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Block until the connection has stopped for good; False on timeout."""
-        return self._stopped.wait(timeout)
+        inbox = self.inbox
+        if inbox is not None and not self._done:
+            # A socket its last receive kept is read by nobody while this
+            # waits: the close handshake of a shutdown() would wait for the
+            # I/O thread to take it back (5-10 ms).
+            inbox._let_go()
+        with self._lock:
+            return self._waitable().wait_for(lambda: self._done, timeout)
 
     # -- receiving (Inbox owners only) -----------------------------------------
 
@@ -794,7 +817,8 @@ class Connection:
 
     def _inbox_of(self, stream: StreamRef, call: str) -> Inbox:
         """Where ``stream``'s events arrive: its ``reply_to`` Inbox, or the owner Inbox."""
-        inbox = self._reply_inboxes.get(stream)
+        inboxes = self._reply_inboxes
+        inbox = inboxes.get(stream) if inboxes is not None else None
         if inbox is None:
             return self._require_inbox(call)
         if type(inbox) is not Inbox:
@@ -803,7 +827,8 @@ class Connection:
 
     def _receiver_of(self, stream: StreamRef) -> object:
         """Where ``stream``'s events arrive: its ``reply_to`` (Async)Inbox, or the owner."""
-        receiver = self._reply_inboxes.get(stream)
+        inboxes = self._reply_inboxes
+        receiver = inboxes.get(stream) if inboxes is not None else None
         return self.owner if receiver is None else receiver
 
     def _mine(self, message: object) -> bool:
@@ -848,9 +873,9 @@ class Connection:
 
     def _stopped_for_good(self) -> bool:
         """Whether nothing more will be told (the handle ended, its actor is gone): any thread."""
-        if not self._stopped.is_set():
+        if not self._done:
             return False
-        with self._generation:
+        with self._lock:
             pass  # a supervisor's _on_exit tells its Error under this lock
         ref = self._ref
         return ref is None or ref.actor_stopped.is_set()
@@ -871,7 +896,7 @@ class Connection:
                 # inf (or past TIMEOUT_MAX, where Event.wait overflows) is no limit.
                 finite = timeout is not None and timeout <= threading.TIMEOUT_MAX
                 ref.actor_stopped.wait(timeout if finite else None)
-            with self._generation:
+            with self._lock:
                 pass  # a supervisor's _on_exit tells its Error under this lock
             try:
                 return inbox.take(match, 0, remove)
@@ -935,13 +960,15 @@ class Connection:
             isinstance(event, Response | Data) and event.fin
         ):
             with self._lock:
+                if self._ended is None:
+                    self._ended = weakref.WeakSet()
                 self._ended.add(stream)
         return event
 
     def _body_ended(self, stream: StreamRef) -> bool:
         """Whether an ``await_`` returned ``stream``'s last event already (``await_body``: b"")."""
         with self._lock:
-            return stream in self._ended
+            return self._ended is not None and stream in self._ended
 
     def await_body(self, stream: StreamRef, timeout: float = 5.0) -> bytes:
         """Wait for the rest of the response body and return it (Gun's ``gun:await_body``).

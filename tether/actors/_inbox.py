@@ -326,6 +326,18 @@ class Inbox:
         if self._sleepers or self._closed or not self._lending.hold(borrowed):
             self._lending.give_back(borrowed)
 
+    def _let_go(self) -> None:
+        """Give the socket held since the last receive back to the I/O thread now.
+
+        For a thread about to block elsewhere (``Connection.wait_stopped``):
+        held, the socket would be read only once the I/O thread takes it
+        back, 5 to 10 ms later (``tether.actors._lending``, "Holding").
+        """
+        with self._cond:
+            held = self._lending.resume()
+            if held is not None:
+                self._lending.give_back(held)
+
     def _pick(self, match: Match | None, remove: Match | None) -> object:
         """The oldest message ``match`` accepts, removed if ``remove`` agrees (the lock held).
 

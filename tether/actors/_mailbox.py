@@ -173,7 +173,9 @@ class Mailbox:
         self._items: deque[Any] = deque()
         # Taken directly where nobody waits. hot-path ledger: the lock, not its Condition
         self._lock = new_lock(Rank.MAILBOX)
-        self._cond = threading.Condition(self._lock)
+        # Built by the first thread that waits (_waitable): many actors never
+        # start their thread, and a Condition is ~1 KiB per connection.
+        self._cond: threading.Condition | None = None
         # Who handles messages now (Turn; read and written under the lock).
         self._turn = _STARTING
         # Until bind(): refuses everything, so that every message is queued.
@@ -332,7 +334,7 @@ class Mailbox:
         size = getattr(message, "size", 0)
         if size:
             self.queued_size += size
-        if self._watchers:
+        if self._watchers and self._cond is not None:
             self._cond.notify_all()
         if self._turn is not _IDLE:
             # The holder sees it when done (or open(), or the loop's first get(), does).
@@ -356,7 +358,7 @@ class Mailbox:
             if self._turn is not _TELLER:
                 self._turn = _IDLE  # LOOP (its previous message) or STARTING -> IDLE
             while self._turn is _TELLER or not self._items:
-                self._cond.wait()
+                self._waitable().wait()
             self._turn = _LOOP  # IDLE -> LOOP
             item = self._items.popleft()
             size = _size(item)
@@ -393,11 +395,17 @@ class Mailbox:
         with self._lock:
             self._watchers += 1
             try:
-                return self._cond.wait_for(
+                return self._waitable().wait_for(
                     lambda: any(match(e.message) for e in self._items), timeout
                 )
             finally:
                 self._watchers -= 1
+
+    def _waitable(self) -> threading.Condition:
+        """The condition to wait on (the lock held), built for the first thread that waits."""
+        if self._cond is None:
+            self._cond = threading.Condition(self._lock)
+        return self._cond
 
     # -- handing over ------------------------------------------------------------------
 
@@ -409,7 +417,8 @@ class Mailbox:
         on this thread (a stop, and no thread was ever started).
         """
         if self._thread_started:
-            self._cond.notify()
+            if self._cond is not None:  # else the thread has not waited yet
+                self._cond.notify()
             return None
         assert self._ends_loop is not None
         if self._ends_loop(self._items[0].message):

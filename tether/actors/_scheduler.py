@@ -30,6 +30,10 @@ __all__ = [
 log = logging.getLogger("tether.scheduler")
 
 
+# Cancelled entries the heap keeps before it drops them (when they are half of it).
+_PRUNE_AFTER = 64
+
+
 class TimerHandle:
     """A pending call; :meth:`cancel` stops it from running. Thread-safe."""
 
@@ -44,7 +48,7 @@ class TimerHandle:
         """Do not run the callback (no effect if it already ran)."""
         if not self._done:
             self._cancelled = self._done = True
-            self._scheduler._on_cancel()  # lets the thread drop it (and exit if it was the last)
+            self._scheduler._on_cancel(self)
 
     @property
     def cancelled(self) -> bool:
@@ -101,10 +105,21 @@ class Scheduler:
         with self._cond:
             self._cond.notify_all()
 
-    def _on_cancel(self) -> None:
+    def _on_cancel(self, handle: TimerHandle) -> None:
         with self._cond:
             self._cancelled += 1
-            self._cond.notify_all()
+            # The thread waits for the earliest deadline only: wake it if that
+            # one was cancelled (to wait for the next, or to end if none is
+            # left), or to drop the cancelled entries once they are half of
+            # the heap; not for every cancel (each woke it, and a closing
+            # connection cancels one or more).
+            heap = self._heap
+            if (
+                self._virtual
+                or (heap and heap[0][2] is handle)
+                or (self._cancelled > _PRUNE_AFTER and self._cancelled * 2 > len(heap))
+            ):
+                self._cond.notify_all()
 
     def pending(self) -> int:
         """How many timers wait to run (cancelled ones excluded). Thread-safe."""
@@ -148,7 +163,7 @@ class Scheduler:
         while True:
             with self._cond:
                 while True:
-                    if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+                    if self._cancelled > _PRUNE_AFTER and self._cancelled * 2 > len(self._heap):
                         self._heap = [e for e in self._heap if not e[2].cancelled]
                         heapq.heapify(self._heap)
                         self._cancelled = 0

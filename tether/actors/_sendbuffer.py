@@ -66,7 +66,10 @@ class SendBuffer:
         self.timeout = timeout
         #: What the connection actor holds (its turn writes it; read by anyone).
         self.held = 0
-        self._cond = threading.Condition(new_lock(Rank.SEND_BUFFER))
+        self._lock = new_lock(Rank.SEND_BUFFER)
+        # Built by the first caller that has to wait, under the lock: most
+        # connections never fill their buffer, and a Condition is ~1 KiB.
+        self._cond: threading.Condition | None = None
         self._waiting = 0  # callers in wait_for_room, and callbacks (read without the lock)
         self._stopped = False
         self._callbacks: list[Callable[[], None]] = []  # on_room's, called once each
@@ -86,7 +89,10 @@ class SendBuffer:
         limit = self.limit
         assert limit is not None
         deadline = time.monotonic() + self.timeout
-        with self._cond:
+        with self._lock:
+            if self._cond is None:
+                self._cond = threading.Condition(self._lock)
+            cond = self._cond
             # Counted before looking: whoever makes room after this look
             # sees a waiter and wakes it (see room()).
             self._waiting += 1
@@ -102,7 +108,7 @@ class SendBuffer:
                             f"the send buffer stayed over {limit} bytes for {self.timeout} s: "
                             "the server reads too slowly; nothing was sent"
                         )
-                    self._cond.wait(remaining)
+                    cond.wait(remaining)
             finally:
                 self._waiting -= 1
 
@@ -113,7 +119,7 @@ class SendBuffer:
         then looks, as :meth:`wait_for_room` does. Returns a function that
         cancels the call if it has not happened.
         """
-        with self._cond:
+        with self._lock:
             if self._stopped:
                 callback()
                 return _nothing
@@ -121,7 +127,7 @@ class SendBuffer:
             self._waiting += 1
 
         def cancel() -> None:
-            with self._cond:
+            with self._lock:
                 if callback in self._callbacks:
                     self._callbacks.remove(callback)
                     self._waiting -= 1
@@ -144,16 +150,23 @@ class SendBuffer:
     def room(self) -> None:
         """Something left the buffer: wake the waiting callers, if any (any thread)."""
         if self._waiting:  # after the change (see wait_for_room)
-            with self._cond:
-                self._cond.notify_all()
-                if self._callbacks:
-                    self._call_back()
+            with self._lock:
+                self._notify()
 
     def stop(self) -> None:
         """The connection stopped for good: waiting callers raise (any thread)."""
-        with self._cond:
+        with self._lock:
             self._stopped = True
+            self._notify()
+
+    def _notify(self) -> None:
+        """Wake the waiting callers and call the callbacks (the lock held).
+
+        A caller that waits built the Condition before it counted itself as waiting.
+        """
+        if self._cond is not None:
             self._cond.notify_all()
+        if self._callbacks:
             self._call_back()
 
 

@@ -32,7 +32,6 @@ the old socket's name).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import itertools
 import os
 import socket
@@ -57,17 +56,17 @@ from tether.actors._messages import (
     Resolved,
     Writable,
 )
+from tether.protocol._validate import ip_version
 
 __all__ = ["READ_AHEAD", "TcpTransport", "Transport", "UnixTransport", "check_unix_path", "unsent"]
 
 
 def _ip_family(host: str) -> socket.AddressFamily | None:
     """The address family of an IP address literal; None for a host name."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+    version = ip_version(host)
+    if version is None:
         return None
-    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    return socket.AF_INET6 if version == 6 else socket.AF_INET
 
 
 #: The resolver the connect thread calls (tests stall it: a real lookup cannot be made to).
@@ -220,7 +219,8 @@ class TcpTransport(Transport):
         self._closed = False
         # What the socket did not take yet, in order, with the time each piece
         # was written; touched only by the thread handling the actor's message.
-        self._backlog: deque[tuple[memoryview, float]] = deque()
+        # None until the socket first refuses bytes (an empty deque is ~760 B).
+        self._backlog: deque[tuple[memoryview, float]] | None = None
         self._backlog_size = 0
         # Read-ahead (READ_AHEAD): bytes reported, written only by the reading
         # thread (under the watch's lock), and bytes handled, written only by
@@ -233,9 +233,7 @@ class TcpTransport(Transport):
         self._reads_wait = False
         # Set once the I/O loop has the socket: from then on only it closes it.
         self._watch: Watch | None = None
-        self._thread = threading.Thread(
-            target=self._connect, daemon=True, name=f"tether-connect-{self._where()}#{epoch}"
-        )
+        self._thread: threading.Thread | None = None  # the connect thread, if a name needs one
 
     def _pause_source(self) -> bool:
         """What the watch asks (any thread, under its lock): is reading paused?"""
@@ -257,7 +255,7 @@ class TcpTransport(Transport):
     def start(self) -> None:
         direct = self._direct()
         if direct is None:
-            self._thread.start()  # a name: DNS can block, so a thread resolves and connects
+            self._start_connect_thread()  # a name: DNS can block
             return
         self._looked_up_at_once()
         # An address: a non-blocking connect that the I/O thread finishes.
@@ -284,6 +282,17 @@ class TcpTransport(Transport):
                 pause_source=self._pause_source,
             )
         self._lend()
+
+    def _start_connect_thread(self) -> None:
+        """A short-lived thread resolves the name and connects (see ``_connect``).
+
+        Built here, not in ``__init__``: an address needs none, and an unused
+        ``Thread`` object held ~2 KiB per connection.
+        """
+        self._thread = threading.Thread(
+            target=self._connect, daemon=True, name=f"tether-connect-{self._where()}#{self._epoch}"
+        )
+        self._thread.start()
 
     def _lend(self) -> None:
         watch, lending = self._watch, self._lending
@@ -482,6 +491,8 @@ class TcpTransport(Transport):
 
     def _queue(self, views: list[memoryview]) -> None:
         now = self._clock()
+        if self._backlog is None:
+            self._backlog = deque()
         self._backlog.extend((view, now) for view in views)
         self._backlog_size += sum(map(len, views))
 
@@ -513,7 +524,7 @@ class TcpTransport(Transport):
             watch = self._watch
         # What was never sent is dropped here, not kept for as long as someone
         # holds this transport (a Down's reason never refers to it either).
-        self._backlog = deque()
+        self._backlog = None
         self._backlog_size = 0
         if sock is None:
             return
