@@ -133,7 +133,10 @@ def _websockets_conn(
     payload = b"x" * params.size
 
     async def one(_: int) -> int:
-        async with connect(params.ws_url, compression=None, open_timeout=_RECEIVE) as ws:
+        # As long as the measurement may take: opening 10,000 at once ("many") takes
+        # longer than _RECEIVE, and one handshake given up would hold the others
+        # waiting for all to be open until the measurement's timeout.
+        async with connect(params.ws_url, compression=None, open_timeout=params.timeout) as ws:
             await ready()
             for _ in range(messages):
                 await ws.send(payload)
