@@ -21,6 +21,7 @@ import pykka
 import pytest
 
 import tether
+from tests.actors.test_backpressure import SlowOwner
 from tests.conftest import ConnectionTracker
 from tests.interop.aiohttp_server import AiohttpServer
 from tether.actors._ioloop import Watch
@@ -226,19 +227,6 @@ def test_the_connection_stops_when_its_owner_actor_stops(
     assert conn.wait_stopped(WAIT)
     assert aiohttp_server.next_ws_end().close_code == 1001  # Gun's owner_down: a graceful close
     assert seen.empty()
-
-
-class SlowOwner(pykka.ThreadingActor):
-    """An owner actor that handles no Websocket message until ``gate`` opens."""
-
-    def __init__(self, gate: threading.Event, got: queue.Queue[object]) -> None:
-        super().__init__()
-        self.gate, self.got = gate, got
-
-    def on_receive(self, message: Any) -> None:
-        if isinstance(message, tether.Ws):
-            assert self.gate.wait(WAIT)
-        self.got.put(message)
 
 
 class SlowOwnerActor(SlowOwner, tether.OwnerActor):
