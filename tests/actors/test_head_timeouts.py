@@ -183,13 +183,15 @@ def test_a_head_left_unread_by_backpressure_is_not_late(fake: FakeTime, connect:
 
     ``max_queue=1``: the owner has not taken the first response's two events,
     so tether stops reading before the second response, which the server
-    sends at once. Its head waits in the kernel past ``response_timeout``;
+    sends 50 ms later (real time: by then tether has surely stopped reading;
+    sent at once, it could be read in the turn that pauses). Its head waits
+    in the kernel past ``response_timeout``;
     that is the owner's slowness, not the server's, and must not cost the
     response and the connection. (A keepalive pong deadline is judged the
     same way.)
     """
     conn = up(connect, http_opts={"response_timeout": 0.2}, max_queue=1)
-    first, second = conn.get("/"), conn.get("/")
+    first, second = conn.get("/"), conn.get("/slow?delay=0.05")
     wait_reading_paused(conn)  # the owner takes nothing until the end
     assert fake.wait_pending(2)  # the owner check, and second's head timer
     fake.advance(0.2)
@@ -197,10 +199,10 @@ def test_a_head_left_unread_by_backpressure_is_not_late(fake: FakeTime, connect:
     fake.advance(0.2)
     assert settle(conn).state == "up"
 
-    for stream in (first, second):
+    for stream, body in ((first, b"hello"), (second, b"late")):
         response = expect(conn, tether.Response)
         assert (response.stream, response.status) == (stream, 200)
-        assert expect(conn, tether.Data) == tether.Data(conn, stream, True, b"hello")
+        assert expect(conn, tether.Data) == tether.Data(conn, stream, True, body)
     assert_no_events(conn)
     wait_reading_paused(conn, False)  # the owner took them all: reading again
     get_ok(conn)
