@@ -247,15 +247,11 @@ def test_a_slow_actor_owner_pauses_the_reads_and_can_be_stopped(
     assert conn.wait_stopped(WAIT)  # owner gone: the connection stops (owner monitoring)
 
 
-class CrashOnFirstMessage(pykka.ThreadingActor):
+class CrashOnFirstMessage(SlowOwner):
     """An owner actor that crashes on its first Websocket message once ``gate`` opens.
 
     The messages behind it stay in its inbox, untaken.
     """
-
-    def __init__(self, gate: threading.Event, got: queue.Queue[object]) -> None:
-        super().__init__()
-        self.gate, self.got = gate, got
 
     def on_receive(self, message: Any) -> None:
         if isinstance(message, tether.Ws):

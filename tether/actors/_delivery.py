@@ -214,8 +214,7 @@ def delivery_for(
     if kind is Inbox or kind is AsyncInbox:
         backlog = None if max_events is None else target.backlog(conn, max_events, max_size)
         return _ToInbox(target, conn, backlog)
-    if kind is pykka.ActorRef and type(target.actor_inbox) is OwnerMailbox:
-        inbox = target.actor_inbox.inbox
+    if kind is pykka.ActorRef and (inbox := inbox_of(target)) is not None:  # an OwnerActor's
         backlog = None if max_events is None else inbox.backlog(conn, max_events, max_size)
         return _ToOwnerActor(target, conn, backlog)
     if kind is pykka.ActorRef:

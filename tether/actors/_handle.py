@@ -817,8 +817,7 @@ class Connection:
 
     def _inbox_of(self, stream: StreamRef, call: str) -> Inbox:
         """Where ``stream``'s events arrive: its ``reply_to`` Inbox, or the owner Inbox."""
-        inboxes = self._reply_inboxes
-        inbox = inboxes.get(stream) if inboxes is not None else None
+        inbox = self._reply_inbox(stream)
         if inbox is None:
             return self._require_inbox(call)
         if type(inbox) is not Inbox:
@@ -827,9 +826,13 @@ class Connection:
 
     def _receiver_of(self, stream: StreamRef) -> object:
         """Where ``stream``'s events arrive: its ``reply_to`` (Async)Inbox, or the owner."""
-        inboxes = self._reply_inboxes
-        receiver = inboxes.get(stream) if inboxes is not None else None
+        receiver = self._reply_inbox(stream)
         return self.owner if receiver is None else receiver
+
+    def _reply_inbox(self, stream: StreamRef) -> Inbox | AsyncInbox | None:
+        """``stream``'s ``reply_to`` (Async)Inbox, if it has one."""
+        inboxes = self._reply_inboxes
+        return inboxes.get(stream) if inboxes is not None else None
 
     def _mine(self, message: object) -> bool:
         return getattr(message, "conn", None) is self
