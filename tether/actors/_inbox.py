@@ -236,10 +236,7 @@ class Inbox:
         Used by ``await_`` to look at a connection-wide event (a ``Down``)
         without consuming it.
         """
-        # acquire/release, not `with`: a with statement looks up and calls
-        # __enter__ and __exit__(None, None, None), twice the instructions
-        # (~2,200 against ~1,100), on every receive (docs/performance.md).
-        self._lock.acquire()
+        self._lock.acquire()  # hot-path ledger: acquire/release
         try:
             # The fast path: a matching message is there. No deadline, no
             # borrowing; a socket held since the last receive is held anew.
