@@ -94,6 +94,8 @@ class HttpConnect(ProxyHandshake):
                 if error.error_status_hint == 431:  # h11's "head too long"
                     raise self._too_long() from None
                 raise self._error(f"answered CONNECT with no HTTP response ({error})") from None
+            if isinstance(event, h11.InformationalResponse | h11.Response):
+                self._check_version(event)
             if isinstance(event, h11.InformationalResponse):
                 continue
             if isinstance(event, h11.Response):
@@ -104,6 +106,12 @@ class HttpConnect(ProxyHandshake):
             if self._head_bytes > self._max_head:
                 raise self._too_long()
             return b""
+
+    def _check_version(self, event: h11.InformationalResponse | h11.Response) -> None:
+        # h11 reads any "HTTP/d.d"; a CONNECT over HTTP/1.x is answered in 1.0 or 1.1.
+        if event.http_version not in (b"1.0", b"1.1"):
+            version = _shown(event.http_version)
+            raise self._error(f"answered CONNECT with no HTTP/1.x response (HTTP/{version})")
 
     def _too_long(self) -> ProxyError:
         return self._error(f"its answer to CONNECT is longer than {self._max_head} bytes")

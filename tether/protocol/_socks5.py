@@ -59,7 +59,10 @@ def _address(host: str) -> bytes:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        name = host.encode("ascii") if host.isascii() else host.encode("idna")
+        try:
+            name = host.encode("ascii") if host.isascii() else host.encode("idna")
+        except UnicodeError as error:
+            raise ValueError(f"host {host!r} has no IDNA form for SOCKS5 ({error})") from None
         if not 0 < len(name) <= 255:
             raise ValueError(f"host {host!r} is too long for SOCKS5 (255 bytes)") from None
         return bytes([_NAME, len(name)]) + name
