@@ -14,6 +14,7 @@ from tether._errors import ConnectionDownError as ConnectionDownError
 from tether._errors import ConnectionStoppedError as ConnectionStoppedError
 from tether._errors import ConnectTimeout as ConnectTimeout
 from tether._errors import Crashed as Crashed
+from tether._errors import GoAway as GoAway
 from tether._errors import InboxClosedError as InboxClosedError
 from tether._errors import InvalidRequestError as InvalidRequestError
 from tether._errors import NotUpgradedError as NotUpgradedError
@@ -29,9 +30,11 @@ from tether._errors import ResponseTimeout as ResponseTimeout
 from tether._errors import RetriesExhausted as RetriesExhausted
 from tether._errors import SendTimeout as SendTimeout
 from tether._errors import StreamLost as StreamLost
+from tether._errors import StreamReset as StreamReset
 from tether._errors import SupervisorGaveUp as SupervisorGaveUp
 from tether._errors import SupervisorStopped as SupervisorStopped
 from tether._errors import TetherError as TetherError
+from tether._errors import UnsupportedByProtocol as UnsupportedByProtocol
 from tether._errors import UpgradedError as UpgradedError
 from tether._errors import UpgradeError as UpgradeError
 from tether._errors import UpgradeTimeout as UpgradeTimeout
@@ -42,6 +45,7 @@ from tether._events import Down as Down
 from tether._events import Error as Error
 from tether._events import Event as Event
 from tether._events import Inform as Inform
+from tether._events import PingAck as PingAck
 from tether._events import Response as Response
 from tether._events import StreamRef as StreamRef
 from tether._events import Trailers as Trailers
@@ -100,6 +104,7 @@ __all__ = [
     "Event",
     "ExponentialBackoff",
     "Frame",
+    "GoAway",
     "HttpOpts",
     "Inbox",
     "InboxClosedError",
@@ -110,6 +115,7 @@ __all__ = [
     "OwnerDown",
     "OwnerError",
     "Ping",
+    "PingAck",
     "Pong",
     "PongTimeout",
     "ProtocolError",
@@ -126,6 +132,7 @@ __all__ = [
     "StreamInfo",
     "StreamLost",
     "StreamRef",
+    "StreamReset",
     "Supervised",
     "Supervisor",
     "SupervisorGaveUp",
@@ -133,6 +140,7 @@ __all__ = [
     "TetherError",
     "Text",
     "Trailers",
+    "UnsupportedByProtocol",
     "Up",
     "Upgrade",
     "UpgradeError",

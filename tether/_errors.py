@@ -43,6 +43,9 @@ TetherError
     │   ├── RemoteProtocolError the server broke HTTP or Websocket
     │   └── UpgradeError        the upgrade cannot be done or was botched
     ├── ConnectionClosed        the server closed the TCP connection
+    │   └── GoAway              the HTTP/2 server sent GOAWAY (its code and last stream id)
+    ├── StreamReset             the HTTP/2 server reset one stream (RST_STREAM, its code)
+    ├── UnsupportedByProtocol   the connection's protocol cannot do it (ping on HTTP/1.1)
     ├── ProxyError              the proxy refused the tunnel, or answered badly
     ├── WsClosed                the Websocket close handshake ended it
     ├── ClosedByUser            close() / shutdown() ended it
@@ -223,6 +226,52 @@ class ConnectionClosed(ReportedError):
 
     def __init__(self, message: str = "the server closed the connection") -> None:
         super().__init__(message)
+
+
+class GoAway(ConnectionClosed):
+    """The HTTP/2 server sent GOAWAY: the connection ends (RFC 9113 6.8).
+
+    Streams it never processed (ids above ``last_stream_id``) are listed in
+    the ``Down`` as unprocessed, safe to send again; the others as killed.
+
+    Attributes:
+        error_code: the GOAWAY's error code (0: NO_ERROR, a graceful close).
+        last_stream_id: the last stream the server may have processed.
+    """
+
+    def __init__(self, error_code: int, last_stream_id: int, message: str = "") -> None:
+        super().__init__(
+            message
+            or f"the server sent GOAWAY (error code {error_code}, last stream {last_stream_id})"
+        )
+        self.error_code = error_code
+        self.last_stream_id = last_stream_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.error_code, self.last_stream_id, str(self)))
+
+
+class StreamReset(ReportedError):
+    """The HTTP/2 server reset the stream (RST_STREAM); the connection goes on.
+
+    Attributes:
+        error_code: the RST_STREAM's error code (RFC 9113 7; 7: REFUSED_STREAM,
+            the request was not processed and may be sent again).
+    """
+
+    def __init__(self, error_code: int, message: str = "") -> None:
+        super().__init__(message or f"the server reset the stream (error code {error_code})")
+        self.error_code = error_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.error_code, str(self)))
+
+
+class UnsupportedByProtocol(ReportedError):
+    """The connection's protocol cannot do what was asked (Gun's ``*_unsupported_by_protocol``).
+
+    ``conn.ping()`` on HTTP/1.1, which has no PING, is reported so.
+    """
 
 
 class ProxyError(ReportedError):

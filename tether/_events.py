@@ -12,6 +12,7 @@
 | ``{gun_ws, C, S, Frame}``             | ``Ws(conn, stream, frame)``             |
 | ``{gun_error, C, S, R}``              | ``Error(conn, stream, reason)``         |
 | ``{gun_error, C, R}``                 | ``Error(conn, None, reason)``           |
+| ``{gun_notify, C, ping_ack, Ref}``    | ``PingAck(conn, ref)``                  |
 
 All are frozen, slotted dataclasses, so they are cheap, immutable (pykka
 does not copy messages) and usable in ``match`` statements with keyword
@@ -41,6 +42,7 @@ __all__ = [
     "Event",
     "Headers",
     "Inform",
+    "PingAck",
     "ProtocolName",
     "Response",
     "StreamEvent",
@@ -54,7 +56,8 @@ __all__ = [
 Headers: TypeAlias = tuple[tuple[str, str], ...]
 """Header pairs: names lower-case, values as sent, in wire order."""
 
-ProtocolName: TypeAlias = Literal["http", "ws"]
+ProtocolName: TypeAlias = Literal["http", "http2", "ws"]
+"""What a connection speaks: HTTP/1.1 (or 1.0), HTTP/2, or Websocket after an HTTP/1.1 upgrade."""
 
 _stream_ids = itertools.count(1)
 
@@ -85,7 +88,7 @@ class StreamRef:
 
 @dataclass(frozen=True, slots=True)
 class Up:
-    """The connection is up and speaks ``protocol`` (always ``"http"`` after a connect)."""
+    """The connection is up and speaks ``protocol``: ``"http"``, or ``"http2"`` (``protocols``)."""
 
     conn: Connection
     protocol: ProtocolName
@@ -175,8 +178,19 @@ class Error:
     reason: BaseException
 
 
+@dataclass(frozen=True, slots=True)
+class PingAck:
+    """The server answered the PING that ``conn.ping()`` sent (HTTP/2; Gun's ``ping_ack``).
+
+    ``ref`` is what ``ping()`` returned.
+    """
+
+    conn: Connection
+    ref: StreamRef
+
+
 StreamEvent: TypeAlias = Inform | Response | Data | Trailers | Upgrade | Ws | Error
 """The events that belong to a stream (``Error`` may also be connection-wide)."""
 
-Event: TypeAlias = Up | Down | StreamEvent
+Event: TypeAlias = Up | Down | StreamEvent | PingAck
 """Every message a connection tells its owner."""

@@ -21,28 +21,25 @@ never touches a socket, a thread or a clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from tether._errors import InvalidRequestError, NotUpgradedError, UpgradedError, UpgradeError
+from tether._errors import (
+    InvalidRequestError,
+    NotUpgradedError,
+    UnsupportedByProtocol,
+    UpgradedError,
+    UpgradeError,
+)
 from tether._events import Error, Event, ProtocolName, StreamRef, Upgrade
 from tether._frames import Frame
 from tether._options import HttpOpts, WsOpts
+from tether.protocol._engine import HeadWait
 from tether.protocol._http import HttpClient, Outgoing
 from tether.protocol._phases import Observer
 from tether.protocol._validate import HeaderList
 from tether.protocol._ws import WsClient, WsHandshake
 
 __all__ = ["ClientProtocol", "HeadWait"]
-
-
-@dataclass(frozen=True, slots=True)
-class HeadWait:
-    """A stream waiting for its response head, and how long it may (see ``head_wait``)."""
-
-    stream: StreamRef
-    timeout: float
-    upgrade: bool
 
 
 def _has(headers: HeaderList, name: bytes) -> bool:
@@ -406,6 +403,19 @@ class ClientProtocol:
             return False
         self._out.append(b"\r\n")
         return True
+
+    def ping(self, ref: StreamRef) -> None:
+        """Gun's ``ping``: HTTP/1.1 and Websocket have none for it: ``Error(conn, ref, ...)``."""
+        self._events.append(
+            Error(
+                self._conn,
+                ref,
+                UnsupportedByProtocol(
+                    f"ping needs HTTP/2; this connection speaks {self.protocol} "
+                    "(Gun: ping_unsupported_by_protocol)"
+                ),
+            )
+        )
 
     def ws_send(self, frames: tuple[Frame, ...], stream: StreamRef | None = None) -> None:
         """Send frames on the Websocket (``stream``, if given, must be its stream)."""

@@ -142,6 +142,35 @@ class WsHandshake:
         expected = generate_accept_token(self._nonce).decode()
         if values.get("sec-websocket-accept") != [expected]:
             raise UpgradeError("101 response with a wrong sec-websocket-accept")
+        self._check_protocol(values)
+
+    def extended_connect_headers(self) -> HeaderList:
+        """The handshake headers of an RFC 8441 extended CONNECT (HTTP/2), then the user's.
+
+        The same offer as :meth:`request_headers` without what HTTP/2 has no
+        use for: ``connection``, ``upgrade`` and the key (the stream itself
+        is the proof, RFC 8441 5).
+        """
+        dropped = {b"connection", b"upgrade", b"sec-websocket-key"}
+        return [h for h in self.request_headers() if h[0] not in dropped]
+
+    def accept_extended_connect(self, headers: Headers) -> list[Extension]:
+        """Check the server's ``200`` to an extended CONNECT; return the negotiated extensions.
+
+        Raises:
+            UpgradeError: the answer chose what was not offered.
+        """
+        values: dict[str, list[str]] = {}
+        for name, value in headers:
+            values.setdefault(name, []).append(value)
+        try:
+            self._check_protocol(values)
+            return self._accept_extensions(values)
+        except (ValueError, IndexError) as exc:
+            raise UpgradeError(f"malformed handshake header in the 200 response: {exc}") from exc
+
+    def _check_protocol(self, values: dict[str, list[str]]) -> None:
+        """The subprotocol the server chose, if any, was offered."""
         chosen = values.get("sec-websocket-protocol", [])
         if chosen and (len(chosen) > 1 or chosen[0] not in self.offered_protocols):
             raise UpgradeError(f"server chose subprotocol {chosen!r}, which was not offered")

@@ -1,0 +1,136 @@
+"""The seam between the connection actor and a protocol engine (HTTP/1.1 or HTTP/2).
+
+The actor drives one engine per connection, chosen when the connection
+is up (ALPN, or ``protocols`` over TCP): :class:`~tether.protocol.ClientProtocol`
+(HTTP/1.1 over h11, then Websocket) or
+:class:`~tether.protocol._h2.Http2Protocol` (HTTP/2 over h2). Both are
+:class:`ProtocolEngine`: the same intents, the same ``drain`` after each
+call, the same events. The actor holds the engine under this type and
+never asks which one it is, so the HTTP/1.1 path does exactly the calls it
+did before HTTP/2 existed (no dispatch layer in between).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from tether._events import Event, ProtocolName, StreamRef
+from tether._frames import Frame
+from tether._options import WsOpts
+from tether.protocol._validate import HeaderList
+from tether.protocol._ws import WsClient
+
+__all__ = ["HeadWait", "ProtocolEngine"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeadWait:
+    """A stream waiting for its response head, and how long it may (see ``head_wait``)."""
+
+    stream: StreamRef
+    timeout: float
+    upgrade: bool
+
+
+class ProtocolEngine(Protocol):
+    """What the connection actor calls on a protocol engine; see ``ClientProtocol``'s docs.
+
+    Not thread-safe: one thread (the connection actor's turn) drives an engine.
+    """
+
+    close_reason: BaseException | None
+
+    @property
+    def protocol(self) -> ProtocolName:
+        """What the connection speaks now: ``"http"``, ``"http2"`` or ``"ws"``."""
+
+    @property
+    def ws(self) -> WsClient | None:
+        """The Websocket that is the whole connection (HTTP/1.1 upgraded), else None."""
+
+    @property
+    def ws_stream(self) -> StreamRef | None:
+        """That Websocket's stream."""
+
+    @property
+    def busy(self) -> bool:
+        """True while a request is queued or unanswered."""
+
+    @property
+    def flow_paused(self) -> bool:
+        """True while reading the connection must stop for a stream's flow credit."""
+
+    @property
+    def held_size(self) -> int:
+        """Bytes of bodies held by the engine, not yet written."""
+
+    @property
+    def head_wait(self) -> HeadWait | None:
+        """The stream whose response head a timeout bounds now, if any."""
+
+    def head_timed_out(self, stream: StreamRef, error: Exception) -> None:
+        """``stream``'s head is late: ``Error`` for it."""
+
+    def stream_state(self, stream: StreamRef) -> Literal["running", "stopping"] | None:
+        """Gun's ``stream_info`` state."""
+
+    def update_flow(self, stream: StreamRef, increment: int) -> None:
+        """Gun's ``update_flow``."""
+
+    def take_unsent(self) -> list[StreamRef]:
+        """Remove the requests never sent; their streams."""
+
+    def drain(
+        self,
+    ) -> tuple[list[bytes | bytearray], list[Event], BaseException | None, WsClient | None]:
+        """``(chunks, events, close_reason, failing Websocket)``, after every call."""
+
+    def lost_streams(self) -> tuple[tuple[StreamRef, ...], tuple[StreamRef, ...]]:
+        """``(killed, unprocessed)`` for the ``Down``."""
+
+    def request(
+        self,
+        stream: StreamRef,
+        method: bytes,
+        target: bytes,
+        headers: HeaderList,
+        body: bytes | None,
+        *,
+        flow: int | None = None,
+    ) -> None:
+        """A request with its whole body."""
+
+    def headers(
+        self,
+        stream: StreamRef,
+        method: bytes,
+        target: bytes,
+        headers: HeaderList,
+        *,
+        flow: int | None = None,
+    ) -> None:
+        """A request whose body follows."""
+
+    def data(self, stream: StreamRef, fin: bool, data: bytes) -> None:
+        """A piece of a streamed body."""
+
+    def cancel(self, stream: StreamRef) -> None:
+        """Stop a stream."""
+
+    def ws_upgrade(
+        self, stream: StreamRef, target: bytes, headers: HeaderList, opts: WsOpts | None = None
+    ) -> None:
+        """A Websocket upgrade (HTTP/1.1) or extended CONNECT (HTTP/2)."""
+
+    def ws_send(self, frames: tuple[Frame, ...], stream: StreamRef | None = None) -> None:
+        """Frames for a Websocket."""
+
+    def ping(self, ref: StreamRef) -> None:
+        """Gun's ``ping``: ``PingAck(ref)`` once answered, or ``Error(ref)`` if unsupported."""
+
+    def http_keepalive(self) -> bool:
+        """The protocol's keepalive, if the connection is idle; True if sent."""
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes read from the socket (``b""``: the server closed it)."""
