@@ -399,6 +399,13 @@ class ConnectOpts:
         proxy_tls_context: the ``ssl.SSLContext`` of the TLS with an
             ``https://`` proxy; ``None``: the system's trust store,
             verification on (``tls_context`` is the origin's).
+        protocols: the protocols to speak, in order of preference: ``"http2"``
+            and ``"http"`` (HTTP/1.1) (Gun's ``protocols``). ``None`` (the
+            default): ``("http2", "http")`` over TLS, where ALPN chooses, and
+            ``("http",)`` over TCP. Over TCP, ``("http2",)`` is HTTP/2 with
+            prior knowledge (h2c). Over TLS they are the ALPN offer
+            (``"h2"``, ``"http/1.1"``) of tether's default context; a
+            ``tls_context`` of your own offers what you set on it.
     """
 
     transport: Literal["tcp", "tls"] = "tcp"
@@ -419,6 +426,7 @@ class ConnectOpts:
     send_timeout: float = 15.0
     proxy: Proxy | None = None
     proxy_tls_context: ssl.SSLContext | None = None
+    protocols: tuple[Literal["http2", "http"], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.transport not in ("tcp", "tls"):
@@ -447,6 +455,31 @@ class ConnectOpts:
         _check_size("send_buffer", self.send_buffer, allow_none=True)
         check_positive_seconds("send_timeout", self.send_timeout, allow_none=False)
         self._check_proxy()
+        self._check_protocols()
+
+    def _check_protocols(self) -> None:
+        protocols: object = self.protocols
+        if protocols is None:
+            return
+        if isinstance(protocols, str | bytes) or not isinstance(protocols, list | tuple):
+            raise TypeError("protocols must be a sequence such as ('http2', 'http')")
+        if not protocols or len(set(protocols)) != len(protocols):
+            raise ValueError(f"protocols must name each protocol once, not {protocols!r}")
+        unknown = [p for p in protocols if p not in ("http2", "http")]
+        if unknown:
+            raise ValueError(f"protocols: unknown {unknown!r} (known: 'http2', 'http')")
+        if "http2" in protocols and self.http_opts.version == "HTTP/1.0":
+            raise ValueError("protocols with 'http2' and http_opts version HTTP/1.0 contradict")
+        object.__setattr__(self, "protocols", tuple(protocols))
+
+    @property
+    def speaks(self) -> tuple[Literal["http2", "http"], ...]:
+        """``protocols``, or its default for the transport (see the class docstring)."""
+        if self.protocols is not None:
+            return self.protocols
+        if self.transport == "tls" and self.http_opts.version == "HTTP/1.1":
+            return ("http2", "http")
+        return ("http",)
 
     def _check_proxy(self) -> None:
         if self.proxy is not None and not isinstance(self.proxy, Proxy):

@@ -96,6 +96,8 @@ from tether.actors._transport import TcpTransport, Transport, UnixTransport
 from tether.actors._upgrades import Upgrades
 from tether.actors._writer import Writer
 from tether.protocol import ClientProtocol, ProxyHandshake, handshake_for, host_authority
+from tether.protocol._engine import ProtocolEngine
+from tether.protocol._h2 import Http2Protocol
 from tether.protocol._validate import ip_version
 from tether.protocol._ws import FAIL_LINGER, WsClient
 
@@ -116,6 +118,7 @@ _INLINE = frozenset(
         msg.UpdateFlow,
         msg.WsUpgrade,
         msg.WsSend,
+        msg.PingCmd,
         msg.Close,
         msg.Shutdown,
         msg.Connected,
@@ -214,7 +217,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._epoch = 0
         self._state = State.CONNECTING
         self._transport: Transport | None = None
-        self._proto: ClientProtocol | None = None
+        self._proto: ProtocolEngine | None = None
         # Commands given while no connection is up, replayed at the next Up,
         # and the bytes they hold (the send buffer counts them).
         self._pending: list[msg.Command] = []
@@ -498,7 +501,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             context = opts.proxy_tls_context or default_context()
             name, port = opts.proxy.host, opts.proxy.port
         else:
-            context = opts.tls_context or default_context()
+            context = opts.tls_context or default_context(opts.speaks)
             name, port = opts.server_hostname or self._conn.host, self._conn.port
             self._phases.aim(self._conn.host, port)  # the origin's, from now on
         layers = self._layers
@@ -607,7 +610,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return None
         chain = self._chain
         if received.handshake_ended and chain is not None:
-            self._phases.end({"protocol": "http"} if chain.last else {})
+            if chain.last:  # the origin's TLS: what ALPN chose
+                http2 = layers_alpn(self._layers) == "h2"
+                self._phases.end({"protocol": "http2" if http2 else "http"})
+            else:
+                self._phases.end({})
             epoch = self._epoch
             self._next_hop(chain)
             if self._epoch != epoch or self._is_stopped():
@@ -620,17 +627,14 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _on_connected(self) -> None:
         self._state = State.UP
         self._retries.up(self._scheduler.now())
-        self._proto = ClientProtocol(
-            self._conn,
-            authority=host_authority(
-                self._conn.host, self._conn.port, tls=self._opts.transport == "tls"
-            ),
-            http_opts=self._opts.http_opts,
-            ws_opts=self._opts.ws_opts,
-            observe=self._phases.observe,
-        )
-        if not self._deliver(Up(self._conn, "http")):
+        self._proto = proto = self._engine()
+        self._conn._set_multiplexed(proto.protocol == "http2")
+        if not self._deliver(Up(self._conn, proto.protocol)):
             return
+        if proto.protocol == "http2":
+            self._flush()  # the client preface and SETTINGS
+            if not self._is_up():
+                return
         self._keepalive.up()
         for command in self._take_pending():
             self._command(command)
@@ -639,6 +643,33 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         again = self._upgrades.again()
         if again is not None:
             self._command(again)
+
+    def _engine(self) -> ProtocolEngine:
+        """The protocol of the connection now up: HTTP/2 if ALPN chose it (or h2c), else HTTP/1.1.
+
+        Over TLS, HTTP/2 only if the origin's session (the innermost) chose
+        ``h2``; over TCP, if ``protocols`` names HTTP/2 alone (prior knowledge).
+        """
+        opts, conn = self._opts, self._conn
+        tls = opts.transport == "tls"
+        authority = host_authority(conn.host, conn.port, tls=tls)
+        http2 = layers_alpn(self._layers) == "h2" if tls else opts.speaks == ("http2",)
+        if http2:
+            return Http2Protocol(
+                conn,
+                authority=authority,
+                scheme="https" if tls else "http",
+                http_opts=opts.http_opts,
+                ws_opts=opts.ws_opts,
+                observe=self._phases.observe,
+            )
+        return ClientProtocol(
+            conn,
+            authority=authority,
+            http_opts=opts.http_opts,
+            ws_opts=opts.ws_opts,
+            observe=self._phases.observe,
+        )
 
     def _is_up(self) -> bool:
         return self._state is State.UP
@@ -768,6 +799,15 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if proto.held_size:  # a body queued behind an earlier request: the send buffer counts it
             self._writer.count(self._transport)
 
+    def _on_ping(self, command: msg.PingCmd) -> None:
+        """``conn.ping()``: the protocol sends it (or refuses it); kept while not up."""
+        proto = self._proto
+        if self._state is not State.UP or proto is None:
+            self._command_not_up(command)
+            return
+        proto.ping(command.stream)
+        self._flush()
+
     def _command_not_up(self, command: msg.Command) -> None:
         """A command while not up: refused while closing, else kept (frames refused)."""
         if self._state is State.CLOSING:
@@ -792,7 +832,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._pending_size += getattr(command, "size", 0)
         self._writer.count(self._transport)
 
-    def _cancel(self, proto: ClientProtocol, stream: StreamRef) -> None:
+    def _cancel(self, proto: ProtocolEngine, stream: StreamRef) -> None:
         if (
             self._phases.handler is not None
             and proto.ws is None
@@ -801,7 +841,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._phases.cancelled(stream)
         proto.cancel(stream)
 
-    def _ws_upgrade(self, proto: ClientProtocol, command: msg.WsUpgrade) -> None:
+    def _ws_upgrade(self, proto: ProtocolEngine, command: msg.WsUpgrade) -> None:
         stream, opts = command.stream, command.opts
         self._route(stream, command.reply_to)
         self._phases.emit("ws_upgrade", {"stream": stream, "opts": opts})
@@ -811,7 +851,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._flow_used |= opts.flow is not None
         proto.ws_upgrade(stream, command.target, command.headers, opts)
 
-    def _refuse_unsent(self, proto: ClientProtocol, reason: BaseException) -> None:
+    def _refuse_unsent(self, proto: ProtocolEngine, reason: BaseException) -> None:
         """The requests queued behind the one in progress will never be sent: an Error each."""
         self._fail_streams(proto.take_unsent(), reason)
 
@@ -837,7 +877,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._ws_send(proto, command)
         self._flush()
 
-    def _ws_send(self, proto: ClientProtocol, command: msg.WsSend) -> None:
+    def _ws_send(self, proto: ProtocolEngine, command: msg.WsSend) -> None:
         for frame in command.frames:
             if isinstance(frame, CloseFrame):
                 self._upgrades.closed_by_user()  # a close the user sent is final (Gun)
@@ -890,7 +930,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if self._flow_used or self._heads.wanted:  # neither, usually: no more calls
             self._after_flush(proto)
 
-    def _after_flush(self, proto: ClientProtocol) -> None:
+    def _after_flush(self, proto: ProtocolEngine) -> None:
         """What a flush may have changed for reading: flow credit, a head to wait for."""
         if self._flow_used:
             flow_held = proto.flow_paused
@@ -915,9 +955,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if transport is not None:
             transport.resync_reads()
 
-    def _shutdown_step(self, proto: ClientProtocol) -> None:
+    def _shutdown_step(self, proto: ProtocolEngine) -> None:
         """While shutting down, after each flush: stop once idle, or close a new Websocket."""
-        if proto.protocol == "http" and not proto.busy:
+        if proto.ws is None and not proto.busy:
             self._stop_now(self._closing_end("completed"))
         elif proto.ws is not None and not proto.ws.closing:
             # Upgraded while shutting down: close the new Websocket as shutdown() does.
@@ -1198,6 +1238,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         )
 
 
+def layers_alpn(layers: Layers | None) -> str | None:
+    """What ALPN chose in the innermost TLS session (the origin's, once the chain is walked)."""
+    return layers.innermost.alpn if layers is not None and len(layers) else None
+
+
 def _when_up(handle: Callable[[ConnectionActor], None]) -> Callable[[ConnectionActor], None]:
     def when_up(actor: ConnectionActor) -> None:
         if actor._state is State.UP:
@@ -1240,6 +1285,7 @@ ConnectionActor._DISPATCH = {
     msg.Cancel: ConnectionActor._command,
     msg.UpdateFlow: ConnectionActor._command,
     msg.WsUpgrade: ConnectionActor._command,
+    msg.PingCmd: ConnectionActor._on_ping,
 }
 
 # Each timer kind and what its tick does (the state checks are in the handlers).

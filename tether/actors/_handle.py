@@ -195,6 +195,9 @@ class Connection:
         self._ref: pykka.ActorRef[Any] | None = None
         self._carried: list[msg.Command] = []
         self._ws_stream: StreamRef | None = None
+        # The connection speaks HTTP/2: a Websocket is one stream among others,
+        # and requests go on beside it (set by the actor at each Up).
+        self._multiplexed = False
         # How events reach the owner, and the reply_to targets of streams (by
         # id(target)), each with its receive bound, and the send buffer: they
         # outlive the actor's generations, as what they count does.
@@ -339,6 +342,11 @@ class Connection:
         with self._lock:
             self._ws_stream = stream
 
+    def _set_multiplexed(self, multiplexed: bool) -> None:
+        # A plain store, read without the lock: a call racing the Up sees the
+        # old value and is refused (or accepted) by the actor instead.
+        self._multiplexed = multiplexed
+
     def _mark_stopped(self) -> None:
         with self._lock:
             self._end()
@@ -418,7 +426,11 @@ class Connection:
 
     @property
     def upgraded(self) -> bool:
-        """True while the connection speaks Websocket (set before ``Upgrade`` is told)."""
+        """True while a Websocket is up (set before ``Upgrade`` is told).
+
+        On HTTP/1.1 the Websocket is then the whole connection; on HTTP/2
+        it is one stream, and requests go on beside it.
+        """
         return self._ws_stream is not None
 
     def is_alive(self) -> bool:
@@ -503,7 +515,7 @@ class Connection:
     # -- HTTP ------------------------------------------------------------------
 
     def _check_http(self) -> None:
-        if self._ws_stream is not None:
+        if self._ws_stream is not None and not self._multiplexed:
             raise UpgradedError(
                 "the connection speaks Websocket: HTTP requests are no longer possible (as in Gun)"
             )
@@ -681,6 +693,20 @@ class Connection:
             raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
         self._tell(msg.Cancel(stream))
 
+    def ping(self) -> StreamRef:
+        """Send an HTTP/2 PING (Gun's ``gun:ping``); returns the ref its answer names.
+
+        The answer is a [`PingAck`][tether.PingAck] event with that ref, to
+        the owner, once the server acknowledged the PING. A connection that
+        does not speak HTTP/2 answers ``Error(conn, ref, UnsupportedByProtocol)``
+        instead (Gun's ``ping_unsupported_by_protocol``). While the
+        connection is down, the PING waits for the next ``Up``.
+        Thread-safe: any thread may call it.
+        """
+        ref = StreamRef()
+        self._tell(msg.PingCmd(ref))
+        return ref
+
     def update_flow(self, stream: StreamRef, increment: int) -> None:
         """Give ``stream`` ``increment`` more flow credit (Gun's ``gun:update_flow``).
 
@@ -746,6 +772,8 @@ class Connection:
         """
         checked = coerce_frames(frames)
         current = self._ws_stream
+        if current is not None and stream is not None and self._multiplexed:
+            current = stream  # one Websocket among others on HTTP/2: the protocol checks it
         if current is None or (stream is not None and stream is not current):
             raise NotUpgradedError(
                 "no Websocket is up on this connection"

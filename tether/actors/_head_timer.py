@@ -1,7 +1,7 @@
 """A late response (or upgrade) head: ``response_timeout`` and ``upgrade_timeout``.
 
 The protocol layer says which stream waits for its head and how long it
-may (``ClientProtocol.head_wait``); it has no clock. A :class:`HeadTimer`
+may (``ProtocolEngine.head_wait``); it has no clock. A :class:`HeadTimer`
 keeps one timer on that stream, follows it from flush to flush, and when
 the timer fires fails the stream in the protocol (which closes the
 connection); the connection actor then flushes.
@@ -17,7 +17,7 @@ from tether._options import ConnectOpts
 from tether.actors._messages import Timer
 from tether.actors._scheduler import TimerHandle
 from tether.actors._transport import Transport
-from tether.protocol import ClientProtocol
+from tether.protocol._engine import ProtocolEngine
 
 __all__ = ["HeadTimer"]
 
@@ -42,7 +42,7 @@ class HeadTimer:
         """The connection was dropped (and with it its timers)."""
         self._timer = None
 
-    def follow(self, proto: ClientProtocol) -> None:
+    def follow(self, proto: ProtocolEngine) -> None:
         """Have a timer on the stream waiting for its head (if a timeout applies)."""
         wait = proto.head_wait
         current = self._timer
@@ -52,7 +52,7 @@ class HeadTimer:
         if wait is not None and current is None:
             self._timer = (wait.stream, self._schedule(Timer.HEAD, wait.timeout))
 
-    def fired(self, proto: ClientProtocol | None, transport: Transport | None) -> bool:
+    def fired(self, proto: ProtocolEngine | None, transport: Transport | None) -> bool:
         """The timer fired: fail the stream if its head is late; True if so (flush then)."""
         timer, self._timer = self._timer, None
         if timer is None or proto is None:

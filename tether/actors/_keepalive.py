@@ -17,7 +17,7 @@ from tether._frames import Ping as PingFrame
 from tether.actors._messages import Timer
 from tether.actors._scheduler import TimerHandle
 from tether.actors._transport import Transport
-from tether.protocol import ClientProtocol
+from tether.protocol._engine import ProtocolEngine
 
 __all__ = ["Keepalive"]
 
@@ -51,16 +51,19 @@ class Keepalive:
         if keepalive is not None:
             self._schedule(Timer.WS_PING, keepalive)
 
-    def http_ping(self, proto: ClientProtocol) -> bool:
-        """An empty line every ``keepalive`` seconds while idle; True if there is one to send."""
+    def http_ping(self, proto: ProtocolEngine) -> bool:
+        """HTTP keepalive every ``keepalive`` seconds; True if there is one to send.
+
+        HTTP/1.1: an empty line while idle; HTTP/2: a PING.
+        """
         keepalive = self._http_keepalive
-        if proto.protocol != "http" or keepalive is None:
+        if proto.ws is not None or keepalive is None:
             return False  # upgraded: Websocket keepalive (ws_opts) takes over
         proto.http_keepalive()
         self._schedule(Timer.HTTP_PING, keepalive)
         return True
 
-    def ws_ping(self, proto: ClientProtocol, transport: Transport | None) -> bool:
+    def ws_ping(self, proto: ProtocolEngine, transport: Transport | None) -> bool:
         """Ping the server; with a ``pong_timeout``, check the answer came. True if sent."""
         ws = proto.ws
         if ws is None or ws.closing or ws.opts.keepalive is None:
@@ -73,7 +76,7 @@ class Keepalive:
         return True
 
     def pong_deadline(
-        self, proto: ClientProtocol | None, transport: Transport | None
+        self, proto: ProtocolEngine | None, transport: Transport | None
     ) -> PongTimeout | None:
         """A ping's deadline: why the peer is dead if it sent nothing since, not even the pong.
 

@@ -34,6 +34,7 @@ __all__ = [
     "HeadersCmd",
     "InfoQuery",
     "IoReport",
+    "PingCmd",
     "RequestCmd",
     "Resolved",
     "SetOwner",
@@ -86,6 +87,13 @@ class DataCmd:
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
+    stream: StreamRef
+
+
+@dataclass(frozen=True, slots=True)
+class PingCmd:
+    """``conn.ping()``: an HTTP/2 PING; ``stream`` is the ref of its ``PingAck`` (or ``Error``)."""
+
     stream: StreamRef
 
 
@@ -150,6 +158,7 @@ Command: TypeAlias = (
     | UpdateFlow
     | WsUpgrade
     | WsSend
+    | PingCmd
     | SetOwner
     | Close
     | Shutdown

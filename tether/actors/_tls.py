@@ -17,10 +17,18 @@ __all__ = ["TlsLayer", "default_context"]
 _READ_SIZE = 65536
 
 
-def default_context() -> ssl.SSLContext:
-    """A client context: system CAs, hostname checks, HTTP/1.1 by ALPN."""
+# ALPN's names (RFC 7301) of tether's protocol names.
+_ALPN = {"http2": "h2", "http": "http/1.1"}
+
+
+def default_context(protocols: tuple[str, ...] = ("http",)) -> ssl.SSLContext:
+    """A client context: system CAs, hostname checks, ``protocols`` offered by ALPN.
+
+    ``protocols`` are tether's names (``"http2"``, ``"http"``), in order of
+    preference; HTTP/1.1 alone by default (a proxy's TLS).
+    """
     context = ssl.create_default_context()
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols([_ALPN[p] for p in protocols])
     return context
 
 
@@ -40,6 +48,11 @@ class TlsLayer:
         )
         self.handshake_done = False
         self.closed = False
+
+    @property
+    def alpn(self) -> str | None:
+        """The protocol ALPN chose (``"h2"``, ``"http/1.1"``), None if none (or not yet)."""
+        return self._tls.selected_alpn_protocol()
 
     @property
     def context(self) -> ssl.SSLContext:

@@ -39,7 +39,9 @@ class ProtocolEngine(Protocol):
     Not thread-safe: one thread (the connection actor's turn) drives an engine.
     """
 
-    close_reason: BaseException | None
+    @property
+    def close_reason(self) -> BaseException | None:
+        """Why the connection must now be closed, or None while it goes on."""
 
     @property
     def protocol(self) -> ProtocolName:
