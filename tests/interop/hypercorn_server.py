@@ -50,7 +50,9 @@ class HypercornServer(LoopServer):
 
     name = "hypercorn"
 
-    def __init__(self, ca: trustme.CA | None = None, tmp: Path | None = None, port: int = 0) -> None:
+    def __init__(
+        self, ca: trustme.CA | None = None, tmp: Path | None = None, port: int = 0
+    ) -> None:
         super().__init__()
         self.port = port
         self._ca = ca
@@ -70,7 +72,8 @@ class HypercornServer(LoopServer):
     def release(self) -> None:
         """Let every ``/wait`` request answer (``200 released``)."""
         loop, event = self._loop, self._release
-        assert loop is not None and event is not None
+        assert loop is not None
+        assert event is not None
         loop.call_soon_threadsafe(event.set)
 
     # -- the ASGI application ------------------------------------------------------
@@ -78,17 +81,16 @@ class HypercornServer(LoopServer):
     async def _app(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return
-        version = tuple(int(p) for p in scope["http_version"].split(".")) + (0,)
+        version = (*tuple(int(p) for p in scope["http_version"].split(".")), 0)
         headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"])
         method = scope.get("method", "GET")
         self._record(SeenRequest(method, scope["path"], (version[0], version[1]), headers))
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
         else:
-            await self._http(scope, method, receive, send)
+            await self._http(scope["path"], method, receive, send)
 
-    async def _http(self, scope: dict[str, Any], method: str, receive: Receive, send: Send) -> None:
-        path = scope["path"]
+    async def _http(self, path: str, method: str, receive: Receive, send: Send) -> None:
         if (method, path) == ("POST", "/echo"):
             await _respond(send, 200, await _read_body(receive))
         elif path == "/stream":

@@ -772,15 +772,15 @@ class Connection:
         """
         checked = coerce_frames(frames)
         current = self._ws_stream
-        if current is not None and stream is not None and self._multiplexed:
-            current = stream  # one Websocket among others on HTTP/2: the protocol checks it
         if current is None or (stream is not None and stream is not current):
-            raise NotUpgradedError(
-                "no Websocket is up on this connection"
-                if current is None
-                else f"{stream!r} is not the Websocket",
-                checked,
-            )
+            if current is None or not self._multiplexed:
+                raise NotUpgradedError(
+                    "no Websocket is up on this connection"
+                    if current is None
+                    else f"{stream!r} is not the Websocket",
+                    checked,
+                )
+            current = stream  # one Websocket among several on HTTP/2: the protocol checks it
         # The resolved stream, so that frames that race a drop come back as an
         # Error of that Websocket's stream, not as a connection-wide Error.
         size = _frames_size(checked)

@@ -652,8 +652,10 @@ class Http2Protocol:
         assert ws is not None
         if ws.failing:
             ws.fail_now()
-        if ws.close_reason is not None and not stream.fin:
-            stream.fin = True  # END_STREAM after the close frame
+        if ws.closing and not stream.fin:
+            # A close frame went out (ours, or the echo of the server's): nothing may
+            # follow it, so END_STREAM rides on its DATA frame (RFC 8441 4, 6455 5.5.1).
+            stream.fin = True
         if stream.state is _State.OPEN:
             self._send_body(stream)
         if ws.close_reason is not None and stream.sent_end and stream.answered:

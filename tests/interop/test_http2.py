@@ -1,0 +1,307 @@
+"""HTTP/2 against real servers on 127.0.0.1: hypercorn (TLS by ALPN, and h2c), nghttpd, h2.
+
+One connection, many streams: requests, streamed bodies, trailers, cancel,
+PING, Websocket over HTTP/2 (RFC 8441) beside requests, GOAWAY with its
+unprocessed streams resent after the reconnect, a server reset.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+import tether
+from tests.conftest import ConnectionTracker
+from tests.interop.h2_script_server import ScriptServer
+from tests.interop.hypercorn_server import HypercornServer
+from tether.actors._tls import default_context
+
+TIMEOUT = 5.0
+
+Opener = Callable[..., tether.Connection]
+
+
+@pytest.fixture(params=["tls", "h2c"])
+def hypercorn(
+    request: pytest.FixtureRequest, ca: trustme.CA, tmp_path: Path, thread_baseline: int
+) -> Iterator[HypercornServer]:
+    """hypercorn over TLS (HTTP/2 chosen by ALPN) or TCP (HTTP/2 with prior knowledge)."""
+    tls = request.param == "tls"
+    with HypercornServer(ca if tls else None, tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def h2_conn(hypercorn: HypercornServer, open_conn: ConnectionTracker) -> Opener:
+    """Open an HTTP/2 connection to ``hypercorn``: TLS with tether's default ALPN, or h2c."""
+
+    def _open(**options: Any) -> tether.Connection:
+        if hypercorn._ca is not None:
+            context = tether_context(hypercorn._ca)
+            options = {"transport": "tls", "tls_context": context, **options}
+        else:
+            options = {"protocols": ("http2",), **options}
+        return open_conn(hypercorn.host, hypercorn.port, **options)
+
+    return _open
+
+
+def tether_context(ca: trustme.CA) -> Any:
+    """tether's default TLS context (its ALPN offer) trusting ``ca``."""
+    context = default_context(("http2", "http"))
+    ca.configure_trust(context)
+    return context
+
+
+def test_up_says_http2_and_requests_share_one_connection(
+    h2_conn: Opener, hypercorn: HypercornServer
+) -> None:
+    conn = h2_conn()
+    assert conn.await_up(timeout=TIMEOUT) == "http2"
+    stream = conn.get("/")
+    response = conn.await_(stream, timeout=TIMEOUT)
+    assert isinstance(response, tether.Response)
+    assert response.status == 200
+    assert conn.await_body(stream, timeout=TIMEOUT) == b"hello"
+    assert hypercorn.next_request().version == (2, 0)
+    assert conn.info().protocol == "http2"
+
+
+def test_streamed_body_trailers_and_post(h2_conn: Opener) -> None:
+    conn = h2_conn()
+    conn.await_up(timeout=TIMEOUT)
+    streamed = conn.get("/stream")
+    trailed = conn.get("/trailers", [("te", "trailers")])
+    posted = conn.post("/echo", body=b"x" * 200_000)
+    assert conn.await_body(streamed, timeout=TIMEOUT) == b"onetwothree"
+    assert conn.await_body(posted, timeout=TIMEOUT) == b"x" * 200_000
+    events = []
+    while not events or not isinstance(events[-1], tether.Trailers):
+        events.append(conn.await_(trailed, timeout=TIMEOUT))
+    assert events[-1].headers == (("x-checksum", "42"),)
+    assert b"".join(e.data for e in events if isinstance(e, tether.Data)) == b"body"
+
+
+def test_many_concurrent_streams_on_one_connection(h2_conn: Opener) -> None:
+    conn = h2_conn()
+    conn.await_up(timeout=TIMEOUT)
+    local = conn.info().local_address
+    # More than hypercorn's max_concurrent_streams (100): the excess waits its turn.
+    streams = [conn.get("/stream") for _ in range(250)]
+    assert [conn.await_body(s, timeout=TIMEOUT) for s in streams] == [b"onetwothree"] * 250
+    assert conn.info().local_address == local  # the same TCP connection throughout
+
+
+def test_cancel_resets_one_stream_and_the_rest_goes_on(
+    h2_conn: Opener, hypercorn: HypercornServer
+) -> None:
+    conn = h2_conn()
+    conn.await_up(timeout=TIMEOUT)
+    waiting = conn.get("/wait")
+    assert hypercorn.next_request().path == "/wait"
+    conn.cancel(waiting)
+    assert conn.stream_info(waiting) is None
+    after = conn.get("/")
+    assert conn.await_body(after, timeout=TIMEOUT) == b"hello"
+    hypercorn.release()
+    inbox = conn.inbox
+    assert inbox is not None
+    with pytest.raises(tether.ReceiveTimeout):
+        inbox.receive(timeout=0.3, match=lambda m: getattr(m, "stream", None) is waiting)
+
+
+def test_ping_is_answered(h2_conn: Opener) -> None:
+    conn = h2_conn()
+    conn.await_up(timeout=TIMEOUT)
+    ref = conn.ping()
+    inbox = conn.inbox
+    assert inbox is not None
+    assert inbox.receive(timeout=TIMEOUT) == tether.PingAck(conn, ref)
+
+
+def test_websocket_over_http2_beside_requests(h2_conn: Opener, hypercorn: HypercornServer) -> None:
+    conn = h2_conn()
+    conn.await_up(timeout=TIMEOUT)
+    ws = conn.ws_upgrade("/websocket", [("sec-websocket-protocol", "mychat")])
+    upgrade = conn.await_(ws, timeout=TIMEOUT)
+    assert isinstance(upgrade, tether.Upgrade)
+    assert ("sec-websocket-protocol", "mychat") in upgrade.headers
+    second = conn.ws_upgrade("/websocket")
+    assert isinstance(conn.await_(second, timeout=TIMEOUT), tether.Upgrade)
+    conn.ws_send([tether.Text("hello"), tether.Binary(b"\x00\x01")], stream=ws)
+    conn.ws_send(tether.Text("other"), stream=second)
+    assert conn.await_(ws, timeout=TIMEOUT).frame == tether.Text("hello")  # type: ignore[union-attr]
+    assert conn.await_(ws, timeout=TIMEOUT).frame == tether.Binary(b"\x00\x01")  # type: ignore[union-attr]
+    assert conn.await_(second, timeout=TIMEOUT).frame == tether.Text("other")  # type: ignore[union-attr]
+    # Requests go on beside the Websockets (HTTP/1.1 would refuse them: UpgradedError).
+    assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"
+    conn.ws_send(tether.Close(1000, "bye"), stream=ws)
+    assert conn.await_(ws, timeout=TIMEOUT).frame == tether.Close(1000, "bye")  # type: ignore[union-attr]
+    hypercorn.next_ws_end()  # (hypercorn reports 1006 for any close the client began)
+    assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"
+
+
+def test_protocols_http_keeps_http11_over_tls(
+    ca: trustme.CA, tmp_path: Path, open_conn: ConnectionTracker, thread_baseline: int
+) -> None:
+    with HypercornServer(ca, tmp_path) as server:
+        context = tether_context(ca)
+        context.set_alpn_protocols(["http/1.1"])
+        conn = open_conn(server.host, server.port, transport="tls", tls_context=context)
+        assert conn.await_up(timeout=TIMEOUT) == "http"
+        assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"
+        assert server.next_request().version == (1, 1)
+        ref = conn.ping()
+        error = conn.inbox.receive(timeout=TIMEOUT)  # type: ignore[union-attr]
+        assert isinstance(error, tether.Error)
+        assert error.stream is ref
+        assert isinstance(error.reason, tether.UnsupportedByProtocol)
+
+
+def test_tcp_speaks_http11_unless_asked(
+    open_conn: ConnectionTracker, thread_baseline: int
+) -> None:
+    with HypercornServer() as server:
+        conn = open_conn(server.host, server.port)
+        assert conn.await_up(timeout=TIMEOUT) == "http"
+        assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"
+
+
+# -- GOAWAY, resets: a scripted h2 server -----------------------------------------
+
+
+def test_goaway_lists_unprocessed_streams_and_the_reconnect_serves_them(
+    open_conn: ConnectionTracker, thread_baseline: int
+) -> None:
+    with ScriptServer(goaway_after=3) as server:
+        conn = open_conn(server.host, server.port, protocols=("http2",), retry_timeout=0.1)
+        conn.await_up(timeout=TIMEOUT)
+        first, second, third = (conn.get(f"/{n}") for n in ("a", "b", "c"))
+        assert conn.await_body(first, timeout=TIMEOUT) == b"conn1 /a"
+        inbox = conn.inbox
+        assert inbox is not None
+        down = inbox.receive(timeout=TIMEOUT, match=lambda m: isinstance(m, tether.Down))
+        assert isinstance(down, tether.Down)
+        assert down.protocol == "http2"
+        assert isinstance(down.reason, tether.GoAway)
+        assert down.reason.error_code == 0
+        assert down.killed_streams == ()
+        assert set(down.unprocessed_streams) == {second, third}
+        assert conn.await_up(timeout=TIMEOUT) == "http2"
+        again = conn.get("/b")
+        assert conn.await_body(again, timeout=TIMEOUT) == b"conn2 /b"
+
+
+def test_a_server_reset_fails_only_its_stream(
+    open_conn: ConnectionTracker, thread_baseline: int
+) -> None:
+    with ScriptServer() as server:
+        conn = open_conn(server.host, server.port, protocols=("http2",))
+        conn.await_up(timeout=TIMEOUT)
+        reset = conn.get("/reset")
+        fine = conn.get("/fine")
+        with pytest.raises(tether.StreamReset) as raised:
+            conn.await_body(reset, timeout=TIMEOUT)
+        assert raised.value.error_code == 7  # REFUSED_STREAM: safe to send again
+        assert conn.await_body(fine, timeout=TIMEOUT) == b"conn1 /fine"
+
+
+def test_reconnect_after_the_server_closes(
+    open_conn: ConnectionTracker, thread_baseline: int
+) -> None:
+    server = HypercornServer().start()
+    try:
+        conn = open_conn(server.host, server.port, protocols=("http2",), retry_timeout=0.1)
+        assert conn.await_up(timeout=TIMEOUT) == "http2"
+        assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"
+        port = server.port
+    finally:
+        server.stop()
+    down = conn.inbox.receive(timeout=TIMEOUT)  # type: ignore[union-attr]
+    assert isinstance(down, tether.Down)
+    assert down.protocol == "http2"
+    with HypercornServer(port=port):
+        assert conn.await_up(timeout=TIMEOUT) == "http2"
+        assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"
+
+
+# -- nghttpd ------------------------------------------------------------------------
+
+NGHTTPD = shutil.which("nghttpd") or (
+    "/usr/sbin/nghttpd" if Path("/usr/sbin/nghttpd").exists() else None
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nghttpd exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError:
+            time.sleep(0.02)  # polling a port for a child process: no event to wait on
+        else:
+            return
+    raise RuntimeError("nghttpd did not listen in time")
+
+
+@pytest.fixture(params=["tls", "h2c"])
+def nghttpd(
+    request: pytest.FixtureRequest, ca: trustme.CA, tmp_path: Path
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """nghttpd serving ``tmp_path/docs``; yields its port and the options to reach it."""
+    if NGHTTPD is None:
+        pytest.skip("nghttpd is not installed (Debian: nghttp2-server)")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "index.html").write_bytes(b"nghttpd index")
+    (docs / "big.bin").write_bytes(bytes(range(256)) * 4096)  # 1 MiB: windows must move
+    port = _free_port()
+    args = [NGHTTPD, "-a", "127.0.0.1", "-d", str(docs), str(port)]
+    options: dict[str, Any]
+    if request.param == "tls":
+        cert = ca.issue_cert("127.0.0.1")
+        key, pem = tmp_path / "key.pem", tmp_path / "cert.pem"
+        cert.private_key_pem.write_to_path(key)
+        cert.cert_chain_pems[0].write_to_path(pem)
+        args += [str(key), str(pem)]
+        options = {"transport": "tls", "tls_context": tether_context(ca)}
+    else:
+        args.insert(1, "--no-tls")
+        options = {"protocols": ("http2",)}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(port, proc)
+        yield port, options
+    finally:
+        proc.terminate()
+        proc.wait(TIMEOUT)
+
+
+def test_nghttpd_gets(nghttpd: tuple[int, dict[str, Any]], open_conn: ConnectionTracker) -> None:
+    port, options = nghttpd
+    conn = open_conn("127.0.0.1", port, **options)
+    assert conn.await_up(timeout=TIMEOUT) == "http2"
+    big = [conn.get("/big.bin") for _ in range(8)]
+    small = [conn.get("/") for _ in range(50)]
+    missing = conn.get("/nope")
+    assert all(conn.await_body(s, timeout=TIMEOUT) == b"nghttpd index" for s in small)
+    assert all(conn.await_body(s, timeout=TIMEOUT) == bytes(range(256)) * 4096 for s in big)
+    response = conn.await_(missing, timeout=TIMEOUT)
+    assert isinstance(response, tether.Response)
+    assert response.status == 404
