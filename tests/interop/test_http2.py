@@ -305,3 +305,19 @@ def test_nghttpd_gets(nghttpd: tuple[int, dict[str, Any]], open_conn: Connection
     response = conn.await_(missing, timeout=TIMEOUT)
     assert isinstance(response, tether.Response)
     assert response.status == 404
+
+
+def test_shutdown_closes_every_websocket_then_the_connection(h2_conn: Opener) -> None:
+    conn = h2_conn()
+    conn.await_up(timeout=TIMEOUT)
+    first = conn.ws_upgrade("/websocket")
+    second = conn.ws_upgrade("/websocket")
+    for ws in (first, second):
+        assert isinstance(conn.await_(ws, timeout=TIMEOUT), tether.Upgrade)
+    conn.shutdown()
+    for ws in (first, second):
+        assert conn.await_(ws, timeout=TIMEOUT).frame == tether.Close(1001, "")  # type: ignore[union-attr]
+    down = conn.inbox.receive(timeout=TIMEOUT)  # type: ignore[union-attr]
+    assert isinstance(down, tether.Down)
+    assert isinstance(down.reason, tether.ClosedByUser)
+    assert conn.wait_stopped(TIMEOUT)

@@ -542,3 +542,22 @@ def test_goaway_reason_carries_code_and_last_stream(code: int) -> None:
     reason = server.client.close_reason
     assert isinstance(reason, GoAway)
     assert (reason.error_code, reason.last_stream_id) == (code, 0)
+
+
+def test_a_finished_close_handshake_frees_the_stream_even_if_the_server_keeps_it_open() -> None:
+    server, ref, sid = ws_up()
+    peer = wsc.Connection(wsc.ConnectionType.SERVER)
+    server.client.ws_send((Close(1000, "done"),), ref)
+    received = server.to_server()
+    data = b"".join(e.data for e in received if isinstance(e, h2.events.DataReceived))
+    # END_STREAM rides on the close frame: nothing may follow it.
+    assert any(isinstance(e, h2.events.StreamEnded) for e in received)
+    peer.receive_data(data)
+    (close,) = peer.events()
+    server.h2.send_data(sid, peer.send(close.response()))  # the echo, without END_STREAM
+    assert server.to_client() == [Ws(CONN, ref, Close(1000, "done"))]  # type: ignore[arg-type]
+    assert server.client.stream_state(ref) is None
+    assert not server.client.busy
+    (reset,) = [e for e in server.to_server() if isinstance(e, h2.events.StreamReset)]
+    assert reset.stream_id == sid
+    assert reset.error_code == h2.errors.ErrorCodes.CANCEL

@@ -1,7 +1,10 @@
 """``tether get URL``: one HTTP request, curl style, through tether's public API.
 
 The body goes to stdout (or ``-o FILE``); ``-i`` puts the status line and
-the headers before it, as curl does. The connection is opened with
+the headers before it, as curl does: its version (``HTTP/2``, ``HTTP/1.1``)
+is the protocol the connection speaks, over TLS what ALPN chose.
+``--http2`` offers HTTP/2 (ALPN ``h2`` over TLS, the server choosing; over
+plain TCP, HTTP/2 with prior knowledge). The connection is opened with
 ``retry=0`` (a command-line request is not retried), the events are read
 with ``conn.await_`` from the default ``Inbox`` owner, and every failure
 ends as one line on stderr and an exit code of :class:`ExitCode`.
@@ -55,7 +58,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], epilog:
     )
     p.add_argument("-s", "--silent", action="store_true", help="no progress bar")
     p.add_argument("-m", "--max-time", type=float, metavar="SECONDS", help="bound the whole call")
-    p.add_argument("--http1.0", dest="http10", action="store_true", help="speak HTTP/1.0")
+    version = p.add_mutually_exclusive_group()
+    version.add_argument("--http1.0", dest="http10", action="store_true", help="speak HTTP/1.0")
+    version.add_argument(
+        "--http2",
+        action="store_true",
+        help="speak HTTP/2: offered by ALPN over TLS, with prior knowledge (h2c) over TCP",
+    )
 
 
 class _Deadline:
@@ -100,26 +109,33 @@ def _output(path: str | None) -> Iterator[BinaryIO]:
         yield file
 
 
-def _open(target: Target, args: argparse.Namespace) -> tether.Connection:
-    """Open the connection and wait for ``Up``; failures become a :class:`CliFailure`."""
+def _open(target: Target, args: argparse.Namespace) -> tuple[tether.Connection, str]:
+    """Open the connection and wait for ``Up``: the connection and its status-line version.
+
+    Failures become a :class:`CliFailure`.
+    """
     if args.connect_timeout <= 0 or (args.max_time is not None and args.max_time <= 0):
         raise CliFailure(ExitCode.USAGE, "timeouts must be > 0 seconds")
+    protocols = ("http2", "http") if target.tls else ("http2",)
     conn = target.open(
         retry=0,
         connect_timeout=args.connect_timeout,
         http_opts={"version": "HTTP/1.0" if args.http10 else "HTTP/1.1"},
-        **tls_options(target, args.cacert, args.insecure),
+        protocols=protocols if args.http2 else ("http",),
+        **tls_options(target, args.cacert, args.insecure, http2=args.http2),
     )
     try:
         # connect_timeout fires first; the margin only covers a busy machine.
-        conn.await_up(timeout=args.connect_timeout + 5.0)
+        protocol = conn.await_up(timeout=args.connect_timeout + 5.0)
     except tether.ConnectionDownError as exc:
         conn.close()
         raise classify(exc.reason, target.where) from None
     except tether.ReceiveTimeout:
         conn.close()
         raise CliFailure(ExitCode.TIMEOUT, f"connecting to {target.where} timed out") from None
-    return conn
+    if protocol == "http2":
+        return conn, "HTTP/2"
+    return conn, "HTTP/1.0" if args.http10 else "HTTP/1.1"
 
 
 def _exchange(
@@ -128,9 +144,10 @@ def _exchange(
     args: argparse.Namespace,
     request_headers: list[tuple[str, str]],
     out: BinaryIO,
+    *,
+    version: str,
 ) -> int:
     deadline = _Deadline(args.max_time)
-    version = "HTTP/1.0" if args.http10 else "HTTP/1.1"
     stream = _send(conn, target, args, request_headers)
     progress = Progress(sys.stderr, None, enabled=False)
     while True:
@@ -217,9 +234,9 @@ def get(args: argparse.Namespace) -> int:
     target = parse_url(args.url, ("http", "https"), args.unix_socket)
     headers = parse_headers(args.header)
     with _output(args.output) as out:
-        conn = _open(target, args)
+        conn, version = _open(target, args)
         try:
-            return _exchange(conn, target, args, headers, out)
+            return _exchange(conn, target, args, headers, out, version=version)
         except OSError as exc:  # only writes raise it: connection failures are events
             raise CliFailure(ExitCode.WRITE_ERROR, f"cannot write the body: {exc}") from None
         finally:

@@ -94,15 +94,20 @@ def parse_headers(values: list[str]) -> list[tuple[str, str]]:
     return headers
 
 
-def tls_options(target: Target, cacert: str | None, insecure: bool) -> dict[str, Any]:
-    """The TLS keyword arguments of ``tether.open`` for ``target`` (none for plain TCP)."""
+def tls_options(
+    target: Target, cacert: str | None, insecure: bool, *, http2: bool = False
+) -> dict[str, Any]:
+    """The TLS keyword arguments of ``tether.open`` for ``target`` (none for plain TCP).
+
+    ALPN offers ``http/1.1``, or with ``http2`` ``h2`` first (the server chooses).
+    """
     if not target.tls:
         return {}
     try:
         context = ssl.create_default_context(cafile=cacert)
     except (OSError, ssl.SSLError) as exc:
         raise CliFailure(ExitCode.USAGE, f"cannot load --cacert {cacert!r}: {exc}") from None
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     if insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -1101,13 +1101,13 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._state = State.CLOSING
         if proto.ws is not None:
             timeout = proto.ws.opts.closing_timeout  # ws_upgrade's opts win over open's
-            if not proto.ws.closing:  # else the user's close frame is the close handshake
-                proto.ws_send((CloseFrame(GOING_AWAY),))
         else:
             timeout = self._opts.http_opts.closing_timeout
-            # Gun's shutdown: the request in progress finishes; those behind
-            # it, never sent, fail at once.
+            # Gun's shutdown: the requests in progress finish; those queued,
+            # never sent, fail at once.
             self._refuse_unsent(proto, self._closing_end("lets only the request in progress end"))
+        # A Websocket whose close handshake has begun (the user's close frame) is left to it.
+        proto.close_websockets(GOING_AWAY)
         self._schedule(Timer.CLOSING, timeout)
         self._flush()
 

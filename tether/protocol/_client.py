@@ -31,7 +31,7 @@ from tether._errors import (
     UpgradeError,
 )
 from tether._events import Error, Event, ProtocolName, StreamRef, Upgrade
-from tether._frames import Frame
+from tether._frames import Close, Frame
 from tether._options import HttpOpts, WsOpts
 from tether.protocol._engine import HeadWait
 from tether.protocol._http import HttpClient, Outgoing
@@ -403,6 +403,12 @@ class ClientProtocol:
             return False
         self._out.append(b"\r\n")
         return True
+
+    def close_websockets(self, code: int) -> None:
+        """Begin the close handshake of the Websocket (``code``), unless it has begun."""
+        ws = self._ws
+        if ws is not None and not ws.closing:
+            ws.send((Close(code),))
 
     def ping(self, ref: StreamRef) -> None:
         """Gun's ``ping``: HTTP/1.1 and Websocket have none for it: ``Error(conn, ref, ...)``."""

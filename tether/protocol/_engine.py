@@ -128,6 +128,9 @@ class ProtocolEngine(Protocol):
     def ws_send(self, frames: tuple[Frame, ...], stream: StreamRef | None = None) -> None:
         """Frames for a Websocket."""
 
+    def close_websockets(self, code: int) -> None:
+        """Send a close frame with ``code`` on every Websocket not closing yet (shutdown)."""
+
     def ping(self, ref: StreamRef) -> None:
         """Gun's ``ping``: ``PingAck(ref)`` once answered, or ``Error(ref)`` if unsupported."""
 

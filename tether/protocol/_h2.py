@@ -79,7 +79,7 @@ from tether._events import (
     Trailers,
     Upgrade,
 )
-from tether._frames import Frame
+from tether._frames import Close, Frame
 from tether._options import HttpOpts, WsOpts
 from tether.protocol import _received as received
 from tether.protocol._engine import HeadWait
@@ -454,6 +454,14 @@ class Http2Protocol:
         ws.send(frames)
         self._after_ws(target)
 
+    def close_websockets(self, code: int) -> None:
+        """Begin the close handshake (``code``) of every Websocket stream not closing yet."""
+        for stream in list(self._open.values()):
+            ws = stream.ws
+            if ws is not None and not ws.closing:
+                ws.send((Close(code),))
+                self._after_ws(stream)
+
     def ping(self, ref: StreamRef | None) -> None:
         """Send a PING; its ACK is told as ``PingAck(conn, ref)`` (None: told to nobody)."""
         opaque = next(self._ping_ids).to_bytes(8, "big")
@@ -658,7 +666,13 @@ class Http2Protocol:
             stream.fin = True
         if stream.state is _State.OPEN:
             self._send_body(stream)
-        if ws.close_reason is not None and stream.sent_end and stream.answered:
+        if ws.close_reason is not None and stream.sent_end:
+            # The Websocket is over (close handshake done, or failed, or the server
+            # ended its side). A server that leaves its half open (hypercorn does,
+            # after a close the client began) would hold the stream, and a slot of
+            # max_concurrent_streams, for good: it is reset instead.
+            if not stream.answered:
+                self._reset(stream, _CANCEL)
             self._finish(stream)
 
     # One per h2 event kind (_ON_EVENT).
