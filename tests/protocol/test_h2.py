@@ -308,7 +308,9 @@ def test_data_is_acknowledged_as_it_is_delivered() -> None:
     chunk = b"x" * 16384
     total = 0
     # Far more than the stream window: it only flows if the client gives the window back.
-    while total < 3 * STREAM_WINDOW:
+    for _ in range(100):  # bounded: without the window given back, nothing more flows
+        if total >= 3 * STREAM_WINDOW:
+            break
         while server.h2.local_flow_control_window(req.stream_id) >= len(chunk):
             server.h2.send_data(req.stream_id, chunk)
             total += len(chunk)
@@ -561,3 +563,22 @@ def test_a_finished_close_handshake_frees_the_stream_even_if_the_server_keeps_it
     (reset,) = [e for e in server.to_server() if isinstance(e, h2.events.StreamReset)]
     assert reset.stream_id == sid
     assert reset.error_code == h2.errors.ErrorCodes.CANCEL
+
+
+def test_a_head_over_max_headers_fails_its_stream_only() -> None:
+    server = up(http_opts=HttpOpts(max_headers=10))
+    over, fine = StreamRef(), StreamRef()
+    server.client.request(over, b"GET", b"/", [], None)
+    server.client.request(fine, b"GET", b"/", [], None)
+    server.to_server()
+    first, second = server.requests()
+    many = [(f"x-{n}".encode(), b"v") for n in range(11)]
+    server.h2.send_headers(first.stream_id, [(b":status", b"200"), *many], end_stream=True)
+    server.respond(second.stream_id, body=b"ok")
+    events = server.to_client()
+    (error,) = [e for e in events if isinstance(e, Error)]
+    assert error.stream is over
+    assert isinstance(error.reason, RemoteProtocolError)
+    assert "max_headers" in str(error.reason)
+    assert Data(CONN, fine, True, b"ok") in events  # type: ignore[arg-type]
+    assert server.client.close_reason is None

@@ -102,6 +102,8 @@ _CONNECTION_SPECIFIC = frozenset(
 # RFC 9113 7: CANCEL, what a client sends when it no longer wants a stream.
 _CANCEL = h2.errors.ErrorCodes.CANCEL
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
+# The pseudo-headers a response may carry (:status): not counted as header fields.
+_PSEUDO_MAX = 1
 
 
 class _State(enum.Enum):
@@ -683,11 +685,37 @@ class Http2Protocol:
     def _stream_of(self, stream_id: int | None) -> _Stream | None:
         return self._open.get(stream_id or 0)
 
+    def _head(
+        self, stream: _Stream, raw: list[tuple[bytes, bytes]] | None, what: str
+    ) -> tuple[int, Headers] | None:
+        """``(status, headers)`` of a head or trailer block; None if over ``max_headers``.
+
+        h2 bounds the block's size (``max_header_block_size``, HPACK
+        included); the count is checked here, as for HTTP/1.1. A block over
+        it fails its stream only.
+        """
+        raw = raw or []
+        limit = self._http_opts.max_headers
+        if limit is not None and len(raw) > limit + _PSEUDO_MAX:
+            count = sum(1 for name, _ in raw if not name.startswith(b":"))
+            if count > limit:
+                self._fail_stream(
+                    stream,
+                    RemoteProtocolError(
+                        f"{what} with {count} header fields, over http_opts max_headers ({limit})"
+                    ),
+                )
+                return None
+        return _headers(raw)
+
     def _on_informational(self, event: h2.events.InformationalResponseReceived) -> None:
         stream = self._stream_of(event.stream_id)
         if stream is None:
             return
-        status, headers = _headers(event.headers or [])
+        head = self._head(stream, event.headers, "response head")
+        if head is None:
+            return
+        status, headers = head
         if self._observe is not None:
             self._observe("response_start", {"stream": stream.ref, "status": status})
             self._observe(
@@ -699,7 +727,10 @@ class Http2Protocol:
         stream = self._stream_of(event.stream_id)
         if stream is None:
             return
-        status, headers = _headers(event.headers or [])
+        head = self._head(stream, event.headers, "response head")
+        if head is None:
+            return
+        status, headers = head
         stream.headed = True
         fin = event.stream_ended is not None
         if self._observe is not None:
@@ -772,7 +803,10 @@ class Http2Protocol:
         stream = self._stream_of(event.stream_id)
         if stream is None or stream.answered:
             return
-        _, headers = _headers(event.headers or [])
+        head = self._head(stream, event.headers, "trailer block")
+        if head is None:
+            return
+        headers = head[1]
         if self._observe is not None:
             self._observe("response_trailers", {"stream": stream.ref, "headers": headers})
         stream.answered = True
