@@ -17,6 +17,7 @@ first stream as the last it processed, and closes.
 from __future__ import annotations
 
 import contextlib
+import queue
 import socket
 import threading
 from types import TracebackType
@@ -47,6 +48,9 @@ class ScriptServer:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="h2-script-server", daemon=True)
         self.connections = 0
+        #: The number of each PING received, as they come (1, 2, ...).
+        self.pings: queue.Queue[int] = queue.Queue()
+        self._ping_count = 0
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -98,6 +102,9 @@ class ScriptServer:
             if not data:
                 return
             for event in conn.receive_data(data):
+                if isinstance(event, h2.events.PingReceived):  # h2 sends the ACK itself
+                    self._ping_count += 1
+                    self.pings.put(self._ping_count)
                 if isinstance(event, h2.events.RequestReceived):
                     path = dict(event.headers)[b":path"]
                     pending.append((event.stream_id, path))

@@ -8,6 +8,10 @@ A graceful stop sends GOAWAY. Routes, beside :mod:`tests.interop._loop_server`'s
 - ``GET /stream``   -> 200, the body in three pieces (``one``, ``two``, ``three``)
 - ``GET /trailers`` -> 200 ``body`` then the trailer ``x-checksum: 42`` (``te: trailers``)
 - ``GET /wait``     -> waits until :meth:`HypercornServer.release` (for cancel, GOAWAY)
+- on ``/websocket``, the text ``close me`` -> the server closes the Websocket (1000)
+
+Stopping it while a Websocket is open makes hypercorn's own tasks fail
+and leak their transports: tests close their Websockets first.
 """
 
 from __future__ import annotations
@@ -130,6 +134,11 @@ class HypercornServer(LoopServer):
             if message["type"] == "websocket.disconnect":
                 self.ws_ended.put(WsEnded(message.get("code")))
                 return
+            if message.get("text") == "close me":
+                # Then wait for the client's close: an app that returns at once makes
+                # hypercorn forget the stream, and fail on the client's close frame.
+                await send({"type": "websocket.close", "code": 1000})
+                continue
             if message.get("text") is not None:
                 await send({"type": "websocket.send", "text": message["text"]})
             else:

@@ -214,23 +214,59 @@ def test_a_server_reset_fails_only_its_stream(
         assert conn.await_body(fine, timeout=TIMEOUT) == b"conn1 /fine"
 
 
-def test_reconnect_after_the_server_closes(
+def test_reconnect_after_the_server_closes_and_reupgrade(
     open_conn: ConnectionTracker, thread_baseline: int
 ) -> None:
     server = HypercornServer().start()
     try:
-        conn = open_conn(server.host, server.port, protocols=("http2",), retry_timeout=0.1)
+        conn = open_conn(
+            server.host,
+            server.port,
+            protocols=("http2",),
+            retry_timeout=0.1,
+            ws_opts={"reupgrade": True},
+        )
         assert conn.await_up(timeout=TIMEOUT) == "http2"
+        ws = conn.ws_upgrade("/websocket")
+        assert isinstance(conn.await_(ws, timeout=TIMEOUT), tether.Upgrade)
+        # The server closes it (a close the user did not send keeps reupgrade on).
+        conn.ws_send(tether.Text("close me"), stream=ws)
+        assert conn.await_(ws, timeout=TIMEOUT).frame == tether.Close(1000, "")  # type: ignore[union-attr]
         assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"
         port = server.port
     finally:
         server.stop()
-    down = conn.inbox.receive(timeout=TIMEOUT)  # type: ignore[union-attr]
+    inbox = conn.inbox
+    assert inbox is not None
+    down = inbox.receive(timeout=TIMEOUT, match=lambda m: isinstance(m, tether.Down))
     assert isinstance(down, tether.Down)
     assert down.protocol == "http2"
-    with HypercornServer(port=port):
+    with HypercornServer(port=port) as again_server:
         assert conn.await_up(timeout=TIMEOUT) == "http2"
+        again = inbox.receive(timeout=TIMEOUT)
+        assert isinstance(again, tether.Upgrade)  # a new stream: the Websocket again
+        assert again.stream is not ws
+        conn.ws_send(tether.Text("back"))
+        assert conn.await_(again.stream, timeout=TIMEOUT).frame == tether.Text("back")  # type: ignore[union-attr]
         assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"
+        conn.ws_send(tether.Text("close me"))
+        assert conn.await_(again.stream, timeout=TIMEOUT).frame == tether.Close(1000, "")  # type: ignore[union-attr]
+        again_server.next_ws_end()
+
+
+def test_http_keepalive_pings_on_http2(open_conn: ConnectionTracker, thread_baseline: int) -> None:
+    with ScriptServer() as server:
+        conn = open_conn(
+            server.host,
+            server.port,
+            protocols=("http2",),
+            http_opts={"keepalive": 0.05},
+        )
+        conn.await_up(timeout=TIMEOUT)
+        # The PINGs are not events; a server that answers them keeps the connection up.
+        assert conn.await_body(conn.get("/a"), timeout=TIMEOUT) == b"conn1 /a"
+        assert server.pings.get(timeout=TIMEOUT) >= 1
+        assert conn.await_body(conn.get("/b"), timeout=TIMEOUT) == b"conn1 /b"
 
 
 # -- nghttpd ------------------------------------------------------------------------
