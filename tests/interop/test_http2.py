@@ -357,3 +357,32 @@ def test_shutdown_closes_every_websocket_then_the_connection(h2_conn: Opener) ->
     assert isinstance(down, tether.Down)
     assert isinstance(down.reason, tether.ClosedByUser)
     assert conn.wait_stopped(TIMEOUT)
+
+
+def test_hypercorns_goaway_after_1000_requests_then_reconnect(h2_conn: Opener) -> None:
+    # hypercorn sends GOAWAY(NO_ERROR) after 1000 requests on a connection
+    # (keep_alive_max_requests) and closes at once, often before tether has
+    # read the GOAWAY (a write then fails first): the streams it did not
+    # answer are in the Down, whichever list; the connection comes back.
+    conn = h2_conn(retry_timeout=0.1)
+    conn.await_up(timeout=TIMEOUT)
+    inbox = conn.inbox
+    assert inbox is not None
+    answered, lost = 0, []
+    for _ in range(11):
+        streams = [conn.get("/") for _ in range(100)]
+        for stream in streams:
+            try:
+                body = conn.await_body(stream, timeout=TIMEOUT)
+            except (tether.StreamLost, tether.ConnectionClosed):
+                lost.append(stream)
+            else:
+                assert body == b"hello"
+                answered += 1
+    (down,) = inbox.flush(match=lambda m: isinstance(m, tether.Down))
+    assert isinstance(down, tether.Down)
+    assert lost
+    assert set(down.killed_streams) | set(down.unprocessed_streams) <= set(lost)
+    assert answered >= 1000
+    assert conn.await_up(timeout=TIMEOUT) == "http2"
+    assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"

@@ -233,10 +233,19 @@ def test_goaway_lists_streams_above_last_id_as_unprocessed() -> None:
     server.to_server()
     ids = [r.stream_id for r in server.requests()]
     server.to_client(goaway(h2.errors.ErrorCodes.NO_ERROR, ids[0]))
+    assert server.client.close_reason is None  # the first stream may still finish
+    late = StreamRef()
+    server.client.request(late, b"GET", b"/", [], None)  # no new stream after a GOAWAY
+    (refused,) = server.client.events()
+    assert refused.stream is late
+    assert server.client.lost_streams() == ((refs[0],), (refs[1], refs[2]))
+    server.respond(ids[0], body=b"done")
+    assert server.to_client() == [
+        Response(CONN, refs[0], False, 200, ()),  # type: ignore[arg-type]
+        Data(CONN, refs[0], True, b"done"),  # type: ignore[arg-type]
+    ]
     assert isinstance(server.client.close_reason, GoAway)
-    killed, unprocessed = server.client.lost_streams()
-    assert killed == (refs[0],)
-    assert unprocessed == (refs[1], refs[2])
+    assert server.client.lost_streams() == ((), (refs[1], refs[2]))
 
 
 def test_goaway_with_an_error_ends_at_once_killing_what_was_processed() -> None:
@@ -252,6 +261,17 @@ def test_goaway_with_an_error_ends_at_once_killing_what_was_processed() -> None:
     assert isinstance(reason, GoAway)
     assert reason.error_code == h2.errors.ErrorCodes.INTERNAL_ERROR
     assert server.client.lost_streams() == ((a,), (b,))
+
+
+def test_a_graceful_goaway_and_data_in_one_read() -> None:
+    server = up()
+    ref = StreamRef()
+    server.client.request(ref, b"GET", b"/", [], None)
+    server.to_server()
+    server.respond(1, body=b"after")
+    wire = goaway(h2.errors.ErrorCodes.NO_ERROR, 1) + server.h2.data_to_send()
+    assert Data(CONN, ref, True, b"after") in server.to_client(wire)  # type: ignore[arg-type]
+    assert isinstance(server.client.close_reason, GoAway)
 
 
 def test_requests_after_goaway_fail_at_once() -> None:

@@ -22,11 +22,13 @@ stream, all of them on the wire at once.
   growing memory. The receive windows are :data:`STREAM_WINDOW` and
   :data:`CONNECTION_WINDOW`; request bodies (and Websocket frames) wait in
   their stream until the server's window takes them.
-- **GOAWAY** ends the connection at once: the streams above the server's
-  ``last_stream_id`` and the queued ones are *unprocessed* in the ``Down``
-  (Gun 2.x), safe to send again after the reconnect, the rest *killed*.
-  Gun lets the streams below ``last_stream_id`` finish after a graceful
-  GOAWAY; h2 reads no frame after a GOAWAY, so tether cannot (yet).
+- **GOAWAY.** The streams above the server's ``last_stream_id`` and the
+  queued ones are *unprocessed* in the ``Down`` (Gun 2.x), safe to send
+  again after the reconnect; no new stream opens. A graceful GOAWAY
+  (NO_ERROR) lets the streams up to ``last_stream_id`` finish, as Gun
+  does (servers send one after so many requests: hypercorn after 1000),
+  and the connection ends when none is left; with an error code it ends
+  at once, the rest *killed*.
 - **PING.** :meth:`Http2Protocol.ping` sends one; its ACK is a
   ``PingAck`` event.
 - **Websocket.** ``ws_upgrade`` sends an extended CONNECT
@@ -102,8 +104,28 @@ _CONNECTION_SPECIFIC = frozenset(
 # RFC 9113 7: CANCEL, what a client sends when it no longer wants a stream.
 _CANCEL = h2.errors.ErrorCodes.CANCEL
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
+_CLOSED = h2.connection.ConnectionState.CLOSED
+_CLIENT_OPEN = h2.connection.ConnectionState.CLIENT_OPEN
 # The pseudo-headers a response may carry (:status): not counted as header fields.
 _PSEUDO_MAX = 1
+
+
+class _H2Client(h2.connection.H2Connection):
+    """h2's connection, reading on after a graceful GOAWAY.
+
+    h2 closes its state machine on any GOAWAY and then refuses every frame,
+    even those of the streams the server still answers (RFC 9113 6.8: a
+    graceful GOAWAY lets them finish). After a NO_ERROR one, the state is
+    put back to open here, within the same read; ``Http2Protocol`` opens no
+    stream from then on. (h2 4.x; ``h2>=4.1,<5`` pins it.)
+    """
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        result = super()._receive_goaway_frame(frame)
+        machine = self.state_machine
+        if frame.error_code == _NO_ERROR and machine.state is _CLOSED:
+            machine.state = _CLIENT_OPEN
+        return result
 
 
 class _State(enum.Enum):
@@ -187,9 +209,7 @@ class Http2Protocol:
         self._http_opts = http_opts
         self._ws_opts = ws_opts
         self._events: list[Event] = []
-        self._h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
-        )
+        self._h2 = _H2Client(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self._h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -636,6 +656,8 @@ class Http2Protocol:
         stream.state = _State.DONE
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self._h2.reset_stream(stream.id, code)  # unless the server ended it meanwhile
+        if self._goaway is not None:
+            self._check_goaway_end()
 
     def _finish(self, stream: _Stream) -> None:
         """The stream is over: forget it (its ref ends with it)."""
@@ -645,6 +667,13 @@ class Http2Protocol:
         self._by_ref.pop(stream.ref, None)
         if self._last_ws is stream:
             self._last_ws = None
+        if self._goaway is not None:
+            self._check_goaway_end()
+
+    def _check_goaway_end(self) -> None:
+        """After a graceful GOAWAY, the connection ends once no stream is left open."""
+        if self._goaway is not None and not self._open and self.close_reason is None:
+            self.close_reason = self._goaway
 
     def _fail_stream(self, stream: _Stream, error: Exception) -> None:
         self._events.append(Error(self._conn, stream.ref, error))
@@ -852,16 +881,18 @@ class Http2Protocol:
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         code = int(event.error_code or 0)
         last = event.last_stream_id if event.last_stream_id is not None else 0
+        if self._goaway is not None:  # a later GOAWAY may only lower last_stream_id
+            last = min(last, self._goaway.last_stream_id)
         self._goaway = goaway = GoAway(code, last)
-        # h2 reads nothing more after a GOAWAY (its state machine is closed), so even a
-        # graceful one (NO_ERROR) ends the connection now: the streams the server may
-        # have processed are killed, the others listed as unprocessed, safe to resend.
-        self.close_reason = goaway
-        # The streams the server will never process join the queued ones.
+        # The streams the server will never process join the queued ones (unprocessed).
         for stream in list(self._open.values()):
             if stream.id > last:
                 self._open.pop(stream.id)
-                self._queue.append(stream)  # listed with the unprocessed
+                self._queue.append(stream)
+        if code != _NO_ERROR or self._h2.state_machine.state is _CLOSED:
+            self.close_reason = goaway  # those it may have processed are killed
+        else:
+            self._check_goaway_end()  # they may finish first
 
     def _on_ping_ack(self, event: h2.events.PingAckReceived) -> None:
         ref = self._pings.pop(event.ping_data or b"", None)

@@ -1,0 +1,196 @@
+"""HTTP/2 side by side, in one run: 100 concurrent GETs on one connection, 32 B Websocket echoes.
+
+    .venv/bin/python bench/http2.py [--duration 2] [--rounds 3]
+
+Starts its servers as child processes on 127.0.0.1 (hypercorn with
+bench/_h2_app.py, h2c and HTTP/1.1 on one port; nghttpd if installed) and
+measures, each for ``--duration`` seconds, ``--rounds`` times (the best
+is printed, with all the runs):
+
+- ``get100``: rounds of 100 concurrent GETs on ONE connection, requests/s:
+  tether over HTTP/2 (h2c), httpx ``http1=False, http2=True`` (one
+  connection, ``asyncio.gather``), tether over HTTP/1.1 keep-alive (one
+  connection: tether queues the 100 and sends each after the previous);
+- ``ws32``: 32 B Websocket round trips, tether over HTTP/2 (RFC 8441) and
+  over HTTP/1.1, round trips/s.
+
+Issue 22's targets: get100 h2 >= 1.5x httpx and >= tether HTTP/1.1; ws32
+h2 >= 0.9x HTTP/1.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import tether
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 100
+START_TIMEOUT = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection((HOST, port), timeout=0.5).close()
+        except OSError:
+            time.sleep(0.05)
+        else:
+            return
+    raise RuntimeError("server did not listen in time")
+
+
+@contextmanager
+def _server(args: list[str], port: int) -> Iterator[int]:
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(port, proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def hypercorn() -> Iterator[int]:
+    port = _free_port()
+    bind = f"{HOST}:{port}"
+    return _server(
+        [sys.executable, "-m", "hypercorn", "--bind", bind, "--log-level", "error",
+         "bench._h2_app:app"],
+        port,
+    )  # fmt: skip
+
+
+def nghttpd(docs: Path) -> Iterator[int]:
+    port = _free_port()
+    (docs / "index.html").write_bytes(b"hello")
+    exe = shutil.which("nghttpd") or "/usr/sbin/nghttpd"
+    return _server([exe, "--no-tls", "-a", HOST, "-d", str(docs), str(port)], port)
+
+
+def _rate(duration: float, one_round: Callable[[], int]) -> float:
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < duration:
+        done += one_round()
+    return done / (time.perf_counter() - start)
+
+
+def tether_get100(port: int, protocols: tuple[str, ...], duration: float) -> float:
+    conn = tether.open(HOST, port, protocols=protocols, retry=0)
+    try:
+        conn.await_up(timeout=5)
+
+        def one_round() -> int:
+            streams = [conn.get("/") for _ in range(BATCH)]
+            for stream in streams:
+                if conn.await_body(stream, timeout=30) != b"hello":
+                    raise RuntimeError("bad body")
+            return BATCH
+
+        one_round()  # warm-up
+        return _rate(duration, one_round)
+    finally:
+        conn.close()
+        conn.wait_stopped(5)
+
+
+def httpx_get100(port: int, duration: float) -> float:
+    import httpx
+
+    async def main() -> float:
+        limits = httpx.Limits(max_connections=1)
+        async with httpx.AsyncClient(http1=False, http2=True, limits=limits) as client:
+            url = f"http://{HOST}:{port}/"
+
+            async def one_round() -> int:
+                answers = await asyncio.gather(*(client.get(url) for _ in range(BATCH)))
+                if any(a.content != b"hello" for a in answers):
+                    raise RuntimeError("bad body")
+                return BATCH
+
+            await one_round()
+            done, start = 0, time.perf_counter()
+            while time.perf_counter() - start < duration:
+                done += await one_round()
+            return done / (time.perf_counter() - start)
+
+    return asyncio.run(main())
+
+
+def tether_ws32(port: int, protocols: tuple[str, ...], duration: float) -> float:
+    conn = tether.open(HOST, port, protocols=protocols, retry=0)
+    try:
+        conn.await_up(timeout=5)
+        ws = conn.ws_upgrade("/ws")
+        if not isinstance(conn.await_(ws, timeout=5), tether.Upgrade):
+            raise RuntimeError("no upgrade")
+        payload = b"x" * 32
+
+        def one_round() -> int:
+            conn.ws_send(payload, stream=ws)
+            conn.await_(ws, timeout=10)
+            return 1
+
+        for _ in range(100):
+            one_round()
+        return _rate(duration, one_round)
+    finally:
+        conn.close()
+        conn.wait_stopped(5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rows: dict[str, list[float]] = {}
+
+    def measure(name: str, run: Callable[[], float]) -> None:
+        rows.setdefault(name, []).append(run())
+
+    d = args.duration
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.rounds):
+            with hypercorn() as port:
+                measure("hypercorn get100 tether h2c", lambda: tether_get100(port, ("http2",), d))
+                measure("hypercorn get100 httpx h2c", lambda: httpx_get100(port, d))
+                measure(
+                    "hypercorn get100 tether http/1.1", lambda: tether_get100(port, ("http",), d)
+                )
+                measure("hypercorn ws32 tether h2c", lambda: tether_ws32(port, ("http2",), d))
+                measure("hypercorn ws32 tether http/1.1", lambda: tether_ws32(port, ("http",), d))
+            if shutil.which("nghttpd") or os.path.exists("/usr/sbin/nghttpd"):
+                with nghttpd(Path(tmp)) as port:
+                    measure(
+                        "nghttpd get100 tether h2c", lambda: tether_get100(port, ("http2",), d)
+                    )
+                    measure("nghttpd get100 httpx h2c", lambda: httpx_get100(port, d))
+    for name, values in rows.items():
+        runs = ", ".join(f"{v:,.0f}" for v in values)
+        print(f"{name:38} best {max(values):>9,.0f}/s   runs: {runs}")
+
+
+if __name__ == "__main__":
+    main()
