@@ -33,3 +33,9 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
                     **{k: message[k] for k in ("text", "bytes") if message.get(k) is not None},
                 }
             )
+
+
+# hypercorn's configuration (``--config python:bench._h2_app``): its default ends a
+# connection after 1000 requests (GOAWAY), which a rate measured on one connection
+# would count.
+keep_alive_max_requests = 10**9

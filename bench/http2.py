@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 import tether
 
 HOST = "127.0.0.1"
@@ -76,7 +78,8 @@ def hypercorn() -> Iterator[int]:
     port = _free_port()
     bind = f"{HOST}:{port}"
     return _server(
-        [sys.executable, "-m", "hypercorn", "--bind", bind, "--log-level", "error",
+        [sys.executable, "-m", "hypercorn", "--config", "python:bench._h2_app", "--bind", bind,
+         "--log-level", "error",
          "bench._h2_app:app"],
         port,
     )  # fmt: skip
@@ -116,8 +119,6 @@ def tether_get100(port: int, protocols: tuple[str, ...], duration: float) -> flo
 
 
 def httpx_get100(port: int, duration: float) -> float:
-    import httpx
-
     async def main() -> float:
         limits = httpx.Limits(max_connections=1)
         async with httpx.AsyncClient(http1=False, http2=True, limits=limits) as client:
@@ -143,8 +144,9 @@ def tether_ws32(port: int, protocols: tuple[str, ...], duration: float) -> float
     try:
         conn.await_up(timeout=5)
         ws = conn.ws_upgrade("/ws")
-        if not isinstance(conn.await_(ws, timeout=5), tether.Upgrade):
-            raise RuntimeError("no upgrade")
+        upgrade = conn.await_(ws, timeout=5)
+        if not isinstance(upgrade, tether.Upgrade):
+            raise TypeError(f"no upgrade: {upgrade!r}")
         payload = b"x" * 32
 
         def one_round() -> int:

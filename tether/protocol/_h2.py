@@ -620,21 +620,39 @@ class Http2Protocol:
             window = min(h2c.local_flow_control_window(stream.id), h2c.max_outbound_frame_size)
             if window <= 0:
                 return
-            piece = body[0]
-            if len(piece) <= window:
-                body.popleft()
-                chunk = piece
-            else:
-                view = memoryview(piece)
-                chunk, body[0] = view[:window], view[window:]
+            chunk = self._take(body, window)
             last = not body and stream.fin
-            h2c.send_data(stream.id, bytes(chunk), end_stream=last)
+            h2c.send_data(stream.id, chunk, end_stream=last)
             if last:
                 self._sent_end(stream)
                 return
         if stream.fin and not stream.sent_end:
             h2c.end_stream(stream.id)
             self._sent_end(stream)
+
+    @staticmethod
+    def _take(body: deque[bytes | bytearray | memoryview], window: int) -> bytes:
+        """The next DATA frame's payload: the pieces that fit in ``window``, joined.
+
+        A Websocket frame is two pieces (header, masked payload): one DATA
+        frame carries both, not one each (h2's framing, and the server's,
+        cost per frame).
+        """
+        piece = body[0]
+        size = len(piece)
+        if size > window:
+            view = memoryview(piece)
+            body[0] = view[window:]
+            return bytes(view[:window])
+        body.popleft()
+        if not body or size + len(body[0]) > window:
+            return bytes(piece)
+        parts = [piece]
+        while body and size + len(body[0]) <= window:
+            part = body.popleft()
+            parts.append(part)
+            size += len(part)
+        return b"".join(parts)
 
     def _sent_end(self, stream: _Stream) -> None:
         stream.sent_end = True
