@@ -22,6 +22,7 @@ import tether
 from tests.conftest import ConnectionTracker
 from tests.interop.h2_script_server import ScriptServer
 from tests.interop.hypercorn_server import HypercornServer
+from tests.protocol.test_proxy_sockets import microsocks  # noqa: F401 - a fixture
 from tether.actors._tls import default_context
 
 TIMEOUT = 5.0
@@ -164,6 +165,26 @@ def test_protocols_http_keeps_http11_over_tls(
         assert isinstance(error, tether.Error)
         assert error.stream is ref
         assert isinstance(error.reason, tether.UnsupportedByProtocol)
+
+
+def test_http2_through_a_socks5_proxy_is_chosen_by_the_origins_alpn(
+    ca: trustme.CA,
+    tmp_path: Path,
+    open_conn: ConnectionTracker,
+    thread_baseline: int,
+    microsocks: int,  # noqa: F811 - the fixture
+) -> None:
+    with HypercornServer(ca, tmp_path) as server:
+        conn = open_conn(
+            server.host,
+            server.port,
+            transport="tls",
+            tls_context=tether_context(ca),
+            proxy=f"socks5://127.0.0.1:{microsocks}",
+        )
+        assert conn.await_up(timeout=TIMEOUT) == "http2"
+        assert conn.await_body(conn.get("/stream"), timeout=TIMEOUT) == b"onetwothree"
+        assert server.next_request().version == (2, 0)
 
 
 def test_tcp_speaks_http11_unless_asked(
@@ -386,3 +407,25 @@ def test_hypercorns_goaway_after_1000_requests_then_reconnect(h2_conn: Opener) -
     assert answered >= 1000
     assert conn.await_up(timeout=TIMEOUT) == "http2"
     assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"
+
+
+def test_the_event_handler_phases_over_http2(h2_conn: Opener, hypercorn: HypercornServer) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    conn = h2_conn(event_handler=lambda name, data: seen.append((name, data)))
+    conn.await_up(timeout=TIMEOUT)
+    stream = conn.get("/")
+    assert conn.await_body(stream, timeout=TIMEOUT) == b"hello"
+    conn.close()
+    assert conn.wait_stopped(TIMEOUT)
+    protocols = [d["protocol"] for n, d in seen if n.endswith("_end") and "protocol" in d]
+    assert protocols == ["http2"]  # the TLS handshake's (ALPN), or the TCP connect's (h2c)
+    mine = [n for n, d in seen if d.get("stream") is stream]
+    assert mine == [
+        "request_start",
+        "request_headers",
+        "request_end",
+        "response_start",
+        "response_headers",
+        "response_end",
+    ]
+    assert seen[-1][0] == "terminate"

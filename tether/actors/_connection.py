@@ -86,7 +86,7 @@ from tether.actors._lending import Lending
 from tether.actors._loop_lending import LoopLending
 from tether.actors._mailbox import Reraise
 from tether.actors._messages import Timer
-from tether.actors._phases import Phases
+from tether.actors._phases import Phases, plain_protocol
 from tether.actors._retries import PROVEN_AFTER, Retries
 from tether.actors._routing import FULL, GONE, Router
 from tether.actors._scheduler import TimerHandle, default_scheduler
@@ -538,7 +538,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return None
         chain = self._chain
         assert chain is not None
-        self._phases.end({"protocol": "http"} if chain.last else {})
+        self._phases.end({"protocol": plain_protocol(self._conn)} if chain.last else {})
         epoch, sessions = self._epoch, len(self._layers or ())
         self._next_hop(chain)
         rest = handshake.leftover()

@@ -30,7 +30,7 @@ from tether.actors._handle import ConnectionState as State
 from tether.actors._routing import Router
 from tether.actors._transport import Transport
 
-__all__ = ["Phases"]
+__all__ = ["Phases", "plain_protocol"]
 
 log = logging.getLogger("tether.connection")
 
@@ -156,7 +156,7 @@ class Phases:
         if self.handler is None:
             self.attempt = None
             return
-        outcome: dict[str, Any] = {"protocol": "http"} if last else {}
+        outcome: dict[str, Any] = {"protocol": plain_protocol(self._conn)} if last else {}
         addresses = transport.addresses()
         if addresses is not None:
             outcome["local_address"], outcome["peer_address"] = addresses
@@ -173,6 +173,11 @@ class Phases:
             tls_context=self._tls_context,
             server_hostname=self._server_hostname,
         )
+
+
+def plain_protocol(conn: Connection) -> str:
+    """What a connection without TLS to the origin speaks: HTTP/2 only by prior knowledge."""
+    return "http2" if conn.opts.speaks == ("http2",) else "http"
 
 
 def _first_hop(conn: Connection) -> tuple[str, int]:
