@@ -42,7 +42,7 @@ from tether import (
     Ws,
     WsOpts,
 )
-from tether.protocol._h2 import STREAM_WINDOW, Http2Protocol
+from tether.protocol._h2 import CONNECTION_WINDOW, STREAM_WINDOW, Http2Protocol
 
 CONN = object()
 
@@ -602,3 +602,33 @@ def test_a_head_over_max_headers_fails_its_stream_only() -> None:
     assert "max_headers" in str(error.reason)
     assert Data(CONN, fine, True, b"ok") in events  # type: ignore[arg-type]
     assert server.client.close_reason is None
+
+
+def test_a_stream_ending_without_flow_credit_gives_the_connection_window_back() -> None:
+    server = up(http_opts=HttpOpts(flow=1))
+    chunk = b"z" * 16384
+    for _ in range(6):  # 6 x ~1 MiB through a 4 MiB connection window
+        ref = StreamRef()
+        server.client.request(ref, b"GET", b"/", [], None)
+        server.to_server()
+        stream_id = server.requests()[-1].stream_id
+        server.h2.send_headers(stream_id, [(b":status", b"200")])
+        for _ in range(STREAM_WINDOW // len(chunk) - 2):
+            server.h2.send_data(stream_id, chunk)
+        server.h2.end_stream(stream_id)
+        events = server.to_client()
+        assert events[-1] == Data(CONN, ref, True, b"")  # type: ignore[arg-type]
+        server.to_server()
+    assert server.h2.outbound_flow_control_window >= CONNECTION_WINDOW // 2
+
+
+def test_held_bytes_are_counted_until_sent_or_dropped() -> None:
+    server = up(window=1000)
+    sent, queued = StreamRef(), StreamRef()
+    server.client.request(sent, b"POST", b"/", [], b"a" * 3000)
+    assert server.client.held_size == 2000  # the server's window took 1000
+    server.client.headers(queued, b"POST", b"/", [])
+    server.client.data(queued, False, b"b" * 500)
+    assert server.client.held_size == 2000  # the second opened too: 500 sent in its window
+    server.client.cancel(sent)
+    assert server.client.held_size == 0

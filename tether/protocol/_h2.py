@@ -230,6 +230,7 @@ class Http2Protocol:
         self._pings: dict[bytes, StreamRef | None] = {}
         self._ping_ids = itertools.count(1)
         self._last_ws: _Stream | None = None
+        self._held = 0  # bytes in the streams' bodies (held_size), kept as they come and go
         self.close_reason: BaseException | None = None
 
     # -- state -------------------------------------------------------------
@@ -262,9 +263,7 @@ class Http2Protocol:
     @property
     def held_size(self) -> int:
         """Bytes of bodies (and Websocket frames) held here, waiting for room or for a window."""
-        return sum(
-            len(piece) for stream in (*self._queue, *self._open.values()) for piece in stream.body
-        )
+        return self._held
 
     @property
     def head_wait(self) -> HeadWait | None:
@@ -317,6 +316,7 @@ class Http2Protocol:
         queued = [stream.ref for stream in self._queue]
         for stream in self._queue:
             self._by_ref.pop(stream.ref, None)
+            self._drop(stream)
         self._queue.clear()
         return queued
 
@@ -381,8 +381,10 @@ class Http2Protocol:
         flow: int | None = None,
     ) -> None:
         """A request with its whole body (``None``: none)."""
-        pieces: deque[bytes | bytearray | memoryview] = deque([body] if body else [])
-        self._submit(_Stream(stream, method, target, headers, pieces, flow=self._flow(flow)))
+        request = _Stream(stream, method, target, headers, flow=self._flow(flow))
+        if body:
+            self._hold(request, body)
+        self._submit(request)
 
     def headers(
         self,
@@ -422,7 +424,7 @@ class Http2Protocol:
             )
             return
         if data:
-            target.body.append(data)
+            self._hold(target, data)
         target.fin = fin
         if target.state is _State.OPEN:
             self._send_body(target)
@@ -434,6 +436,7 @@ class Http2Protocol:
             return
         if target.state is _State.QUEUED:
             self._queue.remove(target)
+            self._drop(target)
         elif target.state is _State.OPEN:
             self._reset(target, _CANCEL)
         target.state = _State.DONE
@@ -630,8 +633,17 @@ class Http2Protocol:
             h2c.end_stream(stream.id)
             self._sent_end(stream)
 
-    @staticmethod
-    def _take(body: deque[bytes | bytearray | memoryview], window: int) -> bytes:
+    def _hold(self, stream: _Stream, piece: bytes | bytearray | memoryview) -> None:
+        """``piece`` waits in ``stream`` for its turn and its window (counted in held_size)."""
+        stream.body.append(piece)
+        self._held += len(piece)
+
+    def _drop(self, stream: _Stream) -> None:
+        """What ``stream`` still held will never be sent."""
+        self._held -= sum(map(len, stream.body))
+        stream.body.clear()
+
+    def _take(self, body: deque[bytes | bytearray | memoryview], window: int) -> bytes:
         """The next DATA frame's payload: the pieces that fit in ``window``, joined.
 
         A Websocket frame is two pieces (header, masked payload): one DATA
@@ -643,16 +655,18 @@ class Http2Protocol:
         if size > window:
             view = memoryview(piece)
             body[0] = view[window:]
+            self._held -= window
             return bytes(view[:window])
         body.popleft()
-        if not body or size + len(body[0]) > window:
-            return bytes(piece)
-        parts = [piece]
-        while body and size + len(body[0]) <= window:
-            part = body.popleft()
-            parts.append(part)
-            size += len(part)
-        return b"".join(parts)
+        if body and size + len(body[0]) <= window:
+            parts = [piece]
+            while body and size + len(body[0]) <= window:
+                part = body.popleft()
+                parts.append(part)
+                size += len(part)
+            piece = b"".join(parts)
+        self._held -= size
+        return bytes(piece)
 
     def _sent_end(self, stream: _Stream) -> None:
         stream.sent_end = True
@@ -672,15 +686,24 @@ class Http2Protocol:
     def _reset(self, stream: _Stream, code: int) -> None:
         self._open.pop(stream.id, None)
         stream.state = _State.DONE
+        self._drop(stream)
+        self._release(stream)
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self._h2.reset_stream(stream.id, code)  # unless the server ended it meanwhile
         if self._goaway is not None:
             self._check_goaway_end()
 
+    def _release(self, stream: _Stream) -> None:
+        """The connection's window gets back what a stream that ends left unacknowledged."""
+        if stream.unacked:
+            self._h2.acknowledge_received_data(stream.unacked, stream.id)
+            stream.unacked = 0
+
     def _finish(self, stream: _Stream) -> None:
         """The stream is over: forget it (its ref ends with it)."""
         stream.answered = True
         stream.state = _State.DONE
+        self._release(stream)
         self._open.pop(stream.id, None)
         self._by_ref.pop(stream.ref, None)
         if self._last_ws is stream:
@@ -808,7 +831,7 @@ class Http2Protocol:
             extensions=extensions,
             trailing_data=b"",
             emit=self._events.append,
-            write=stream.body.append,
+            write=lambda piece: self._hold(stream, piece),
             flow=stream.flow,
             observe=self._observe,
         )
@@ -882,7 +905,6 @@ class Http2Protocol:
         if not stream.sent_end:
             # RFC 9113 8.1: the server answered before the whole request;
             # the rest of the body is not wanted.
-            stream.body.clear()
             self._reset(stream, _NO_ERROR)
         self._finish(stream)
 
