@@ -632,3 +632,16 @@ def test_held_bytes_are_counted_until_sent_or_dropped() -> None:
     assert server.client.held_size == 2000  # the second opened too: 500 sent in its window
     server.client.cancel(sent)
     assert server.client.held_size == 0
+
+
+def test_a_status_that_is_no_status_code_fails_its_stream() -> None:
+    server = up()
+    ref = StreamRef()
+    server.client.request(ref, b"GET", b"/", [], None)
+    server.to_server()
+    # h2's server side checks nothing of its own :status: it goes out as given.
+    server.h2.send_headers(1, [(b":status", b"2x0")], end_stream=True)
+    (error,) = server.to_client()
+    assert error.stream is ref
+    assert isinstance(error.reason, RemoteProtocolError)
+    assert server.client.close_reason is None

@@ -47,11 +47,9 @@ connection actor alone drives it.
 from __future__ import annotations
 
 import contextlib
-import enum
 import itertools
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import h2.config
@@ -85,6 +83,7 @@ from tether._frames import Close, Frame
 from tether._options import HttpOpts, WsOpts
 from tether.protocol import _received as received
 from tether.protocol._engine import HeadWait
+from tether.protocol._h2_streams import H2Client, H2Stream, StreamState, response_head
 from tether.protocol._phases import Observer
 from tether.protocol._validate import HeaderList
 from tether.protocol._ws import WsClient, WsHandshake
@@ -105,74 +104,8 @@ _CONNECTION_SPECIFIC = frozenset(
 _CANCEL = h2.errors.ErrorCodes.CANCEL
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
 _CLOSED = h2.connection.ConnectionState.CLOSED
-_CLIENT_OPEN = h2.connection.ConnectionState.CLIENT_OPEN
 # The pseudo-headers a response may carry (:status): not counted as header fields.
 _PSEUDO_MAX = 1
-
-
-class _H2Client(h2.connection.H2Connection):
-    """h2's connection, reading on after a graceful GOAWAY.
-
-    h2 closes its state machine on any GOAWAY and then refuses every frame,
-    even those of the streams the server still answers (RFC 9113 6.8: a
-    graceful GOAWAY lets them finish). After a NO_ERROR one, the state is
-    put back to open here, within the same read; ``Http2Protocol`` opens no
-    stream from then on. (h2 4.x; ``h2>=4.1,<5`` pins it.)
-    """
-
-    def _receive_goaway_frame(self, frame: Any) -> Any:
-        result = super()._receive_goaway_frame(frame)
-        machine = self.state_machine
-        if frame.error_code == _NO_ERROR and machine.state is _CLOSED:
-            machine.state = _CLIENT_OPEN
-        return result
-
-
-class _State(enum.Enum):
-    """Where a stream is: waiting for room, on the wire, or over."""
-
-    QUEUED = "queued"
-    OPEN = "open"
-    DONE = "done"
-
-
-@dataclass(eq=False, slots=True)
-class _Stream:
-    """One request (or Websocket) of the connection."""
-
-    ref: StreamRef
-    method: bytes
-    target: bytes
-    headers: HeaderList
-    #: Body pieces (or Websocket bytes) not yet written: they wait for the window.
-    body: deque[bytes | bytearray | memoryview] = field(default_factory=deque)
-    #: The user gave the whole body: END_STREAM follows its last piece.
-    fin: bool = True
-    flow: int | None = None
-    handshake: WsHandshake | None = None
-    function: Literal["request", "headers", "ws_upgrade"] = "request"
-    state: _State = _State.QUEUED
-    id: int = 0
-    headed: bool = False
-    #: Its response ended (or failed): nothing more is told for it.
-    answered: bool = False
-    sent_end: bool = False
-    ws: WsClient | None = None
-    #: Flow-controlled bytes received and not acknowledged (its flow credit was spent).
-    unacked: int = 0
-
-
-def _headers(raw: list[tuple[bytes, bytes]]) -> tuple[int, Headers]:
-    """``(status, headers)`` of a response head: the pseudo-headers out, names lower-case."""
-    status = 0
-    out: list[tuple[str, str]] = []
-    for name, value in raw:
-        if name.startswith(b":"):
-            if name == b":status":
-                status = int(value)
-            continue
-        out.append((name.decode("latin-1"), value.decode("latin-1")))
-    return status, tuple(out)
 
 
 class Http2Protocol:
@@ -209,7 +142,7 @@ class Http2Protocol:
         self._http_opts = http_opts
         self._ws_opts = ws_opts
         self._events: list[Event] = []
-        self._h2 = _H2Client(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self._h2 = H2Client(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self._h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -222,14 +155,14 @@ class Http2Protocol:
         self._h2.decoder.max_header_list_size = http_opts.max_header_block_size
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
-        self._queue: deque[_Stream] = deque()
-        self._open: dict[int, _Stream] = {}
-        self._by_ref: dict[StreamRef, _Stream] = {}
+        self._queue: deque[H2Stream] = deque()
+        self._open: dict[int, H2Stream] = {}
+        self._by_ref: dict[StreamRef, H2Stream] = {}
         self._settled = False  # the server's first SETTINGS came
         self._goaway: GoAway | None = None
         self._pings: dict[bytes, StreamRef | None] = {}
         self._ping_ids = itertools.count(1)
-        self._last_ws: _Stream | None = None
+        self._last_ws: H2Stream | None = None
         self._held = 0  # bytes in the streams' bodies (held_size), kept as they come and go
         self.close_reason: BaseException | None = None
 
@@ -285,13 +218,13 @@ class Http2Protocol:
         The other streams go on: on HTTP/2 a late response costs its stream only.
         """
         target = self._by_ref.get(stream)
-        if target is not None and target.state is _State.OPEN and not target.headed:
+        if target is not None and target.state is StreamState.OPEN and not target.headed:
             self._fail_stream(target, error)
 
     def stream_state(self, stream: StreamRef) -> Literal["running", "stopping"] | None:
         """``"running"`` while queued or open; ``"stopping"`` while a Websocket closes."""
         target = self._by_ref.get(stream)
-        if target is None or target.state is _State.DONE:
+        if target is None or target.state is StreamState.DONE:
             return None
         ws = target.ws
         if ws is not None and ws.closing:
@@ -381,7 +314,7 @@ class Http2Protocol:
         flow: int | None = None,
     ) -> None:
         """A request with its whole body (``None``: none)."""
-        request = _Stream(stream, method, target, headers, flow=self._flow(flow))
+        request = H2Stream(stream, method, target, headers, flow=self._flow(flow))
         if body:
             self._hold(request, body)
         self._submit(request)
@@ -397,7 +330,7 @@ class Http2Protocol:
     ) -> None:
         """A request whose body follows through :meth:`data`."""
         self._submit(
-            _Stream(
+            H2Stream(
                 stream,
                 method,
                 target,
@@ -426,7 +359,7 @@ class Http2Protocol:
         if data:
             self._hold(target, data)
         target.fin = fin
-        if target.state is _State.OPEN:
+        if target.state is StreamState.OPEN:
             self._send_body(target)
 
     def cancel(self, stream: StreamRef) -> None:
@@ -434,12 +367,12 @@ class Http2Protocol:
         target = self._by_ref.pop(stream, None)
         if target is None:
             return
-        if target.state is _State.QUEUED:
+        if target.state is StreamState.QUEUED:
             self._queue.remove(target)
             self._drop(target)
-        elif target.state is _State.OPEN:
+        elif target.state is StreamState.OPEN:
             self._reset(target, _CANCEL)
-        target.state = _State.DONE
+        target.state = StreamState.DONE
         self._pump()
 
     def ws_upgrade(
@@ -448,7 +381,7 @@ class Http2Protocol:
         """A Websocket on a new stream: an extended CONNECT (RFC 8441), once the server allows."""
         handshake = WsHandshake(headers, opts or self._ws_opts)
         self._submit(
-            _Stream(
+            H2Stream(
                 stream,
                 b"CONNECT",
                 target,
@@ -463,7 +396,7 @@ class Http2Protocol:
     def ws_send(self, frames: tuple[Frame, ...], stream: StreamRef | None = None) -> None:
         """Send frames on a Websocket stream (``None``: the last one upgraded)."""
         target = self._last_ws if stream is None else self._by_ref.get(stream)
-        ws = None if target is None or target.state is not _State.OPEN else target.ws
+        ws = None if target is None or target.state is not StreamState.OPEN else target.ws
         if ws is None or target is None:
             self._events.append(
                 Error(
@@ -531,7 +464,7 @@ class Http2Protocol:
 
     # -- internals ---------------------------------------------------------
 
-    def _submit(self, stream: _Stream) -> None:
+    def _submit(self, stream: H2Stream) -> None:
         if self._goaway is not None:
             self._events.append(
                 Error(
@@ -559,11 +492,11 @@ class Http2Protocol:
             if stream.body or (stream.fin and not stream.sent_end):
                 self._send_body(stream)
 
-    def _start(self, stream: _Stream) -> None:
+    def _start(self, stream: H2Stream) -> None:
         """Send ``stream``'s head: it is on the wire from now on."""
         if stream.handshake is not None and not self._h2.remote_settings.enable_connect_protocol:
             self._by_ref.pop(stream.ref, None)
-            stream.state = _State.DONE
+            stream.state = StreamState.DONE
             self._events.append(
                 Error(
                     self._conn,
@@ -588,7 +521,7 @@ class Http2Protocol:
             self._h2.send_headers(stream.id, head, end_stream=end)
         except h2.exceptions.H2Error as exc:
             self._by_ref.pop(stream.ref, None)
-            stream.state = _State.DONE
+            stream.state = StreamState.DONE
             self._events.append(
                 Error(
                     self._conn,
@@ -597,7 +530,7 @@ class Http2Protocol:
                 )
             )
             return
-        stream.state = _State.OPEN
+        stream.state = StreamState.OPEN
         stream.sent_end = end
         self._open[stream.id] = stream
         observe = self._observe
@@ -615,7 +548,7 @@ class Http2Protocol:
             if end:
                 observe("request_end", {"stream": stream.ref})
 
-    def _send_body(self, stream: _Stream) -> None:
+    def _send_body(self, stream: H2Stream) -> None:
         """Write as much of the body as the windows allow; END_STREAM after its last byte."""
         h2c = self._h2
         body = stream.body
@@ -633,12 +566,12 @@ class Http2Protocol:
             h2c.end_stream(stream.id)
             self._sent_end(stream)
 
-    def _hold(self, stream: _Stream, piece: bytes | bytearray | memoryview) -> None:
+    def _hold(self, stream: H2Stream, piece: bytes | bytearray | memoryview) -> None:
         """``piece`` waits in ``stream`` for its turn and its window (counted in held_size)."""
         stream.body.append(piece)
         self._held += len(piece)
 
-    def _drop(self, stream: _Stream) -> None:
+    def _drop(self, stream: H2Stream) -> None:
         """What ``stream`` still held will never be sent."""
         self._held -= sum(map(len, stream.body))
         stream.body.clear()
@@ -668,24 +601,24 @@ class Http2Protocol:
         self._held -= size
         return bytes(piece)
 
-    def _sent_end(self, stream: _Stream) -> None:
+    def _sent_end(self, stream: H2Stream) -> None:
         stream.sent_end = True
         if self._observe is not None:
             self._observe("request_end", {"stream": stream.ref})
 
-    def _spent(self, stream: _Stream) -> bool:
+    def _spent(self, stream: H2Stream) -> bool:
         """The stream's Gun flow credit is spent: its bytes stay unacknowledged."""
         if stream.ws is not None:
             return stream.ws.flow_paused
         return stream.flow is not None and stream.flow <= 0
 
-    def _ack(self, stream: _Stream, size: int) -> None:
+    def _ack(self, stream: H2Stream, size: int) -> None:
         if size:
             self._h2.acknowledge_received_data(size, stream.id)
 
-    def _reset(self, stream: _Stream, code: int) -> None:
+    def _reset(self, stream: H2Stream, code: int) -> None:
         self._open.pop(stream.id, None)
-        stream.state = _State.DONE
+        stream.state = StreamState.DONE
         self._drop(stream)
         self._release(stream)
         with contextlib.suppress(h2.exceptions.StreamClosedError):
@@ -693,16 +626,16 @@ class Http2Protocol:
         if self._goaway is not None:
             self._check_goaway_end()
 
-    def _release(self, stream: _Stream) -> None:
+    def _release(self, stream: H2Stream) -> None:
         """The connection's window gets back what a stream that ends left unacknowledged."""
         if stream.unacked:
             self._h2.acknowledge_received_data(stream.unacked, stream.id)
             stream.unacked = 0
 
-    def _finish(self, stream: _Stream) -> None:
+    def _finish(self, stream: H2Stream) -> None:
         """The stream is over: forget it (its ref ends with it)."""
         stream.answered = True
-        stream.state = _State.DONE
+        stream.state = StreamState.DONE
         self._release(stream)
         self._open.pop(stream.id, None)
         self._by_ref.pop(stream.ref, None)
@@ -716,7 +649,7 @@ class Http2Protocol:
         if self._goaway is not None and not self._open and self.close_reason is None:
             self.close_reason = self._goaway
 
-    def _fail_stream(self, stream: _Stream, error: Exception) -> None:
+    def _fail_stream(self, stream: H2Stream, error: Exception) -> None:
         self._events.append(Error(self._conn, stream.ref, error))
         self._reset(stream, _CANCEL)
         self._finish(stream)
@@ -726,7 +659,7 @@ class Http2Protocol:
         self._events.append(Error(self._conn, None, error))
         self.close_reason = error
 
-    def _after_ws(self, stream: _Stream) -> None:
+    def _after_ws(self, stream: H2Stream) -> None:
         """After the frame layer of ``stream`` worked: its bytes out, its end if it ended."""
         ws = stream.ws
         assert ws is not None
@@ -736,7 +669,7 @@ class Http2Protocol:
             # A close frame went out (ours, or the echo of the server's): nothing may
             # follow it, so END_STREAM rides on its DATA frame (RFC 8441 4, 6455 5.5.1).
             stream.fin = True
-        if stream.state is _State.OPEN:
+        if stream.state is StreamState.OPEN:
             self._send_body(stream)
         if ws.close_reason is not None and stream.sent_end:
             # The Websocket is over (close handshake done, or failed, or the server
@@ -752,11 +685,11 @@ class Http2Protocol:
     def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
         self._settled = True
 
-    def _stream_of(self, stream_id: int | None) -> _Stream | None:
+    def _stream_of(self, stream_id: int | None) -> H2Stream | None:
         return self._open.get(stream_id or 0)
 
     def _head(
-        self, stream: _Stream, raw: list[tuple[bytes, bytes]] | None, what: str
+        self, stream: H2Stream, raw: list[tuple[bytes, bytes]] | None, what: str
     ) -> tuple[int, Headers] | None:
         """``(status, headers)`` of a head or trailer block; None if over ``max_headers``.
 
@@ -776,7 +709,11 @@ class Http2Protocol:
                     ),
                 )
                 return None
-        return _headers(raw)
+        try:
+            return response_head(raw)
+        except RemoteProtocolError as exc:  # a :status that is no status code
+            self._fail_stream(stream, exc)
+            return None
 
     def _on_informational(self, event: h2.events.InformationalResponseReceived) -> None:
         stream = self._stream_of(event.stream_id)
@@ -816,7 +753,7 @@ class Http2Protocol:
         if fin:
             self._end_response(stream)
 
-    def _upgraded(self, stream: _Stream, headers: Headers) -> None:
+    def _upgraded(self, stream: H2Stream, headers: Headers) -> None:
         handshake = stream.handshake
         assert handshake is not None
         try:
@@ -898,7 +835,7 @@ class Http2Protocol:
             self._events.append(received.data(self._conn, stream.ref, True, b""))
             self._end_response(stream)
 
-    def _end_response(self, stream: _Stream) -> None:
+    def _end_response(self, stream: H2Stream) -> None:
         """The response is whole; the stream ends (reset if its body is still being sent)."""
         if self._observe is not None:
             self._observe("response_end", {"stream": stream.ref})
@@ -913,7 +850,7 @@ class Http2Protocol:
         if stream is None:
             return
         code = int(event.error_code or 0)
-        stream.state = _State.DONE
+        stream.state = StreamState.DONE
         if not stream.answered:
             self._events.append(Error(self._conn, stream.ref, StreamReset(code)))
         self._finish(stream)
