@@ -7,6 +7,7 @@ unprocessed streams resent after the reconnect, a server reset.
 
 from __future__ import annotations
 
+import select
 import shutil
 import socket
 import subprocess
@@ -429,3 +430,64 @@ def test_the_event_handler_phases_over_http2(h2_conn: Opener, hypercorn: Hyperco
         "response_end",
     ]
     assert seen[-1][0] == "terminate"
+
+
+# -- Node's http2 module ---------------------------------------------------------------
+
+NODE = shutil.which("node")
+NODE_SERVER = Path(__file__).parent / "node_h2_server.js"
+
+
+@pytest.fixture(params=["tls", "h2c"])
+def node_h2(
+    request: pytest.FixtureRequest, ca: trustme.CA, tmp_path: Path
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Node's http2 server; yields its port and the options to reach it."""
+    if NODE is None:
+        pytest.skip("node is not installed")
+    args = [NODE, str(NODE_SERVER)]
+    options: dict[str, Any] = {"protocols": ("http2",)}
+    if request.param == "tls":
+        cert = ca.issue_cert("127.0.0.1")
+        key, pem = tmp_path / "key.pem", tmp_path / "cert.pem"
+        cert.private_key_pem.write_to_path(key)
+        cert.cert_chain_pems[0].write_to_path(pem)
+        args += [str(key), str(pem)]
+        options = {"transport": "tls", "tls_context": tether_context(ca)}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    with proc.stdout:
+        try:
+            line = _read_line(proc.stdout)
+            assert line.startswith(b"READY "), line
+            yield int(line.split()[1]), options
+        finally:
+            proc.terminate()
+            proc.wait(TIMEOUT)
+
+
+def _read_line(stream: Any) -> bytes:
+    """One line of a child's stdout, waited for with a bound."""
+    ready, _, _ = select.select([stream], [], [], TIMEOUT)
+    assert ready, "the server printed nothing in time"
+    return bytes(stream.readline())
+
+
+def test_node_http2(node_h2: tuple[int, dict[str, Any]], open_conn: ConnectionTracker) -> None:
+    port, options = node_h2
+    conn = open_conn("127.0.0.1", port, **options)
+    assert conn.await_up(timeout=TIMEOUT) == "http2"
+    gets = [conn.get("/") for _ in range(50)]
+    trailed = conn.get("/trailers")
+    reset = conn.get("/reset")
+    posted = conn.post("/echo", body=b"y" * 300_000)
+    assert [conn.await_body(s, timeout=TIMEOUT) for s in gets] == [b"hello"] * 50
+    assert conn.await_body(posted, timeout=TIMEOUT) == b"y" * 300_000
+    with pytest.raises(tether.StreamReset):
+        conn.await_body(reset, timeout=TIMEOUT)
+    events = []
+    while not events or not isinstance(events[-1], tether.Trailers):
+        events.append(conn.await_(trailed, timeout=TIMEOUT))
+    assert events[-1].headers == (("x-checksum", "42"),)
+    ref = conn.ping()
+    assert conn.inbox.receive(timeout=TIMEOUT) == tether.PingAck(conn, ref)  # type: ignore[union-attr]
