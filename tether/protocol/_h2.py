@@ -164,6 +164,7 @@ class Http2Protocol:
         self._ping_ids = itertools.count(1)
         self._last_ws: H2Stream | None = None
         self._held = 0  # bytes in the streams' bodies (held_size), kept as they come and go
+        self._window_grew = False  # a WINDOW_UPDATE or SETTINGS came: bodies may go on
         self.close_reason: BaseException | None = None
 
     # -- state -------------------------------------------------------------
@@ -481,22 +482,30 @@ class Http2Protocol:
         self._pump()
 
     def _pump(self) -> None:
-        """Open queued streams while the server allows more; write what the windows take."""
+        """Open queued streams while the server allows more; after a window grew, write more.
+
+        Only then are all open streams looked at: a request costs the
+        streams it opens, not one look at every stream on the connection.
+        """
         if not self._settled or self.close_reason is not None:
             return
         queue = self._queue
-        limit = self._h2.remote_settings.max_concurrent_streams
-        while queue and self._goaway is None and self._h2.open_outbound_streams < limit:
-            self._start(queue.popleft())
-        for stream in list(self._open.values()):
-            if stream.body or (stream.fin and not stream.sent_end):
-                self._send_body(stream)
+        if queue and self._goaway is None:
+            limit = self._h2.remote_settings.max_concurrent_streams
+            while queue and self._h2.open_outbound_streams < limit:
+                self._start(queue.popleft())
+        if self._window_grew:
+            self._window_grew = False
+            for stream in list(self._open.values()):
+                if stream.body or (stream.fin and not stream.sent_end):
+                    self._send_body(stream)
 
     def _start(self, stream: H2Stream) -> None:
         """Send ``stream``'s head: it is on the wire from now on."""
         if stream.handshake is not None and not self._h2.remote_settings.enable_connect_protocol:
             self._by_ref.pop(stream.ref, None)
             stream.state = StreamState.DONE
+            self._drop(stream)
             self._events.append(
                 Error(
                     self._conn,
@@ -522,6 +531,7 @@ class Http2Protocol:
         except h2.exceptions.H2Error as exc:
             self._by_ref.pop(stream.ref, None)
             stream.state = StreamState.DONE
+            self._drop(stream)
             self._events.append(
                 Error(
                     self._conn,
@@ -547,6 +557,8 @@ class Http2Protocol:
             observe("request_headers", phase)
             if end:
                 observe("request_end", {"stream": stream.ref})
+        if not end:
+            self._send_body(stream)  # what of its body the windows take now
 
     def _send_body(self, stream: H2Stream) -> None:
         """Write as much of the body as the windows allow; END_STREAM after its last byte."""
@@ -684,6 +696,7 @@ class Http2Protocol:
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
         self._settled = True
+        self._window_grew = True  # (its initial window size may have grown)
 
     def _stream_of(self, stream_id: int | None) -> H2Stream | None:
         return self._open.get(stream_id or 0)
@@ -877,7 +890,7 @@ class Http2Protocol:
             self._events.append(PingAck(self._conn, ref))
 
     def _on_window(self, event: h2.events.WindowUpdated) -> None:
-        pass  # _pump, after the read, writes what the new window takes
+        self._window_grew = True  # _pump, after the read, writes what it takes
 
 
 _ON_EVENT: dict[type, Callable[[Http2Protocol, Any], None]] = {
