@@ -33,7 +33,7 @@ stream, all of them on the wire at once.
   ``PingAck`` event.
 - **Websocket.** ``ws_upgrade`` sends an extended CONNECT
   (``:protocol: websocket``) if the server's SETTINGS enabled it (else an
-  ``Error`` for the stream, as Gun does); a ``200`` starts a
+  ``Error`` for the stream, as Gun does); a ``2xx`` starts a
   :class:`~tether.protocol._ws.WsClient` on the stream, the same frame
   layer as over HTTP/1.1, whose bytes become DATA of the stream. Its close
   handshake ends the stream, not the connection.
