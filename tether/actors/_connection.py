@@ -66,6 +66,7 @@ from tether._events import (
     Error,
     Event,
     StreamRef,
+    TunnelUp,
     Up,
     Upgrade,
 )
@@ -90,9 +91,11 @@ from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
 from tether.actors._transport import TcpTransport, Transport, UnixTransport
+from tether.actors._tunnels import Destination, Tunnels
 from tether.actors._upgrades import Upgrades
 from tether.actors._writer import Writer
 from tether.protocol import ClientProtocol, host_authority
+from tether.protocol._client import Tunnel
 from tether.protocol._ws import FAIL_LINGER, WsClient
 
 __all__ = ["PROVEN_AFTER", "ConnectionActor", "State"]
@@ -111,6 +114,7 @@ _INLINE = frozenset(
         msg.Cancel,
         msg.UpdateFlow,
         msg.WsUpgrade,
+        msg.ConnectCmd,
         msg.WsSend,
         msg.Close,
         msg.Shutdown,
@@ -173,6 +177,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         "_timers",
         "_tls",
         "_transport",
+        "_tunnels",
         "_upgrades",
         "_writer",
     )
@@ -226,6 +231,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         schedule = self._schedule
         self._retries = Retries(opts)
         self._upgrades = Upgrades(conn)
+        self._tunnels = Tunnels()  # conn.connect's tunnels, of the current connection
         self._heads = HeadTimer(opts, schedule)  # response_timeout, upgrade_timeout
         self._keepalive = Keepalive(opts.http_opts.keepalive, schedule)
         now = self._scheduler.now
@@ -406,6 +412,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if proto is not None and data:
             proto.receive_data(data)
             self._flush()
+            if proto.tunnel is not None and self._proto is proto:
+                self._open_tunnel(proto.tunnel)
 
     # -- connecting ----------------------------------------------------------------
 
@@ -532,14 +540,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _on_connected(self) -> None:
         self._state = State.UP
         self._retries.up(self._scheduler.now())
-        self._proto = ClientProtocol(
-            self._conn,
-            authority=host_authority(
-                self._conn.host, self._conn.port, tls=self._opts.transport == "tls"
-            ),
-            http_opts=self._opts.http_opts,
-            ws_opts=self._opts.ws_opts,
-            observe=self._phases.observe,
+        self._proto = self._new_protocol(
+            self._conn.host, self._conn.port, tls=self._opts.transport == "tls"
         )
         if not self._deliver(Up(self._conn, "http")):
             return
@@ -551,6 +553,45 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         again = self._upgrades.again()
         if again is not None:
             self._command(again)
+
+    def _new_protocol(self, host: str, port: int, *, tls: bool) -> ClientProtocol:
+        """The protocol for a server: the connection's, or a tunnel's destination."""
+        return ClientProtocol(
+            self._conn,
+            authority=host_authority(host, port, tls=tls),
+            http_opts=self._opts.http_opts,
+            ws_opts=self._opts.ws_opts,
+            observe=self._phases.observe,
+        )
+
+    def _open_tunnel(self, tunnel: Tunnel) -> None:
+        """A CONNECT succeeded (its Response is delivered): talk to its destination now."""
+        pending = self._tunnels.pending
+        assert pending is not None
+        assert pending[0] is tunnel.stream  # one CONNECT at a time
+        stream, destination, reply_to = pending
+        self._tunnel_up(stream, destination, reply_to, tunnel.leftover)
+
+    def _tunnel_up(
+        self,
+        stream: StreamRef,
+        destination: Destination,
+        reply_to: Delivery | None,
+        leftover: bytes,
+    ) -> None:
+        """Gun's ``gun_tunnel_up``: a new protocol speaks to the destination, fed ``leftover``."""
+        proto = self._proto = self._new_protocol(
+            destination.host, destination.port, tls=destination.tls
+        )
+        self._tunnels.up(stream)
+        event = TunnelUp(self._conn, stream, "http")
+        if reply_to is None:
+            told = self._deliver(event)
+        else:
+            told = self._told(self._router.tell_reply_to(reply_to, [event]))
+        if told and leftover and self._proto is proto:
+            proto.receive_data(leftover)
+            self._flush()
 
     def _is_up(self) -> bool:
         return self._state is State.UP
@@ -647,10 +688,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     # -- up ----------------------------------------------------------------------
 
     def _command(self, command: msg.Command) -> None:
-        proto = self._proto
-        if self._state is not State.UP or proto is None:
-            self._command_not_up(command)
+        if self._held_back(command):
             return
+        proto = self._proto
+        assert proto is not None  # up: _held_back let it through
         match command:
             case msg.RequestCmd(stream, method, target, headers, body, flow, _, reply_to):
                 self._route(stream, reply_to)
@@ -666,14 +707,52 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 self._cancel(proto, stream)
             case msg.UpdateFlow(stream, increment):
                 proto.update_flow(stream, increment)
-            case msg.WsUpgrade():
-                self._ws_upgrade(proto, command)
+            case msg.WsUpgrade() | msg.ConnectCmd():
+                self._switching(proto, command)
             case msg.WsSend():
                 self._ws_send(proto, command)
             # Close and Shutdown never come here: on_receive handles them.
         self._flush()
         if proto.held_size:  # a body queued behind an earlier request: the send buffer counts it
             self._writer.count(self._transport)
+
+    def _held_back(self, command: msg.Command) -> bool:
+        """Whether ``command`` cannot go to the protocol now (it was kept or refused).
+
+        Kept or refused while not up (``_command_not_up``); refused if its
+        ``tunnel`` is not the one the connection is up through, Gun's
+        ``badstate`` ("The stream is not a tunnel."): an ``Error`` for its
+        stream, nothing sent.
+        """
+        if self._state is not State.UP or self._proto is None:
+            self._command_not_up(command)
+            return True
+        tunnel = getattr(command, "tunnel", None)
+        refusal = None if tunnel is None else self._tunnels.refusal(tunnel)
+        if refusal is None:
+            return False
+        self._refuse(command, refusal)
+        return True
+
+    def _switching(self, proto: ClientProtocol, command: msg.WsUpgrade | msg.ConnectCmd) -> None:
+        """The requests whose success switches what the connection speaks (upgrade, CONNECT)."""
+        if isinstance(command, msg.WsUpgrade):
+            self._ws_upgrade(proto, command)
+        else:
+            self._connect_cmd(proto, command)
+
+    def _connect_cmd(self, proto: ClientProtocol, command: msg.ConnectCmd) -> None:
+        """Send a CONNECT; remember where it goes until its answer (``_open_tunnel``)."""
+        stream, destination = command.stream, command.destination
+        self._route(stream, command.reply_to)
+        if proto.connect(
+            stream,
+            destination.authority,
+            command.headers,
+            username=destination.username,
+            password=destination.password,
+        ):
+            self._tunnels.pending = (stream, destination, command.reply_to)
 
     def _command_not_up(self, command: msg.Command) -> None:
         """A command while not up: refused while closing, else kept (frames refused)."""
@@ -835,7 +914,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         """Deliver what one read or command produced; False if the owner is gone."""
         for event in events:
             if isinstance(event, Upgrade):
-                command = self._upgrades.upgraded(event.stream)
+                inside = self._tunnels.innermost is not None
+                command = self._upgrades.upgraded(event.stream, repeatable=not inside)
                 self._keepalive.upgraded(command.opts.keepalive if command is not None else None)
         if self._upgrades.waiting:
             self._upgrades.answered(events)
@@ -928,6 +1008,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         protocol = proto.protocol
         self._proto = None
         self._upgrades.lost()
+        self._tunnels.lost()
         self._writer.count(self._transport)
         self._phases.emit("disconnect", {"reason": reason})
         self._router.lost((*killed, *unprocessed), reason)
@@ -987,7 +1068,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             never_sent = tuple(
                 command.stream
                 for command in unsent
-                if isinstance(command, msg.RequestCmd | msg.HeadersCmd | msg.WsUpgrade)
+                if isinstance(
+                    command, msg.RequestCmd | msg.HeadersCmd | msg.WsUpgrade | msg.ConnectCmd
+                )
             )
             # The rest (frames, body pieces) are refused before the Down, which
             # stays the last event.
@@ -1147,6 +1230,7 @@ ConnectionActor._DISPATCH = {
     msg.Cancel: ConnectionActor._command,
     msg.UpdateFlow: ConnectionActor._command,
     msg.WsUpgrade: ConnectionActor._command,
+    msg.ConnectCmd: ConnectionActor._command,
 }
 
 # Each timer kind and what its tick does (the state checks are in the handlers).
