@@ -7,15 +7,18 @@ shows the head that came through the tunnel. Each test names its Gun case.
 
 from __future__ import annotations
 
+import queue
+import ssl
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import trustme
 
 import tether
 from tests.conftest import ConnectionTracker, ServerContext, inbox_of
 from tests.gun._connect_proxy import ConnectProxy
-from tests.gun.conftest import WAIT
+from tests.gun.conftest import WAIT, Origin
 from tests.interop.aiohttp_server import AiohttpServer
 from tests.tls.conftest import client_context
 
@@ -397,3 +400,126 @@ def test_bad_destination_raises_at_the_call(
         conn.connect(destination)
     with pytest.raises(TypeError, match="tunnel"):
         conn.get("/", tunnel="not a stream")  # type: ignore[arg-type]
+
+
+# -- TLS destinations: a TLS handshake inside the tunnel -----------------------------------
+
+
+@pytest.fixture
+def tls_origin(thread_baseline: int, server_context: ServerContext) -> Iterator[AiohttpServer]:
+    """The aiohttp server over TLS (a certificate for localhost and 127.0.0.1)."""
+    with AiohttpServer(ssl_context=server_context()) as server:
+        yield server
+
+
+def tls_destination(ca: trustme.CA, **more: Any) -> dict[str, Any]:
+    return {"transport": "tls", "tls_context": client_context(ca), **more}
+
+
+@pytest.mark.parametrize("proxy_tls", [False, True], ids=["connect_https", "over_https_proxy"])
+def test_connect_https(
+    proxy_tls: bool,
+    proxy: Proxies,
+    tls_origin: AiohttpServer,
+    open_conn: ConnectionTracker,
+    server_context: ServerContext,
+    server_names: queue.Queue[str | None],
+    ca: trustme.CA,
+) -> None:
+    """rfc7231_SUITE:connect_https, connect_https_over_https_proxy: TLS to the origin inside."""
+    server = proxy(tls=server_context() if proxy_tls else None)
+    options: dict[str, Any] = {"transport": "tls", "tls_context": client_context(ca)}
+    conn = open_conn("localhost", server.port, **(options if proxy_tls else {}))
+    if proxy_tls:
+        assert server_names.get(timeout=WAIT) == "localhost"  # the proxy's own handshake
+    stream, _ = tunnel_to(conn, tls_origin.port, **tls_destination(ca))
+    assert server_names.get(timeout=WAIT) == "localhost"  # the origin's, verified against its name
+    get_through(conn, stream, tls_origin)
+
+
+def test_connect_tls_through_multiple_tls_proxies(
+    proxy: Proxies,
+    tls_origin: AiohttpServer,
+    open_conn: ConnectionTracker,
+    server_context: ServerContext,
+    ca: trustme.CA,
+) -> None:
+    """rfc7231_SUITE:connect_tls_through_multiple_tls_proxies: three TLS sessions deep."""
+    first, second = proxy(tls=server_context()), proxy(tls=server_context())
+    conn = open_conn("localhost", first.port, transport="tls", tls_context=client_context(ca))
+    outer, _ = tunnel_to(conn, second.port, **tls_destination(ca))
+    inner = conn.connect(
+        {"host": "localhost", "port": tls_origin.port, **tls_destination(ca)}, tunnel=outer
+    )
+    response = conn.await_(inner, WAIT)
+    assert isinstance(response, tether.Response)
+    assert response.status == 200
+    assert conn.await_(inner, WAIT) == tether.TunnelUp(conn, inner, "http")
+    assert second.next_request().target == f"localhost:{tls_origin.port}"
+    get_through(conn, inner, tls_origin)
+
+
+def test_tls_handshake_failure_in_the_tunnel(
+    proxy: Proxies, tls_origin: AiohttpServer, open_conn: ConnectionTracker, ca: trustme.CA
+) -> None:
+    """A certificate that does not name the destination: Error for the stream, then Down.
+
+    Gun disconnects with the handshake's error (gun_down); tether also tells
+    the CONNECT's stream, which was waiting for its TunnelUp. No CONNECT is
+    redone on the reconnect.
+    """
+    server = proxy()
+    conn = open_conn("localhost", server.port, retry_timeout=0.05)
+    conn.await_up(WAIT)
+    stream = conn.connect(
+        {"host": "localhost", "port": tls_origin.port, **tls_destination(ca)}
+        | {"server_hostname": "wrong.example"}
+    )
+    assert isinstance(conn.await_(stream, WAIT), tether.Response)
+    error = conn.await_(stream, WAIT)
+    assert isinstance(error, tether.Error)
+    assert isinstance(error.reason, ssl.SSLCertVerificationError)
+    inbox = inbox_of(conn)
+    down = inbox.receive(WAIT, lambda m: isinstance(m, tether.Down))
+    assert isinstance(down, tether.Down)
+    assert down.reason is error.reason
+    assert conn.await_up(WAIT) == "http"  # the proxy again, no tunnel
+    assert server.next_request().method == "CONNECT"
+    with pytest.raises(queue.Empty):
+        server.next_request(0)
+
+
+def test_tls_handshake_timeout_in_the_tunnel(
+    proxy: Proxies, origin: Callable[..., Origin], open_conn: ConnectionTracker, ca: trustme.CA
+) -> None:
+    """tls_handshake_timeout bounds the handshake inside the tunnel: Error, then Down."""
+    silent = origin(lambda client: client.recv(65536) and client.recv(1))  # never answers TLS
+    server = proxy()
+    conn = open_conn("localhost", server.port, retry=0)
+    conn.await_up(WAIT)
+    stream = conn.connect(
+        {"host": "127.0.0.1", "port": silent.port, **tls_destination(ca)}
+        | {"tls_handshake_timeout": 0.2}
+    )
+    assert isinstance(conn.await_(stream, WAIT), tether.Response)
+    error = conn.await_(stream, WAIT)
+    assert isinstance(error, tether.Error)
+    assert isinstance(error.reason, tether.ConnectTimeout)
+    assert "tls_handshake_timeout" in str(error.reason)
+
+
+def test_requests_during_the_handshake_wait_for_the_tunnel(
+    proxy: Proxies, tls_origin: AiohttpServer, open_conn: ConnectionTracker, ca: trustme.CA
+) -> None:
+    """Commands told between the 2xx and TunnelUp are sent through the tunnel, in order."""
+    seen: list[str] = []
+    server = proxy()
+    conn = open_conn("localhost", server.port, event_handler=lambda name, data: seen.append(name))
+    conn.await_up(WAIT)
+    stream = conn.connect({"host": "localhost", "port": tls_origin.port, **tls_destination(ca)})
+    assert isinstance(conn.await_(stream, WAIT), tether.Response)
+    early = conn.get("/", tunnel=stream)  # most likely during the handshake; else after
+    assert conn.await_(stream, WAIT) == tether.TunnelUp(conn, stream, "http")
+    assert conn.await_body(early, WAIT) == b"hello"
+    assert tls_origin.next_request().header("Host") == f"localhost:{tls_origin.port}"
+    assert seen.count("tls_handshake_start") == seen.count("tls_handshake_end") == 1
