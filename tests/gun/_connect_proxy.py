@@ -127,7 +127,8 @@ class ConnectProxy:
                 head, rest = self._read_head(client, rest)
                 origin = self._answer(client, head, rest)
                 if origin is not None:
-                    self._relay(client, origin)
+                    with origin:  # one side closed: so does the other
+                        self._relay(client, origin)
                     return
         except OSError:
             pass  # a connection dropped by the test (drop_connections, close), or ended

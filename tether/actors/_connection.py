@@ -620,6 +620,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._next_hop(chain)
             if self._epoch != epoch or self._is_stopped():
                 return None  # the next hop failed, or the owner went at the Up
+        elif received.handshake_ended and self._tunnels.handshaking:
+            epoch = self._epoch
+            self._tunnel_tls_done()
+            if self._epoch != epoch or self._is_stopped():
+                return None
         if received.closed and not received.plain:
             self._on_closed(None)
             return None
@@ -653,33 +658,79 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         )
 
     def _open_tunnel(self, tunnel: Tunnel) -> None:
-        """A CONNECT succeeded (its Response is delivered): talk to its destination now."""
+        """A CONNECT succeeded (its Response is delivered): talk to its destination now.
+
+        A ``"tls"`` destination first gets its TLS session, pushed inside
+        the ones there are (Gun's ``tls_handshake`` state): commands wait
+        meanwhile, and its end is the tunnel's ``TunnelUp``.
+        """
         pending = self._tunnels.pending
         assert pending is not None
         assert pending[0] is tunnel.stream  # one CONNECT at a time
-        stream, destination, reply_to = pending
-        self._tunnel_up(stream, destination, reply_to, tunnel.leftover)
+        stream, destination, _ = pending
+        if not destination.tls:
+            self._tunnel_up(tunnel.leftover)
+            return
+        context = destination.tls_context or default_context()
+        name = destination.server_hostname or destination.host
+        timeout = destination.tls_handshake_timeout
+        data = self._tunnels.handshake = {
+            "stream": stream,
+            "host": destination.host,
+            "port": destination.port,
+            "server_hostname": name,
+            "tls_context": context,
+            "timeout": timeout,
+        }
+        self._phases.emit("tls_handshake_start", dict(data))
+        if timeout is not None:
+            self._schedule(Timer.TUNNEL_TLS_DEADLINE, timeout)
+        layers = self._layers
+        if layers is None:
+            layers = self._layers = Layers()
+        if self._write_raw(layers.push(TlsLayer(context, name))) and tunnel.leftover:
+            plain = self._from_layers(layers.feed_inner, tunnel.leftover)
+            proto = self._proto
+            if plain and proto is not None:
+                proto.receive_data(plain)
+                self._flush()
 
-    def _tunnel_up(
-        self,
-        stream: StreamRef,
-        destination: Destination,
-        reply_to: Delivery | None,
-        leftover: bytes,
-    ) -> None:
-        """Gun's ``gun_tunnel_up``: a new protocol speaks to the destination, fed ``leftover``."""
+    def _tunnel_tls_done(self) -> None:
+        """The TLS handshake inside the tunnel succeeded: the tunnel is up."""
+        data = self._tunnels.handshake
+        assert data is not None
+        self._phases.emit("tls_handshake_end", {**data, "protocol": "http"})
+        self._tunnel_up(b"")
+
+    def _tunnel_up(self, leftover: bytes) -> None:
+        """Gun's ``gun_tunnel_up``: a new protocol speaks to the destination, fed ``leftover``.
+
+        Then the commands that waited for the tunnel's TLS handshake go, in order.
+        """
+        pending = self._tunnels.pending
+        assert pending is not None
+        stream, destination, reply_to = pending
         proto = self._proto = self._new_protocol(
             destination.host, destination.port, tls=destination.tls
         )
         self._tunnels.up(stream)
         event = TunnelUp(self._conn, stream, "http")
-        if reply_to is None:
-            told = self._deliver(event)
-        else:
-            told = self._told(self._router.tell_reply_to(reply_to, [event]))
-        if told and leftover and self._proto is proto:
+        if not self._tell_stream(event, reply_to):
+            return
+        if leftover:
             proto.receive_data(leftover)
             self._flush()
+        for command in self._take_pending():
+            if self._proto is not proto:
+                self._command_not_up(command)  # lost meanwhile: kept for the next Up
+            else:
+                self._command(command)
+
+    def _tell_stream(self, event: Event, reply_to: Delivery | None) -> bool:
+        """Tell a stream's event to its ``reply_to`` (None: the owner); False if the owner went."""
+        if reply_to is None:
+            return self._deliver(event)
+        return self._told(self._router.tell_reply_to(reply_to, [event]))
 
     def _is_up(self) -> bool:
         return self._state is State.UP
@@ -817,7 +868,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         ``badstate`` ("The stream is not a tunnel."): an ``Error`` for its
         stream, nothing sent.
         """
-        if self._state is not State.UP or self._proto is None:
+        if self._state is not State.UP or self._proto is None or self._tunnels.handshaking:
             self._command_not_up(command)
             return True
         tunnel = getattr(command, "tunnel", None)
@@ -1100,11 +1151,40 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         protocol = proto.protocol
         self._proto = None
         self._upgrades.lost()
-        self._tunnels.lost()
+        handshake = self._tunnels.handshake
+        opening = self._tunnels.lost()
+        if opening is not None and handshake is not None:  # the handshake failed, or the
+            self._tunnel_failed(opening, handshake, reason)  # connection went under it
         self._writer.count(self._transport)
         self._phases.emit("disconnect", {"reason": reason})
         self._router.lost((*killed, *unprocessed), reason)
         self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
+
+    def _tunnel_failed(
+        self,
+        opening: tuple[StreamRef, Destination, Delivery | None],
+        handshake: dict[str, Any],
+        reason: BaseException,
+    ) -> None:
+        """The tunnel never came up: its handshake's end (``error``), an ``Error`` for its stream.
+
+        Gun only disconnects (``gun_down``); tether also tells the stream,
+        whose owner waits for its ``TunnelUp``, why (before the ``Down``).
+        """
+        stream, _, reply_to = opening
+        self._phases.emit("tls_handshake_end", {**handshake, "error": reason})
+        self._tell_stream(Error(self._conn, stream, reason), reply_to)
+
+    def _tick_tunnel_tls_deadline(self) -> None:
+        pending = self._tunnels.pending
+        if self._tunnels.handshaking and pending is not None:
+            destination = pending[1]
+            self._lost(
+                ConnectTimeout(
+                    f"the TLS handshake with {destination.authority} inside the tunnel took "
+                    f"longer than tls_handshake_timeout ({destination.tls_handshake_timeout} s)"
+                )
+            )
 
     def _close_transport(self) -> None:
         # A new epoch first: whatever the old socket still reports is stale.
@@ -1341,4 +1421,5 @@ ConnectionActor._TICKS = {
     Timer.HEAD: ConnectionActor._tick_head,
     Timer.LOOKUP_DEADLINE: ConnectionActor._tick_lookup_deadline,
     Timer.TLS_DEADLINE: ConnectionActor._tick_tls_deadline,
+    Timer.TUNNEL_TLS_DEADLINE: ConnectionActor._tick_tunnel_tls_deadline,
 }

@@ -237,6 +237,9 @@ class Timer(enum.Enum):
     HEAD = "head"  #: response_timeout / upgrade_timeout
     LOOKUP_DEADLINE = "lookup_deadline"  #: domain_lookup_timeout
     TLS_DEADLINE = "tls_deadline"  #: tls_handshake_timeout
+    TUNNEL_TLS_DEADLINE = (
+        "tunnel_tls_deadline"  #: a conn.connect destination's tls_handshake_timeout
+    )
 
     @property
     def lifelong(self) -> bool:

@@ -155,12 +155,21 @@ class Tunnels:
     Everything is forgotten when the connection is lost.
     """
 
-    __slots__ = ("_streams", "pending")
+    __slots__ = ("_streams", "handshake", "pending")
 
     def __init__(self) -> None:
         self._streams: list[StreamRef] = []
         #: The CONNECT sent and not answered yet: (stream, destination, reply_to).
         self.pending: tuple[StreamRef, Destination, Any] | None = None
+        #: While ``pending`` got its 2xx and its TLS handshake is under way (commands
+        #: wait for it: they are for the destination), the data of its
+        #: ``tls_handshake_*`` phases; else None.
+        self.handshake: dict[str, Any] | None = None
+
+    @property
+    def handshaking(self) -> bool:
+        """Whether a TLS handshake inside a new tunnel is under way."""
+        return self.handshake is not None
 
     @property
     def innermost(self) -> StreamRef | None:
@@ -171,11 +180,18 @@ class Tunnels:
         """``stream``'s tunnel is up: requests go through it from now on."""
         self._streams.append(stream)
         self.pending = None
+        self.handshake = None
 
-    def lost(self) -> None:
-        """The connection is lost: no tunnel survives it (Gun: no CONNECT is redone)."""
+    def lost(self) -> tuple[StreamRef, Destination, Any] | None:
+        """The connection is lost: no tunnel survives it (Gun: no CONNECT is redone).
+
+        Returns the tunnel whose TLS handshake was under way, if any.
+        """
+        opening = self.pending if self.handshaking else None
         self._streams.clear()
         self.pending = None
+        self.handshake = None
+        return opening
 
     def refusal(self, tunnel: StreamRef | None) -> InvalidRequestError | None:
         """Why a command naming ``tunnel`` cannot go (None: it can): Gun's ``badstate``."""
