@@ -523,3 +523,21 @@ def test_requests_during_the_handshake_wait_for_the_tunnel(
     assert conn.await_body(early, WAIT) == b"hello"
     assert tls_origin.next_request().header("Host") == f"localhost:{tls_origin.port}"
     assert seen.count("tls_handshake_start") == seen.count("tls_handshake_end") == 1
+
+
+def test_shutdown_during_the_tunnels_handshake_stops_at_once(
+    proxy: Proxies, origin: Callable[..., Origin], open_conn: ConnectionTracker, ca: trustme.CA
+) -> None:
+    """shutdown() while the tunnel's TLS handshake runs: no stream to wait for, it stops."""
+    silent = origin(lambda client: client.recv(65536) and client.recv(1))  # never answers TLS
+    server = proxy()
+    conn = open_conn("localhost", server.port, http_opts={"closing_timeout": 30.0})
+    conn.await_up(WAIT)
+    stream = conn.connect({"host": "127.0.0.1", "port": silent.port, **tls_destination(ca)})
+    assert isinstance(conn.await_(stream, WAIT), tether.Response)
+    server.next_request()  # the proxy relays: the handshake is under way (or about to be)
+    conn.shutdown()
+    assert conn.wait_stopped(WAIT)
+    error = conn.await_(stream, WAIT)
+    assert isinstance(error, tether.Error)
+    assert isinstance(error.reason, tether.ClosedByUser)

@@ -68,6 +68,7 @@ def test_a_2xx_is_a_final_response_then_the_tunnel_with_what_followed(
     assert proto.tunnel == Tunnel(stream, b"HTTP/1.1 2")
     assert proto.lost_streams() == ((), ())
     assert proto.close_reason is None
+    assert not proto.busy
     proto.receive_data(b"more")  # the tunnel's bytes are not this protocol's any more
     assert proto.events() == []
 

@@ -171,8 +171,8 @@ class ClientProtocol:
 
     @property
     def busy(self) -> bool:
-        """True while an HTTP request is queued or waiting for its response."""
-        return self._http.busy
+        """True while an HTTP request is queued or waiting for its response (not once a tunnel)."""
+        return self._http.busy and self._tunnel is None
 
     @property
     def flow_paused(self) -> bool:
