@@ -20,15 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 
 import tether
-from tests.conftest import ConnectionTracker
+from tests.conftest import ConnectionTracker, ServerContext
 from tests.interop.aiohttp_server import AiohttpServer
+from tests.tls.conftest import client_context
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
 
 WAIT = 5.0
 USER, PASSWORD = "essen", "secret"
+NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"  # Debian's squid package has it
 
 
 @dataclass
@@ -57,15 +60,29 @@ def _tinyproxy(directory: Path, port: int, auth: bool) -> list[str]:
 
 
 def _squid(directory: Path, port: int, auth: bool) -> list[str]:
+    access = ["http_access allow localhost"]
     if auth:
-        pytest.skip("squid's basic auth needs a helper program; tinyproxy covers auth")
+        if not Path(NCSA_AUTH).exists() or shutil.which("openssl") is None:
+            pytest.skip(f"squid's basic auth needs {NCSA_AUTH} and openssl")
+        # squid's own helper checks the password file (an MD5-crypt hash from openssl).
+        hashed = subprocess.run(
+            ["openssl", "passwd", "-apr1", PASSWORD], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        passwords = directory / "passwords"
+        passwords.write_text(f"{USER}:{hashed}\n")
+        os.chmod(passwords, 0o644)
+        access = [
+            f"auth_param basic program {NCSA_AUTH} {passwords}",
+            "acl users proxy_auth REQUIRED",
+            "http_access allow localhost users",
+        ]
     config = directory / "squid.conf"
     config.write_text(
         "\n".join(
             [
                 f"http_port 127.0.0.1:{port}",
                 # No "deny CONNECT !SSL_ports": CONNECT to the origin's port is allowed.
-                "http_access allow localhost",
+                *access,
                 "http_access deny all",
                 "cache deny all",
                 f"pid_filename {directory}/squid.pid",
@@ -196,3 +213,29 @@ def test_connect_with_basic_auth(
     assert response.status == 200
     assert conn.await_(stream, WAIT) == tether.TunnelUp(conn, stream, "http")
     assert conn.await_body(conn.get("/", tunnel=stream), WAIT) == b"hello"
+
+
+def test_connect_https_through_a_real_proxy(
+    real_proxy: Callable[..., RealProxy],
+    open_conn: ConnectionTracker,
+    server_context: ServerContext,
+    ca: trustme.CA,
+) -> None:
+    """rfc7231_SUITE:connect_https against tinyproxy and squid: TLS inside the tunnel."""
+    proxy = real_proxy()
+    with AiohttpServer(ssl_context=server_context()) as origin:
+        conn = open_conn("127.0.0.1", proxy.port)
+        conn.await_up(WAIT)
+        destination = {
+            "host": "localhost",
+            "port": origin.port,
+            "transport": "tls",
+            "tls_context": client_context(ca),
+        }
+        stream = conn.connect(destination)
+        response = conn.await_(stream, WAIT)
+        assert isinstance(response, tether.Response), response
+        assert response.status == 200
+        assert conn.await_(stream, WAIT) == tether.TunnelUp(conn, stream, "http")
+        assert conn.await_body(conn.get("/", tunnel=stream), WAIT) == b"hello"
+        conn.close()
