@@ -169,8 +169,11 @@ class ConnectProxy:
         """Copy bytes both ways until a side closes or the proxy stops."""
         peers = {client: origin, origin: client}
         with selectors.DefaultSelector() as selector:
-            for sock in peers:
-                selector.register(sock, selectors.EVENT_READ)
+            try:
+                for sock in peers:
+                    selector.register(sock, selectors.EVENT_READ)
+            except ValueError:  # closed meanwhile (drop_connections): nothing to relay
+                return
             while not self._stop.is_set():
                 # TLS may hold decrypted bytes the socket no longer signals.
                 buffered = isinstance(client, ssl.SSLSocket) and client.pending()

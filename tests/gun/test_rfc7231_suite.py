@@ -8,7 +8,9 @@ shows the head that came through the tunnel. Each test names its Gun case.
 from __future__ import annotations
 
 import queue
+import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -97,6 +99,7 @@ def test_connect_http(
     )
     assert request.header("host") == f"localhost:{aiohttp_server.port}"
     get_through(conn, stream, aiohttp_server)
+    assert conn.info().tunnels == (stream,)  # Gun's info: intermediaries
     # Gun: "subsequent requests will go through the tunnel", tunnel= or not.
     plain = conn.get("/")
     assert conn.await_body(plain, WAIT) == b"hello"
@@ -133,6 +136,7 @@ def test_connect_tcp_through_multiple_tcp_proxies(
     assert conn.await_(inner, WAIT) == tether.TunnelUp(conn, inner, "http")
     assert second.next_request().target == f"localhost:{aiohttp_server.port}"
     get_through(conn, inner, aiohttp_server)
+    assert conn.info().tunnels == (outer, inner)
     # The outer tunnel is not the one requests go through any more.
     stale = conn.get("/", tunnel=outer)
     error = conn.await_(stale, WAIT)
@@ -192,6 +196,7 @@ def test_connect_failure(status: int, proxy: Proxies, open_conn: ConnectionTrack
     assert error.stream is failed
     assert isinstance(error.reason, tether.InvalidRequestError)
     assert "not a tunnel" in str(error.reason)
+    assert conn.info().tunnels == ()
     # The connection still talks to the proxy: a plain request reaches it.
     plain = conn.get("/")
     answer = conn.await_(plain, WAIT)
@@ -315,6 +320,7 @@ def test_no_tunnel_after_a_reconnect(
     inbox = inbox_of(conn)
     assert isinstance(inbox.receive(WAIT, lambda m: isinstance(m, tether.Down)), tether.Down)
     conn.await_up(WAIT)
+    assert conn.info().tunnels == ()
     stale = conn.get("/", tunnel=stream)
     error = conn.await_(stale, WAIT)
     assert isinstance(error, tether.Error)
@@ -416,6 +422,18 @@ def tls_destination(ca: trustme.CA, **more: Any) -> dict[str, Any]:
     return {"transport": "tls", "tls_context": client_context(ca), **more}
 
 
+def silent_origin(origin: Callable[..., Origin]) -> tuple[Origin, threading.Event]:
+    """A destination that reads the ClientHello (then sets the event) and never answers."""
+    hello = threading.Event()
+
+    def serve(client: socket.socket) -> None:
+        if client.recv(65536):
+            hello.set()
+        client.recv(1)  # until the proxy goes
+
+    return origin(serve), hello
+
+
 @pytest.mark.parametrize("proxy_tls", [False, True], ids=["connect_https", "over_https_proxy"])
 def test_connect_https(
     proxy_tls: bool,
@@ -493,7 +511,7 @@ def test_tls_handshake_timeout_in_the_tunnel(
     proxy: Proxies, origin: Callable[..., Origin], open_conn: ConnectionTracker, ca: trustme.CA
 ) -> None:
     """tls_handshake_timeout bounds the handshake inside the tunnel: Error, then Down."""
-    silent = origin(lambda client: client.recv(65536) and client.recv(1))  # never answers TLS
+    silent, hello = silent_origin(origin)
     server = proxy()
     conn = open_conn("localhost", server.port, retry=0)
     conn.await_up(WAIT)
@@ -506,6 +524,7 @@ def test_tls_handshake_timeout_in_the_tunnel(
     assert isinstance(error, tether.Error)
     assert isinstance(error.reason, tether.ConnectTimeout)
     assert "tls_handshake_timeout" in str(error.reason)
+    assert hello.wait(WAIT)  # the ClientHello did reach the destination
 
 
 def test_requests_during_the_handshake_wait_for_the_tunnel(
@@ -529,13 +548,13 @@ def test_shutdown_during_the_tunnels_handshake_stops_at_once(
     proxy: Proxies, origin: Callable[..., Origin], open_conn: ConnectionTracker, ca: trustme.CA
 ) -> None:
     """shutdown() while the tunnel's TLS handshake runs: no stream to wait for, it stops."""
-    silent = origin(lambda client: client.recv(65536) and client.recv(1))  # never answers TLS
+    silent, hello = silent_origin(origin)
     server = proxy()
     conn = open_conn("localhost", server.port, http_opts={"closing_timeout": 30.0})
     conn.await_up(WAIT)
     stream = conn.connect({"host": "127.0.0.1", "port": silent.port, **tls_destination(ca)})
     assert isinstance(conn.await_(stream, WAIT), tether.Response)
-    server.next_request()  # the proxy relays: the handshake is under way (or about to be)
+    assert hello.wait(WAIT)  # the handshake is under way
     conn.shutdown()
     assert conn.wait_stopped(WAIT)
     error = conn.await_(stream, WAIT)

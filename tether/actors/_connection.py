@@ -1367,6 +1367,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             reading_paused=self._transport is not None and self._transport.reads_paused,
             send_buffered=self._conn._send.held,
             unix_path=self._conn.unix_path,
+            tunnels=self._tunnels.streams,
         )
 
 

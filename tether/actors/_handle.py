@@ -149,6 +149,10 @@ class ConnectionInfo:
             for the actor are not counted here).
         unix_path: the socket's path for a connection opened with
             [`open_unix`][tether.open_unix], else ``None``.
+        tunnels: the streams of the [`connect`][tether.Connection.connect]
+            tunnels the connection is up through, outermost first (Gun's
+            ``intermediaries`` of type ``connect``): requests go to the
+            last one's destination. Empty again after a reconnect.
     """
 
     host: str
@@ -163,6 +167,7 @@ class ConnectionInfo:
     reading_paused: bool = False
     send_buffered: int = 0
     unix_path: str | None = None
+    tunnels: tuple[StreamRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

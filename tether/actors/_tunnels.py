@@ -172,6 +172,11 @@ class Tunnels:
         return self.handshake is not None
 
     @property
+    def streams(self) -> tuple[StreamRef, ...]:
+        """The tunnels up, outermost first (``ConnectionInfo.tunnels``)."""
+        return tuple(self._streams)
+
+    @property
     def innermost(self) -> StreamRef | None:
         """The tunnel requests go through now (None: the connection's own server)."""
         return self._streams[-1] if self._streams else None
