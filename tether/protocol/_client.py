@@ -133,7 +133,12 @@ class ClientProtocol:
             conn, http_opts, self._events.append, self._out.append, observe=observe
         )
         self._ws: WsClient | None = None
-        self._tunnel: Tunnel | None = None
+        #: Set once a CONNECT succeeded: this protocol is done, the tunnel
+        #: carries the bytes. From then on the driver speaks to the destination
+        #: (a new ``ClientProtocol``, after a TLS handshake for a TLS one) and
+        #: feeds this one nothing more; it has no stream left. (An attribute:
+        #: the driver looks at it after every read.)
+        self.tunnel: Tunnel | None = None
 
     # -- state -------------------------------------------------------------
 
@@ -153,16 +158,6 @@ class ClientProtocol:
         return self._ws
 
     @property
-    def tunnel(self) -> Tunnel | None:
-        """Set once a CONNECT succeeded: this protocol is done, the tunnel carries the bytes.
-
-        From then on the driver speaks to the destination (a new
-        ``ClientProtocol``, after a TLS handshake for a TLS destination) and
-        feeds this one nothing more; it has no stream left.
-        """
-        return self._tunnel
-
-    @property
     def close_reason(self) -> BaseException | None:
         """Why the TCP connection must now be closed, or None while it goes on."""
         if self._ws is not None:
@@ -172,7 +167,7 @@ class ClientProtocol:
     @property
     def busy(self) -> bool:
         """True while an HTTP request is queued or waiting for its response (not once a tunnel)."""
-        return self._http.busy and self._tunnel is None
+        return self._http.busy and self.tunnel is None
 
     @property
     def flow_paused(self) -> bool:
@@ -467,7 +462,7 @@ class ClientProtocol:
         """
         if self._refuse_if_upgraded(stream):
             return False
-        if self._http.busy or self._tunnel is not None:
+        if self._http.busy or self.tunnel is not None:
             self._events.append(
                 Error(
                     self._conn,
@@ -504,7 +499,7 @@ class ClientProtocol:
         """
         if (
             self._ws is not None
-            or self._tunnel is not None
+            or self.tunnel is not None
             or self._http.busy
             or self.close_reason is not None
         ):
@@ -537,7 +532,7 @@ class ClientProtocol:
         if ws is not None:
             ws.receive_data(data)  # which reads nothing more once its close_reason is set
             return
-        if self._http.close_reason is not None or self._tunnel is not None:
+        if self._http.close_reason is not None or self.tunnel is not None:
             return  # the connection is over (or a tunnel's): nothing more is read here
         self._http.receive_data(data)
         switch = self._http.switch
@@ -575,7 +570,7 @@ class ClientProtocol:
 
     def _open_tunnel(self, switch: Switch) -> None:
         """A CONNECT's 2xx: the requests queued behind it can never go out on this protocol."""
-        self._tunnel = Tunnel(switch.request.stream, switch.trailing_data)
+        self.tunnel = Tunnel(switch.request.stream, switch.trailing_data)
         for raced in self._http.take_queue():
             self._events.append(
                 Error(
