@@ -7,8 +7,9 @@ with, after ``delay`` seconds if given (the answer is what is late, as in
 Gun's ``connect_delay``), and ``body`` after it. After a 2xx it connects to the authority asked
 for and relays bytes both ways until either side closes. Anything but a
 CONNECT gets ``405`` (so a test sees a request that reached the proxy
-itself); after any answer but a 2xx it reads the next request. Given
-``tls``, it speaks TLS to its clients (an HTTPS proxy).
+itself; given ``hold``, only once that event is set, at most 5 s later);
+after any answer but a 2xx it reads the next request. Given ``tls``, it
+speaks TLS to its clients (an HTTPS proxy).
 
 Everything is bounded: each socket has a timeout, reads are at most 64 KiB,
 and :meth:`ConnectProxy.close` ends every connection and joins every thread.
@@ -55,9 +56,11 @@ class ConnectProxy:
         version: str = "HTTP/1.1",
         body: bytes = b"",
         tls: ssl.SSLContext | None = None,
+        hold: threading.Event | None = None,
     ) -> None:
         self.status, self.headers, self.delay, self.version = status, headers, delay, version
         self.body = body
+        self._hold = hold
         self._tls = tls
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.2)
@@ -142,6 +145,8 @@ class ConnectProxy:
         request = _parse(head, rest)
         if request.method != "CONNECT":
             self.requests.put(request)
+            if self._hold is not None:
+                self._hold.wait(WAIT)
             client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
             return None
         if self.delay and self._stop.wait(self.delay):

@@ -297,14 +297,16 @@ def test_connect_needs_an_idle_connection(
     proxy: Proxies, aiohttp_server: AiohttpServer, open_conn: ConnectionTracker
 ) -> None:
     """gun_http:connect: "CONNECT can only be used ... when no other streams are active"."""
-    server = proxy()
+    answer = threading.Event()
+    server = proxy(hold=answer)
     conn = open_conn("localhost", server.port)
-    conn.await_up(WAIT)
-    busy = conn.get("/")  # the proxy answers 405 to it
+    busy = conn.get("/")  # the proxy answers 405 to it, once told to
+    server.next_request()
     refused = conn.connect({"host": "localhost", "port": aiohttp_server.port})
     error = conn.await_(refused, WAIT)
     assert isinstance(error, tether.Error)
     assert "no other streams are active" in str(error.reason)
+    answer.set()
     assert isinstance(conn.await_(busy, WAIT), tether.Response)
 
 
