@@ -476,3 +476,30 @@ def test_proxy_env_with_a_bad_variable_is_refused_naming_it(
         tether.open("localhost", 443, transport="tls", proxy="env")
     assert ":pw@" not in str(raised.value)
 
+
+@pytest.mark.parametrize(
+    ("variables", "proxy"),
+    [
+        ({}, None),  # the environment names no proxy
+        ({"HTTPS_PROXY": "https://127.0.0.1:3129", "NO_PROXY": "localhost"}, None),
+        ({"HTTPS_PROXY": "http://127.0.0.1:3128"}, "http://127.0.0.1:3128"),
+        ({"HTTPS_PROXY": "https://127.0.0.1:3129"}, "https://127.0.0.1:3129"),
+    ],
+)
+def test_proxy_env_takes_a_proxy_tls_context_for_an_https_proxy_it_may_name(
+    clean_env: pytest.MonkeyPatch,
+    opened: list[tether.Connection],
+    variables: dict[str, str],
+    proxy: str | None,
+) -> None:
+    """Code written for ``proxy="env"`` cannot know if the environment names an https:// proxy."""
+    for name, value in variables.items():
+        clean_env.setenv(name, value)
+    context = ssl.create_default_context()
+    conn = tether.open(
+        "localhost", 9, transport="tls", proxy="env", proxy_tls_context=context, retry=0
+    )
+    opened.append(conn)
+    assert (None if conn.opts.proxy is None else conn.opts.proxy.url) == proxy
+    used = proxy is not None and proxy.startswith("https:")
+    assert conn.opts.proxy_tls_context is (context if used else None)
