@@ -1,0 +1,148 @@
+"""Fixtures of the proxy interop suite: real proxies of ours, origins that see who called.
+
+- ``shared_proxies`` (session): one running instance per (program, auth),
+  started on first use, killed at the end of the session; the tests that
+  only pass traffic through a proxy share them (squid, tinyproxy, dante and
+  microsocks start in 20-50 ms here, and the suite runs three times in CI).
+- ``own_proxy``: a proxy for one test alone (the tests that kill it,
+  or start it late), killed at teardown.
+- ``origin``: aiohttp on 127.0.0.1 (:class:`Origin`, also over TLS) recording
+  the address each request came from; the proxies connect out from ``OUTGOING``
+  (127.0.0.2), so a request that bypassed the proxy shows.
+- ``stalling_proxy``: a port that accepts connections (the kernel does,
+  from the listen backlog) and never answers a byte.
+
+When a test fails, the logs of the proxies it used are printed.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import trustme
+from aiohttp import web
+
+from tests.interop.aiohttp_server import AiohttpServer
+from tests.proxies._daemons import Kind, ProxyDaemon
+
+OwnProxy = Callable[..., ProxyDaemon]
+
+
+class Origin(AiohttpServer):
+    """aiohttp (tests/interop's routes) that also records each request's source address."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(ssl_context=ssl_context)
+        #: The source address of every request, in order (the Websocket handshakes too).
+        self.remotes: queue.Queue[str | None] = queue.Queue()
+
+    def _seen(self, request: web.Request) -> None:
+        self.remotes.put(request.remote)
+        super()._seen(request)
+
+    def next_remote(self, timeout: float = 5.0) -> str | None:
+        """The source address of the next request the origin received."""
+        return self.remotes.get(timeout=timeout)
+
+
+class SharedProxies:
+    """The session's running proxies, one per (program, auth), started on demand."""
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[Kind, bool], ProxyDaemon] = {}
+        #: Those the current test asked for (their logs are printed if it fails).
+        self.used: list[ProxyDaemon] = []
+
+    def get(self, kind: Kind, *, auth: bool = False) -> ProxyDaemon:
+        """The running instance of ``kind`` (started now if this is the first ask)."""
+        daemon = self._running.get((kind, auth))
+        if daemon is None:
+            daemon = ProxyDaemon(kind, auth=auth)
+            try:
+                daemon.start()
+            except BaseException:
+                daemon.close()
+                raise
+            self._running[(kind, auth)] = daemon
+        assert daemon.running, f"{daemon!r} died:\n{daemon.logs()}"
+        self.used.append(daemon)
+        return daemon
+
+    def close(self) -> None:
+        for daemon in self._running.values():
+            daemon.close()
+
+
+@pytest.fixture(scope="session")
+def shared_proxies() -> Iterator[SharedProxies]:
+    """The session's shared proxies (see :class:`SharedProxies`); all killed at the end."""
+    pool = SharedProxies()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep the call phase's report on the item: the fixtures print logs when it failed."""
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def own_proxy(request: pytest.FixtureRequest, shared_proxies: SharedProxies) -> Iterator[OwnProxy]:
+    """Make proxies for this test alone: ``own_proxy(kind, auth=False, start=True)``."""
+    made: list[ProxyDaemon] = []
+
+    def make(kind: Kind, *, auth: bool = False, start: bool = True) -> ProxyDaemon:
+        daemon = ProxyDaemon(kind, auth=auth)
+        made.append(daemon)
+        return daemon.start() if start else daemon
+
+    shared_proxies.used.clear()
+    yield make
+    if request.node.stash.get(_FAILED, False):
+        for daemon in [*made, *shared_proxies.used]:
+            print(f"=== logs of {daemon!r}\n{daemon.logs()}")
+    shared_proxies.used.clear()
+    for daemon in made:
+        daemon.close()
+
+
+@pytest.fixture
+def proxies(shared_proxies: SharedProxies, own_proxy: OwnProxy) -> SharedProxies:
+    """The shared proxies, with their logs printed if the test fails (via ``own_proxy``)."""
+    return shared_proxies
+
+
+@pytest.fixture
+def origin(thread_baseline: int) -> Iterator[Origin]:
+    """A plain HTTP/Websocket origin on 127.0.0.1 (aiohttp)."""
+    with Origin() as server:
+        yield server
+
+
+@pytest.fixture
+def trusting(ca: trustme.CA) -> ssl.SSLContext:
+    """A verifying client context that trusts the test CA only."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+def stalling_proxy() -> Iterator[int]:
+    """The port of a "proxy" that accepts connections and never answers."""
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:
+        yield listener.getsockname()[1]
