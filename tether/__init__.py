@@ -21,6 +21,7 @@ from tether._errors import OwnerDown as OwnerDown
 from tether._errors import OwnerError as OwnerError
 from tether._errors import PongTimeout as PongTimeout
 from tether._errors import ProtocolError as ProtocolError
+from tether._errors import ProxyError as ProxyError
 from tether._errors import ReceiveTimeout as ReceiveTimeout
 from tether._errors import RemoteProtocolError as RemoteProtocolError
 from tether._errors import ReportedError as ReportedError
@@ -57,6 +58,8 @@ from tether._options import ConnectOpts as ConnectOpts
 from tether._options import ExponentialBackoff as ExponentialBackoff
 from tether._options import HttpOpts as HttpOpts
 from tether._options import WsOpts as WsOpts
+from tether._proxies import Proxy as Proxy
+from tether._proxies import ProxyScheme as ProxyScheme
 from tether.actors import AsyncInbox as AsyncInbox
 from tether.actors import Connection as Connection
 from tether.actors import ConnectionInfo as ConnectionInfo
@@ -110,6 +113,9 @@ __all__ = [
     "Pong",
     "PongTimeout",
     "ProtocolError",
+    "Proxy",
+    "ProxyError",
+    "ProxyScheme",
     "ReceiveTimeout",
     "RemoteProtocolError",
     "ReportedError",

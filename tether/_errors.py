@@ -43,6 +43,7 @@ TetherError
     │   ├── RemoteProtocolError the server broke HTTP or Websocket
     │   └── UpgradeError        the upgrade cannot be done or was botched
     ├── ConnectionClosed        the server closed the TCP connection
+    ├── ProxyError              the proxy refused the tunnel, or answered badly
     ├── WsClosed                the Websocket close handshake ended it
     ├── ClosedByUser            close() / shutdown() ended it
     ├── OwnerDown               the owner stopped, so the connection did
@@ -58,7 +59,8 @@ to ``open``, an unknown option) raise plain ``ValueError`` or
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tether._frames import Frame
@@ -78,6 +80,7 @@ __all__ = [
     "OwnerError",
     "PongTimeout",
     "ProtocolError",
+    "ProxyError",
     "ReceiveTimeout",
     "RemoteProtocolError",
     "ReportedError",
@@ -220,6 +223,51 @@ class ConnectionClosed(ReportedError):
 
     def __init__(self, message: str = "the server closed the connection") -> None:
         super().__init__(message)
+
+
+class ProxyError(ReportedError):
+    """The proxy refused to open the tunnel, or its answer was not the protocol.
+
+    One failed connection attempt: retried as any other, then carried by
+    ``RetriesExhausted.last_reason``. Survives ``pickle`` (message and
+    attributes).
+
+    Attributes:
+        proxy: the proxy's URL, without its password.
+        status: the HTTP proxy's status (407 wants credentials, 502 could
+            not reach the origin, ...), or None.
+        reply: the SOCKS5 reply code (RFC 1928 6: 0x02 not allowed by the
+            ruleset, 0x05 connection refused, ...), or None.
+        headers: the refusing HTTP response's headers, ``(name, value)``
+            bytes as received (names lower-cased); empty for SOCKS5.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        proxy: str,
+        status: int | None = None,
+        reply: int | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.status = status
+        self.reply = reply
+        self.headers = headers
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls cls(*args): the keyword-only
+        # attributes would be lost (a TypeError at unpickling).
+        rebuild = functools.partial(
+            type(self),
+            proxy=self.proxy,
+            status=self.status,
+            reply=self.reply,
+            headers=self.headers,
+        )
+        return (rebuild, self.args, self.__dict__)
 
 
 class WsClosed(ReportedError):
