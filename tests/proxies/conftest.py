@@ -55,6 +55,7 @@ class SharedProxies:
 
     def __init__(self) -> None:
         self._running: dict[tuple[Kind, bool], ProxyDaemon] = {}
+        self._owned: list[ProxyDaemon] = []
         #: Those the current test asked for (their logs are printed if it fails).
         self.used: list[ProxyDaemon] = []
 
@@ -73,7 +74,21 @@ class SharedProxies:
         self.used.append(daemon)
         return daemon
 
+    def own(self, kind: Kind, *, auth: bool, start: bool) -> ProxyDaemon:
+        """A proxy for the current test alone (started unless ``start`` is False)."""
+        daemon = ProxyDaemon(kind, auth=auth)
+        self._owned.append(daemon)
+        self.used.append(daemon)
+        return daemon.start() if start else daemon
+
+    def close_owned(self) -> None:
+        """Kill the current test's own proxies."""
+        owned, self._owned = self._owned, []
+        for daemon in owned:
+            daemon.close()
+
     def close(self) -> None:
+        self.close_owned()
         for daemon in self._running.values():
             daemon.close()
 
@@ -88,6 +103,10 @@ def shared_proxies() -> Iterator[SharedProxies]:
         pool.close()
 
 
+#: Whether the test's call phase failed (set by the hook below).
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Keep the call phase's report on the item: the fixtures print logs when it failed."""
@@ -97,33 +116,38 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-_FAILED = pytest.StashKey[bool]()
-
-
-@pytest.fixture
-def own_proxy(request: pytest.FixtureRequest, shared_proxies: SharedProxies) -> Iterator[OwnProxy]:
-    """Make proxies for this test alone: ``own_proxy(kind, auth=False, start=True)``."""
-    made: list[ProxyDaemon] = []
-
-    def make(kind: Kind, *, auth: bool = False, start: bool = True) -> ProxyDaemon:
-        daemon = ProxyDaemon(kind, auth=auth)
-        made.append(daemon)
-        return daemon.start() if start else daemon
-
+@pytest.fixture(autouse=True)
+def _print_proxy_logs_on_failure(
+    request: pytest.FixtureRequest, shared_proxies: SharedProxies
+) -> Iterator[None]:
+    """Print the logs of the proxies the test used if it failed; kill the test's own ones."""
     shared_proxies.used.clear()
-    yield make
+    yield
     if request.node.stash.get(_FAILED, False):
-        for daemon in [*made, *shared_proxies.used]:
+        for daemon in shared_proxies.used:
             print(f"=== logs of {daemon!r}\n{daemon.logs()}")
     shared_proxies.used.clear()
-    for daemon in made:
-        daemon.close()
+    shared_proxies.close_owned()  # own_proxy's, after their logs were printed
 
 
 @pytest.fixture
-def proxies(shared_proxies: SharedProxies, own_proxy: OwnProxy) -> SharedProxies:
-    """The shared proxies, with their logs printed if the test fails (via ``own_proxy``)."""
+def proxies(shared_proxies: SharedProxies) -> SharedProxies:
+    """The session's shared proxies: ``proxies.get(kind, auth=False)``."""
     return shared_proxies
+
+
+@pytest.fixture
+def own_proxy(shared_proxies: SharedProxies) -> OwnProxy:
+    """Make proxies for this test alone: ``own_proxy(kind, auth=False, start=True)``.
+
+    Killed at the end of the test (by ``_print_proxy_logs_on_failure``, which
+    prints their logs first if the test failed).
+    """
+
+    def make(kind: Kind, *, auth: bool = False, start: bool = True) -> ProxyDaemon:
+        return shared_proxies.own(kind, auth=auth, start=start)
+
+    return make
 
 
 @pytest.fixture

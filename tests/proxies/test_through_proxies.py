@@ -210,6 +210,7 @@ def test_http_proxy_auth_refused_is_a_proxy_error_407(
     reason = gave_up_with(conn)
     assert isinstance(reason, tether.ProxyError), reason
     assert reason.status == 407
+    assert any(name == b"proxy-authenticate" for name, _ in reason.headers), reason.headers
     assert reason.proxy.endswith(f"127.0.0.1:{daemon.port}")
     assert daemon.password not in str(reason)
 
