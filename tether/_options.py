@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
+from tether._proxies import Proxy, parse_proxy
+
 __all__ = [
     "ConnectOpts",
     "ExponentialBackoff",
@@ -390,6 +392,13 @@ class ConnectOpts:
             ``None``: no bound.
         send_timeout: how long a sender waits for room, and any byte to be
             sent, in seconds.
+        proxy: the [`Proxy`][tether.Proxy] every attempt goes through
+            (``open`` takes its URL: ``"http://user:pass@host:3128"``,
+            ``"https://..."``, ``"socks5://..."``, ``"socks5h://..."``, or
+            ``"env"``); ``None``: connect directly (``docs/proxies.md``).
+        proxy_tls_context: the ``ssl.SSLContext`` of the TLS with an
+            ``https://`` proxy; ``None``: the system's trust store,
+            verification on (``tls_context`` is the origin's).
     """
 
     transport: Literal["tcp", "tls"] = "tcp"
@@ -408,6 +417,8 @@ class ConnectOpts:
     max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES
     send_buffer: int | None = DEFAULT_SEND_BUFFER
     send_timeout: float = 15.0
+    proxy: Proxy | None = None
+    proxy_tls_context: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         if self.transport not in ("tcp", "tls"):
@@ -435,6 +446,19 @@ class ConnectOpts:
         _check_size("max_queue_bytes", self.max_queue_bytes, allow_none=True)
         _check_size("send_buffer", self.send_buffer, allow_none=True)
         check_positive_seconds("send_timeout", self.send_timeout, allow_none=False)
+        self._check_proxy()
+
+    def _check_proxy(self) -> None:
+        if self.proxy is not None and not isinstance(self.proxy, Proxy):
+            raise TypeError(
+                f"proxy must be a URL str, 'env', a tether.Proxy or None, not "
+                f"{type(self.proxy).__name__}"
+            )
+        if self.proxy_tls_context is not None:
+            if not isinstance(self.proxy_tls_context, ssl.SSLContext):
+                raise TypeError("proxy_tls_context must be an ssl.SSLContext")
+            if self.proxy is None or not self.proxy.tls:
+                raise ValueError("proxy_tls_context is for an https:// proxy: proxy= has none")
 
     @classmethod
     def build(cls, **kwargs: Any) -> ConnectOpts:
@@ -445,6 +469,11 @@ class ConnectOpts:
             raise TypeError(f"unknown option(s) for tether.open: {', '.join(unknown)}")
         kwargs["http_opts"] = coerce_opts("http_opts", HttpOpts, kwargs.get("http_opts"))
         kwargs["ws_opts"] = coerce_opts("ws_opts", WsOpts, kwargs.get("ws_opts"))
+        proxy = kwargs.get("proxy")
+        if isinstance(proxy, str):
+            if proxy == "env":  # needs the origin: open() resolves it
+                raise ValueError("proxy='env' is resolved by tether.open, not ConnectOpts")
+            kwargs["proxy"] = parse_proxy(proxy)
         return cls(**kwargs)
 
     def retry_delay(self, attempt: int) -> float:

@@ -59,6 +59,7 @@ from tether._errors import (
     Crashed,
     NotUpgradedError,
     OwnerDown,
+    ProxyError,
     SupervisorStopped,
 )
 from tether._events import (
@@ -72,12 +73,14 @@ from tether._events import (
 from tether._frames import Close as CloseFrame
 from tether.actors import _messages as msg
 from tether.actors._async_inbox import AsyncInbox
+from tether.actors._chain import Chain, Hop
 from tether.actors._connect_phase import ConnectPhase
 from tether.actors._delivery import Delivery, inbox_of
 from tether.actors._handle import Connection, ConnectionInfo, StreamInfo
 from tether.actors._handle import ConnectionState as State
 from tether.actors._head_timer import HeadTimer
 from tether.actors._keepalive import Keepalive
+from tether.actors._layers import Layers, Received
 from tether.actors._lazy import LazyThreadingActor
 from tether.actors._lending import Lending
 from tether.actors._loop_lending import LoopLending
@@ -92,7 +95,8 @@ from tether.actors._tls import TlsLayer, default_context
 from tether.actors._transport import TcpTransport, Transport, UnixTransport
 from tether.actors._upgrades import Upgrades
 from tether.actors._writer import Writer
-from tether.protocol import ClientProtocol, host_authority
+from tether.protocol import ClientProtocol, ProxyHandshake, handshake_for, host_authority
+from tether.protocol._validate import ip_version
 from tether.protocol._ws import FAIL_LINGER, WsClient
 
 __all__ = ["PROVEN_AFTER", "ConnectionActor", "State"]
@@ -150,6 +154,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     # 35, past the 30 keys a shared-key instance dict holds, and the dict
     # alone was ~1.6 KiB per connection (pykka's and the bases' stay in it).
     __slots__ = (
+        "_chain",
         "_conn",
         "_epoch",
         "_flow_held",
@@ -158,6 +163,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         "_heads",
         "_inline_ok",
         "_keepalive",
+        "_layers",
         "_lending",
         "_lingering",
         "_opts",
@@ -171,7 +177,6 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         "_scheduler",
         "_state",
         "_timers",
-        "_tls",
         "_transport",
         "_upgrades",
         "_writer",
@@ -233,7 +238,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         # The Websocket whose failure lingers (see FAIL_LINGER), once its timer is set.
         self._lingering: WsClient | None = None
         self._handling: object = None  # the message being handled, for crash reports
-        self._tls: TlsLayer | None = None
+        # The TLS sessions between the socket and the protocol (None: none),
+        # and what is left of the attempt's chain of hops until Up (_chain).
+        self._layers: Layers | None = None
+        self._chain: Chain | None = None
         # What was told before this generation existed (open() does not wait
         # for it) or left by a crashed one goes first, before the first
         # connect and anything told after.
@@ -400,8 +408,12 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         assert transport is not None  # the epoch is current
         transport.consumed(len(report.data))
         data: bytes | None = report.data
-        if self._tls is not None:
-            data = self._from_tls(report.data)
+        layers = self._layers
+        if layers is not None:
+            data = self._from_layers(layers.receive, report.data)
+        chain = self._chain
+        if data and chain is not None and chain.handshake is not None:
+            data = self._through_proxy(chain.handshake, data)
         proto = self._proto
         if proto is not None and data:
             proto.receive_data(data)
@@ -422,6 +434,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._state = State.CONNECTING
         self._phases.begin(ConnectPhase.DOMAIN_LOOKUP)
         self._flow_held = False
+        self._chain = Chain(self._opts)
         self._transport = self._new_transport()
         self._transport.start()
         if self._opts.connect_timeout is not None:
@@ -434,9 +447,12 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _on_resolved(self, report: msg.Resolved) -> None:
         """The lookup ended: the TCP connect begins (the transport started it already)."""
         self._phases.resolved(report.addresses)
+        chain = self._chain
+        if report.too and chain is not None:  # the origin's, for a socks5:// proxy
+            chain.origin_address = report.too[0]
 
     def _new_transport(self) -> Transport:
-        """A transport for the next attempt: TCP to host:port, or the Unix socket's path."""
+        """A transport for the next attempt: TCP to host:port (or the proxy's), or Unix."""
         common: dict[str, Any] = {
             "lending": self._lending,
             "hold_reads": self._hold_reads,
@@ -446,27 +462,92 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if conn.unix_path is not None:
             return UnixTransport(self._report, self._epoch, conn.unix_path, **common)
         timeout = self._opts.connect_timeout
-        return TcpTransport(self._report, self._epoch, conn.host, conn.port, timeout, **common)
+        proxy = self._opts.proxy
+        if proxy is None:
+            return TcpTransport(self._report, self._epoch, conn.host, conn.port, timeout, **common)
+        # A socks5:// proxy is given the origin's address: the lookup finds it too.
+        if not proxy.remote_dns and ip_version(conn.host) is None:
+            common["resolve_too"] = conn.host
+        return TcpTransport(self._report, self._epoch, proxy.host, proxy.port, timeout, **common)
 
     def _on_tcp_connected(self) -> None:
         transport = self._transport
         assert transport is not None  # the epoch is current
         self._phases.resolved(())  # a transport that looks nothing up has no lookup phase
-        tls = self._opts.transport == "tls"
-        self._phases.connected(transport, tls=tls)
-        if not tls:
+        chain = self._chain
+        assert chain is not None  # the epoch is current
+        self._phases.connected(transport, last=chain.last)
+        self._next_hop(chain)
+
+    def _next_hop(self, chain: Chain) -> None:
+        """The hop under way ended (or TCP connected): start the next, or the connection is up."""
+        hop = chain.advance()
+        if hop is None:
+            self._chain = None
             self._on_connected()
-            return
-        # TLS: the connection is up only once the handshake has succeeded.
-        context = self._opts.tls_context or default_context()
-        self._tls = TlsLayer(context, self._opts.server_hostname or self._conn.host)
-        self._phases.begin(ConnectPhase.TLS_HANDSHAKE, context)
-        if self._opts.tls_handshake_timeout is not None:
-            self._schedule(Timer.TLS_DEADLINE, self._opts.tls_handshake_timeout)
-        self._write_raw(self._tls.start())
+        elif hop is Hop.PROXY_HANDSHAKE:
+            self._start_proxy_handshake(chain)
+        else:
+            self._start_tls(chain, hop)
+
+    def _start_tls(self, chain: Chain, hop: Hop) -> None:
+        """A TLS handshake, with the proxy (``PROXY_TLS``) or the origin, inside what is there."""
+        opts = self._opts
+        if hop is Hop.PROXY_TLS:
+            assert opts.proxy is not None
+            context = opts.proxy_tls_context or default_context()
+            name, port = opts.proxy.host, opts.proxy.port
+        else:
+            context = opts.tls_context or default_context()
+            name, port = opts.server_hostname or self._conn.host, self._conn.port
+            self._phases.aim(self._conn.host, port)  # the origin's, from now on
+        layers = self._layers
+        if layers is None:
+            layers = self._layers = Layers()
+        tls = TlsLayer(context, name)
+        self._phases.begin(ConnectPhase.TLS_HANDSHAKE, context, server_hostname=name)
+        if opts.tls_handshake_timeout is not None:
+            chain.timer = self._schedule(Timer.TLS_DEADLINE, opts.tls_handshake_timeout)
+        self._write_raw(layers.push(tls))
+
+    def _start_proxy_handshake(self, chain: Chain) -> None:
+        """Ask the proxy for the tunnel to the origin (HTTP CONNECT or SOCKS5)."""
+        proxy = self._opts.proxy
+        assert proxy is not None
+        host = chain.origin_address or self._conn.host
+        chain.handshake = handshake = handshake_for(proxy, host, self._conn.port)
+        self._phases.begin(ConnectPhase.PROXY_HANDSHAKE)
+        self._write_through(handshake.start())
+
+    def _through_proxy(self, handshake: ProxyHandshake, data: bytes) -> bytes | None:
+        """The proxy's answer to the handshake; what came after its end, for the origin.
+
+        None if the handshake failed (a failed attempt) or is not over.
+        """
+        try:
+            answer = handshake.receive(data)
+        except ProxyError as exc:
+            self._connection_failed(exc)
+            return None
+        if answer and not self._write_through(answer):
+            return None
+        if not handshake.done:
+            return None
+        chain = self._chain
+        assert chain is not None
+        self._phases.end({"protocol": "http"} if chain.last else {})
+        epoch, sessions = self._epoch, len(self._layers or ())
+        self._next_hop(chain)
+        rest = handshake.leftover()
+        if self._epoch != epoch or self._is_stopped() or not rest:
+            return None
+        layers = self._layers
+        if layers is not None and len(layers) > sessions:  # the origin's TLS, just begun
+            return self._from_layers(layers.feed_inner, rest)
+        return rest
 
     def _write_raw(self, data: bytes) -> bool:
-        """Write the TLS layer's bytes to the socket; on failure the connection is lost (False)."""
+        """Write bytes for the socket; on failure the connection is lost (False)."""
         transport = self._transport
         if not data or transport is None:
             return True
@@ -475,6 +556,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._connection_failed(error)
             return False
         return True
+
+    def _write_through(self, plaintext: bytes) -> bool:
+        """Write ``plaintext`` through the TLS sessions there are (:meth:`_write_raw`)."""
+        layers = self._layers
+        return self._write_raw(plaintext if layers is None else layers.send(plaintext))
 
     def _on_writable(self) -> None:
         """The socket can take more of the backlog: send it (without blocking)."""
@@ -503,31 +589,33 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         else:
             self._lost(reason)
 
-    def _from_tls(self, data: bytes) -> bytes | None:
-        """Decrypt ``data``, answering the TLS layer; the plaintext, or None if there is none.
+    def _from_layers(self, receive: Callable[[bytes], Received], data: bytes) -> bytes | None:
+        """Decrypt ``data``, answering the sessions; the plaintext, or None if there is none.
 
-        None also when the handshake failed or ended the connection, or the
-        server closed TLS (reported here).
+        ``receive``: ``Layers.receive`` (bytes from the socket) or
+        ``Layers.feed_inner`` (a proxy handshake's leftover). None also when
+        a handshake failed or ended the connection, or the server closed TLS
+        (reported here). The end of a handshake is the end of its hop: the
+        next one begins, or the connection is up.
         """
-        tls = self._tls
-        assert tls is not None
-        was_done = tls.handshake_done
         try:
-            plain, reply = tls.receive(data)
+            received = receive(data)
         except ssl.SSLError as exc:
             self._connection_failed(exc.with_traceback(None))
             return None
-        if not self._write_raw(reply):
+        if not self._write_raw(received.out):
             return None
-        if not was_done and tls.handshake_done:
-            self._phases.end({"protocol": "http"})
-            self._on_connected()
-            if not self._is_up():
-                return None
-        if tls.closed and not plain:
+        chain = self._chain
+        if received.handshake_ended and chain is not None:
+            self._phases.end({"protocol": "http"} if chain.last else {})
+            epoch = self._epoch
+            self._next_hop(chain)
+            if self._epoch != epoch or self._is_stopped():
+                return None  # the next hop failed, or the owner went at the Up
+        if received.closed and not received.plain:
             self._on_closed(None)
             return None
-        return plain
+        return received.plain
 
     def _on_connected(self) -> None:
         self._state = State.UP
@@ -600,10 +688,15 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if self._state is State.CONNECTING:
             self._connection_failed(
                 ConnectTimeout(
-                    f"connecting to {self._conn._where} (TLS handshake "
+                    f"connecting to {self._conn._where}{self._through()} (TLS handshake "
                     f"included) took longer than {self._opts.connect_timeout} s"
                 )
             )
+
+    def _through(self) -> str:
+        """`` through the proxy ...`` for messages, if there is one."""
+        proxy = self._opts.proxy
+        return "" if proxy is None else f" through the proxy {proxy.url}"
 
     def _tick_lookup_deadline(self) -> None:
         self._phase_deadline(ConnectPhase.DOMAIN_LOOKUP)
@@ -614,7 +707,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _phase_deadline(self, phase: ConnectPhase) -> None:
         """A phase's own bound passed: the attempt fails, if it is still in that phase."""
         if self._state is State.CONNECTING and self._phases.attempt is phase:
-            what = phase.describe(self._conn.host, self._conn.port)
+            what = phase.describe(*self._phases.target)
             self._connection_failed(
                 ConnectTimeout(
                     f"{what} took longer than {phase.option} ({phase.timeout(self._opts)} s)"
@@ -776,9 +869,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         write_error: OSError | None = None
         transport = self._transport
         if chunks and transport is not None:
-            tls = self._tls
+            layers = self._layers
             # TLS encrypts into new records anyway: join the pieces for it.
-            out = chunks if tls is None else tls.send(b"".join(chunks))
+            out = chunks if layers is None else layers.send(b"".join(chunks))
             if out:
                 write_error = self._writer.write(transport, out)  # events first, then Down
         # Delivering runs no protocol call (commands told meanwhile are
@@ -886,12 +979,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         """The I/O thread saw the socket close (EOF or error)."""
         proto = self._proto
         if proto is None:
-            if self._state is State.CONNECTING:  # during the TLS handshake
+            if self._state is State.CONNECTING:  # during a TLS or proxy handshake
+                during = self._phases.attempt or ConnectPhase.TLS_HANDSHAKE
+                what = during.describe(*self._phases.target)
                 self._connection_failed(
-                    reason
-                    or ConnectionClosed(
-                        "the server closed the connection during the TLS handshake"
-                    )
+                    reason or ConnectionClosed(f"the server closed the connection during {what}")
                 )
             return
         if reason is None:
@@ -936,7 +1028,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _close_transport(self) -> None:
         # A new epoch first: whatever the old socket still reports is stale.
         self._epoch += 1
-        self._tls = None
+        self._layers = None
+        self._chain = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None

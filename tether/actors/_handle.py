@@ -50,6 +50,7 @@ from tether._events import (
 from tether._frames import Frame, coerce_frames
 from tether._locks import Rank, new_lock
 from tether._options import ConnectOpts, WsOpts, check_flow, check_positive_seconds, coerce_opts
+from tether._proxies import proxy_from_environment
 from tether.actors import _messages as msg
 from tether.actors._async_inbox import AsyncInbox
 from tether.actors._awaiting import Body
@@ -1049,6 +1050,9 @@ def open_connection(
     if not 0 < port < 65536:
         raise ValueError(f"port must be in 1..65535, not {port}")
     check_host(host, port)
+    if options.get("proxy") == "env":  # explicit: the environment is read only when asked
+        tls = options.get("transport") == "tls"
+        options["proxy"] = proxy_from_environment(tls=tls, host=host, port=port)
     opts = _build_opts(options)
     conn = Connection(host, port, opts, _owner(owner))
     start(conn)
@@ -1068,6 +1072,8 @@ def open_unix_connection(
     (or ``server_hostname``).
     """
     unix_path = check_unix_path(path)
+    if options.get("proxy") is not None:
+        raise ValueError("a Unix domain socket is reached directly: open_unix takes no proxy")
     opts = _build_opts(options)
     port = 443 if opts.transport == "tls" else 80
     conn = Connection("localhost", port, opts, _owner(owner), unix_path)

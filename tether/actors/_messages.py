@@ -162,10 +162,15 @@ StreamCommand: TypeAlias = RequestCmd | HeadersCmd | DataCmd | Cancel | UpdateFl
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """The host name's addresses are known (an IP address: itself); connecting starts."""
+    """The host name's addresses are known (an IP address: itself); connecting starts.
+
+    ``too``: the addresses of the name the transport was asked to look up
+    as well (the origin's, for a ``socks5://`` proxy), if any.
+    """
 
     epoch: int
     addresses: tuple[str, ...]
+    too: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,16 @@ class Phases:
     outside one); ``router`` names each stream's ``reply_to`` in the data.
     """
 
-    __slots__ = ("_addresses", "_conn", "_router", "_tls_context", "attempt", "handler")
+    __slots__ = (
+        "_addresses",
+        "_conn",
+        "_router",
+        "_server_hostname",
+        "_target",
+        "_tls_context",
+        "attempt",
+        "handler",
+    )
 
     def __init__(self, conn: Connection, router: Router) -> None:
         self._conn = conn
@@ -52,6 +61,10 @@ class Phases:
         # What the lookup of the attempt found, and the context of its handshake.
         self._addresses: tuple[str, ...] = ()
         self._tls_context: ssl.SSLContext | None = None
+        self._server_hostname: str | None = None
+        # Where the phases under way go: the proxy's host and port through a
+        # proxy, until the origin's TLS handshake (see aim).
+        self._target = _first_hop(conn)
 
     @property
     def observe(self) -> Callable[[str, dict[str, Any]], None] | None:
@@ -93,12 +106,29 @@ class Phases:
 
     # -- the phases of an attempt --------------------------------------------------
 
-    def begin(self, phase: ConnectPhase, tls_context: ssl.SSLContext | None = None) -> None:
+    def aim(self, host: str, port: int) -> None:
+        """The phases from now on go to ``host:port`` (the origin, inside a proxy's tunnel)."""
+        self._target = (host, port)
+
+    @property
+    def target(self) -> tuple[str, int]:
+        """Where the phase under way goes (host, port)."""
+        return self._target
+
+    def begin(
+        self,
+        phase: ConnectPhase,
+        tls_context: ssl.SSLContext | None = None,
+        *,
+        server_hostname: str | None = None,
+    ) -> None:
         """``phase`` of an attempt begins (a new attempt with ``DOMAIN_LOOKUP``)."""
         if phase is ConnectPhase.DOMAIN_LOOKUP:
             self._addresses = ()
+            self._target = _first_hop(self._conn)
         elif phase is ConnectPhase.TLS_HANDSHAKE:
             self._tls_context = tls_context
+            self._server_hostname = server_hostname
         self.attempt = phase
         if self.handler is not None:
             self.emit(phase.start_event, self._data(phase))
@@ -114,31 +144,38 @@ class Phases:
         if self.attempt is not ConnectPhase.DOMAIN_LOOKUP:
             return
         self._addresses = addresses
-        self.end({"lookup_info": lookup_info(addresses, self._conn.port)})
+        self.end({"lookup_info": lookup_info(addresses, self._target[1])})
         self.begin(ConnectPhase.CONNECTING)
 
-    def connected(self, transport: Transport, *, tls: bool) -> None:
+    def connected(self, transport: Transport, *, last: bool) -> None:
         """The TCP connect succeeded: its end names the socket's two ends.
 
-        And the protocol, unless a TLS handshake comes next (Gun: the
-        protocol comes with the handshake). The socket itself stays tether's.
+        And the protocol if it is the ``last`` hop before ``Up`` (Gun: else
+        the protocol comes with the TLS handshake). The socket itself stays tether's.
         """
         if self.handler is None:
             self.attempt = None
             return
-        outcome: dict[str, Any] = {} if tls else {"protocol": "http"}
+        outcome: dict[str, Any] = {"protocol": "http"} if last else {}
         addresses = transport.addresses()
         if addresses is not None:
             outcome["local_address"], outcome["peer_address"] = addresses
         self.end(outcome)
 
     def _data(self, phase: ConnectPhase) -> dict[str, Any]:
-        conn = self._conn
+        host, port = self._target
         return phase_data(
             phase,
-            host=conn.host,
-            port=conn.port,
-            opts=conn.opts,
+            host=host,
+            port=port,
+            opts=self._conn.opts,
             addresses=self._addresses,
             tls_context=self._tls_context,
+            server_hostname=self._server_hostname,
         )
+
+
+def _first_hop(conn: Connection) -> tuple[str, int]:
+    """Where an attempt connects first: the proxy, if there is one, else the origin."""
+    proxy = conn.opts.proxy
+    return (conn.host, conn.port) if proxy is None else (proxy.host, proxy.port)

@@ -190,6 +190,9 @@ class TcpTransport(Transport):
         hold_reads: whether the actor wants reading paused now (read by
             any thread, so it must only read state); see :meth:`sync_reads`.
         clock: the clock :attr:`waiting_since` is read on (the scheduler's).
+        resolve_too: a host name the lookup resolves as well, reported in
+            ``Resolved.too`` (the origin's, for a ``socks5://`` proxy, which is
+            given an address): the connect thread looks it up after ``host``.
     """
 
     def __init__(
@@ -204,8 +207,10 @@ class TcpTransport(Transport):
         lending: Lending | LoopLending | None = None,
         hold_reads: Callable[[], bool] = _not_held,
         clock: Callable[[], float] = time.monotonic,
+        resolve_too: str | None = None,
     ) -> None:
         self._report = report
+        self._resolve_too = resolve_too
         self._epoch = epoch
         self._host = host
         self._port = port
@@ -242,7 +247,9 @@ class TcpTransport(Transport):
     def _direct(self) -> tuple[socket.AddressFamily, Any] | None:
         """The family and address to connect to without DNS; None for a host name."""
         family = _ip_family(self._host)
-        return None if family is None else (family, (self._host, self._port))
+        if family is None or self._resolve_too is not None:
+            return None
+        return family, (self._host, self._port)
 
     def _connect_error(self, code: int) -> OSError:
         """The error of a connect that failed at once with ``code``."""
@@ -341,12 +348,12 @@ class TcpTransport(Transport):
         tells its event handler.
         """
         try:
-            infos = resolve(self._host, self._port, type=socket.SOCK_STREAM)
+            addresses = self._lookup(self._host)
+            too = () if self._resolve_too is None else self._lookup(self._resolve_too)
         except OSError as exc:
             self._report(ConnectFailed(self._epoch, exc))
             return
-        addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
-        self._report(Resolved(self._epoch, addresses))
+        self._report(Resolved(self._epoch, addresses, too))
         with self._lock:
             given_up = self._closed  # meanwhile (a lookup past its deadline)
         if given_up:
@@ -386,6 +393,11 @@ class TcpTransport(Transport):
         self._lend()
         if self._backlog:  # written by the Connected report, before the socket was watched
             self._watch.want_write()
+
+    def _lookup(self, host: str) -> tuple[str, ...]:
+        """The addresses of ``host``, in the resolver's order, once each. Raises ``OSError``."""
+        infos = resolve(host, self._port, type=socket.SOCK_STREAM)
+        return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
     def _connect_first(self, addresses: tuple[str, ...]) -> socket.socket:
         """Connect to the first of ``addresses`` that accepts (blocking); else the last error."""

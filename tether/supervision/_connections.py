@@ -68,7 +68,10 @@ def open(
             ``tls_handshake_timeout``, ``retry`` (5), ``retry_timeout`` (5.0),
             ``retry_backoff``, ``http_opts``, ``ws_opts`` (dicts or
             [`HttpOpts`][tether.HttpOpts]/[`WsOpts`][tether.WsOpts]),
-            ``event_handler``.
+            ``event_handler``, ``proxy`` (a URL: ``"http://user:pass@host:3128"``,
+            ``"https://..."``, ``"socks5://..."``, ``"socks5h://..."``; ``"env"``
+            reads ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY``;
+            see ``docs/proxies.md``), ``proxy_tls_context``.
 
     Raises:
         TypeError: an unknown option, or an option of the wrong type.
