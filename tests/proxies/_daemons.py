@@ -152,9 +152,12 @@ class Launch:
     files: dict[str, str]
 
 
-def _squid(work: Path, port: int, auth: bool) -> Launch:
+def _squid(work: Path, port: int, auth: bool, tls: bool) -> Launch:
+    # With tls, squid speaks TLS itself (an https:// proxy) with the certificate in
+    # tls.crt / tls.key (written by ProxyDaemon).
+    listen = f"https_port 127.0.0.1:{port} tls-cert={work / 'tls.crt'} tls-key={work / 'tls.key'}"
     lines = [
-        f"http_port 127.0.0.1:{port}",
+        listen if tls else f"http_port 127.0.0.1:{port}",
         f"pid_filename {work / 'squid.pid'}",
         "cache deny all",
         "cache_mem 8 MB",
@@ -256,11 +259,17 @@ class ProxyDaemon:
         kind: Which program.
         auth: Require the username ``USER`` and password ``PASSWORD``
             (squid: basic_ncsa_auth; tinyproxy: BasicAuth; microsocks: -u/-P).
+        tls: squid only: speak TLS to clients (an ``https://`` proxy) with
+            this certificate chain and key (PEM).
     """
 
-    def __init__(self, kind: Kind, *, auth: bool = False) -> None:
+    def __init__(
+        self, kind: Kind, *, auth: bool = False, tls: tuple[bytes, bytes] | None = None
+    ) -> None:
+        assert tls is None or kind is Kind.SQUID, "only squid serves TLS here"
         self.kind = kind
         self.auth = auth
+        self.tls = tls is not None
         #: dante only: a port it refuses (reply 0x02), logging the requested destination.
         self.blocked_port = free_port()
         self.port = 0
@@ -270,6 +279,11 @@ class ProxyDaemon:
             # squid and dante drop root for "nobody", who must write their logs here.
             self._work.chmod(0o777)
         self._output = self._work / "output.log"
+        if tls is not None:
+            (self._work / "tls.crt").write_bytes(tls[0])
+            (self._work / "tls.key").write_bytes(tls[1])
+            for name in ("tls.crt", "tls.key"):  # read by squid as "nobody"
+                (self._work / name).chmod(0o644)
 
     @property
     def password(self) -> str:
@@ -291,11 +305,12 @@ class ProxyDaemon:
             if password is not None:
                 userinfo += ":" + quote(password, safe="")
             userinfo += "@"
-        return f"{scheme or self.kind.scheme}://{userinfo}127.0.0.1:{self.port}"
+        scheme = scheme or ("https" if self.tls else self.kind.scheme)
+        return f"{scheme}://{userinfo}127.0.0.1:{self.port}"
 
     def _launch(self, port: int) -> Launch:
         builders: dict[Kind, Callable[[Path, int, bool], Launch]] = {
-            Kind.SQUID: _squid,
+            Kind.SQUID: lambda work, p, auth: _squid(work, p, auth, self.tls),
             Kind.TINYPROXY: _tinyproxy,
             Kind.DANTE: lambda work, p, auth: _dante(work, p, auth, self.blocked_port),
             Kind.MICROSOCKS: _microsocks,
@@ -393,4 +408,5 @@ class ProxyDaemon:
 
     def __repr__(self) -> str:
         auth = "+auth" if self.auth else ""
-        return f"<{self.kind}{auth} on 127.0.0.1:{self.port}>"
+        tls = "+tls" if self.tls else ""
+        return f"<{self.kind}{auth}{tls} on 127.0.0.1:{self.port}>"

@@ -53,23 +53,35 @@ class Origin(AiohttpServer):
 class SharedProxies:
     """The session's running proxies, one per (program, auth), started on demand."""
 
-    def __init__(self) -> None:
-        self._running: dict[tuple[Kind, bool], ProxyDaemon] = {}
+    def __init__(self, ca: trustme.CA) -> None:
+        self._ca = ca
+        self._running: dict[tuple[Kind, bool, bool], ProxyDaemon] = {}
         self._owned: list[ProxyDaemon] = []
         #: Those the current test asked for (their logs are printed if it fails).
         self.used: list[ProxyDaemon] = []
 
-    def get(self, kind: Kind, *, auth: bool = False) -> ProxyDaemon:
-        """The running instance of ``kind`` (started now if this is the first ask)."""
-        daemon = self._running.get((kind, auth))
+    def get(self, kind: Kind, *, auth: bool = False, tls: bool = False) -> ProxyDaemon:
+        """The running instance of ``kind`` (started now if this is the first ask).
+
+        ``tls``: an ``https://`` proxy (squid), its certificate naming
+        127.0.0.1 only, signed by the test CA.
+        """
+        daemon = self._running.get((kind, auth, tls))
         if daemon is None:
-            daemon = ProxyDaemon(kind, auth=auth)
+            pem = None
+            if tls:
+                leaf = self._ca.issue_cert("127.0.0.1")
+                pem = (
+                    b"".join(c.bytes() for c in leaf.cert_chain_pems),
+                    leaf.private_key_pem.bytes(),
+                )
+            daemon = ProxyDaemon(kind, auth=auth, tls=pem)
             try:
                 daemon.start()
             except BaseException:
                 daemon.close()
                 raise
-            self._running[(kind, auth)] = daemon
+            self._running[(kind, auth, tls)] = daemon
         assert daemon.running, f"{daemon!r} died:\n{daemon.logs()}"
         self.used.append(daemon)
         return daemon
@@ -94,9 +106,9 @@ class SharedProxies:
 
 
 @pytest.fixture(scope="session")
-def shared_proxies() -> Iterator[SharedProxies]:
+def shared_proxies(ca: trustme.CA) -> Iterator[SharedProxies]:
     """The session's shared proxies (see :class:`SharedProxies`); all killed at the end."""
-    pool = SharedProxies()
+    pool = SharedProxies(ca)
     try:
         yield pool
     finally:

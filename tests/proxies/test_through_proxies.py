@@ -196,6 +196,50 @@ def test_wss_through_an_http_proxy_refuses_a_certificate_for_another_name(
     assert "localhost" in reason.verify_message or "mismatch" in reason.verify_message
 
 
+# -- an https:// proxy: TLS with the proxy, then (wss) TLS with the origin inside it -------------
+
+
+@pytest.mark.parametrize("origin_tls", [False, True], ids=["ws", "wss"])
+def test_https_proxy_carries_http_and_websocket(
+    origin_tls: bool,
+    proxies: SharedProxies,
+    server_context: ServerContext,
+    trusting: ssl.SSLContext,
+    open_conn: ConnectionTracker,
+) -> None:
+    # The proxy's certificate names 127.0.0.1 only, the origin's localhost only: each
+    # session must be checked against its own peer's name.
+    daemon = proxies.get(Kind.SQUID, tls=True)
+    tls: dict[str, object] = {"transport": "tls", "tls_context": trusting} if origin_tls else {}
+    with Origin(ssl_context=server_context("localhost") if origin_tls else None) as origin:
+        conn = open_conn(
+            "localhost",
+            origin.port,
+            proxy=daemon.url(),
+            proxy_tls_context=trusting,
+            retry=0,
+            **tls,
+        )
+        assert conn.await_up() == "http"
+        get_hello(conn)
+        stream = upgrade(conn)
+        echo(conn, stream, "TLS in TLS" if origin_tls else "through TLS")
+        echo(conn, stream, "y" * 70_000)
+        came_through_proxy(origin, requests=2)
+        conn.close()
+        assert conn.wait_stopped(WAIT)
+
+
+def test_https_proxy_with_an_untrusted_certificate_is_refused(
+    proxies: SharedProxies, origin: Origin, open_conn: ConnectionTracker
+) -> None:
+    daemon = proxies.get(Kind.SQUID, tls=True)
+    # The default context trusts the system's CAs, which never signed the test CA's.
+    conn = open_conn("127.0.0.1", origin.port, proxy=daemon.url(), retry=0)
+    reason = gave_up_with(conn)
+    assert isinstance(reason, ssl.SSLCertVerificationError), reason
+
+
 # -- authentication -------------------------------------------------------------------------------
 
 
