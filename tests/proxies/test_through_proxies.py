@@ -122,7 +122,11 @@ def gave_up_with(conn: tether.Connection) -> BaseException:
 
 
 def wait_for_log(daemon: ProxyDaemon, text: str) -> str:
-    """The proxy's log once it contains ``text`` (it is written by another process)."""
+    """The proxy's log once it contains ``text`` (bounded by ``WAIT``).
+
+    Another process writes it, maybe after its answer reached tether: a file
+    gives no event to wait on, so it is read again until the text is there.
+    """
     deadline = time.monotonic() + WAIT
     while text not in (log := daemon.log()):
         assert time.monotonic() < deadline, f"{text!r} not in the log of {daemon!r}:\n{log}"
