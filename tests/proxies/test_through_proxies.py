@@ -200,6 +200,33 @@ def test_wss_through_an_http_proxy_refuses_a_certificate_for_another_name(
     assert "localhost" in reason.verify_message or "mismatch" in reason.verify_message
 
 
+# -- proxy="env": the proxy the environment names, unless NO_PROXY covers the origin ------------
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "source"),
+    [("", OUTGOING), ("example.com,127.0.0.1", "127.0.0.1")],
+    ids=["through-the-proxy", "no_proxy-names-the-origin"],
+)
+def test_proxy_env_reads_http_proxy_and_no_proxy(
+    no_proxy: str,
+    source: str,
+    monkeypatch: pytest.MonkeyPatch,
+    proxies: SharedProxies,
+    origin: Origin,
+    open_conn: ConnectionTracker,
+) -> None:
+    daemon = proxies.get(Kind.TINYPROXY)
+    for name in ("http_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", daemon.url())
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    conn = open_conn("127.0.0.1", origin.port, proxy="env", retry=0)
+    assert conn.await_up() == "http"
+    get_hello(conn)
+    assert origin.next_remote() == source  # through the proxy, or direct when excluded
+
+
 # -- an https:// proxy: TLS with the proxy, then (wss) TLS with the origin inside it -------------
 
 
