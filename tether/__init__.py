@@ -49,6 +49,7 @@ from tether._events import PingAck as PingAck
 from tether._events import Response as Response
 from tether._events import StreamRef as StreamRef
 from tether._events import Trailers as Trailers
+from tether._events import TunnelUp as TunnelUp
 from tether._events import Up as Up
 from tether._events import Upgrade as Upgrade
 from tether._events import Ws as Ws
@@ -140,6 +141,7 @@ __all__ = [
     "TetherError",
     "Text",
     "Trailers",
+    "TunnelUp",
     "UnsupportedByProtocol",
     "Up",
     "Upgrade",

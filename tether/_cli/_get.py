@@ -109,15 +109,16 @@ def _output(path: str | None) -> Iterator[BinaryIO]:
         yield file
 
 
-def _open(target: Target, args: argparse.Namespace) -> tuple[tether.Connection, str]:
-    """Open the connection and wait for ``Up``: the connection and its status-line version.
+def _open(target: Target, args: argparse.Namespace) -> tuple[tether.Connection, Target, str]:
+    """Open the connection and wait for ``Up``; failures become a :class:`CliFailure`.
 
-    Failures become a :class:`CliFailure`.
+    Returns the connection, the target as opened (its proxy resolved) and
+    the status-line version of what the connection speaks.
     """
     if args.connect_timeout <= 0 or (args.max_time is not None and args.max_time <= 0):
         raise CliFailure(ExitCode.USAGE, "timeouts must be > 0 seconds")
     protocols = ("http2", "http") if target.tls else ("http2",)
-    conn = target.open(
+    conn, target = target.open(
         retry=0,
         connect_timeout=args.connect_timeout,
         http_opts={"version": "HTTP/1.0" if args.http10 else "HTTP/1.1"},
@@ -134,8 +135,8 @@ def _open(target: Target, args: argparse.Namespace) -> tuple[tether.Connection, 
         conn.close()
         raise CliFailure(ExitCode.TIMEOUT, f"connecting to {target.where} timed out") from None
     if protocol == "http2":
-        return conn, "HTTP/2"
-    return conn, "HTTP/1.0" if args.http10 else "HTTP/1.1"
+        return conn, target, "HTTP/2"
+    return conn, target, "HTTP/1.0" if args.http10 else "HTTP/1.1"
 
 
 def _exchange(
@@ -231,10 +232,10 @@ def _write(args: argparse.Namespace, progress: Progress, data: bytes, out: Binar
 
 def get(args: argparse.Namespace) -> int:
     """Run ``tether get``; return the exit status (failures are raised as CliFailure)."""
-    target = parse_url(args.url, ("http", "https"), args.unix_socket)
+    target = parse_url(args.url, ("http", "https"), args.unix_socket, args.proxy)
     headers = parse_headers(args.header)
     with _output(args.output) as out:
-        conn, version = _open(target, args)
+        conn, target, version = _open(target, args)
         try:
             return _exchange(conn, target, args, headers, out, version=version)
         except OSError as exc:  # only writes raise it: connection failures are events

@@ -13,13 +13,16 @@ did before HTTP/2 existed (no dispatch layer in between).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from tether._events import Event, ProtocolName, StreamRef
 from tether._frames import Frame
 from tether._options import WsOpts
 from tether.protocol._validate import HeaderList
 from tether.protocol._ws import WsClient
+
+if TYPE_CHECKING:
+    from tether.protocol._client import Tunnel
 
 __all__ = ["HeadWait", "ProtocolEngine"]
 
@@ -54,6 +57,10 @@ class ProtocolEngine(Protocol):
     @property
     def ws_stream(self) -> StreamRef | None:
         """That Websocket's stream."""
+
+    @property
+    def tunnel(self) -> Tunnel | None:
+        """Set once a CONNECT through this connection succeeded (HTTP/1.1 only)."""
 
     @property
     def busy(self) -> bool:
@@ -124,6 +131,18 @@ class ProtocolEngine(Protocol):
         self, stream: StreamRef, target: bytes, headers: HeaderList, opts: WsOpts | None = None
     ) -> None:
         """A Websocket upgrade (HTTP/1.1) or extended CONNECT (HTTP/2)."""
+
+    def connect(
+        self,
+        stream: StreamRef,
+        authority: str,
+        headers: HeaderList,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        flow: int | None = None,
+    ) -> bool:
+        """Gun's ``gun:connect``: a CONNECT to ``authority``; True if it was sent."""
 
     def ws_send(self, frames: tuple[Frame, ...], stream: StreamRef | None = None) -> None:
         """Frames for a Websocket."""

@@ -185,6 +185,11 @@ class Http2Protocol:
         return None
 
     @property
+    def tunnel(self) -> None:
+        """None: a CONNECT tunnel through HTTP/2 is not there yet (see :meth:`connect`)."""
+        return None
+
+    @property
     def busy(self) -> bool:
         """True while a stream is queued or open (a Websocket among them)."""
         return bool(self._queue) or bool(self._open)
@@ -393,6 +398,29 @@ class Http2Protocol:
                 function="ws_upgrade",
             )
         )
+
+    def connect(
+        self,
+        stream: StreamRef,
+        authority: str,
+        headers: HeaderList,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        flow: int | None = None,
+    ) -> bool:
+        """Gun's ``gun:connect`` over HTTP/2: not yet; an ``Error`` for ``stream`` (False)."""
+        self._events.append(
+            Error(
+                self._conn,
+                stream,
+                InvalidRequestError(
+                    "CONNECT tunnels through an HTTP/2 connection are not supported yet; "
+                    "open the connection with protocols=('http',)"
+                ),
+            )
+        )
+        return False
 
     def ws_send(self, frames: tuple[Frame, ...], stream: StreamRef | None = None) -> None:
         """Send frames on a Websocket stream (``None``: the last one upgraded)."""
