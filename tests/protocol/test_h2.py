@@ -645,3 +645,14 @@ def test_a_status_that_is_no_status_code_fails_its_stream() -> None:
     assert error.stream is ref
     assert isinstance(error.reason, RemoteProtocolError)
     assert server.client.close_reason is None
+
+
+def test_connect_through_http2_is_an_error_for_its_stream() -> None:
+    server = up()
+    ref = StreamRef()
+    assert server.client.connect(ref, "example.test:443", []) is False
+    (error,) = server.client.events()
+    assert error.stream is ref
+    assert "protocols=('http',)" in str(error.reason)
+    assert server.client.tunnel is None
+    assert server.client.close_reason is None
