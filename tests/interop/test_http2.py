@@ -491,3 +491,26 @@ def test_node_http2(node_h2: tuple[int, dict[str, Any]], open_conn: ConnectionTr
     assert events[-1].headers == (("x-checksum", "42"),)
     ref = conn.ping()
     assert conn.inbox.receive(timeout=TIMEOUT) == tether.PingAck(conn, ref)  # type: ignore[union-attr]
+
+
+def test_a_slow_owner_pauses_the_reads_and_the_windows_bound_the_rest(
+    nghttpd: tuple[int, dict[str, Any]], open_conn: ConnectionTracker
+) -> None:
+    port, options = nghttpd
+    conn = open_conn("127.0.0.1", port, max_queue=10_000, max_queue_bytes=256 * 1024, **options)
+    assert conn.await_up(timeout=TIMEOUT) == "http2"
+    inbox = conn.inbox
+    assert inbox is not None
+    streams = [conn.get("/big.bin") for _ in range(4)]  # 4 MiB on one connection
+    deadline = time.monotonic() + TIMEOUT
+    while not conn.info(timeout=TIMEOUT).reading_paused:  # no event says it: polled, bounded
+        assert time.monotonic() < deadline, "the reads never paused"
+        time.sleep(0.005)
+    taken = inbox.flush(match=lambda m: isinstance(m, tether.Data))
+    held = sum(len(m.data) for m in taken)  # type: ignore[attr-defined]
+    assert held < 1024 * 1024  # the bound and a read past it: not the 4 MiB the server has
+    # So no stream is whole yet: the rest of each comes once the owner took these.
+    body = bytes(range(256)) * 4096
+    for stream in streams:
+        first = b"".join(m.data for m in taken if m.stream is stream)  # type: ignore[attr-defined]
+        assert first + conn.await_body(stream, timeout=TIMEOUT) == body
