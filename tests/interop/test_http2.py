@@ -514,3 +514,38 @@ def test_a_slow_owner_pauses_the_reads_and_the_windows_bound_the_rest(
     for stream in streams:
         first = b"".join(m.data for m in taken if m.stream is stream)  # type: ignore[attr-defined]
         assert first + conn.await_body(stream, timeout=TIMEOUT) == body
+
+
+def test_permessage_deflate_over_http2(h2_conn: Opener) -> None:
+    conn = h2_conn(ws_opts={"compress": True})
+    conn.await_up(timeout=TIMEOUT)
+    ws = conn.ws_upgrade("/websocket")
+    upgrade = conn.await_(ws, timeout=TIMEOUT)
+    assert isinstance(upgrade, tether.Upgrade)
+    extensions = dict(upgrade.headers).get("sec-websocket-extensions", "")
+    assert extensions.startswith("permessage-deflate")
+    text = "compressible " * 2000
+    conn.ws_send(tether.Text(text), stream=ws)
+    assert conn.await_(ws, timeout=TIMEOUT).frame == tether.Text(text)  # type: ignore[union-attr]
+    conn.ws_send(tether.Text("close me"), stream=ws)
+    assert conn.await_(ws, timeout=TIMEOUT).frame == tether.Close(1000, "")  # type: ignore[union-attr]
+
+
+def test_an_owner_that_goes_stops_an_http2_connection(
+    hypercorn: HypercornServer, thread_baseline: int
+) -> None:
+    owner = tether.Inbox()
+    options: dict[str, Any] = {"protocols": ("http2",)}
+    if hypercorn._ca is not None:
+        options = {"transport": "tls", "tls_context": tether_context(hypercorn._ca)}
+    conn = tether.open(hypercorn.host, hypercorn.port, owner=owner, **options)
+    try:
+        assert conn.await_up(timeout=TIMEOUT) == "http2"
+        ws = conn.ws_upgrade("/websocket")
+        assert isinstance(conn.await_(ws, timeout=TIMEOUT), tether.Upgrade)
+        owner.close()  # Gun's owner monitoring: the connection shuts itself down
+        assert conn.wait_stopped(TIMEOUT)
+        assert hypercorn.next_ws_end() is not None  # its Websocket was closed (1001) first
+    finally:
+        if conn.is_alive():
+            conn.close()
