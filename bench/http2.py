@@ -3,7 +3,8 @@
     .venv/bin/python bench/http2.py [--duration 2] [--rounds 3]
 
 Starts its servers as child processes on 127.0.0.1 (hypercorn with
-bench/_h2_app.py, h2c and HTTP/1.1 on one port; nghttpd if installed) and
+bench/_h2_app.py, h2c and HTTP/1.1 on one port; Node's http and http2,
+bench/h2_server.js, and nghttpd, if installed) and
 measures, each for ``--duration`` seconds, ``--rounds`` times (the best
 is printed, with all the runs):
 
@@ -90,6 +91,21 @@ def nghttpd(docs: Path) -> Iterator[int]:
     (docs / "index.html").write_bytes(b"hello")
     exe = shutil.which("nghttpd") or "/usr/sbin/nghttpd"
     return _server([exe, "--no-tls", "-a", HOST, "-d", str(docs), str(port)], port)
+
+
+@contextmanager
+def node() -> Iterator[tuple[int, int]]:
+    """bench/h2_server.js: Node's http (HTTP/1.1) and http2 (h2c); its two ports."""
+    proc = subprocess.Popen(["node", str(ROOT / "bench" / "h2_server.js")], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        words = dict(w.split("=") for w in proc.stdout.readline().decode().split()[1:])
+        yield int(words["http1"]), int(words["http2"])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _rate(duration: float, one_round: Callable[[], int]) -> float:
@@ -183,6 +199,15 @@ def main() -> None:
                 )
                 measure("hypercorn ws32 tether h2c", lambda: tether_ws32(port, ("http2",), d))
                 measure("hypercorn ws32 tether http/1.1", lambda: tether_ws32(port, ("http",), d))
+            if shutil.which("node"):
+                with node() as (h1_port, h2_port):
+                    measure(
+                        "node get100 tether h2c", lambda: tether_get100(h2_port, ("http2",), d)
+                    )
+                    measure("node get100 httpx h2c", lambda: httpx_get100(h2_port, d))
+                    measure(
+                        "node get100 tether http/1.1", lambda: tether_get100(h1_port, ("http",), d)
+                    )
             if shutil.which("nghttpd") or os.path.exists("/usr/sbin/nghttpd"):
                 with nghttpd(Path(tmp)) as port:
                     measure(
