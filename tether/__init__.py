@@ -60,6 +60,7 @@ from tether._options import HttpOpts as HttpOpts
 from tether._options import WsOpts as WsOpts
 from tether._proxies import Proxy as Proxy
 from tether._proxies import ProxyScheme as ProxyScheme
+from tether._wire import ConnectionRef as ConnectionRef
 from tether.actors import AsyncInbox as AsyncInbox
 from tether.actors import Connection as Connection
 from tether.actors import ConnectionInfo as ConnectionInfo
@@ -91,6 +92,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionDownError",
     "ConnectionInfo",
+    "ConnectionRef",
     "ConnectionState",
     "ConnectionStoppedError",
     "Crashed",

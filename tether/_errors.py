@@ -59,7 +59,6 @@ to ``open``, an unknown option) raise plain ``ValueError`` or
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -99,8 +98,64 @@ __all__ = [
 ]
 
 
+def _restore(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """Unpickle an error without calling its ``__init__`` (whose parameters are not ``args``)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
+
+
+def same_error(a: object, b: object) -> bool:
+    """Whether two errors say the same: type, ``args``, message and attributes.
+
+    Exceptions compare by identity; a pickled copy is another object. This
+    compares them as values (nested errors, e.g. ``last_reason``, too), so
+    that an error, and an event that carries one, compares equal to its
+    copy from another process. Not-errors compare with ``==``.
+    """
+    if a is b:
+        return True
+    if not isinstance(a, BaseException) or not isinstance(b, BaseException):
+        return bool(a == b)
+    if type(a) is not type(b) or str(a) != str(b) or len(a.args) != len(b.args):
+        return False
+    if not all(same_error(x, y) for x, y in zip(a.args, b.args, strict=True)):
+        return False
+    state_a, state_b = getattr(a, "__dict__", {}), getattr(b, "__dict__", {})
+    return state_a.keys() == state_b.keys() and all(
+        same_error(value, state_b[key]) for key, value in state_a.items()
+    )
+
+
+def error_key(error: BaseException) -> tuple[Any, ...]:
+    """A hash key consistent with ``same_error``: the type and the message."""
+    return (type(error), str(error))
+
+
 class TetherError(Exception):
-    """The root of every error tether defines."""
+    """The root of every error tether defines.
+
+    Every tether error survives ``pickle`` (an owner in another process, a
+    Ray actor): the copy has the same type, message, ``args`` and
+    attributes, and compares equal to the original (``==`` compares errors
+    as values, see ``same_error``; ``hash`` agrees). Thread-safe: errors
+    are not changed after they are raised.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls cls(*self.args), but our __init__s
+        # take other parameters than the message args holds (WsClosed,
+        # RetriesExhausted, ...): rebuild without __init__, then the
+        # attributes from __dict__.
+        return (_restore, (type(self), self.args), self.__dict__ or None)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BaseException):
+            return NotImplemented
+        return same_error(self, other)
+
+    def __hash__(self) -> int:
+        return hash(error_key(self))
 
 
 class CallError(TetherError):
@@ -257,18 +312,6 @@ class ProxyError(ReportedError):
         self.reply = reply
         self.headers = headers
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Exception's own reduce calls cls(*args): the keyword-only
-        # attributes would be lost (a TypeError at unpickling).
-        rebuild = functools.partial(
-            type(self),
-            proxy=self.proxy,
-            status=self.status,
-            reply=self.reply,
-            headers=self.headers,
-        )
-        return (rebuild, self.args, self.__dict__)
-
 
 class WsClosed(ReportedError):
     """The Websocket closing handshake ended the connection.
@@ -364,6 +407,8 @@ class SupervisorGaveUp(ReportedError):
     """More than ``max_restarts`` restarts within ``period``: the supervisor crashed.
 
     Attributes:
+        max_restarts: the supervisor's restart intensity ...
+        period: ... within this many seconds.
         last_reason: the exit reason of the child whose restart was one too many.
     """
 
@@ -373,4 +418,6 @@ class SupervisorGaveUp(ReportedError):
         super().__init__(
             f"more than {max_restarts} restart(s) within {period} s; last reason: {last_reason!r}"
         )
+        self.max_restarts = max_restarts
+        self.period = period
         self.last_reason = last_reason
