@@ -16,10 +16,12 @@ from tether._errors import ConnectTimeout as ConnectTimeout
 from tether._errors import Crashed as Crashed
 from tether._errors import InboxClosedError as InboxClosedError
 from tether._errors import InvalidRequestError as InvalidRequestError
+from tether._errors import NoConnectionAvailable as NoConnectionAvailable
 from tether._errors import NotUpgradedError as NotUpgradedError
 from tether._errors import OwnerDown as OwnerDown
 from tether._errors import OwnerError as OwnerError
 from tether._errors import PongTimeout as PongTimeout
+from tether._errors import PoolStopped as PoolStopped
 from tether._errors import ProtocolError as ProtocolError
 from tether._errors import ProxyError as ProxyError
 from tether._errors import ReceiveTimeout as ReceiveTimeout
@@ -69,6 +71,12 @@ from tether.actors import Inbox as Inbox
 from tether.actors import Owner as Owner
 from tether.actors import OwnerActor as OwnerActor
 from tether.actors import StreamInfo as StreamInfo
+from tether.pool import Pool as Pool
+from tether.pool import PoolConnectionInfo as PoolConnectionInfo
+from tether.pool import PoolConnectionState as PoolConnectionState
+from tether.pool import PoolInfo as PoolInfo
+from tether.pool import PoolState as PoolState
+from tether.pool import start_pool as start_pool
 from tether.supervision import ChildInfo as ChildInfo
 from tether.supervision import ChildSpec as ChildSpec
 from tether.supervision import Supervised as Supervised
@@ -107,6 +115,7 @@ __all__ = [
     "InboxClosedError",
     "Inform",
     "InvalidRequestError",
+    "NoConnectionAvailable",
     "NotUpgradedError",
     "OwnerActor",
     "OwnerDown",
@@ -114,6 +123,12 @@ __all__ = [
     "Ping",
     "Pong",
     "PongTimeout",
+    "Pool",
+    "PoolConnectionInfo",
+    "PoolConnectionState",
+    "PoolInfo",
+    "PoolState",
+    "PoolStopped",
     "ProtocolError",
     "Proxy",
     "ProxyError",
@@ -146,4 +161,5 @@ __all__ = [
     "WsOpts",
     "open",
     "open_unix",
+    "start_pool",
 ]

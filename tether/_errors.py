@@ -32,7 +32,9 @@ TetherError
 │   ├── SendTimeout             (also TimeoutError) the send buffer stayed full
 │   ├── StreamLost              await_* on a stream the connection lost (carries the reason)
 │   ├── ConnectionDownError     await_up saw the connection go down first (carries the reason)
-│   └── SupervisorStopped       (+ Reported) the supervisor stopped (or gave up), with its children
+│   ├── SupervisorStopped       (+ Reported) the supervisor stopped (or gave up), with its children
+│   ├── NoConnectionAvailable   (also TimeoutError) no pooled connection took a stream in time
+│   └── PoolStopped             a pool request after the pool stopped
 └── ReportedError               the reason in a Down or Error event
     ├── ConnectTimeout          (also TimeoutError) connect_timeout (or a phase's own) elapsed
     ├── WriteTimeout            (also TimeoutError) bytes waited send_timeout to be sent
@@ -74,10 +76,12 @@ __all__ = [
     "Crashed",
     "InboxClosedError",
     "InvalidRequestError",
+    "NoConnectionAvailable",
     "NotUpgradedError",
     "OwnerDown",
     "OwnerError",
     "PongTimeout",
+    "PoolStopped",
     "ProtocolError",
     "ProxyError",
     "ReceiveTimeout",
@@ -421,3 +425,30 @@ class SupervisorGaveUp(ReportedError):
         self.max_restarts = max_restarts
         self.period = period
         self.last_reason = last_reason
+
+
+class NoConnectionAvailable(CallError, TimeoutError):
+    """A pool request found no connection that could take a stream within ``checkout_timeout``.
+
+    Gun's ``{error, no_connection_available, _}``: every connection was
+    down, or busy (HTTP/1.1: one request at a time each). Nothing was sent.
+
+    Attributes:
+        timeout: how long the call waited, in seconds.
+    """
+
+    def __init__(self, message: str, *, timeout: float) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class PoolStopped(CallError):
+    """The pool has stopped (``stop()``, or its supervisor gave up): nothing was sent.
+
+    Attributes:
+        reason: why, if its supervisor gave up (else None).
+    """
+
+    def __init__(self, message: str, reason: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason

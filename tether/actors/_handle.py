@@ -180,6 +180,11 @@ class Connection:
     events. The handle stays valid across reconnects.
     """
 
+    # Called in the connection's turn with each stream opened with a
+    # reply_to as its last event is told (tether.actors._routing): how a
+    # pool learns that a connection has capacity again. Must not block.
+    _stream_ended: Callable[[StreamRef], None] | None = None
+
     def __init__(
         self, host: str, port: int, opts: ConnectOpts, owner: Owner, unix_path: str | None = None
     ) -> None:
