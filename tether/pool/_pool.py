@@ -20,13 +20,14 @@ been sent, and there is no stream yet that an event could belong to.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 from weakref import WeakKeyDictionary
 
 import pykka
 
-from tether._errors import OwnerError, PoolStopped, ReceiveTimeout
+from tether._errors import ConnectionStoppedError, OwnerError, PoolStopped, ReceiveTimeout
 from tether._events import StreamRef
 from tether._options import WsOpts, check_positive_seconds
 from tether.actors import Connection, Inbox, Owner, StreamInfo
@@ -171,16 +172,34 @@ class Pool:
         ws_for_good: Callable[[Connection], bool] | None = None,
     ) -> StreamRef:
         slots = self._slots
-        slot: Slot = slots.checkout(self.checkout_timeout)
-        stream: StreamRef | None = None
-        conn = slot.conn
-        try:
-            stream = send(conn, self.owner if reply_to is None else reply_to)
-        finally:
-            lasting = stream is not None and ws_for_good is not None and ws_for_good(conn)
-            slots.issued(slot, stream, ws_for_good=lasting)
-        slots.remember(self._streams, stream, conn)
-        return stream
+        target = self.owner if reply_to is None else reply_to
+        timeout = self.checkout_timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            slot: Slot = slots.checkout(deadline, timeout)
+            stream: StreamRef | None = None
+            conn = slot.conn
+            try:
+                stream = send(conn, target)
+            except ConnectionStoppedError:
+                # It stopped for good just now, before the manager heard:
+                # nothing was sent; take another (the manager replaces it).
+                slots.stopped_for_good(conn)
+                continue
+            finally:
+                lasting = stream is not None and ws_for_good is not None and ws_for_good(conn)
+                slots.issued(slot, stream, ws_for_good=lasting)
+            slots.remember(self._streams, stream, conn)
+            return stream
+
+    def connection_of(self, stream: StreamRef) -> Connection:
+        """The connection that carries ``stream`` (one of this pool's live streams).
+
+        Raises:
+            TypeError: ``stream`` is not a ``StreamRef``.
+            ValueError: it is not a stream of this pool.
+        """
+        return self._conn_of(stream)
 
     def _conn_of(self, stream: StreamRef) -> Connection:
         if not isinstance(stream, StreamRef):

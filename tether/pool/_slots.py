@@ -241,14 +241,16 @@ class Slots:
 
     # -- the callers' side ----------------------------------------------------------
 
-    def checkout(self, timeout: float) -> Slot:
-        """Reserve room on a connection that is up and has some, waiting up to ``timeout``.
+    def checkout(self, deadline: float, timeout: float) -> Slot:
+        """Reserve room on a connection that is up and has some, waiting until ``deadline``.
+
+        ``deadline`` is a ``time.monotonic()`` value, ``timeout`` the wait it
+        stands for (for the message).
 
         Raises:
-            NoConnectionAvailable: none had room within ``timeout``.
+            NoConnectionAvailable: none had room by ``deadline``.
             PoolStopped: the pool stopped (also while waiting).
         """
-        deadline = time.monotonic() + timeout
         with self._lock:
             while True:
                 if self.stopped:
