@@ -55,6 +55,7 @@ class PoolManager(pykka.ThreadingActor):
             # pool is done, as a supervisor tree's subtree is.
             log.warning("pool to %s:%s stopped: %r", slots.host, slots.port, reason)
             slots.stop(reason)
+            self.stop()  # nothing left to own
             return
         # Gun's manager opens a new connection when one goes down for good.
         try:
