@@ -188,8 +188,7 @@ class Pool:
                 continue
             finally:
                 lasting = stream is not None and ws_for_good is not None and ws_for_good(conn)
-                slots.issued(slot, stream, ws_for_good=lasting)
-            slots.remember(self._streams, stream, conn)
+                slots.issued(slot, stream, self._streams, ws_for_good=lasting)
             return stream
 
     def connection_of(self, stream: StreamRef) -> Connection:
@@ -204,7 +203,7 @@ class Pool:
     def _conn_of(self, stream: StreamRef) -> Connection:
         if not isinstance(stream, StreamRef):
             raise TypeError(f"stream must be a StreamRef, not {type(stream).__name__}")
-        conn = self._slots.recall(self._streams, stream)
+        conn = self._streams.get(stream)  # written under the slots' lock
         if conn is None:
             raise ValueError(f"{stream!r} is not a stream of this pool")
         return conn

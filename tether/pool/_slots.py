@@ -275,15 +275,25 @@ class Slots:
                 return slot
         return None
 
-    def issued(self, slot: Slot, stream: StreamRef | None, *, ws_for_good: bool = False) -> None:
+    def issued(
+        self,
+        slot: Slot,
+        stream: StreamRef | None,
+        streams: WeakKeyDictionary[StreamRef, Connection],
+        *,
+        ws_for_good: bool = False,
+    ) -> None:
         """The checkout's request call returned ``stream`` (None: it raised).
 
+        ``streams`` is the pool's table of its live streams' connections
+        (written under this lock; read without it: one dict lookup).
         ``ws_for_good``: it was an upgrade that the connection repeats after
         each reconnect (``reupgrade``).
         """
         with self._lock:
             slot.reserved -= 1
             if stream is not None:
+                streams[stream] = slot.conn
                 if ws_for_good:
                     slot.ws = True
                 if stream in slot.early:
@@ -294,19 +304,6 @@ class Slots:
                 slot.early.clear()
             if slot.free():
                 self._changed.notify()
-
-    def remember(
-        self, table: WeakKeyDictionary[StreamRef, Connection], stream: StreamRef, conn: Connection
-    ) -> None:
-        """``stream`` is on ``conn`` (the pool's table of its live streams, under the lock)."""
-        with self._lock:
-            table[stream] = conn
-
-    def recall(
-        self, table: WeakKeyDictionary[StreamRef, Connection], stream: StreamRef
-    ) -> Connection | None:
-        with self._lock:
-            return table.get(stream)
 
     def release(self, slot: Slot, stream: StreamRef) -> None:
         """``stream`` no longer counts (cancelled: its response is read and dropped)."""
