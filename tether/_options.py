@@ -398,7 +398,9 @@ class ConnectOpts:
             ``"env"``); ``None``: connect directly (``docs/proxies.md``).
         proxy_tls_context: the ``ssl.SSLContext`` of the TLS with an
             ``https://`` proxy; ``None``: the system's trust store,
-            verification on (``tls_context`` is the origin's).
+            verification on (``tls_context`` is the origin's). With no
+            ``https://`` proxy it is refused, except with ``proxy="env"``:
+            there it is dropped when the environment names no such proxy.
     """
 
     transport: Literal["tcp", "tls"] = "tcp"

@@ -31,6 +31,7 @@ class ExitCode(enum.IntEnum):
     TLS_FAILED = 35  # curl: TLS handshake failed
     CONNECTION_LOST = 56  # curl: failure receiving network data
     TLS_UNTRUSTED = 60  # curl: the peer's certificate could not be verified
+    PROXY_FAILED = 97  # curl: proxy handshake error
 
 
 _MEANING = {
@@ -46,6 +47,7 @@ _MEANING = {
     ExitCode.TLS_FAILED: "TLS handshake failed",
     ExitCode.CONNECTION_LOST: "the connection was lost",
     ExitCode.TLS_UNTRUSTED: "the server's certificate could not be verified",
+    ExitCode.PROXY_FAILED: "the proxy refused the tunnel, or broke its handshake",
 }
 
 
@@ -86,6 +88,8 @@ def classify(reason: BaseException | None, where: str) -> CliFailure:
     """
     cause = _root_cause(reason)
     match cause:
+        case tether.ProxyError():  # it names the proxy (never the password) and the origin
+            return CliFailure(ExitCode.PROXY_FAILED, str(cause))
         case ssl.SSLCertVerificationError():
             # Raised by the ssl module these attributes are set; built by hand they may not be.
             detail = getattr(cause, "verify_message", None) or str(cause)

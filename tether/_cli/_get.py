@@ -100,11 +100,14 @@ def _output(path: str | None) -> Iterator[BinaryIO]:
         yield file
 
 
-def _open(target: Target, args: argparse.Namespace) -> tether.Connection:
-    """Open the connection and wait for ``Up``; failures become a :class:`CliFailure`."""
+def _open(target: Target, args: argparse.Namespace) -> tuple[tether.Connection, Target]:
+    """Open the connection and wait for ``Up``; failures become a :class:`CliFailure`.
+
+    Returns the connection and the target as opened (its proxy resolved).
+    """
     if args.connect_timeout <= 0 or (args.max_time is not None and args.max_time <= 0):
         raise CliFailure(ExitCode.USAGE, "timeouts must be > 0 seconds")
-    conn = target.open(
+    conn, target = target.open(
         retry=0,
         connect_timeout=args.connect_timeout,
         http_opts={"version": "HTTP/1.0" if args.http10 else "HTTP/1.1"},
@@ -119,7 +122,7 @@ def _open(target: Target, args: argparse.Namespace) -> tether.Connection:
     except tether.ReceiveTimeout:
         conn.close()
         raise CliFailure(ExitCode.TIMEOUT, f"connecting to {target.where} timed out") from None
-    return conn
+    return conn, target
 
 
 def _exchange(
@@ -214,10 +217,10 @@ def _write(args: argparse.Namespace, progress: Progress, data: bytes, out: Binar
 
 def get(args: argparse.Namespace) -> int:
     """Run ``tether get``; return the exit status (failures are raised as CliFailure)."""
-    target = parse_url(args.url, ("http", "https"), args.unix_socket)
+    target = parse_url(args.url, ("http", "https"), args.unix_socket, args.proxy)
     headers = parse_headers(args.header)
     with _output(args.output) as out:
-        conn = _open(target, args)
+        conn, target = _open(target, args)
         try:
             return _exchange(conn, target, args, headers, out)
         except OSError as exc:  # only writes raise it: connection failures are events

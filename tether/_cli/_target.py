@@ -7,20 +7,32 @@ system's trust store unless ``--cacert FILE`` names another CA bundle or
 the connection goes to that Unix domain socket (``tether.open_unix``):
 the URL gives the scheme and the path, and the ``host`` header is
 ``localhost``, as Gun's ``open_unix`` sends (``-H 'host: ...'`` overrides it).
+With ``--proxy URL`` (curl's ``-x``) every connect goes through that proxy
+(``tether.open``'s ``proxy=``); ``--proxy env`` is ``proxy="env"``, the
+environment's ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import tether
 from tether._cli._exit import CliFailure, ExitCode
+from tether._proxies import parse_proxy
 
-__all__ = ["Target", "add_connection_options", "parse_headers", "parse_url", "tls_options"]
+__all__ = [
+    "Target",
+    "add_connection_options",
+    "parse_headers",
+    "parse_proxy_option",
+    "parse_url",
+    "tls_options",
+]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _TLS_SCHEMES = frozenset({"https", "wss"})
@@ -36,27 +48,79 @@ class Target:
     tls: bool
     path: str  # the request target: path and query
     unix_socket: str | None = None  # --unix-socket: connect there instead
+    # --proxy: a parsed URL, or "env" until open() has read the environment.
+    proxy: tether.Proxy | Literal["env"] | None = None
 
     @property
     def where(self) -> str:
-        """``host:port`` (IPv6 addresses in brackets), or ``unix:PATH``, for messages."""
+        """``host:port`` (IPv6 in brackets) or ``unix:PATH``, ``via proxy URL``: for messages."""
         if self.unix_socket is not None:
             return f"unix:{self.unix_socket}"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return f"{host}:{self.port}{self.via}"
 
-    def open(self, **options: Any) -> tether.Connection:
-        """``tether.open`` to host and port, or ``tether.open_unix`` with ``--unix-socket``."""
-        if self.unix_socket is None:
-            return tether.open(self.host, self.port, **options)
+    @property
+    def via(self) -> str:
+        """`` via proxy URL`` (never the password), or ``""`` for a direct connection."""
+        match self.proxy:
+            case tether.Proxy(url=url):
+                return f" via proxy {url}"
+            case "env":
+                return " via the environment's proxy, if any"
+            case _:
+                return ""
+
+    def open(self, **options: Any) -> tuple[tether.Connection, Target]:
+        """``tether.open`` (``open_unix`` with ``--unix-socket``); the connection and this target.
+
+        The target returned names the proxy the connection goes through:
+        with ``--proxy env``, the one the environment gave (or none).
+        """
+        if self.unix_socket is not None:
+            try:
+                return tether.open_unix(self.unix_socket, **options), self
+            except ValueError as exc:  # a path the kernel would refuse (too long, ...)
+                raise CliFailure(ExitCode.USAGE, f"--unix-socket: {exc}") from None
+        if self.proxy is not None:
+            options["proxy"] = self.proxy
         try:
-            return tether.open_unix(self.unix_socket, **options)
-        except ValueError as exc:  # a path the kernel would refuse (too long, ...)
-            raise CliFailure(ExitCode.USAGE, f"--unix-socket: {exc}") from None
+            conn = tether.open(self.host, self.port, **options)
+        except ValueError as exc:
+            if self.proxy != "env":
+                raise
+            # HTTP_PROXY and its kind set to what is not a proxy URL (named in exc).
+            raise CliFailure(ExitCode.USAGE, f"--proxy env: {exc}") from None
+        return conn, dataclasses.replace(self, proxy=conn.opts.proxy)
 
 
-def parse_url(url: str, schemes: tuple[str, ...], unix_socket: str | None = None) -> Target:
-    """Split ``url``; a malformed one, or one of another scheme, is a BAD_URL failure."""
+def parse_proxy_option(value: str | None) -> tether.Proxy | Literal["env"] | None:
+    """``--proxy``'s value: a parsed proxy URL, ``"env"``, or None; a bad URL is a usage error."""
+    if value is None:
+        return None
+    if value == "env":
+        return "env"
+    try:
+        return parse_proxy(value)
+    except ValueError as exc:  # the message says why, never with the password
+        raise CliFailure(ExitCode.USAGE, f"--proxy: {exc}") from None
+
+
+def parse_url(
+    url: str,
+    schemes: tuple[str, ...],
+    unix_socket: str | None = None,
+    proxy: str | None = None,
+) -> Target:
+    """Split ``url``; a malformed one, or one of another scheme, is a BAD_URL failure.
+
+    ``unix_socket`` and ``proxy`` are the options' values; both at once, or
+    a bad proxy URL, is a USAGE failure.
+    """
+    if unix_socket is not None and proxy is not None:
+        raise CliFailure(
+            ExitCode.USAGE, "--unix-socket and --proxy exclude each other (a Unix socket is local)"
+        )
+    parsed_proxy = parse_proxy_option(proxy)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -80,6 +144,7 @@ def parse_url(url: str, schemes: tuple[str, ...], unix_socket: str | None = None
         tls=scheme in _TLS_SCHEMES,
         path=path,
         unix_socket=unix_socket,
+        proxy=parsed_proxy,
     )
 
 
@@ -132,4 +197,13 @@ def add_connection_options(p: argparse.ArgumentParser, header_help: str) -> None
         "--unix-socket",
         metavar="PATH",
         help="connect through this Unix domain socket (the URL gives the path; host: localhost)",
+    )
+    p.add_argument(
+        "-x",
+        "--proxy",
+        metavar="URL",
+        help=(
+            "connect through this proxy: http://[USER:PASS@]HOST[:PORT], https://..., "
+            "socks5://..., socks5h://...; 'env': HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY"
+        ),
     )

@@ -232,7 +232,7 @@ class _Session:
         """What the connection (or its retry announcer) told, but its Down."""
         match message:
             case tether.Up() as up:
-                self.note(describe(up))
+                self.note(describe(up) + self.target.via)
                 self.lost = None  # reconnected without a wait (a restart after a crash)
                 if not self.ever_upgraded:
                     self.conn.ws_upgrade(self.target.path, self.upgrade_headers)
@@ -306,12 +306,12 @@ class _Session:
 
 def ws(args: argparse.Namespace) -> int:
     """Run ``tether ws``; return the exit status (failures are raised as CliFailure)."""
-    target = parse_url(args.url, ("ws", "wss"), args.unix_socket)
+    target = parse_url(args.url, ("ws", "wss"), args.unix_socket, args.proxy)
     if args.connect_timeout <= 0 or args.retry < 0:
         raise CliFailure(ExitCode.USAGE, "--connect-timeout must be > 0 and --retry >= 0")
     headers = parse_headers(args.header)
     inbox = tether.Inbox()
-    conn = target.open(
+    conn, target = target.open(
         owner=inbox,
         retry=args.retry if args.reupgrade else 0,
         retry_backoff=_AnnouncedBackoff(inbox),

@@ -980,11 +980,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         proto = self._proto
         if proto is None:
             if self._state is State.CONNECTING:  # during a TLS or proxy handshake
-                during = self._phases.attempt or ConnectPhase.TLS_HANDSHAKE
-                what = during.describe(*self._phases.target)
-                self._connection_failed(
-                    reason or ConnectionClosed(f"the server closed the connection during {what}")
-                )
+                self._connection_failed(reason or self._closed_while_connecting())
             return
         if reason is None:
             proto.receive_data(b"")
@@ -992,6 +988,19 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             if self._proto is None:
                 return  # handled as a protocol close
         self._lost(reason or ConnectionClosed())
+
+    def _closed_while_connecting(self) -> BaseException:
+        """Why an attempt failed when the server closed the connection (a proxy's words)."""
+        chain = self._chain
+        if chain is not None and chain.handshake is not None:
+            try:
+                chain.handshake.receive(b"")  # the end: the handshake names what it waited for
+            except ProxyError as exc:
+                return exc
+        during = self._phases.attempt or ConnectPhase.TLS_HANDSHAKE
+        return ConnectionClosed(
+            f"the server closed the connection during {during.describe(*self._phases.target)}"
+        )
 
     def _lost(self, reason: BaseException) -> None:
         """The connection ended: Down, then reconnect (or stop if shutting down)."""

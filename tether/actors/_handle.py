@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import enum
 import pickle
+import ssl
 import threading
 import time
 import weakref
@@ -1106,7 +1107,14 @@ def open_connection(
     check_host(host, port)
     if options.get("proxy") == "env":  # explicit: the environment is read only when asked
         tls = options.get("transport") == "tls"
-        options["proxy"] = proxy_from_environment(tls=tls, host=host, port=port)
+        found = proxy_from_environment(tls=tls, host=host, port=port)
+        options["proxy"] = found
+        if (found is None or not found.tls) and isinstance(
+            options.get("proxy_tls_context"), ssl.SSLContext
+        ):
+            # Given for the https:// proxy the environment might name (the caller
+            # cannot know which): unused, not an error, when it names another.
+            options.pop("proxy_tls_context", None)
     opts = _build_opts(options)
     conn = Connection(host, port, opts, _owner(owner))
     start(conn)
