@@ -15,7 +15,7 @@ import pytest
 import tether
 from tests.interop.aiohttp_server import AiohttpServer
 
-pytestmark = pytest.mark.usefixtures("thread_baseline")
+pytestmark = pytest.mark.usefixtures("thread_baseline", "checked_lock_order")
 
 Start = Callable[..., tether.Pool]
 
