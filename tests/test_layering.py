@@ -25,6 +25,7 @@ SANS_IO_FORBIDDEN = (
     "pykka",
     "tether.actors",
     "tether.supervision",
+    "tether.pool",
     "tether.server",
 )
 
@@ -78,6 +79,22 @@ def test_sans_io_modules_import_no_io_threads_clocks_or_actors(path):
 @pytest.mark.parametrize("path", sorted((TETHER / "actors").rglob("*.py")), ids=module_name)
 def test_actors_do_not_import_supervision(path):
     assert violations(path, ("tether.supervision",)) == []
+
+
+BELOW_POOLS = sorted(
+    p for layer in ("protocol", "actors", "supervision") for p in (TETHER / layer).rglob("*.py")
+)
+
+
+@pytest.mark.parametrize("path", BELOW_POOLS, ids=module_name)
+def test_the_layers_below_pools_do_not_import_them(path):
+    # Pools are a face over supervised connections: tether.pool -> supervision -> actors.
+    assert violations(path, ("tether.pool",)) == []
+
+
+def test_pools_import_no_server_or_testing_helpers():
+    for path in sorted((TETHER / "pool").rglob("*.py")):
+        assert violations(path, ("tether.server", "tether.testing")) == [], path
 
 
 def test_pair_helper_imports_only_the_protocol_leaves_h11_and_wsproto():

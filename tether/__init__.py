@@ -17,10 +17,12 @@ from tether._errors import Crashed as Crashed
 from tether._errors import GoAway as GoAway
 from tether._errors import InboxClosedError as InboxClosedError
 from tether._errors import InvalidRequestError as InvalidRequestError
+from tether._errors import NoConnectionAvailable as NoConnectionAvailable
 from tether._errors import NotUpgradedError as NotUpgradedError
 from tether._errors import OwnerDown as OwnerDown
 from tether._errors import OwnerError as OwnerError
 from tether._errors import PongTimeout as PongTimeout
+from tether._errors import PoolStopped as PoolStopped
 from tether._errors import ProtocolError as ProtocolError
 from tether._errors import ProxyError as ProxyError
 from tether._errors import ReceiveTimeout as ReceiveTimeout
@@ -65,6 +67,7 @@ from tether._options import HttpOpts as HttpOpts
 from tether._options import WsOpts as WsOpts
 from tether._proxies import Proxy as Proxy
 from tether._proxies import ProxyScheme as ProxyScheme
+from tether._wire import ConnectionRef as ConnectionRef
 from tether.actors import AsyncInbox as AsyncInbox
 from tether.actors import Connection as Connection
 from tether.actors import ConnectionInfo as ConnectionInfo
@@ -73,6 +76,12 @@ from tether.actors import Inbox as Inbox
 from tether.actors import Owner as Owner
 from tether.actors import OwnerActor as OwnerActor
 from tether.actors import StreamInfo as StreamInfo
+from tether.pool import Pool as Pool
+from tether.pool import PoolConnectionInfo as PoolConnectionInfo
+from tether.pool import PoolConnectionState as PoolConnectionState
+from tether.pool import PoolInfo as PoolInfo
+from tether.pool import PoolState as PoolState
+from tether.pool import start_pool as start_pool
 from tether.supervision import ChildInfo as ChildInfo
 from tether.supervision import ChildSpec as ChildSpec
 from tether.supervision import Supervised as Supervised
@@ -96,6 +105,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionDownError",
     "ConnectionInfo",
+    "ConnectionRef",
     "ConnectionState",
     "ConnectionStoppedError",
     "Crashed",
@@ -111,6 +121,7 @@ __all__ = [
     "InboxClosedError",
     "Inform",
     "InvalidRequestError",
+    "NoConnectionAvailable",
     "NotUpgradedError",
     "OwnerActor",
     "OwnerDown",
@@ -119,6 +130,12 @@ __all__ = [
     "PingAck",
     "Pong",
     "PongTimeout",
+    "Pool",
+    "PoolConnectionInfo",
+    "PoolConnectionState",
+    "PoolInfo",
+    "PoolState",
+    "PoolStopped",
     "ProtocolError",
     "Proxy",
     "ProxyError",
@@ -154,4 +171,5 @@ __all__ = [
     "WsOpts",
     "open",
     "open_unix",
+    "start_pool",
 ]

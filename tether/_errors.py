@@ -32,7 +32,9 @@ TetherError
 │   ├── SendTimeout             (also TimeoutError) the send buffer stayed full
 │   ├── StreamLost              await_* on a stream the connection lost (carries the reason)
 │   ├── ConnectionDownError     await_up saw the connection go down first (carries the reason)
-│   └── SupervisorStopped       (+ Reported) the supervisor stopped (or gave up), with its children
+│   ├── SupervisorStopped       (+ Reported) the supervisor stopped (or gave up), with its children
+│   ├── NoConnectionAvailable   (also TimeoutError) no pooled connection took a stream in time
+│   └── PoolStopped             a pool request after the pool stopped
 └── ReportedError               the reason in a Down or Error event
     ├── ConnectTimeout          (also TimeoutError) connect_timeout (or a phase's own) elapsed
     ├── WriteTimeout            (also TimeoutError) bytes waited send_timeout to be sent
@@ -62,7 +64,7 @@ to ``open``, an unknown option) raise plain ``ValueError`` or
 
 from __future__ import annotations
 
-import functools
+import pickle
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -78,10 +80,12 @@ __all__ = [
     "Crashed",
     "InboxClosedError",
     "InvalidRequestError",
+    "NoConnectionAvailable",
     "NotUpgradedError",
     "OwnerDown",
     "OwnerError",
     "PongTimeout",
+    "PoolStopped",
     "ProtocolError",
     "ProxyError",
     "ReceiveTimeout",
@@ -102,8 +106,85 @@ __all__ = [
 ]
 
 
+def _restore(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """Unpickle an error without calling its ``__init__`` (whose parameters are not ``args``)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
+
+
+def _portable(value: object) -> object:
+    """``value``, or, for an error carried by ours that would not survive pickle, a stand-in.
+
+    An error a tether error carries (``Crashed.exception``, a
+    ``last_reason``) may be the user's, and not survive a round trip (an
+    ``__init__`` whose parameters are not its ``args`` fails to load, as
+    ``WsClosed``'s did). Rather than fail the whole event on its way to
+    another process, it travels as a ``RuntimeError`` naming its type and
+    message. Tried only when pickling, so only errors on their way out pay.
+    """
+    if not isinstance(value, BaseException) or isinstance(value, TetherError):
+        return value
+    try:
+        pickle.loads(pickle.dumps(value))
+    except Exception:
+        kind = type(value)
+        return RuntimeError(f"{kind.__module__}.{kind.__qualname__}: {value}")
+    return value
+
+
+def same_error(a: object, b: object) -> bool:
+    """Whether two errors say the same: type, ``args``, message and attributes.
+
+    Exceptions compare by identity; a pickled copy is another object. This
+    compares them as values (nested errors, e.g. ``last_reason``, too), so
+    that an error, and an event that carries one, compares equal to its
+    copy from another process. Not-errors compare with ``==``.
+    """
+    if a is b:
+        return True
+    if not isinstance(a, BaseException) or not isinstance(b, BaseException):
+        return bool(a == b)
+    if type(a) is not type(b) or str(a) != str(b) or len(a.args) != len(b.args):
+        return False
+    if not all(same_error(x, y) for x, y in zip(a.args, b.args, strict=True)):
+        return False
+    state_a, state_b = getattr(a, "__dict__", {}), getattr(b, "__dict__", {})
+    return state_a.keys() == state_b.keys() and all(
+        same_error(value, state_b[key]) for key, value in state_a.items()
+    )
+
+
+def error_key(error: BaseException) -> tuple[Any, ...]:
+    """A hash key consistent with ``same_error``: the type and the message."""
+    return (type(error), str(error))
+
+
 class TetherError(Exception):
-    """The root of every error tether defines."""
+    """The root of every error tether defines.
+
+    Every tether error survives ``pickle`` (an owner in another process, a
+    Ray actor): the copy has the same type, message, ``args`` and
+    attributes, and compares equal to the original (``==`` compares errors
+    as values, see ``same_error``; ``hash`` agrees). Thread-safe: errors
+    are not changed after they are raised.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls cls(*self.args), but our __init__s
+        # take other parameters than the message args holds (WsClosed,
+        # RetriesExhausted, ...): rebuild without __init__, then the
+        # attributes from __dict__.
+        state = {key: _portable(value) for key, value in self.__dict__.items()}
+        return (_restore, (type(self), self.args), state or None)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BaseException):
+            return NotImplemented
+        return same_error(self, other)
+
+    def __hash__(self) -> int:
+        return hash(error_key(self))
 
 
 class CallError(TetherError):
@@ -306,18 +387,6 @@ class ProxyError(ReportedError):
         self.reply = reply
         self.headers = headers
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Exception's own reduce calls cls(*args): the keyword-only
-        # attributes would be lost (a TypeError at unpickling).
-        rebuild = functools.partial(
-            type(self),
-            proxy=self.proxy,
-            status=self.status,
-            reply=self.reply,
-            headers=self.headers,
-        )
-        return (rebuild, self.args, self.__dict__)
-
 
 class WsClosed(ReportedError):
     """The Websocket closing handshake ended the connection.
@@ -413,6 +482,8 @@ class SupervisorGaveUp(ReportedError):
     """More than ``max_restarts`` restarts within ``period``: the supervisor crashed.
 
     Attributes:
+        max_restarts: the supervisor's restart intensity ...
+        period: ... within this many seconds.
         last_reason: the exit reason of the child whose restart was one too many.
     """
 
@@ -422,4 +493,33 @@ class SupervisorGaveUp(ReportedError):
         super().__init__(
             f"more than {max_restarts} restart(s) within {period} s; last reason: {last_reason!r}"
         )
+        self.max_restarts = max_restarts
+        self.period = period
         self.last_reason = last_reason
+
+
+class NoConnectionAvailable(CallError, TimeoutError):
+    """A pool request found no connection that could take a stream within ``checkout_timeout``.
+
+    Gun's ``{error, no_connection_available, _}``: every connection was
+    down, or busy (HTTP/1.1: one request at a time each). Nothing was sent.
+
+    Attributes:
+        timeout: how long the call waited, in seconds.
+    """
+
+    def __init__(self, message: str, *, timeout: float) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class PoolStopped(CallError):
+    """The pool has stopped (``stop()``, or its supervisor gave up): nothing was sent.
+
+    Attributes:
+        reason: why, if its supervisor gave up (else None).
+    """
+
+    def __init__(self, message: str, reason: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason

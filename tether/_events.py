@@ -19,6 +19,12 @@ All are frozen, slotted dataclasses, so they are cheap, immutable (pykka
 does not copy messages) and usable in ``match`` statements with keyword
 patterns: ``case tether.Ws(frame=tether.Text(data=text)):``.
 
+Events pickle (for an owner in another process): ``conn`` becomes the
+connection's wire stand-in (a [`ConnectionRef`][tether.ConnectionRef]
+unless a fleet set its own, see ``tether._wire``), a ``StreamRef`` keeps
+its identity, errors and frames are values; a copy compares equal to
+the event (``Down`` and ``Error`` compare their ``reason`` as a value).
+
 A stream's events end with one of: ``Response(fin=True)``,
 ``Data(fin=True)``, ``Trailers``, ``Upgrade`` (the stream lives on as the
 Websocket), or ``Error`` for that stream; or the stream appears in a
@@ -29,9 +35,11 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeAlias, final
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, final
 
+from tether._errors import error_key, same_error
 from tether._frames import Frame
+from tether._wire import intern, process_origin
 
 if TYPE_CHECKING:
     from tether.actors._handle import Connection
@@ -69,10 +77,14 @@ class StreamRef:
     """Identifies one request (or Websocket) on a connection, like Gun's ``StreamRef``.
 
     Issued at once by the request call, before anything reaches the wire.
-    Compared by identity; hashable. Thread-safe: immutable.
+    Compared by identity; hashable. Survives ``pickle`` with its identity:
+    a copy unpickled where the original (or another copy) is alive *is*
+    that object, so it compares equal, in this process or another
+    (``tether._wire``). Thread-safe: immutable.
     """
 
-    __slots__ = ("__weakref__", "id")
+    # _origin: set on copies from another process only (see __reduce__).
+    __slots__ = ("__weakref__", "_origin", "id")
 
     id: int
 
@@ -87,6 +99,45 @@ class StreamRef:
     def __repr__(self) -> str:
         return f"StreamRef({self.id})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A StreamRef made here has no _origin (nothing is spent on identity
+        # when one is made, per request): it is this process's, and enters
+        # the intern table now, so that its copies come back as itself.
+        origin = getattr(self, "_origin", None)
+        if origin is None:
+            origin = process_origin()
+            intern("stream", origin, self.id, lambda: self)
+        return (_unpickle_stream, (origin, self.id))
+
+
+def _unpickle_stream(origin: int, number: int) -> StreamRef:
+    """The live ``StreamRef`` with that identity, or a new one that has it."""
+
+    def make() -> StreamRef:
+        stream = object.__new__(StreamRef)
+        object.__setattr__(stream, "id", number)
+        object.__setattr__(stream, "_origin", origin)
+        return stream
+
+    found: StreamRef = intern("stream", origin, number, make)
+    return found
+
+
+def _value_eq(self: Any, other: Any) -> bool:
+    """``==`` of an event that carries an error: the error compared as a value."""
+    if other.__class__ is not self.__class__:
+        return NotImplemented  # type: ignore[no-any-return]
+    return all(same_error(getattr(self, f), getattr(other, f)) for f in self.__slots__)
+
+
+def _value_hash(self: Any) -> int:
+    return hash(
+        tuple(
+            error_key(v) if isinstance(v, BaseException) else v
+            for v in (getattr(self, f) for f in self.__slots__)
+        )
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class Up:
@@ -96,7 +147,7 @@ class Up:
     protocol: ProtocolName
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Down:
     """The connection was lost; tether will reconnect unless it is stopping.
 
@@ -110,6 +161,11 @@ class Down:
     reason: BaseException
     killed_streams: tuple[StreamRef, ...]
     unprocessed_streams: tuple[StreamRef, ...]
+
+    # The reason compares as a value (an OSError has no == of its own), so
+    # that a pickled copy compares equal.
+    __eq__ = _value_eq
+    __hash__ = _value_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +243,16 @@ class TunnelUp:
     protocol: ProtocolName
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Error:
     """An error for one stream, or for the whole connection when ``stream`` is None."""
 
     conn: Connection
     stream: StreamRef | None
     reason: BaseException
+
+    __eq__ = _value_eq  # as Down's
+    __hash__ = _value_hash
 
 
 @dataclass(frozen=True, slots=True)

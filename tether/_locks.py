@@ -55,6 +55,7 @@ class Rank(enum.IntEnum):
     MAILBOX = 60  # a connection actor's mailbox: whose turn it is (_mailbox.py)
     SEND_BUFFER = 70  # callers waiting for room in the send buffer (_sendbuffer.py)
     SCHEDULER = 80  # the timer thread's queue (_scheduler.py)
+    POOL = 85  # a pool's slots: taken in a connection's turn as a stream ends (tether/pool)
     LOOP = 90  # the I/O loop's requests and tickers (_ioloop.py)
     DEFAULT = 100  # making a process-wide default (default_loop, default_scheduler)
 

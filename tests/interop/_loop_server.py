@@ -185,6 +185,20 @@ class LoopServer:
 
         return asyncio.run_coroutine_threadsafe(drop(), self._loop).result(_DROP_TIMEOUT)
 
+    def drop_connection(self, client_port: int) -> bool:
+        """Abort the one connection whose client end is ``client_port``; False if none is."""
+        assert self._loop is not None, "the server is not running"
+
+        async def drop() -> bool:
+            for transport in self._transports():
+                peer = transport.get_extra_info("peername")
+                if peer is not None and peer[1] == client_port:
+                    transport.abort()
+                    return True
+            return False
+
+        return asyncio.run_coroutine_threadsafe(drop(), self._loop).result(_DROP_TIMEOUT)
+
     # -- what the server saw -------------------------------------------------------
 
     def _record(self, request: SeenRequest) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import pickle
 import ssl
 import threading
 import time
@@ -53,6 +54,7 @@ from tether._frames import Frame, coerce_frames
 from tether._locks import Rank, new_lock
 from tether._options import ConnectOpts, WsOpts, check_flow, check_positive_seconds, coerce_opts
 from tether._proxies import proxy_from_environment
+from tether._wire import as_is, register_connection
 from tether.actors import _messages as msg
 from tether.actors._async_inbox import AsyncInbox
 from tether.actors._awaiting import Body
@@ -195,6 +197,11 @@ class Connection:
     events. The handle stays valid across reconnects.
     """
 
+    # Called in the connection's turn with each stream opened with a
+    # reply_to as its last event is told (tether.actors._routing): how a
+    # pool learns that a connection has capacity again. Must not block.
+    _stream_ended: Callable[[StreamRef], None] | None = None
+
     def __init__(
         self, host: str, port: int, opts: ConnectOpts, owner: Owner, unix_path: str | None = None
     ) -> None:
@@ -240,6 +247,8 @@ class Connection:
         self._ended: weakref.WeakSet[StreamRef] | None = None
         # The streams whose reply_to is an Inbox: await_ and await_body wait there.
         self._reply_inboxes: weakref.WeakKeyDictionary[StreamRef, Inbox | AsyncInbox] | None = None
+        # What this handle pickles as (tether._wire): made on first use.
+        self._wire: object = None
 
     def __repr__(self) -> str:
         state = "stopped" if self._done else "alive"
@@ -249,6 +258,51 @@ class Connection:
     def _where(self) -> str:
         """Where the connection goes, for messages: ``host:port``, or ``unix:<path>``."""
         return f"{self.host}:{self.port}" if self.unix_path is None else f"unix:{self.unix_path}"
+
+    # -- in another process ----------------------------------------------------
+
+    @property
+    def wire(self) -> object:
+        """What this handle becomes when pickled (an event's ``conn`` sent to another process).
+
+        By default a [`ConnectionRef`][tether.ConnectionRef], made on first
+        use: a name equal to every copy of it, that unpickles to this very
+        handle in this process. See [`set_wire`][tether.Connection.set_wire].
+        Thread-safe.
+        """
+        wire = self._wire
+        if wire is None:
+            with self._lock:
+                if self._wire is None:
+                    self._wire = register_connection(self)
+                wire = self._wire
+        return wire
+
+    def set_wire(self, stand_in: object) -> None:
+        """Pickle this handle as ``stand_in`` from now on. Thread-safe.
+
+        For code that carries a connection's events to other processes and
+        routes calls back (a fleet's host): ``stand_in`` is its own picklable
+        handle, so that events received elsewhere carry it (and compare equal
+        to it). It is pickled once here, so that a stand-in that cannot be
+        pickled fails at this call, not in the connection's delivery.
+
+        Raises:
+            TypeError: ``stand_in`` is None or cannot be pickled.
+        """
+        if stand_in is None:
+            raise TypeError("stand_in must be a picklable object, not None")
+        try:
+            pickle.dumps(stand_in)
+        except Exception as exc:
+            raise TypeError(f"stand_in cannot be pickled: {exc!r}") from exc
+        with self._lock:
+            self._wire = stand_in
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A handle holds locks, a mailbox and sockets: pickle its stand-in,
+        # as it pickles itself (a ConnectionRef resolves to this handle here).
+        return (as_is, (self.wire,))
 
     # -- hooks for the actor (its thread) and the supervisor ----------------
 

@@ -101,7 +101,18 @@ class Router:
         return self._tell_owner(events)
 
     def tell_reply_to(self, delivery: Delivery, events: list[Event]) -> int:
-        """Tell a stream's ``reply_to`` (dropped if it is gone): 0 or ``FULL``."""
+        """Tell a stream's ``reply_to`` (dropped if it is gone): 0 or ``FULL``.
+
+        Every event of a ``reply_to`` stream comes here, its last included
+        (its run, a lost connection's ``Error``, a refused command's), so
+        this is where the handle's ``_stream_ended`` watcher (a pool's) hears
+        of each such stream's end.
+        """
+        ended = self._conn._stream_ended
+        if ended is not None:
+            for event in events:
+                if ends_stream(event) and event.stream is not None:  # type: ignore[union-attr]
+                    ended(event.stream)  # type: ignore[union-attr]
         try:
             delivery.tell_all(events)
         except _GONE_ERRORS:
