@@ -549,3 +549,24 @@ def test_an_owner_that_goes_stops_an_http2_connection(
     finally:
         if conn.is_alive():
             conn.close()
+
+
+def test_a_pool_sends_many_requests_on_one_http2_connection(
+    hypercorn: HypercornServer, thread_baseline: int
+) -> None:
+    options: dict[str, Any] = {"protocols": ("http2",)}
+    if hypercorn._ca is not None:
+        options = {"transport": "tls", "tls_context": tether_context(hypercorn._ca)}
+    pool = tether.start_pool(
+        hypercorn.host, hypercorn.port, size=1, checkout_timeout=1.0, **options
+    )
+    try:
+        pool.await_up(timeout=TIMEOUT)
+        waiting = [pool.get("/wait") for _ in range(3)]  # in flight together on one connection
+        info = pool.info().connections[0]
+        assert (info.protocol, info.streams, info.capacity) == ("http2", 3, 100)
+        assert pool.await_body(pool.get("/"), timeout=TIMEOUT) == b"hello"
+        hypercorn.release()
+        assert [pool.await_body(s, timeout=TIMEOUT) for s in waiting] == [b"released"] * 3
+    finally:
+        pool.stop()

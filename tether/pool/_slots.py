@@ -71,10 +71,10 @@ class PoolConnectionInfo:
         conn: the [`Connection`][tether.Connection] (its own ``info()`` says more).
         state: ``"down"``, ``"up"`` or ``"stopped"``
             ([`PoolConnectionState`][tether.PoolConnectionState]).
-        protocol: ``"http"`` or ``"ws"`` while up, else None.
+        protocol: ``"http"``, ``"http2"`` or ``"ws"`` while up, else None.
         streams: the pool's streams on it that have not ended.
-        capacity: how many it can take at once now (1 on HTTP/1.1; 0 while
-            it speaks Websocket or is not up).
+        capacity: how many it can take at once now (1 on HTTP/1.1, 100 on
+            HTTP/2; 0 while it speaks Websocket or is not up).
     """
 
     conn: Connection
@@ -104,14 +104,21 @@ class PoolInfo:
     reason: BaseException | None = None
 
 
+HTTP2_STREAMS = 100
+"""Pool streams an HTTP/2 connection carries at once: RFC 9113's smallest recommended
+``SETTINGS_MAX_CONCURRENT_STREAMS``; past the server's own limit the connection queues them."""
+
+
 def max_streams(protocol: ProtocolName | None, conn: Connection) -> int:
     """How many pool streams a connection speaking ``protocol`` may carry at once.
 
     Gun's ``max_streams``: HTTP/1.1 one (tether sends a connection's
     requests one after the other: a second would wait behind the first);
-    a Websocket none (no HTTP request is possible on it). The seam for
-    HTTP/2: its peer's stream limit.
+    a Websocket none (no HTTP request is possible on it); HTTP/2
+    :data:`HTTP2_STREAMS` (its Websockets are streams beside the requests).
     """
+    if protocol == "http2":
+        return HTTP2_STREAMS
     if protocol != "http" or conn.upgraded:
         return 0
     return 1
