@@ -11,8 +11,8 @@ end a stream, which takes this lock).
 Capacity, as Gun's ``gun_pool`` counts it: a connection that is up can
 take a new stream while the pool's streams on it are fewer than its
 limit (:func:`max_streams`): 1 on HTTP/1.1 (idle: nothing in flight), 0
-once it speaks Websocket. HTTP/2 will give its peer's
-``SETTINGS_MAX_CONCURRENT_STREAMS`` there: the one seam to change.
+once it speaks Websocket, :data:`HTTP2_STREAMS` on HTTP/2 (the connection
+queues past its peer's ``SETTINGS_MAX_CONCURRENT_STREAMS``).
 
 A checkout *reserves* room before the request call and *records* the
 stream after it (:meth:`Slots.checkout`, :meth:`Slots.issued`): a stream
