@@ -63,6 +63,7 @@ from tether._frames import Pong as Pong
 from tether._frames import Text as Text
 from tether._options import ConnectOpts as ConnectOpts
 from tether._options import ExponentialBackoff as ExponentialBackoff
+from tether._options import Http2Opts as Http2Opts
 from tether._options import HttpOpts as HttpOpts
 from tether._options import WsOpts as WsOpts
 from tether._proxies import Proxy as Proxy
@@ -116,6 +117,7 @@ __all__ = [
     "ExponentialBackoff",
     "Frame",
     "GoAway",
+    "Http2Opts",
     "HttpOpts",
     "Inbox",
     "InboxClosedError",

@@ -21,6 +21,7 @@ from tether._proxies import Proxy, parse_proxy
 __all__ = [
     "ConnectOpts",
     "ExponentialBackoff",
+    "Http2Opts",
     "HttpOpts",
     "WsOpts",
     "check_positive_seconds",
@@ -171,6 +172,44 @@ class HttpOpts:
             )
 
 
+# RFC 9113 6.5.2 and 6.9.1: a flow-control window is at least the initial
+# 65,535 bytes here (smaller would only slow the server) and at most 2**31 - 1.
+_MIN_WINDOW = 65_535
+_MAX_WINDOW = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Http2Opts:
+    """HTTP/2 options (Gun's ``http2_opts``); the rest of HTTP/2 follows ``http_opts``.
+
+    The receive windows bound what a server may send before tether gives
+    the window back (as the data becomes events; not while a stream's
+    ``flow`` credit is spent): memory per connection, and per stream.
+    ``http_opts`` ``max_header_block_size``, ``max_headers``, ``flow``,
+    ``response_timeout``, ``closing_timeout`` and ``keepalive`` (a PING on
+    HTTP/2) apply to HTTP/2 too.
+
+    Attributes:
+        initial_stream_window_size: each stream's receive window, in bytes
+            (Gun's name; 1 MiB).
+        initial_connection_window_size: the connection's receive window, all
+            streams together, in bytes (Gun's name; 4 MiB).
+    """
+
+    initial_stream_window_size: int = 1024 * 1024
+    initial_connection_window_size: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("initial_stream_window_size", "initial_connection_window_size"):
+            value = getattr(self, name)
+            _check_size(f"http2_opts {name}", value, allow_none=False)
+            if not _MIN_WINDOW <= value <= _MAX_WINDOW:
+                raise ValueError(
+                    f"http2_opts {name} must be within {_MIN_WINDOW:,} and {_MAX_WINDOW:,} "
+                    f"bytes, not {value!r}"
+                )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WsOpts:
     """Websocket options (Gun's ``ws_opts``, plus tether's ``reupgrade``).
@@ -275,7 +314,7 @@ class WsOpts:
                 raise ValueError(f"ws_opts {name} needs compress=True")
 
 
-_O = TypeVar("_O", HttpOpts, WsOpts)
+_O = TypeVar("_O", HttpOpts, Http2Opts, WsOpts)
 
 
 # One default instance per options class, shared: they are frozen, and a
@@ -382,6 +421,8 @@ class ConnectOpts:
         retry_backoff: a callable ``(attempt) -> seconds`` that replaces the
             fixed delay, e.g. [`ExponentialBackoff`][tether.ExponentialBackoff].
         http_opts: the [`HttpOpts`][tether.HttpOpts] (``open`` takes a dict too).
+        http2_opts: the [`Http2Opts`][tether.Http2Opts] (a dict too): HTTP/2's
+            receive windows.
         ws_opts: the [`WsOpts`][tether.WsOpts] (``open`` takes a dict too).
         event_handler: a callable ``(name, data)`` called at each phase of the
             connection's life (``docs/event_handler.md``).
@@ -421,6 +462,7 @@ class ConnectOpts:
     retry_backoff: RetryBackoff | None = None
     http_opts: HttpOpts = field(default_factory=HttpOpts)
     ws_opts: WsOpts = field(default_factory=WsOpts)
+    http2_opts: Http2Opts = field(default_factory=Http2Opts)
     event_handler: EventHandler | None = None
     max_queue: int | None = DEFAULT_MAX_QUEUE
     max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES
@@ -504,6 +546,7 @@ class ConnectOpts:
             raise TypeError(f"unknown option(s) for tether.open: {', '.join(unknown)}")
         kwargs["http_opts"] = coerce_opts("http_opts", HttpOpts, kwargs.get("http_opts"))
         kwargs["ws_opts"] = coerce_opts("ws_opts", WsOpts, kwargs.get("ws_opts"))
+        kwargs["http2_opts"] = coerce_opts("http2_opts", Http2Opts, kwargs.get("http2_opts"))
         proxy = kwargs.get("proxy")
         if isinstance(proxy, str):
             if proxy == "env":  # needs the origin: open() resolves it

@@ -40,3 +40,10 @@ def test_bad_protocols_are_refused_at_once(protocols: Any, error: type[Exception
 def test_http2_and_http10_contradict() -> None:
     with pytest.raises(ValueError, match=r"HTTP/1\.0"):
         tether.ConnectOpts.build(protocols=("http2",), http_opts={"version": "HTTP/1.0"})
+
+
+def test_http2_opts_take_a_dict_and_refuse_unknown_keys() -> None:
+    opts = tether.ConnectOpts.build(http2_opts={"initial_stream_window_size": 262_144})
+    assert opts.http2_opts == tether.Http2Opts(initial_stream_window_size=262_144)
+    with pytest.raises(ValueError, match="max_frame_size"):
+        tether.ConnectOpts.build(http2_opts={"max_frame_size": 1})

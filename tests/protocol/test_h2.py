@@ -27,6 +27,7 @@ from tether import (
     Data,
     Error,
     GoAway,
+    Http2Opts,
     HttpOpts,
     Inform,
     NotUpgradedError,
@@ -42,7 +43,10 @@ from tether import (
     Ws,
     WsOpts,
 )
-from tether.protocol._h2 import CONNECTION_WINDOW, STREAM_WINDOW, Http2Protocol
+from tether.protocol._h2 import Http2Protocol
+
+STREAM_WINDOW = Http2Opts().initial_stream_window_size
+CONNECTION_WINDOW = Http2Opts().initial_connection_window_size
 
 CONN = object()
 
@@ -58,6 +62,7 @@ class Server:
         http_opts: HttpOpts | None = None,
         ws_opts: WsOpts | None = None,
         window: int | None = None,
+        http2_opts: Http2Opts | None = None,
     ) -> None:
         self.h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding=None)
@@ -77,6 +82,7 @@ class Server:
             scheme="https",
             http_opts=http_opts or HttpOpts(),
             ws_opts=ws_opts or WsOpts(),
+            http2_opts=http2_opts,
         )
         self.received: list[Any] = []
 
@@ -656,3 +662,30 @@ def test_connect_through_http2_is_an_error_for_its_stream() -> None:
     assert "protocols=('http',)" in str(error.reason)
     assert server.client.tunnel is None
     assert server.client.close_reason is None
+
+
+def test_http2_opts_set_the_receive_windows() -> None:
+    small = 100_000
+    server = up(
+        http2_opts=Http2Opts(
+            initial_stream_window_size=small, initial_connection_window_size=300_000
+        )
+    )
+    ref = StreamRef()
+    server.client.request(ref, b"GET", b"/", [], None)
+    server.to_server()
+    assert server.h2.local_flow_control_window(1) == small
+    assert server.h2.outbound_flow_control_window == 300_000
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"initial_stream_window_size": 1000}, ValueError),
+        ({"initial_connection_window_size": 2**31}, ValueError),
+        ({"initial_stream_window_size": 1.5}, TypeError),
+    ],
+)
+def test_bad_http2_opts_are_refused(options: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error, match="http2_opts"):
+        Http2Opts(**options)

@@ -677,6 +677,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 scheme="https" if tls else "http",
                 http_opts=self._opts.http_opts,
                 ws_opts=self._opts.ws_opts,
+                http2_opts=self._opts.http2_opts,
                 observe=self._phases.observe,
             )
         return ClientProtocol(

@@ -19,8 +19,8 @@ stream, all of them on the wire at once.
   as it becomes an event, except on a stream whose Gun ``flow`` credit is
   spent: its bytes are acknowledged when ``update_flow`` gives credit, so
   a slow stream shrinks its window, and the connection's, instead of
-  growing memory. The receive windows are :data:`STREAM_WINDOW` and
-  :data:`CONNECTION_WINDOW`; request bodies (and Websocket frames) wait in
+  growing memory. The receive windows are ``http2_opts``' (1 MiB a
+  stream, 4 MiB the connection, by default); request bodies (and Websocket frames) wait in
   their stream until the server's window takes them.
 - **GOAWAY.** The streams above the server's ``last_stream_id`` and the
   queued ones are *unprocessed* in the ``Down`` (Gun 2.x), safe to send
@@ -80,7 +80,7 @@ from tether._events import (
     Upgrade,
 )
 from tether._frames import Close, Frame
-from tether._options import HttpOpts, WsOpts
+from tether._options import Http2Opts, HttpOpts, WsOpts
 from tether.protocol import _received as received
 from tether.protocol._engine import HeadWait
 from tether.protocol._h2_streams import H2Client, H2Stream, StreamState, response_head
@@ -88,13 +88,10 @@ from tether.protocol._phases import Observer
 from tether.protocol._validate import HeaderList
 from tether.protocol._ws import WsClient, WsHandshake
 
-__all__ = ["CONNECTION_WINDOW", "STREAM_WINDOW", "Http2Protocol"]
+__all__ = ["Http2Protocol"]
 
-STREAM_WINDOW = 1024 * 1024
-"""Bytes a server may send on one stream before the client acknowledges them (1 MiB)."""
-
-CONNECTION_WINDOW = 4 * 1024 * 1024
-"""Bytes a server may send on all streams before the client acknowledges them (4 MiB)."""
+# The windows every connection starts with (RFC 9113 6.9.2), before its SETTINGS.
+_DEFAULT_WINDOW = 65_535
 
 # Connection-specific headers have no place in HTTP/2 (RFC 9113 8.2.2): dropped, as Gun does.
 _CONNECTION_SPECIFIC = frozenset(
@@ -118,6 +115,7 @@ class Http2Protocol:
         http_opts: HTTP options (``max_header_block_size`` bounds a header
             list, ``flow`` the streams' credit, ``response_timeout``).
         ws_opts: default Websocket options.
+        http2_opts: the receive windows (``Http2Opts``; default: its defaults).
         observe: the event handler's phases (see ``ClientProtocol``).
 
     Not thread-safe: one thread (the connection actor) drives it.
@@ -131,8 +129,10 @@ class Http2Protocol:
         scheme: str,
         http_opts: HttpOpts,
         ws_opts: WsOpts,
+        http2_opts: Http2Opts | None = None,
         observe: Observer | None = None,
     ) -> None:
+        windows = http2_opts or Http2Opts()
         self._conn = conn
         self._observe = observe
         self._authority = (
@@ -147,14 +147,16 @@ class Http2Protocol:
             client=True,
             initial_values={
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: windows.initial_stream_window_size,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: http_opts.max_header_block_size,
             },
         )
         # Enforced from the start, not only once the server acknowledged the setting.
         self._h2.decoder.max_header_list_size = http_opts.max_header_block_size
         self._h2.initiate_connection()
-        self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        extra = windows.initial_connection_window_size - _DEFAULT_WINDOW
+        if extra:
+            self._h2.increment_flow_control_window(extra)
         self._queue: deque[H2Stream] = deque()
         self._open: dict[int, H2Stream] = {}
         self._by_ref: dict[StreamRef, H2Stream] = {}
