@@ -570,3 +570,17 @@ def test_a_pool_sends_many_requests_on_one_http2_connection(
         assert [pool.await_body(s, timeout=TIMEOUT) for s in waiting] == [b"released"] * 3
     finally:
         pool.stop()
+
+
+def test_websocket_keepalive_over_http2(h2_conn: Opener) -> None:
+    conn = h2_conn(ws_opts={"keepalive": 0.05, "silence_pings": False, "pong_timeout": 2.0})
+    conn.await_up(timeout=TIMEOUT)
+    ws = conn.ws_upgrade("/websocket")
+    assert isinstance(conn.await_(ws, timeout=TIMEOUT), tether.Upgrade)
+    # The server's pongs to tether's keepalive pings, told since silence_pings is off.
+    for _ in range(2):
+        assert conn.await_(ws, timeout=TIMEOUT).frame == tether.Pong(b"tether-keepalive")  # type: ignore[union-attr]
+    assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"  # still up: no PongTimeout
+    conn.ws_send(tether.Text("close me"), stream=ws)
+    while conn.await_(ws, timeout=TIMEOUT).frame != tether.Close(1000, ""):  # type: ignore[union-attr]
+        pass  # pongs still on their way

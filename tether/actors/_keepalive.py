@@ -64,11 +64,15 @@ class Keepalive:
         return True
 
     def ws_ping(self, proto: ProtocolEngine, transport: Transport | None) -> bool:
-        """Ping the server; with a ``pong_timeout``, check the answer came. True if sent."""
-        ws = proto.ws
+        """Ping the server; with a ``pong_timeout``, check the answer came. True if sent.
+
+        On HTTP/2, the last Websocket upgraded (``keepalive_ws``) is pinged:
+        its pong, or any byte read, proves the whole connection alive.
+        """
+        ws = proto.keepalive_ws
         if ws is None or ws.closing or ws.opts.keepalive is None:
             return False
-        proto.ws_send((PingFrame(b"tether-keepalive"),))
+        proto.ws_send((PingFrame(b"tether-keepalive"),), ws.stream)
         if ws.opts.pong_timeout is not None and transport is not None:
             self._marks.append((ws.pongs_received, transport.bytes_read))
             self._schedule(Timer.PONG_DEADLINE, ws.opts.pong_timeout)
@@ -84,7 +88,7 @@ class Keepalive:
         (the pong may be behind them, not read yet). While reading is paused
         nothing can be read: judged again once more time has passed.
         """
-        ws = proto.ws if proto is not None else None
+        ws = proto.keepalive_ws if proto is not None else None
         # Deadlines fire in the order of their pings: each checks its own ping's mark.
         mark = self._marks.pop(0) if self._marks else None
         if ws is None or mark is None or transport is None:

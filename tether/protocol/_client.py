@@ -146,6 +146,11 @@ class ClientProtocol:
         return None if self._ws is None else self._ws.stream
 
     @property
+    def keepalive_ws(self) -> WsClient | None:
+        """The Websocket that keepalive pings: the connection's, once upgraded."""
+        return self._ws
+
+    @property
     def ws(self) -> WsClient | None:
         """The Websocket frame layer once upgraded (its options, pong count, state)."""
         return self._ws

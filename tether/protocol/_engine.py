@@ -59,6 +59,14 @@ class ProtocolEngine(Protocol):
         """That Websocket's stream."""
 
     @property
+    def keepalive_ws(self) -> WsClient | None:
+        """The Websocket that ``ws_opts`` keepalive pings, if any.
+
+        The connection's (HTTP/1.1), or the last one upgraded on HTTP/2: its
+        pongs prove the whole connection alive.
+        """
+
+    @property
     def tunnel(self) -> Tunnel | None:
         """Set once a CONNECT through this connection succeeded (HTTP/1.1 only)."""
 

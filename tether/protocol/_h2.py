@@ -187,6 +187,12 @@ class Http2Protocol:
         return None
 
     @property
+    def keepalive_ws(self) -> WsClient | None:
+        """The last Websocket upgraded, if it is open: keepalive pings it (``ws_opts``)."""
+        stream = self._last_ws
+        return None if stream is None else stream.ws
+
+    @property
     def tunnel(self) -> None:
         """None: a CONNECT tunnel through HTTP/2 is not there yet (see :meth:`connect`)."""
         return None
