@@ -54,6 +54,8 @@ ERROR_SAMPLES: dict[str, Any] = {
     "max_restarts": 3,
     "period": 5.0,
     "timeout": 2.5,
+    "error_code": 2,
+    "last_stream_id": 7,
 }
 
 
