@@ -166,6 +166,7 @@ def _event_samples(conn: tether.Connection, stream: tether.StreamRef) -> dict[st
     return {
         "conn": conn,
         "stream": stream,
+        "ref": stream,  # PingAck's
         "protocol": "http",
         "reason": ConnectionResetError(104, "Connection reset by peer"),
         "killed_streams": (stream,),
@@ -205,6 +206,8 @@ def test_events_round_trip_in_process_to_the_live_connection_and_stream(
     assert copy.conn is conn  # the live handle again, not a stand-in
     if hasattr(event, "stream"):
         assert copy.stream is stream
+    if hasattr(event, "ref"):
+        assert copy.ref is stream
 
 
 # The other process: unpickles what it is given, checks what it can see there,
