@@ -279,6 +279,7 @@ class Watch:
         "_wants_write",
         "fd",
         "loop",
+        "pauses",
         "sock",
         "state",
     )
@@ -306,6 +307,9 @@ class Watch:
         self.state: State = "queued"
         self._lent = False
         self._paused = False
+        # How many times reading was paused: a deadline that spanned a pause
+        # knows it (tether.actors._keepalive), even if reading resumed since.
+        self.pauses = 0
         self._to_the_end = False
         self._wants_write = False
         self._armed = _UNKNOWN  # the mask the poller has, as far as this watch knows
@@ -434,6 +438,7 @@ class Watch:
             if paused == self._paused:
                 return
             self._paused = paused
+            self.pauses += paused
             self._arm()
 
     @property
@@ -449,6 +454,7 @@ class Watch:
                 return  # closed before the thread got to it
             self.state = "connecting" if self._on_connect is not None else "reading"
             self._paused = self._pause_source()
+            self.pauses += self._paused
             mask = self.interest()
             try:
                 poller.register(self.fd, mask)

@@ -38,7 +38,7 @@ class Keepalive:
         self._schedule = schedule
         # One mark per ping awaiting its deadline: the pong count and the
         # bytes read when it went out.
-        self._marks: list[tuple[int, int]] = []
+        self._marks: list[tuple[int, int, int]] = []  # (pongs, bytes read, pauses) at a ping
 
     def up(self) -> None:
         """The connection is up: HTTP pings begin (if ``keepalive`` is set)."""
@@ -74,7 +74,7 @@ class Keepalive:
             return False
         proto.ws_send((PingFrame(b"tether-keepalive"),), ws.stream)
         if ws.opts.pong_timeout is not None and transport is not None:
-            self._marks.append((ws.pongs_received, transport.bytes_read))
+            self._marks.append((ws.pongs_received, transport.bytes_read, transport.pauses))
             self._schedule(Timer.PONG_DEADLINE, ws.opts.pong_timeout)
         self._schedule(Timer.WS_PING, ws.opts.keepalive)
         return True
@@ -86,18 +86,22 @@ class Keepalive:
 
         Bytes from the peer since the ping show it alive as well as a pong
         (the pong may be behind them, not read yet). While reading is paused
-        nothing can be read: judged again once more time has passed.
+        nothing can be read: judged again once more time has passed, and so
+        if it was paused at any time since the mark (reading may have resumed
+        a moment ago, the bytes waiting not read yet): the peer is dead only
+        after a whole ``pong_timeout`` in which it could be read.
         """
         ws = proto.keepalive_ws if proto is not None else None
         # Deadlines fire in the order of their pings: each checks its own ping's mark.
         mark = self._marks.pop(0) if self._marks else None
         if ws is None or mark is None or transport is None:
             return None
-        pongs, read = mark
+        pongs, read, pauses = mark
         if ws.pongs_received > pongs or transport.bytes_read > read:
             return None
-        if transport.reads_paused and ws.opts.pong_timeout is not None:
-            self._marks.insert(0, mark)
+        paused = transport.reads_paused or transport.pauses != pauses
+        if paused and ws.opts.pong_timeout is not None:
+            self._marks.insert(0, (pongs, read, transport.pauses))
             self._schedule(Timer.PONG_DEADLINE, ws.opts.pong_timeout)
             return None
         return PongTimeout(

@@ -138,6 +138,11 @@ class Transport:
         """True while the socket is not read (see the module docstring)."""
         raise NotImplementedError
 
+    @property
+    def pauses(self) -> int:
+        """How many times reading was paused so far."""
+        raise NotImplementedError
+
     def consumed(self, size: int) -> None:
         """The actor handled a ``BytesIn`` of ``size`` bytes (its turn)."""
         raise NotImplementedError
@@ -456,6 +461,11 @@ class TcpTransport(Transport):
     def reads_paused(self) -> bool:
         watch = self._watch
         return watch is not None and watch.paused
+
+    @property
+    def pauses(self) -> int:
+        watch = self._watch
+        return 0 if watch is None else watch.pauses
 
     def sync_reads(self) -> None:
         watch = self._watch
