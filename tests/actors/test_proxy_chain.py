@@ -49,6 +49,10 @@ class ConnectProxy:
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Every stream it opened (clients' and upstream), aborted at the end: a
+        # task cancelled in its close (or a TLS close waiting for the peer's
+        # close_notify) would leave the socket open when the loop closes.
+        self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
         self._thread = threading.Thread(target=self._run, name="test-connect-proxy")
@@ -71,6 +75,10 @@ class ConnectProxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            writer.transport.abort()
+        closed = (writer.wait_closed() for writer in self._writers)
+        await asyncio.wait_for(asyncio.gather(*closed, return_exceptions=True), WAIT)
         await self._server.wait_closed()
 
     def _run(self) -> None:
@@ -89,6 +97,7 @@ class ConnectProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.add(writer)
         try:
             await self._serve(reader, writer)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError):
@@ -108,6 +117,7 @@ class ConnectProxy:
             return
         host, _, port = head.split(b" ")[1].decode().rpartition(":")
         up_reader, up_writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        self._writers.add(up_writer)
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         try:
             await asyncio.gather(_relay(reader, up_writer), _relay(up_reader, writer))
