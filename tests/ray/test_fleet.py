@@ -1,0 +1,139 @@
+"""A fleet over a local Ray cluster: 2 hosts, 100 Websockets to aiohttp, one host SIGKILLed.
+
+The bound: every connection of the killed host is back up and echoing
+within RECOVERY_BOUND seconds of the kill (measured: ~3 s here, Ray's
+restart of the process ~2 s of it; the bound leaves room for CI's load).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+
+import pytest
+
+import tether
+from tests.interop.aiohttp_server import AiohttpServer
+
+tether_ray = pytest.importorskip("tether.ray", reason="Ray is not installed (tether[ray])")
+
+pytestmark = pytest.mark.ray
+
+CONNECTIONS = 100
+RECOVERY_BOUND = 30.0
+UP_BOUND = 60.0  # the first 100 upgrades and echoes, Ray's worker start-up included
+
+
+@pytest.fixture(scope="module")
+def server():
+    with AiohttpServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def owners(ray_cluster):
+    from tests.ray._owners import EchoOwner
+
+    made = [EchoOwner.options(name=f"owner-{n}").remote() for n in range(2)]
+    yield made
+    for owner in made:
+        ray_cluster.kill(owner)
+
+
+@pytest.fixture
+def fleet(ray_cluster, request):
+    started = tether_ray.Fleet.start(request.node.name[:40], hosts=2)
+    yield started
+    started.stop()
+
+
+def test_placement_is_stable_and_spreads_keys():
+    keys = [f"feed-{n}" for n in range(1000)]
+    on_two = [tether_ray.host_index(k, 2) for k in keys]
+    assert on_two == [tether_ray.host_index(k, 2) for k in keys]
+    assert 400 < on_two.count(0) < 600
+    # A third host takes about a third of the keys, from both others, and moves no other.
+    on_three = [tether_ray.host_index(k, 3) for k in keys]
+    moved = [(a, b) for a, b in zip(on_two, on_three, strict=True) if a != b]
+    assert all(b == 2 for _, b in moved)
+    assert 250 < len(moved) < 420
+
+
+def test_errors_and_handles_round_trip_through_pickle():
+    handle = tether_ray.FleetConnection("f", "ns", "k", 1)
+    assert pickle.loads(pickle.dumps(handle)) == handle
+    assert hash(pickle.loads(pickle.dumps(handle))) == hash(handle)
+    assert handle != tether_ray.FleetConnection("f", "ns", "other", 1)
+    for error in (
+        tether_ray.HostRestarted("f", 1, 2),
+        tether_ray.HostDown("f", 0, "gone"),
+        tether_ray.FleetStopped("stopped"),
+    ):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)
+        assert vars(copy) == vars(error)
+
+
+def test_a_killed_host_comes_back_with_every_connection_echoing(
+    ray_cluster, server, owners, fleet
+):
+    keys = [f"ws-{n}" for n in range(CONNECTIONS)]
+    handles = {
+        key: fleet.open(key, server.host, server.port, owner=owners[n % 2], retry=0)
+        for n, key in enumerate(keys)
+    }
+    mine = {key: owners[n % 2] for n, key in enumerate(keys)}
+    for owner in owners:
+        assert ray_cluster.get(
+            owner.wait_echoes.remote([k for k in keys if mine[k] is owner], 1, UP_BOUND)
+        ) == {}
+
+    victim = fleet.host_of(keys[0])
+    killed = [k for k in keys if fleet.host_of(k) == victim]
+    spared = [k for k in keys if fleet.host_of(k) != victim]
+    assert killed and spared
+    pid = fleet.host_pid(keys[0])
+    os.kill(pid, signal.SIGKILL)
+
+    for owner in owners:
+        mine_killed = [k for k in killed if mine[k] is owner]
+        assert ray_cluster.get(owner.wait_echoes.remote(mine_killed, 2, RECOVERY_BOUND)) == {}
+    assert fleet.host_pid(keys[0]) != pid
+    assert fleet.starts()[victim] == 2
+
+    reports = [ray_cluster.get(owner.report.remote()) for owner in owners]
+    downs = {k: v for r in reports for k, v in r["downs"].items()}
+    seen = {k: v for r in reports for k, v in r["seen"].items()}
+    received = {k: v for r in reports for k, v in r["handles"].items()}
+    # The killed host's connections: a Down saying why, then Up and Upgrade again.
+    for key in killed:
+        assert [type(r) for r in downs[key]] == [tether_ray.HostRestarted], key
+        assert downs[key][0].index == victim
+        after = seen[key][seen[key].index("Down") :]
+        assert after[:3] == ["Down", "Up", "Upgrade"], (key, seen[key])
+    # The other host's connections never went down.
+    assert not any(key in downs for key in spared)
+    assert all("Down" not in seen[key] for key in spared)
+    # Each event's conn is the handle open returned (after its trip through pickle).
+    assert all(received[key] == handles[key] for key in keys)
+    assert all(not r["errors"] for r in reports), [r["errors"] for r in reports]
+
+
+def test_calls_raise_what_a_connection_raises(ray_cluster, server, owners, fleet):
+    conn = fleet.open("plain", server.host, server.port, owner="owner-0", retry=0)
+    with pytest.raises(tether.NotUpgradedError):
+        conn.ws_send(tether.Text("no websocket yet"))
+    with pytest.raises(ValueError, match="taken"):
+        fleet.open("plain", server.host, server.port, owner="owner-0")
+    with pytest.raises(ValueError, match="retry"):
+        fleet.open("bad", server.host, server.port, owner="owner-0", retry=-1)
+    assert "bad" not in fleet.keys()
+    conn.close()
+    assert "plain" not in fleet.keys()
+    with pytest.raises(tether.ConnectionStoppedError):
+        conn.get("/")
+    fleet.stop()
+    with pytest.raises(tether_ray.FleetStopped):
+        fleet.open("late", server.host, server.port, owner="owner-0")
