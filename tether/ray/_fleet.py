@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 
+from tether.ray import _calls
 from tether.ray._errors import FleetStopped
 from tether.ray._handle import FleetConnection, host_name
 from tether.ray._host import Host
@@ -39,7 +40,11 @@ def _owner_name(owner: Any) -> tuple[str, str | None]:
         context = ray.get_runtime_context()
         return context.get_actor_name(), context.namespace
 
-    name, namespace = ray.get(owner.__ray_call__.remote(who), timeout=_CALL_TIMEOUT)
+    actor: Any = owner
+    named: tuple[str | None, str] = _calls.get(
+        actor.__ray_call__.remote(who), timeout=_CALL_TIMEOUT
+    )
+    name, namespace = named
     if not name:
         raise ValueError(
             "owner must be a named Ray actor (Actor.options(name=...).remote()): a restarted"
@@ -55,9 +60,7 @@ class Fleet:
     from several threads are answered one at a time by each actor.
     """
 
-    def __init__(
-        self, name: str, namespace: str | None, registry: Any, hosts: list[Any]
-    ) -> None:
+    def __init__(self, name: str, namespace: str | None, registry: Any, hosts: list[Any]) -> None:
         self.name = name
         self.namespace = namespace
         self._registry = registry
@@ -77,7 +80,7 @@ class Fleet:
         detached: bool = False,
         host_options: dict[str, Any] | None = None,
     ) -> Fleet:
-        """Start a fleet of ``hosts`` host actors on the connected Ray cluster (``ray.init`` first).
+        """Start a fleet of ``hosts`` host actors on the Ray cluster (after ``ray.init``).
 
         Args:
             name: the fleet's name; its actors are named after it.
@@ -106,7 +109,7 @@ class Fleet:
             .options(name=registry_name(name), namespace=namespace, lifetime=lifetime, num_cpus=0)
             .remote(hosts)
         )
-        host_actor = ray.remote(Host)
+        host_actor: Any = ray.remote(Host)
         actors = [
             host_actor.options(
                 name=host_name(name, index),
@@ -121,7 +124,7 @@ class Fleet:
             ).remote(name, namespace, index, max_in_flight)
             for index in range(hosts)
         ]
-        ray.get([actor.pid.remote() for actor in actors], timeout=_CALL_TIMEOUT)
+        _calls.get([actor.pid.remote() for actor in actors], timeout=_CALL_TIMEOUT)
         return cls(name, namespace, registry, actors)
 
     @property
@@ -161,14 +164,14 @@ class Fleet:
             owner_namespace if owner_namespace is not None else self.namespace,
         )
         try:
-            added = ray.get(self._registry.add.remote(spec), timeout=_CALL_TIMEOUT)
+            added = _calls.get(self._registry.add.remote(spec), timeout=_CALL_TIMEOUT)
         except TypeError as exc:  # Ray could not serialise the spec
             raise TypeError(f"the options of {key!r} cannot be pickled: {exc}") from None
         if not added:
             raise ValueError(f"the key {key!r} is taken in fleet {self.name!r}")
-        ok, error = ray.get(self._hosts[index].open.remote(spec), timeout=_CALL_TIMEOUT)
+        ok, error = _calls.get(self._hosts[index].open.remote(spec), timeout=_CALL_TIMEOUT)
         if not ok:
-            ray.get(self._registry.forget.remote(key), timeout=_CALL_TIMEOUT)
+            _calls.get(self._registry.forget.remote(key), timeout=_CALL_TIMEOUT)
             raise error
         return FleetConnection(self.name, self.namespace, key, index)
 
@@ -179,19 +182,19 @@ class Fleet:
     def host_pid(self, key: str) -> int:
         """The process id of the host holding ``key`` (waits while Ray restarts it)."""
         self._check()
-        pid: int = ray.get(self._hosts[self.host_of(key)].pid.remote(), timeout=_CALL_TIMEOUT)
+        pid: int = _calls.get(self._hosts[self.host_of(key)].pid.remote(), timeout=_CALL_TIMEOUT)
         return pid
 
     def keys(self) -> list[str]:
         """Every key the fleet holds (the registry's view)."""
         self._check()
-        keys: list[str] = ray.get(self._registry.keys.remote(), timeout=_CALL_TIMEOUT)
+        keys: list[str] = _calls.get(self._registry.keys.remote(), timeout=_CALL_TIMEOUT)
         return keys
 
     def starts(self) -> list[int]:
         """How many times each host has started (1 each until one is restarted)."""
         self._check()
-        starts: list[int] = ray.get(self._registry.starts.remote(), timeout=_CALL_TIMEOUT)
+        starts: list[int] = _calls.get(self._registry.starts.remote(), timeout=_CALL_TIMEOUT)
         return starts
 
     def stop(self) -> None:
@@ -201,7 +204,7 @@ class Fleet:
                 return
             self._stopped = True
         try:
-            ray.get([h.stop.remote() for h in self._hosts], timeout=_STOP_TIMEOUT)
+            _calls.get([h.stop.remote() for h in self._hosts], timeout=_STOP_TIMEOUT)
         finally:
             for actor in [*self._hosts, self._registry]:
                 ray.kill(actor, no_restart=True)

@@ -20,6 +20,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from tether._events import StreamRef
+from tether.ray import _calls
 from tether.ray._errors import HostDown
 
 __all__ = ["FleetConnection", "host_name"]
@@ -78,9 +79,7 @@ class FleetConnection:
         with self._lock:
             if self._actor is None:
                 try:
-                    self._actor = ray.get_actor(
-                        host_name(self.fleet, self.index), namespace=self.namespace
-                    )
+                    self._actor = _calls.actor(host_name(self.fleet, self.index), self.namespace)
                 except ValueError as exc:
                     raise HostDown(self.fleet, self.index, "no such host actor") from exc
             return self._actor
@@ -88,7 +87,7 @@ class FleetConnection:
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run ``Connection.<method>`` in the host; its result, or its error raised here."""
         try:
-            done, value = ray.get(
+            done, value = _calls.get(
                 self._host().call.remote(self.key, method, args, kwargs), timeout=CALL_TIMEOUT
             )
         except RayActorError as exc:
@@ -151,7 +150,10 @@ class FleetConnection:
     def headers(
         self, method: str, path: str, headers: Any = None, *, flow: int | None = None
     ) -> StreamRef:
-        """Start a request whose body follows with ``data`` (``Connection.headers``). Thread-safe."""
+        """Start a request whose body follows with ``data`` (``Connection.headers``).
+
+        Thread-safe.
+        """
         stream: StreamRef = self._call("headers", method, path, headers, flow=flow)
         return stream
 

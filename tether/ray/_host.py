@@ -24,18 +24,18 @@ only the tables under ``_lock``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
 from typing import Any
-
-import ray
 
 import tether
 from tether._errors import ConnectionStoppedError, TetherError
 from tether._events import Down, Up
 from tether._options import WsOpts
 from tether.actors import Connection, Inbox
+from tether.ray import _calls
 from tether.ray._errors import HostRestarted
 from tether.ray._handle import FleetConnection
 from tether.ray._registry import registry_name
@@ -89,7 +89,7 @@ class Host:
         self._fleet = fleet
         self._namespace = namespace
         self._index = index
-        self._registry = ray.get_actor(registry_name(fleet), namespace=namespace)
+        self._registry: Any = _calls.actor(registry_name(fleet), namespace)
         # No busy polling: the sender thread waits for many connections, not one.
         self._inbox = Inbox(busy_poll=0)
         self._lock = threading.Lock()
@@ -99,7 +99,10 @@ class Host:
         self._owners: dict[object, OwnerName] = {}
         self._replay: dict[Connection, UpgradeSpec] = {}
         self._sender = Sender(self._inbox, self._route, self._owner_gone, max_in_flight)
-        generation, specs = ray.get(self._registry.host_started.remote(index, os.getpid()))
+        started: tuple[int, list[ConnectionSpec]] = _calls.get(
+            self._registry.host_started.remote(index, os.getpid())
+        )
+        generation, specs = started
         for spec in specs:
             if generation:
                 self._restarted(spec, generation)
@@ -169,7 +172,7 @@ class Host:
         self._registry.note_upgrade.remote(key, upgrade)
 
     def _forget(self, key: str) -> None:
-        ray.get(self._registry.forget.remote(key))
+        _calls.get(self._registry.forget.remote(key))
         with self._lock:
             self._specs.pop(key, None)
             conn = self._conns.pop(key, None)
@@ -180,15 +183,16 @@ class Host:
     # -- the sender's hooks (its thread) ----------------------------------------------
 
     def _route(self, event: object) -> OwnerName | None:
-        conn = getattr(event, "conn", None)
+        conn: object = getattr(event, "conn", None)
+        replay = None
         with self._lock:
             owner = self._owners.get(conn)
-            replay = self._replay.pop(conn, None) if isinstance(event, Up) else None  # type: ignore[call-overload]
+            if isinstance(event, Up) and isinstance(conn, Connection):
+                replay = self._replay.pop(conn, None)
         if replay is not None and isinstance(conn, Connection):
-            try:
+            # Failing: the connection went down again or stopped; its events say so.
+            with contextlib.suppress(TetherError):
                 conn.ws_upgrade(replay.path, replay.headers, replay.opts)
-            except TetherError:
-                pass  # the connection went down again or stopped: its events say so
         return owner
 
     def _owner_gone(self, owner: OwnerName) -> None:

@@ -32,7 +32,7 @@ class Registry:
         self._pids = [0] * hosts
 
     def host_started(self, index: int, pid: int) -> tuple[int, list[ConnectionSpec]]:
-        """Host ``index`` started in process ``pid``: how often it started before, and its specs."""
+        """Host ``index`` started in process ``pid``: its starts before this one, and its specs."""
         generation = self._starts[index]
         self._starts[index] += 1
         self._pids[index] = pid

@@ -30,6 +30,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from tether._errors import InboxClosedError
 from tether.actors import Inbox
+from tether.ray import _calls
 
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "OwnerName", "Sender"]
 
@@ -122,7 +123,7 @@ class Sender:
         for ref in done:
             owner = self._in_flight.pop(ref)
             try:
-                ray.get(ref)
+                _calls.get(ref)
             except ActorDiedError:
                 self._lost(owner)
             except ActorUnavailableError:
@@ -137,7 +138,7 @@ class Sender:
         actor = self._actors.get(owner)
         if actor is None:
             try:
-                actor = ray.get_actor(owner[0], namespace=owner[1])
+                actor = _calls.actor(owner[0], owner[1])
             except ValueError:
                 self._lost(owner)
                 return None
@@ -150,5 +151,3 @@ class Sender:
             self._actors.pop(owner, None)
             log.warning("owner %s is gone: its connections close", owner[0])
             self._owner_gone(owner)
-
-
