@@ -272,3 +272,19 @@ def test_set_wire_refuses_what_cannot_be_pickled(conn: tether.Connection):
         conn.set_wire(lambda: None)
     with pytest.raises(TypeError):
         conn.set_wire(None)
+
+
+class _Picky(Exception):
+    """An exception whose __init__ takes other parameters than its args: it fails to load."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a}/{b}")
+
+
+def test_an_error_carried_that_would_not_load_travels_as_a_runtime_error():
+    crashed = tether.Crashed(_Picky(1, 2))
+    copy = _round_trip(crashed)
+    assert str(copy) == str(crashed)
+    assert type(copy.exception) is RuntimeError
+    assert str(copy.exception) == f"{__name__}._Picky: 1/2"
+    assert crashed.exception.args == ("1/2",)  # the original keeps its own

@@ -61,6 +61,7 @@ to ``open``, an unknown option) raise plain ``ValueError`` or
 
 from __future__ import annotations
 
+import pickle
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -109,6 +110,26 @@ def _restore(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
     return error
 
 
+def _portable(value: object) -> object:
+    """``value``, or, for an error carried by ours that would not survive pickle, a stand-in.
+
+    An error a tether error carries (``Crashed.exception``, a
+    ``last_reason``) may be the user's, and not survive a round trip (an
+    ``__init__`` whose parameters are not its ``args`` fails to load, as
+    ``WsClosed``'s did). Rather than fail the whole event on its way to
+    another process, it travels as a ``RuntimeError`` naming its type and
+    message. Tried only when pickling, so only errors on their way out pay.
+    """
+    if not isinstance(value, BaseException) or isinstance(value, TetherError):
+        return value
+    try:
+        pickle.loads(pickle.dumps(value))
+    except Exception:
+        kind = type(value)
+        return RuntimeError(f"{kind.__module__}.{kind.__qualname__}: {value}")
+    return value
+
+
 def same_error(a: object, b: object) -> bool:
     """Whether two errors say the same: type, ``args``, message and attributes.
 
@@ -151,7 +172,8 @@ class TetherError(Exception):
         # take other parameters than the message args holds (WsClosed,
         # RetriesExhausted, ...): rebuild without __init__, then the
         # attributes from __dict__.
-        return (_restore, (type(self), self.args), self.__dict__ or None)
+        state = {key: _portable(value) for key, value in self.__dict__.items()}
+        return (_restore, (type(self), self.args), state or None)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BaseException):

@@ -24,7 +24,7 @@ RESULT_WAIT = 30.0
 
 
 @pytest.fixture
-def pool(server: LoopServer) -> Iterator[tether.Pool]:
+def pool(server: LoopServer, checked_lock_order: None) -> Iterator[tether.Pool]:
     # retry_timeout: the cut connection reconnects at once (Gun's default is 5 s).
     pool = tether.start_pool(server.host, server.port, size=4, retry_timeout=0.05)
     yield pool

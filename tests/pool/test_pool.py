@@ -7,6 +7,7 @@ Websocket upgrades, a lost request, a connection replaced, stopping.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 import tether
 from tests.interop.aiohttp_server import AiohttpServer
 
-pytestmark = pytest.mark.usefixtures("thread_baseline")
+pytestmark = pytest.mark.usefixtures("thread_baseline", "checked_lock_order")
 
 Start = Callable[..., tether.Pool]
 
@@ -195,3 +196,45 @@ def test_bad_arguments_raise_and_leave_nothing_running(
 ):
     with pytest.raises(error, match=match):
         tether.start_pool(aiohttp_server.host, aiohttp_server.port, **kwargs)
+
+
+def test_a_request_waiting_for_a_connection_fails_when_the_pool_stops(refused_port: int):
+    # Nothing ever comes up: only stop() can end the wait before its 60 s.
+    pool = tether.start_pool("127.0.0.1", refused_port, size=1, checkout_timeout=60.0)
+    outcome: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            pool.get("/")  # waits (or, if stop came first, fails at once)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    pool.stop()
+    thread.join(10.0)
+    assert not thread.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], tether.PoolStopped)
+
+
+def test_stop_ends_the_streams_in_flight_as_closed_by_user(
+    start: Start, aiohttp_server: AiohttpServer
+):
+    pool = start(size=1)
+    busy = pool.get("/slow?delay=30")
+    assert aiohttp_server.next_request().path == "/slow"
+    pool.stop()
+    with pytest.raises(tether.ClosedByUser):  # the stream's Error, told to its reply_to
+        pool.await_body(busy)
+
+
+def test_a_streamed_body_goes_on_the_stream_s_connection(start: Start):
+    pool = start(size=2)
+    stream = pool.headers("POST", "/echo", [("content-type", "text/plain")])
+    info = pool.stream_info(stream)
+    assert info is not None
+    assert info.reply_to is pool.inbox
+    pool.data(stream, False, b"hello ")
+    pool.data(stream, True, b"pool")
+    assert pool.await_body(stream) == b"hello pool"

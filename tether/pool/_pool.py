@@ -441,14 +441,18 @@ class Pool:
         """Stop the pool (Gun's ``gun_pool:stop_pool``): every connection closes.
 
         Requests waiting for a connection fail with ``PoolStopped``; streams
-        in flight end with an ``Error`` to their ``reply_to``. Returns once
+        in flight end with an ``Error`` (``ClosedByUser``) to their ``reply_to``. Returns once
         every connection has stopped (each waited for at most 5 s).
         Idempotent.
         """
         conns = self._slots.stop()
-        self._sup.stop()
+        # Closed first (brutal, as Gun's stop_pool), so that streams in
+        # flight end with ClosedByUser, the reason the user gave; then the
+        # supervisor, with nothing left to stop.
         for conn in conns:
-            conn.close()  # one the supervisor did not have yet
+            conn.close()
+        for conn in conns:
             conn.wait_stopped(_STOP_WAIT)
+        self._sup.stop()
         with contextlib.suppress(pykka.ActorDeadError):
             self._manager.stop(block=True, timeout=_STOP_WAIT)
