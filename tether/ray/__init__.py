@@ -1,10 +1,12 @@
 """tether over a Ray cluster: connections spread over host actors that Ray restarts.
 
 ``import tether.ray`` needs the extra ``tether[ray]`` (Ray itself);
-``import tether`` never imports Ray. See ``docs/fleets.md``::
+``import tether`` never imports Ray. See ``docs/fleets.md``:
 
-    fleet = tether.ray.Fleet.start("feeds", hosts=2)
-    conn = fleet.open("btc", "feed.example", 443, owner=aggregator, transport="tls")
+```python
+fleet = tether.ray.Fleet.start("feeds", hosts=2)
+conn = fleet.open("btc", "feed.example", 443, owner=aggregator, transport="tls")
+```
 
 Layering: ``tether.ray`` -> ``tether.supervision`` / ``tether.actors`` ->
 ``tether.protocol``; nothing below imports it.

@@ -34,8 +34,11 @@ from tether.ray import _calls
 
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "OwnerName", "Sender"]
 
-#: Batches a host sends and its owners have not finished yet, at most.
 DEFAULT_MAX_IN_FLIGHT = 16
+"""Batches of events a host has sent and its owners have not finished yet, at most.
+
+Change it per fleet with ``Fleet.start(max_in_flight=...)``.
+"""
 #: How often a waiting sender looks whether its host is stopping, in seconds.
 _POLL = 0.5
 
