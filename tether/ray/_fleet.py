@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
 from tether.ray import _calls
 from tether.ray._errors import FleetStopped
@@ -27,6 +28,12 @@ _STOP_TIMEOUT = 30.0
 _CALL_TIMEOUT = 60.0  # a host's start may take a few seconds on a loaded machine
 
 
+# An owner handle's actor id -> its name and namespace (asked once per actor).
+_owner_names: dict[Any, tuple[str, str | None]] = {}
+_owner_names_lock = threading.Lock()
+_OWNER_NAMES_MAX = 10_000  # past that the cache starts afresh (it only saves a call)
+
+
 def _owner_name(owner: Any) -> tuple[str, str | None]:
     """The name and namespace of an owner given as a name or a named actor's handle."""
     if isinstance(owner, str):
@@ -41,6 +48,11 @@ def _owner_name(owner: Any) -> tuple[str, str | None]:
         return context.get_actor_name(), context.namespace
 
     actor: Any = owner
+    actor_id = actor._actor_id  # Ray's id of the actor, the same in every copy of the handle
+    with _owner_names_lock:
+        known = _owner_names.get(actor_id)
+    if known is not None:
+        return known
     named: tuple[str | None, str] = _calls.get(
         actor.__ray_call__.remote(who), timeout=_CALL_TIMEOUT
     )
@@ -50,6 +62,10 @@ def _owner_name(owner: Any) -> tuple[str, str | None]:
             "owner must be a named Ray actor (Actor.options(name=...).remote()): a restarted"
             " host finds its owners again by name"
         )
+    with _owner_names_lock:
+        if len(_owner_names) >= _OWNER_NAMES_MAX:
+            _owner_names.clear()
+        _owner_names[actor_id] = (name, namespace)
     return name, namespace
 
 
@@ -169,7 +185,14 @@ class Fleet:
             raise TypeError(f"the options of {key!r} cannot be pickled: {exc}") from None
         if not added:
             raise ValueError(f"the key {key!r} is taken in fleet {self.name!r}")
-        ok, error = _calls.get(self._hosts[index].open.remote(spec), timeout=_CALL_TIMEOUT)
+        host_actor = self._hosts[index]
+        try:
+            ok, error = _calls.get(host_actor.open.remote(spec), timeout=_CALL_TIMEOUT)
+        except RayActorError:
+            # The host is being restarted: once it is back (it may have opened the
+            # spec from the registry already: open is idempotent), ask again.
+            _calls.get(host_actor.pid.remote(), timeout=_CALL_TIMEOUT)
+            ok, error = _calls.get(host_actor.open.remote(spec), timeout=_CALL_TIMEOUT)
         if not ok:
             _calls.get(self._registry.forget.remote(key), timeout=_CALL_TIMEOUT)
             raise error

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import os
 import threading
+import weakref
 from typing import Any
 
 import tether
@@ -95,8 +96,13 @@ class Host:
         self._lock = threading.Lock()
         self._conns: dict[str, Connection] = {}
         self._specs: dict[str, ConnectionSpec] = {}
-        # Connection (and, for the synthetic Down, FleetConnection) -> its owner.
-        self._owners: dict[object, OwnerName] = {}
+        # Connection -> its owner; weak: a closed connection's entry lasts as long
+        # as its last events (which hold it) wait in the Inbox.
+        self._owners: weakref.WeakKeyDictionary[Connection, OwnerName] = (
+            weakref.WeakKeyDictionary()
+        )
+        # The synthetic Downs of a restart, until the sender routes them.
+        self._restart_downs: dict[FleetConnection, OwnerName] = {}
         self._replay: dict[Connection, UpgradeSpec] = {}
         self._sender = Sender(self._inbox, self._route, self._owner_gone, max_in_flight)
         started: tuple[int, list[ConnectionSpec]] = _calls.get(
@@ -117,7 +123,7 @@ class Host:
         protocol = "ws" if spec.upgrade is not None else "http"
         reason = HostRestarted(self._fleet, self._index, generation)
         with self._lock:
-            self._owners[handle] = (spec.owner, spec.owner_namespace)
+            self._restart_downs[handle] = (spec.owner, spec.owner_namespace)
         self._inbox.tell(Down(handle, protocol, reason, (), ()))  # type: ignore[arg-type]
 
     def _open(self, spec: ConnectionSpec) -> None:
@@ -131,9 +137,13 @@ class Host:
                 self._replay[conn] = spec.upgrade
 
     def open(self, spec: ConnectionSpec) -> Answer:
-        """Open the connection of ``spec`` (kept in the registry already)."""
+        """Open the connection of ``spec`` (kept in the registry already).
+
+        Idempotent: the registry holds one spec per key, so a key this host
+        holds already is this spec, re-opened by a restart that read it.
+        """
         if spec.key in self._conns:
-            return False, ValueError(f"the key {spec.key!r} is taken in this fleet")
+            return True, None
         try:
             self._open(spec)
         except (ValueError, TypeError, TetherError) as exc:
@@ -186,10 +196,14 @@ class Host:
         conn: object = getattr(event, "conn", None)
         replay = None
         with self._lock:
+            if isinstance(conn, FleetConnection):
+                return self._restart_downs.pop(conn, None)
+            if not isinstance(conn, Connection):
+                return None
             owner = self._owners.get(conn)
-            if isinstance(event, Up) and isinstance(conn, Connection):
+            if isinstance(event, Up):
                 replay = self._replay.pop(conn, None)
-        if replay is not None and isinstance(conn, Connection):
+        if replay is not None:
             # Failing: the connection went down again or stopped; its events say so.
             with contextlib.suppress(TetherError):
                 conn.ws_upgrade(replay.path, replay.headers, replay.opts)
