@@ -82,3 +82,37 @@ class EchoOwner:
                 "handles": dict(self.handles),
                 "errors": list(self.errors),
             }
+
+
+@ray.remote(concurrency_groups={"control": 2})
+class SlowOwner:
+    """Upgrades to ``path`` on the first ``Up``; holds every batch with messages until released."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._gate = threading.Event()
+        self._cond = threading.Condition()
+        self._upgraded = False
+        self.seqs: list[int] = []
+
+    def on_tether_events(self, events: list[Any]) -> None:
+        for event in events:
+            match event:
+                case tether.Up(conn=conn) if not self._upgraded:
+                    self._upgraded = True
+                    conn.ws_upgrade(self._path)
+                case tether.Ws(frame=tether.Text(data=text)):
+                    self._gate.wait(60.0)  # a slow owner (bounded: a failed test ends)
+                    with self._cond:
+                        self.seqs.append(int(text.partition(":")[0]))
+                        self._cond.notify_all()
+
+    @ray.method(concurrency_group="control")
+    def release(self) -> None:
+        self._gate.set()
+
+    @ray.method(concurrency_group="control")
+    def wait_seqs(self, count: int, timeout: float) -> list[int]:
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.seqs) >= count, timeout)
+            return self.seqs[:count]

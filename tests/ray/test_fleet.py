@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import time
 
 import pytest
 
@@ -17,13 +18,15 @@ import tether
 from tests.interop.aiohttp_server import AiohttpServer
 
 tether_ray = pytest.importorskip("tether.ray", reason="Ray is not installed (tether[ray])")
-from tests.ray._owners import EchoOwner  # noqa: E402  (imports ray: after the skip)
+from tests.ray._owners import EchoOwner, SlowOwner  # noqa: E402  (imports ray: after the skip)
 
 pytestmark = pytest.mark.ray
 
 CONNECTIONS = 100
 RECOVERY_BOUND = 30.0
 UP_BOUND = 60.0  # the first 100 upgrades and echoes, Ray's worker start-up included
+PAUSE_BOUND = 30.0
+MAX_ONE_READ = 64  # events one socket read may add past max_queue (4 KiB messages)
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +143,30 @@ def test_calls_raise_what_a_connection_raises(ray_cluster, server, owners, fleet
     fleet.stop()
     with pytest.raises(tether_ray.FleetStopped):
         fleet.open("late", server.host, server.port, owner="owner-0")
+
+
+def test_a_slow_owner_pauses_reading_instead_of_growing_memory(ray_cluster, server, request):
+    # The sender keeps 2 batches in flight; then events wait in the host's Inbox, and the
+    # connection stops reading once max_queue of them wait (tether's receive bound).
+    fleet = tether_ray.Fleet.start(request.node.name[:40], hosts=1, max_in_flight=2)
+    owner = SlowOwner.options(name="slow-owner").remote("/push?count=0&size=4096")
+    try:
+        conn = fleet.open("push", server.host, server.port, owner=owner, retry=0, max_queue=16)
+        deadline = time.monotonic() + PAUSE_BOUND
+        # Each call below is a round trip to the host: no sleep needed between them.
+        while not (conn.info().reading_paused and fleet.host_info(0).waiting >= 16):
+            assert time.monotonic() < deadline, "the host kept reading for a blocked owner"
+        # From then on it stays so, the server pushing all the while: no more batches
+        # are sent, no more events taken from the Inbox (tether's bound holds them).
+        for _ in range(50):
+            info = fleet.host_info(0)
+            assert info.in_flight == 2
+            assert 16 <= info.waiting <= 16 + MAX_ONE_READ
+            assert conn.info().reading_paused
+        ray_cluster.get(owner.release.remote())
+        # Nothing was lost or reordered while the owner was slow.
+        assert ray_cluster.get(owner.wait_seqs.remote(500, PAUSE_BOUND)) == list(range(500))
+        conn.close()
+    finally:
+        fleet.stop()
+        ray_cluster.kill(owner)

@@ -25,6 +25,7 @@ from tether.ray._errors import HostDown as HostDown
 from tether.ray._errors import HostRestarted as HostRestarted
 from tether.ray._fleet import Fleet as Fleet
 from tether.ray._handle import FleetConnection as FleetConnection
+from tether.ray._host import HostInfo as HostInfo
 from tether.ray._placement import host_index as host_index
 from tether.ray._sender import DEFAULT_MAX_IN_FLIGHT as DEFAULT_MAX_IN_FLIGHT
 
@@ -34,6 +35,7 @@ __all__ = [
     "FleetConnection",
     "FleetStopped",
     "HostDown",
+    "HostInfo",
     "HostRestarted",
     "host_index",
 ]

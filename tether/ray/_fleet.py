@@ -16,7 +16,7 @@ from ray.exceptions import RayActorError
 from tether.ray import _calls
 from tether.ray._errors import FleetStopped
 from tether.ray._handle import FleetConnection, host_name
-from tether.ray._host import Host
+from tether.ray._host import Host, HostInfo
 from tether.ray._placement import host_index
 from tether.ray._registry import Registry, registry_name
 from tether.ray._sender import DEFAULT_MAX_IN_FLIGHT
@@ -207,6 +207,12 @@ class Fleet:
         self._check()
         pid: int = _calls.get(self._hosts[self.host_of(key)].pid.remote(), timeout=_CALL_TIMEOUT)
         return pid
+
+    def host_info(self, index: int) -> HostInfo:
+        """A snapshot of host ``index``: pid, connections, batches in flight, events waiting."""
+        self._check()
+        info: HostInfo = _calls.get(self._hosts[index].info.remote(), timeout=_CALL_TIMEOUT)
+        return info
 
     def keys(self) -> list[str]:
         """Every key the fleet holds (the registry's view)."""

@@ -43,7 +43,7 @@ from tether.ray._registry import registry_name
 from tether.ray._sender import OwnerName, Sender
 from tether.ray._spec import ConnectionSpec, UpgradeSpec
 
-__all__ = ["Host"]
+__all__ = ["Host", "HostInfo"]
 
 # The Connection calls a FleetConnection may route here.
 _CALLS = frozenset(
@@ -62,6 +62,28 @@ _CALLS = frozenset(
     }
 )
 _STOP_TIMEOUT = 5.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostInfo:
+    """A snapshot of one host of a fleet ([`Fleet.host_info`][tether.ray.Fleet.host_info]).
+
+    Attributes:
+        index: the host's index in the fleet.
+        pid: its process id.
+        connections: how many connections it holds.
+        in_flight: batches of events sent to owners and not yet seen
+            finished (at most the fleet's ``max_in_flight``).
+        waiting: events in the host's Inbox, not yet taken by its sender
+            (each connection's stop at its ``max_queue``).
+    """
+
+    index: int
+    pid: int
+    connections: int
+    in_flight: int
+    waiting: int
+
 
 Answer = tuple[bool, Any]
 """A routed call's outcome: ``(True, result)`` or ``(False, the error to raise)``."""
@@ -228,6 +250,12 @@ class Host:
     def keys(self) -> list[str]:
         """The keys of the connections this host holds."""
         return list(self._conns)
+
+    def info(self) -> HostInfo:
+        """A snapshot of this host (``Fleet.host_info``)."""
+        return HostInfo(
+            self._index, os.getpid(), len(self._conns), self._sender.in_flight, len(self._inbox)
+        )
 
     def stop(self) -> None:
         """Close every connection and stop the sender (``Fleet.stop``)."""

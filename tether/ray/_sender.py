@@ -85,6 +85,11 @@ class Sender:
         """Start the thread."""
         self._thread.start()
 
+    @property
+    def in_flight(self) -> int:
+        """Batches sent and not yet seen finished (any thread: a snapshot)."""
+        return len(self._in_flight)
+
     def stop(self, timeout: float) -> None:
         """Stop taking events (the Inbox must be closed first) and join the thread."""
         self._stopping.set()
