@@ -1,8 +1,9 @@
 """A fleet over a local Ray cluster: 2 hosts, 100 Websockets to aiohttp, one host SIGKILLed.
 
 The bound: every connection of the killed host is back up and echoing
-within RECOVERY_BOUND seconds of the kill (docs/fleets.md; measured 1.6 s
-here for 100 connections a host, Ray's restart of the process included; the bound leaves room for CI's load, three Pythons on 2 cores).
+within RECOVERY_BOUND seconds of the kill (docs/fleets.md; measured: 1.6 s
+here for 100 connections a host, Ray's restart of the process included;
+the bound leaves room for CI's load, three Pythons on 2 cores).
 """
 
 from __future__ import annotations
