@@ -14,7 +14,7 @@ from tether import _errors
 CONTRACT = [
     # functions and classes of API.md
     "open", "open_unix", "Connection", "ConnectionInfo", "Inbox", "StreamRef",
-    "Up", "Down", "Inform", "Response", "Data", "Trailers", "Upgrade", "Ws", "Error",
+    "Up", "Down", "Inform", "Response", "Data", "Trailers", "Upgrade", "Ws", "TunnelUp", "Error",
     "Text", "Binary", "Ping", "Pong", "Close",
     "ConnectOpts", "HttpOpts", "WsOpts", "ExponentialBackoff",
     "Supervisor", "ChildSpec", "ChildInfo",
@@ -23,7 +23,7 @@ CONTRACT = [
 ]  # fmt: skip
 
 EVENTS = [tether.Up, tether.Down, tether.Inform, tether.Response, tether.Data,
-          tether.Trailers, tether.Upgrade, tether.Ws, tether.Error]  # fmt: skip
+          tether.Trailers, tether.Upgrade, tether.Ws, tether.TunnelUp, tether.Error]  # fmt: skip
 FRAMES = [tether.Text, tether.Binary, tether.Ping, tether.Pong, tether.Close]
 
 
@@ -79,6 +79,7 @@ def test_event_fields_follow_gun_messages() -> None:
         "Trailers": ("conn", "stream", "headers"),
         "Upgrade": ("conn", "stream", "protocols", "headers"),
         "Ws": ("conn", "stream", "frame"),
+        "TunnelUp": ("conn", "stream", "protocol"),
         "Error": ("conn", "stream", "reason"),
     }
 

@@ -47,6 +47,7 @@ from tether._events import Inform as Inform
 from tether._events import Response as Response
 from tether._events import StreamRef as StreamRef
 from tether._events import Trailers as Trailers
+from tether._events import TunnelUp as TunnelUp
 from tether._events import Up as Up
 from tether._events import Upgrade as Upgrade
 from tether._events import Ws as Ws
@@ -150,6 +151,7 @@ __all__ = [
     "TetherError",
     "Text",
     "Trailers",
+    "TunnelUp",
     "Up",
     "Upgrade",
     "UpgradeError",

@@ -10,6 +10,7 @@
 | ``{gun_trailers, C, S, H}``           | ``Trailers(conn, stream, headers)``     |
 | ``{gun_upgrade, C, S, Ps, H}``        | ``Upgrade(conn, stream, protocols, headers)`` |
 | ``{gun_ws, C, S, Frame}``             | ``Ws(conn, stream, frame)``             |
+| ``{gun_tunnel_up, C, S, P}``          | ``TunnelUp(conn, stream, protocol)``    |
 | ``{gun_error, C, S, R}``              | ``Error(conn, stream, reason)``         |
 | ``{gun_error, C, R}``                 | ``Error(conn, None, reason)``           |
 
@@ -54,6 +55,7 @@ __all__ = [
     "StreamEvent",
     "StreamRef",
     "Trailers",
+    "TunnelUp",
     "Up",
     "Upgrade",
     "Ws",
@@ -222,6 +224,22 @@ class Ws:
     frame: Frame
 
 
+@dataclass(frozen=True, slots=True)
+class TunnelUp:
+    """The tunnel a ``conn.connect`` asked for is up (Gun's ``gun_tunnel_up``).
+
+    ``stream`` is the CONNECT's (its ``Response(fin=True)`` came first; for
+    a ``"tls"`` destination the TLS handshake inside the tunnel has
+    succeeded too); ``protocol`` is what the connection now speaks through
+    it (``"http"``). From now on requests go to the destination: pass
+    ``tunnel=stream`` to name the tunnel they expect. Thread-safe: immutable.
+    """
+
+    conn: Connection
+    stream: StreamRef
+    protocol: ProtocolName
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Error:
     """An error for one stream, or for the whole connection when ``stream`` is None."""
@@ -234,7 +252,7 @@ class Error:
     __hash__ = _value_hash
 
 
-StreamEvent: TypeAlias = Inform | Response | Data | Trailers | Upgrade | Ws | Error
+StreamEvent: TypeAlias = Inform | Response | Data | Trailers | Upgrade | Ws | TunnelUp | Error
 """The events that belong to a stream (``Error`` may also be connection-wide)."""
 
 Event: TypeAlias = Up | Down | StreamEvent

@@ -40,7 +40,9 @@ def test_200_concurrent_gets_one_connection_cut_the_rest_succeed_and_the_pool_re
     server: LoopServer, pool: tether.Pool
 ):
     pool.await_up()
-    victim = pool.connections[0]
+    first = pool.get("/")
+    assert pool.await_body(first) == b"hello"  # so the server has accepted its connection
+    victim = pool.connection_of(first)
     victim_address = victim.info().local_address
     assert victim_address is not None
     answered = threading.Semaphore(0)

@@ -7,6 +7,7 @@ Websocket upgrades, a lost request, a connection replaced, stopping.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -120,7 +121,7 @@ def test_a_request_lost_with_its_connection_fails_and_the_pool_recovers(
 
 def test_a_connection_that_stops_for_good_is_replaced(start: Start, aiohttp_server: AiohttpServer):
     pool = start(size=1, retry=0)
-    pool.await_up()
+    assert pool.await_body(pool.get("/")) == b"hello"  # the server has accepted it
     (first,) = pool.connections
     assert aiohttp_server.drop_connections() == 1
     first.wait_stopped(5.0)  # retry=0: no reconnect, the connection stops
@@ -238,3 +239,14 @@ def test_a_streamed_body_goes_on_the_stream_s_connection(start: Start):
     pool.data(stream, False, b"hello ")
     pool.data(stream, True, b"pool")
     assert pool.await_body(stream) == b"hello pool"
+
+
+def test_an_async_inbox_awaits_pool_streams_with_their_connection(start: Start):
+    pool = start(size=2)
+
+    async def main() -> list[bytes]:
+        inbox = tether.AsyncInbox()
+        streams = [pool.get("/", reply_to=inbox) for _ in range(2)]
+        return [await inbox.await_body(pool.connection_of(s), s) for s in streams]
+
+    assert asyncio.run(main()) == [b"hello", b"hello"]

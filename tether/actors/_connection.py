@@ -67,6 +67,7 @@ from tether._events import (
     Error,
     Event,
     StreamRef,
+    TunnelUp,
     Up,
     Upgrade,
 )
@@ -93,9 +94,11 @@ from tether.actors._scheduler import TimerHandle, default_scheduler
 from tether.actors._supervised import Supervised
 from tether.actors._tls import TlsLayer, default_context
 from tether.actors._transport import TcpTransport, Transport, UnixTransport
+from tether.actors._tunnels import Destination, Tunnels
 from tether.actors._upgrades import Upgrades
 from tether.actors._writer import Writer
 from tether.protocol import ClientProtocol, ProxyHandshake, handshake_for, host_authority
+from tether.protocol._client import Tunnel
 from tether.protocol._validate import ip_version
 from tether.protocol._ws import FAIL_LINGER, WsClient
 
@@ -115,6 +118,7 @@ _INLINE = frozenset(
         msg.Cancel,
         msg.UpdateFlow,
         msg.WsUpgrade,
+        msg.ConnectCmd,
         msg.WsSend,
         msg.Close,
         msg.Shutdown,
@@ -178,6 +182,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         "_state",
         "_timers",
         "_transport",
+        "_tunnels",
         "_upgrades",
         "_writer",
     )
@@ -231,6 +236,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         schedule = self._schedule
         self._retries = Retries(opts)
         self._upgrades = Upgrades(conn)
+        self._tunnels = Tunnels()  # conn.connect's tunnels, of the current connection
         self._heads = HeadTimer(opts, schedule)  # response_timeout, upgrade_timeout
         self._keepalive = Keepalive(opts.http_opts.keepalive, schedule)
         now = self._scheduler.now
@@ -418,6 +424,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if proto is not None and data:
             proto.receive_data(data)
             self._flush()
+            if proto.tunnel is not None and self._proto is proto:
+                self._open_tunnel(proto.tunnel)
 
     # -- connecting ----------------------------------------------------------------
 
@@ -612,6 +620,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._next_hop(chain)
             if self._epoch != epoch or self._is_stopped():
                 return None  # the next hop failed, or the owner went at the Up
+        elif received.handshake_ended and self._tunnels.handshaking:
+            epoch = self._epoch
+            self._tunnel_tls_done()
+            if self._epoch != epoch or self._is_stopped():
+                return None
         if received.closed and not received.plain:
             self._on_closed(None)
             return None
@@ -620,14 +633,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     def _on_connected(self) -> None:
         self._state = State.UP
         self._retries.up(self._scheduler.now())
-        self._proto = ClientProtocol(
-            self._conn,
-            authority=host_authority(
-                self._conn.host, self._conn.port, tls=self._opts.transport == "tls"
-            ),
-            http_opts=self._opts.http_opts,
-            ws_opts=self._opts.ws_opts,
-            observe=self._phases.observe,
+        self._proto = self._new_protocol(
+            self._conn.host, self._conn.port, tls=self._opts.transport == "tls"
         )
         if not self._deliver(Up(self._conn, "http")):
             return
@@ -639,6 +646,91 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         again = self._upgrades.again()
         if again is not None:
             self._command(again)
+
+    def _new_protocol(self, host: str, port: int, *, tls: bool) -> ClientProtocol:
+        """The protocol for a server: the connection's, or a tunnel's destination."""
+        return ClientProtocol(
+            self._conn,
+            authority=host_authority(host, port, tls=tls),
+            http_opts=self._opts.http_opts,
+            ws_opts=self._opts.ws_opts,
+            observe=self._phases.observe,
+        )
+
+    def _open_tunnel(self, tunnel: Tunnel) -> None:
+        """A CONNECT succeeded (its Response is delivered): talk to its destination now.
+
+        A ``"tls"`` destination first gets its TLS session, pushed inside
+        the ones there are (Gun's ``tls_handshake`` state): commands wait
+        meanwhile, and its end is the tunnel's ``TunnelUp``.
+        """
+        pending = self._tunnels.pending
+        assert pending is not None
+        assert pending[0] is tunnel.stream  # one CONNECT at a time
+        stream, destination, _ = pending
+        if not destination.tls:
+            self._tunnel_up(tunnel.leftover)
+            return
+        context = destination.tls_context or default_context()
+        name = destination.server_hostname or destination.host
+        timeout = destination.tls_handshake_timeout
+        data = self._tunnels.handshake = {
+            "stream": stream,
+            "host": destination.host,
+            "port": destination.port,
+            "server_hostname": name,
+            "tls_context": context,
+            "timeout": timeout,
+        }
+        self._phases.emit("tls_handshake_start", dict(data))
+        if timeout is not None:
+            self._schedule(Timer.TUNNEL_TLS_DEADLINE, timeout)
+        layers = self._layers
+        if layers is None:
+            layers = self._layers = Layers()
+        if self._write_raw(layers.push(TlsLayer(context, name))) and tunnel.leftover:
+            plain = self._from_layers(layers.feed_inner, tunnel.leftover)
+            proto = self._proto
+            if plain and proto is not None:
+                proto.receive_data(plain)
+                self._flush()
+
+    def _tunnel_tls_done(self) -> None:
+        """The TLS handshake inside the tunnel succeeded: the tunnel is up."""
+        data = self._tunnels.handshake
+        assert data is not None
+        self._phases.emit("tls_handshake_end", {**data, "protocol": "http"})
+        self._tunnel_up(b"")
+
+    def _tunnel_up(self, leftover: bytes) -> None:
+        """Gun's ``gun_tunnel_up``: a new protocol speaks to the destination, fed ``leftover``.
+
+        Then the commands that waited for the tunnel's TLS handshake go, in order.
+        """
+        pending = self._tunnels.pending
+        assert pending is not None
+        stream, destination, reply_to = pending
+        proto = self._proto = self._new_protocol(
+            destination.host, destination.port, tls=destination.tls
+        )
+        self._tunnels.up(stream)
+        event = TunnelUp(self._conn, stream, "http")
+        if not self._tell_stream(event, reply_to):
+            return
+        if leftover:
+            proto.receive_data(leftover)
+            self._flush()
+        for command in self._take_pending():
+            if self._proto is not proto:
+                self._command_not_up(command)  # lost meanwhile: kept for the next Up
+            else:
+                self._command(command)
+
+    def _tell_stream(self, event: Event, reply_to: Delivery | None) -> bool:
+        """Tell a stream's event to its ``reply_to`` (None: the owner); False if the owner went."""
+        if reply_to is None:
+            return self._deliver(event)
+        return self._told(self._router.tell_reply_to(reply_to, [event]))
 
     def _is_up(self) -> bool:
         return self._state is State.UP
@@ -740,10 +832,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     # -- up ----------------------------------------------------------------------
 
     def _command(self, command: msg.Command) -> None:
-        proto = self._proto
-        if self._state is not State.UP or proto is None:
-            self._command_not_up(command)
+        if self._held_back(command):
             return
+        proto = self._proto
+        assert proto is not None  # up: _held_back let it through
         match command:
             case msg.RequestCmd(stream, method, target, headers, body, flow, _, reply_to):
                 self._route(stream, reply_to)
@@ -759,14 +851,52 @@ class ConnectionActor(Supervised, LazyThreadingActor):
                 self._cancel(proto, stream)
             case msg.UpdateFlow(stream, increment):
                 proto.update_flow(stream, increment)
-            case msg.WsUpgrade():
-                self._ws_upgrade(proto, command)
+            case msg.WsUpgrade() | msg.ConnectCmd():
+                self._switching(proto, command)
             case msg.WsSend():
                 self._ws_send(proto, command)
             # Close and Shutdown never come here: on_receive handles them.
         self._flush()
         if proto.held_size:  # a body queued behind an earlier request: the send buffer counts it
             self._writer.count(self._transport)
+
+    def _held_back(self, command: msg.Command) -> bool:
+        """Whether ``command`` cannot go to the protocol now (it was kept or refused).
+
+        Kept or refused while not up (``_command_not_up``); refused if its
+        ``tunnel`` is not the one the connection is up through, Gun's
+        ``badstate`` ("The stream is not a tunnel."): an ``Error`` for its
+        stream, nothing sent.
+        """
+        if self._state is not State.UP or self._proto is None or self._tunnels.handshaking:
+            self._command_not_up(command)
+            return True
+        tunnel = getattr(command, "tunnel", None)
+        refusal = None if tunnel is None else self._tunnels.refusal(tunnel)
+        if refusal is None:
+            return False
+        self._refuse(command, refusal)
+        return True
+
+    def _switching(self, proto: ClientProtocol, command: msg.WsUpgrade | msg.ConnectCmd) -> None:
+        """The requests whose success switches what the connection speaks (upgrade, CONNECT)."""
+        if isinstance(command, msg.WsUpgrade):
+            self._ws_upgrade(proto, command)
+        else:
+            self._connect_cmd(proto, command)
+
+    def _connect_cmd(self, proto: ClientProtocol, command: msg.ConnectCmd) -> None:
+        """Send a CONNECT; remember where it goes until its answer (``_open_tunnel``)."""
+        stream, destination = command.stream, command.destination
+        self._route(stream, command.reply_to)
+        if proto.connect(
+            stream,
+            destination.authority,
+            command.headers,
+            username=destination.username,
+            password=destination.password,
+        ):
+            self._tunnels.pending = (stream, destination, command.reply_to)
 
     def _command_not_up(self, command: msg.Command) -> None:
         """A command while not up: refused while closing, else kept (frames refused)."""
@@ -928,7 +1058,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         """Deliver what one read or command produced; False if the owner is gone."""
         for event in events:
             if isinstance(event, Upgrade):
-                command = self._upgrades.upgraded(event.stream)
+                inside = self._tunnels.innermost is not None
+                command = self._upgrades.upgraded(event.stream, repeatable=not inside)
                 self._keepalive.upgraded(command.opts.keepalive if command is not None else None)
         if self._upgrades.waiting:
             self._upgrades.answered(events)
@@ -1029,10 +1160,40 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         protocol = proto.protocol
         self._proto = None
         self._upgrades.lost()
+        handshake = self._tunnels.handshake
+        opening = self._tunnels.lost()
+        if opening is not None and handshake is not None:  # the handshake failed, or the
+            self._tunnel_failed(opening, handshake, reason)  # connection went under it
         self._writer.count(self._transport)
         self._phases.emit("disconnect", {"reason": reason})
         self._router.lost((*killed, *unprocessed), reason)
         self._deliver(Down(self._conn, protocol, reason, killed, unprocessed))
+
+    def _tunnel_failed(
+        self,
+        opening: tuple[StreamRef, Destination, Delivery | None],
+        handshake: dict[str, Any],
+        reason: BaseException,
+    ) -> None:
+        """The tunnel never came up: its handshake's end (``error``), an ``Error`` for its stream.
+
+        Gun only disconnects (``gun_down``); tether also tells the stream,
+        whose owner waits for its ``TunnelUp``, why (before the ``Down``).
+        """
+        stream, _, reply_to = opening
+        self._phases.emit("tls_handshake_end", {**handshake, "error": reason})
+        self._tell_stream(Error(self._conn, stream, reason), reply_to)
+
+    def _tick_tunnel_tls_deadline(self) -> None:
+        pending = self._tunnels.pending
+        if self._tunnels.handshaking and pending is not None:
+            destination = pending[1]
+            self._lost(
+                ConnectTimeout(
+                    f"the TLS handshake with {destination.authority} inside the tunnel took "
+                    f"longer than tls_handshake_timeout ({destination.tls_handshake_timeout} s)"
+                )
+            )
 
     def _close_transport(self) -> None:
         # A new epoch first: whatever the old socket still reports is stale.
@@ -1089,7 +1250,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             never_sent = tuple(
                 command.stream
                 for command in unsent
-                if isinstance(command, msg.RequestCmd | msg.HeadersCmd | msg.WsUpgrade)
+                if isinstance(
+                    command, msg.RequestCmd | msg.HeadersCmd | msg.WsUpgrade | msg.ConnectCmd
+                )
             )
             # The rest (frames, body pieces) are refused before the Down, which
             # stays the last event.
@@ -1204,6 +1367,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             reading_paused=self._transport is not None and self._transport.reads_paused,
             send_buffered=self._conn._send.held,
             unix_path=self._conn.unix_path,
+            tunnels=self._tunnels.streams,
         )
 
 
@@ -1249,6 +1413,7 @@ ConnectionActor._DISPATCH = {
     msg.Cancel: ConnectionActor._command,
     msg.UpdateFlow: ConnectionActor._command,
     msg.WsUpgrade: ConnectionActor._command,
+    msg.ConnectCmd: ConnectionActor._command,
 }
 
 # Each timer kind and what its tick does (the state checks are in the handlers).
@@ -1266,4 +1431,5 @@ ConnectionActor._TICKS = {
     Timer.HEAD: ConnectionActor._tick_head,
     Timer.LOOKUP_DEADLINE: ConnectionActor._tick_lookup_deadline,
     Timer.TLS_DEADLINE: ConnectionActor._tick_tls_deadline,
+    Timer.TUNNEL_TLS_DEADLINE: ConnectionActor._tick_tunnel_tls_deadline,
 }

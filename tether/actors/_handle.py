@@ -45,6 +45,7 @@ from tether._events import (
     Response,
     StreamRef,
     Trailers,
+    TunnelUp,
     Up,
     Upgrade,
     Ws,
@@ -63,6 +64,7 @@ from tether.actors._inbox import Inbox, Match
 from tether.actors._mailbox import Mailbox
 from tether.actors._sendbuffer import COMMAND_OVERHEAD, SendBuffer
 from tether.actors._transport import check_unix_path
+from tether.actors._tunnels import destination_from
 from tether.protocol import check_body, check_framing, check_method, check_path, normalize_headers
 from tether.protocol._validate import check_host, check_server_hostname
 
@@ -76,7 +78,7 @@ __all__ = [
     "open_unix_connection",
 ]
 
-_STREAM_EVENTS = (Inform, Response, Data, Trailers, Upgrade, Ws, Error)
+_STREAM_EVENTS = (Inform, Response, Data, Trailers, Upgrade, Ws, TunnelUp, Error)
 _INFO_TIMEOUT = 5.0
 # How long a call waits for a supervisor to restart a crashed connection actor.
 _RESTART_WAIT = 2.0
@@ -84,6 +86,15 @@ _RESTART_WAIT = 2.0
 
 def _nothing() -> None:
     pass
+
+
+def _check_tunnel(tunnel: object) -> StreamRef | None:
+    """The ``tunnel`` request option: None, or the ``StreamRef`` of a ``connect``."""
+    if tunnel is not None and not isinstance(tunnel, StreamRef):
+        raise TypeError(
+            f"tunnel must be the StreamRef of a connect(), not {type(tunnel).__name__}"
+        )
+    return tunnel
 
 
 def _frames_size(frames: tuple[Frame, ...]) -> int:
@@ -141,6 +152,10 @@ class ConnectionInfo:
             for the actor are not counted here).
         unix_path: the socket's path for a connection opened with
             [`open_unix`][tether.open_unix], else ``None``.
+        tunnels: the streams of the [`connect`][tether.Connection.connect]
+            tunnels the connection is up through, outermost first (Gun's
+            ``intermediaries`` of type ``connect``): requests go to the
+            last one's destination. Empty again after a reconnect.
     """
 
     host: str
@@ -155,6 +170,7 @@ class ConnectionInfo:
     reading_paused: bool = False
     send_buffered: int = 0
     unix_path: str | None = None
+    tunnels: tuple[StreamRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +588,7 @@ class Connection:
         *,
         flow: int | None = None,
         reply_to: Any = None,
+        tunnel: StreamRef | None = None,
     ) -> StreamRef:
         """Send a request (Gun's ``gun:request``); ``body=None`` sends no body.
 
@@ -586,6 +603,14 @@ class Connection:
         ``event_handler``: it must not block). Connection-wide events
         (``Up``, ``Down``, ``Error(conn, None, ...)``) still go to the owner;
         a lost connection tells a ``reply_to`` an ``Error`` for its stream.
+
+        ``tunnel`` (Gun's request option): the ``StreamRef`` of the
+        [`connect`][tether.Connection.connect] whose tunnel this request
+        goes through; if that is not the tunnel the connection is up
+        through when the request is handled (its CONNECT was refused, or
+        the connection was lost since) the stream gets an ``Error``
+        (``InvalidRequestError``) and nothing is sent. Without it the
+        request goes to whatever the connection talks to then.
 
         Blocks while the send buffer is full (``send_buffer``), for at most
         ``send_timeout`` seconds.
@@ -607,41 +632,66 @@ class Connection:
         )
         check_framing(raw_headers, command_body)
         check_flow("flow", flow)
+        _check_tunnel(tunnel)
         reply = self._reply_to(reply_to)
         self._check_http()
         stream = self._stream_for(reply)
         size = COMMAND_OVERHEAD + (len(command_body) if command_body else 0)
         self._tell(
             msg.RequestCmd(
-                stream, raw_method, target, raw_headers, command_body, flow, size, reply
+                stream, raw_method, target, raw_headers, command_body, flow, size, reply, tunnel
             ),
             size,
         )
         return stream
 
     def get(
-        self, path: str, headers: Any = None, *, flow: int | None = None, reply_to: Any = None
+        self,
+        path: str,
+        headers: Any = None,
+        *,
+        flow: int | None = None,
+        reply_to: Any = None,
+        tunnel: StreamRef | None = None,
     ) -> StreamRef:
         """``GET path`` (Gun's ``gun:get``)."""
-        return self.request("GET", path, headers, flow=flow, reply_to=reply_to)
+        return self.request("GET", path, headers, flow=flow, reply_to=reply_to, tunnel=tunnel)
 
     def head(
-        self, path: str, headers: Any = None, *, flow: int | None = None, reply_to: Any = None
+        self,
+        path: str,
+        headers: Any = None,
+        *,
+        flow: int | None = None,
+        reply_to: Any = None,
+        tunnel: StreamRef | None = None,
     ) -> StreamRef:
         """``HEAD path``; the response has ``fin=True`` (Gun's ``gun:head``)."""
-        return self.request("HEAD", path, headers, flow=flow, reply_to=reply_to)
+        return self.request("HEAD", path, headers, flow=flow, reply_to=reply_to, tunnel=tunnel)
 
     def options(
-        self, path: str, headers: Any = None, *, flow: int | None = None, reply_to: Any = None
+        self,
+        path: str,
+        headers: Any = None,
+        *,
+        flow: int | None = None,
+        reply_to: Any = None,
+        tunnel: StreamRef | None = None,
     ) -> StreamRef:
         """``OPTIONS path`` (Gun's ``gun:options``)."""
-        return self.request("OPTIONS", path, headers, flow=flow, reply_to=reply_to)
+        return self.request("OPTIONS", path, headers, flow=flow, reply_to=reply_to, tunnel=tunnel)
 
     def delete(
-        self, path: str, headers: Any = None, *, flow: int | None = None, reply_to: Any = None
+        self,
+        path: str,
+        headers: Any = None,
+        *,
+        flow: int | None = None,
+        reply_to: Any = None,
+        tunnel: StreamRef | None = None,
     ) -> StreamRef:
         """``DELETE path`` (Gun's ``gun:delete``)."""
-        return self.request("DELETE", path, headers, flow=flow, reply_to=reply_to)
+        return self.request("DELETE", path, headers, flow=flow, reply_to=reply_to, tunnel=tunnel)
 
     def post(
         self,
@@ -651,9 +701,12 @@ class Connection:
         *,
         flow: int | None = None,
         reply_to: Any = None,
+        tunnel: StreamRef | None = None,
     ) -> StreamRef:
         """``POST path`` with a body (Gun's ``gun:post``)."""
-        return self.request("POST", path, headers, body, flow=flow, reply_to=reply_to)
+        return self.request(
+            "POST", path, headers, body, flow=flow, reply_to=reply_to, tunnel=tunnel
+        )
 
     def put(
         self,
@@ -663,9 +716,12 @@ class Connection:
         *,
         flow: int | None = None,
         reply_to: Any = None,
+        tunnel: StreamRef | None = None,
     ) -> StreamRef:
         """``PUT path`` with a body (Gun's ``gun:put``)."""
-        return self.request("PUT", path, headers, body, flow=flow, reply_to=reply_to)
+        return self.request(
+            "PUT", path, headers, body, flow=flow, reply_to=reply_to, tunnel=tunnel
+        )
 
     def patch(
         self,
@@ -675,9 +731,12 @@ class Connection:
         *,
         flow: int | None = None,
         reply_to: Any = None,
+        tunnel: StreamRef | None = None,
     ) -> StreamRef:
         """``PATCH path`` with a body (Gun's ``gun:patch``)."""
-        return self.request("PATCH", path, headers, body, flow=flow, reply_to=reply_to)
+        return self.request(
+            "PATCH", path, headers, body, flow=flow, reply_to=reply_to, tunnel=tunnel
+        )
 
     def headers(
         self,
@@ -687,12 +746,13 @@ class Connection:
         *,
         flow: int | None = None,
         reply_to: Any = None,
+        tunnel: StreamRef | None = None,
     ) -> StreamRef:
         """Start a request whose body follows with ``data`` (Gun's ``gun:headers``).
 
         Without a ``content-length`` header the body is sent chunked, which
-        HTTP/1.0 cannot do: there the header is required. ``flow`` and
-        ``reply_to`` as for [`request`][tether.Connection.request].
+        HTTP/1.0 cannot do: there the header is required. ``flow``,
+        ``reply_to`` and ``tunnel`` as for [`request`][tether.Connection.request].
         """
         raw_method, target, raw_headers = (
             check_method(method),
@@ -709,10 +769,13 @@ class Connection:
                 "header (HTTP/1.0 has no chunked encoding)"
             )
         check_flow("flow", flow)
+        _check_tunnel(tunnel)
         reply = self._reply_to(reply_to)
         stream = self._stream_for(reply)
         self._tell(
-            msg.HeadersCmd(stream, raw_method, target, raw_headers, flow, COMMAND_OVERHEAD, reply),
+            msg.HeadersCmd(
+                stream, raw_method, target, raw_headers, flow, COMMAND_OVERHEAD, reply, tunnel
+            ),
             COMMAND_OVERHEAD,
         )
         return stream
@@ -754,7 +817,13 @@ class Connection:
     # -- Websocket -------------------------------------------------------------
 
     def ws_upgrade(
-        self, path: str, headers: Any = None, opts: Any = None, *, reply_to: Any = None
+        self,
+        path: str,
+        headers: Any = None,
+        opts: Any = None,
+        *,
+        reply_to: Any = None,
+        tunnel: StreamRef | None = None,
     ) -> StreamRef:
         """Ask to upgrade to Websocket (Gun's ``gun:ws_upgrade``).
 
@@ -763,14 +832,70 @@ class Connection:
         (a dict or [`WsOpts`][tether.WsOpts]) overrides the ``ws_opts`` of
         ``open`` key by key. ``reply_to`` as for
         [`request`][tether.Connection.request]: the upgrade's events and
-        then the Websocket's go there.
+        then the Websocket's go there; ``tunnel`` as for ``request`` (a
+        Websocket inside a tunnel is not upgraded again after a reconnect,
+        ``reupgrade`` or not: the tunnel is not redone).
         """
         target, raw_headers = check_path(path), normalize_headers(headers)
         ws_opts = self._merge_ws_opts(opts)
+        _check_tunnel(tunnel)
         reply = self._reply_to(reply_to)
         self._check_http()
         stream = self._stream_for(reply)
-        self._tell(msg.WsUpgrade(stream, target, raw_headers, ws_opts, reply))
+        self._tell(msg.WsUpgrade(stream, target, raw_headers, ws_opts, reply, tunnel))
+        return stream
+
+    # -- tunnels ---------------------------------------------------------------
+
+    def connect(
+        self,
+        destination: Any,
+        headers: Any = None,
+        *,
+        reply_to: Any = None,
+        tunnel: StreamRef | None = None,
+    ) -> StreamRef:
+        """Open a tunnel to ``destination`` through the proxy (Gun's ``gun:connect``).
+
+        Sends ``CONNECT host:port``. ``destination`` is a mapping as Gun's
+        ``connect_destination()``: ``host`` and ``port`` (mandatory),
+        ``transport`` (``"tcp"``, or ``"tls"`` for a TLS handshake with the
+        destination inside the tunnel), ``username`` and ``password``
+        (``proxy-authorization: Basic``, sent when both are given), and for
+        ``"tls"``: ``tls_context`` (default: verifying), ``server_hostname``
+        (the name verified and sent as SNI; default ``host``) and
+        ``tls_handshake_timeout`` (seconds). ``headers`` are added to the
+        CONNECT (``content-length`` and ``transfer-encoding`` are dropped:
+        it has no body).
+
+        A 2xx answer is a ``Response(fin=True)``, then
+        [`TunnelUp`][tether.TunnelUp] once the tunnel carries HTTP to the
+        destination: from then on requests go there (pass
+        ``tunnel=stream`` to make sure). Any other answer is a ``Response``
+        (with its body) and the connection goes on with the proxy; a
+        request naming that stream as ``tunnel`` gets an ``Error``.
+        ``tunnel`` here nests: a CONNECT sent through an earlier tunnel.
+
+        HTTP/1.1 only, and only while no other request is in progress or
+        queued (Gun's rule): else the stream gets an ``Error``
+        (``InvalidRequestError``). A reconnect does not redo the CONNECT,
+        as Gun documents: after ``Down`` and ``Up`` the connection talks to
+        the proxy again (call ``connect`` again on ``Up``). Thread-safe.
+
+        Raises:
+            TypeError, ValueError: a bad ``destination`` (a missing or
+                unknown key, a bad host, port or transport) or ``tunnel``.
+            InvalidRequestError: a bad header.
+            UpgradedError: the connection speaks Websocket.
+            ConnectionStoppedError: the connection has stopped.
+        """
+        checked = destination_from(destination)
+        raw_headers = normalize_headers(headers)
+        _check_tunnel(tunnel)
+        reply = self._reply_to(reply_to)
+        self._check_http()
+        stream = self._stream_for(reply)
+        self._tell(msg.ConnectCmd(stream, checked, raw_headers, reply, tunnel))
         return stream
 
     def _merge_ws_opts(self, opts: Any) -> WsOpts:

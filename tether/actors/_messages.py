@@ -19,6 +19,7 @@ from tether._events import StreamRef
 from tether._frames import Frame
 from tether._options import WsOpts
 from tether.actors._delivery import Delivery
+from tether.actors._tunnels import Destination
 from tether.protocol._validate import HeaderList
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Close",
     "Closed",
     "Command",
+    "ConnectCmd",
     "ConnectFailed",
     "Connected",
     "DataCmd",
@@ -63,6 +65,8 @@ class RequestCmd:
     size: int = 0
     #: Where the stream's events go (Gun's ``reply_to``); None: the owner.
     reply_to: Delivery | None = None
+    #: The tunnel the request expects to go through (Gun's ``tunnel``); None: any.
+    tunnel: StreamRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,7 @@ class HeadersCmd:
     flow: int | None = None
     size: int = 0
     reply_to: Delivery | None = None
+    tunnel: StreamRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,18 @@ class WsUpgrade:
     headers: HeaderList
     opts: WsOpts
     reply_to: Delivery | None = None
+    tunnel: StreamRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectCmd:
+    """Gun's ``gun:connect``: a CONNECT to ``destination`` (through ``tunnel``, if given)."""
+
+    stream: StreamRef
+    destination: Destination
+    headers: HeaderList
+    reply_to: Delivery | None = None
+    tunnel: StreamRef | None = None
 
 
 @dataclass(slots=True)  # hot-path ledger: unfrozen messages
@@ -149,12 +166,15 @@ Command: TypeAlias = (
     | Cancel
     | UpdateFlow
     | WsUpgrade
+    | ConnectCmd
     | WsSend
     | SetOwner
     | Close
     | Shutdown
 )
-StreamCommand: TypeAlias = RequestCmd | HeadersCmd | DataCmd | Cancel | UpdateFlow | WsUpgrade
+StreamCommand: TypeAlias = (
+    RequestCmd | HeadersCmd | DataCmd | Cancel | UpdateFlow | WsUpgrade | ConnectCmd
+)
 
 
 # -- I/O reports (told by the transport thread and the scheduler) --------------
@@ -217,6 +237,9 @@ class Timer(enum.Enum):
     HEAD = "head"  #: response_timeout / upgrade_timeout
     LOOKUP_DEADLINE = "lookup_deadline"  #: domain_lookup_timeout
     TLS_DEADLINE = "tls_deadline"  #: tls_handshake_timeout
+    TUNNEL_TLS_DEADLINE = (
+        "tunnel_tls_deadline"  #: a conn.connect destination's tls_handshake_timeout
+    )
 
     @property
     def lifelong(self) -> bool:

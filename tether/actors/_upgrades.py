@@ -36,13 +36,18 @@ class Upgrades:
         """The upgrade ``command`` went out."""
         self.waiting[command.stream] = command
 
-    def upgraded(self, stream: StreamRef) -> msg.WsUpgrade | None:
-        """``stream``'s upgrade succeeded: its command (None if not this connection's)."""
+    def upgraded(self, stream: StreamRef, *, repeatable: bool = True) -> msg.WsUpgrade | None:
+        """``stream``'s upgrade succeeded: its command (None if not this connection's).
+
+        ``repeatable``: False for a Websocket inside a tunnel, which a
+        reconnect does not bring back (the tunnel is not redone).
+        """
         self._conn._set_ws_stream(stream)
         command = self.waiting.pop(stream, None)
         self.waiting.clear()
         if command is not None:
-            self._conn._reupgrade = command if command.opts.reupgrade else None
+            again = command.opts.reupgrade and repeatable
+            self._conn._reupgrade = command if again else None
         return command
 
     def answered(self, events: list[Event]) -> None:

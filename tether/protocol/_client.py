@@ -21,19 +21,26 @@ never touches a socket, a thread or a clock.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tether._errors import InvalidRequestError, NotUpgradedError, UpgradedError, UpgradeError
+from tether._errors import (
+    ConnectionClosed,
+    InvalidRequestError,
+    NotUpgradedError,
+    UpgradedError,
+    UpgradeError,
+)
 from tether._events import Error, Event, ProtocolName, StreamRef, Upgrade
 from tether._frames import Frame
 from tether._options import HttpOpts, WsOpts
-from tether.protocol._http import HttpClient, Outgoing
+from tether.protocol._http import HttpClient, Outgoing, Switch
 from tether.protocol._phases import Observer
 from tether.protocol._validate import HeaderList
 from tether.protocol._ws import WsClient, WsHandshake
 
-__all__ = ["ClientProtocol", "HeadWait"]
+__all__ = ["ClientProtocol", "HeadWait", "Tunnel", "connect_headers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +52,43 @@ class HeadWait:
     upgrade: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Tunnel:
+    """A CONNECT that succeeded: this connection now carries bytes to its destination.
+
+    ``stream`` is the CONNECT's; ``leftover`` the bytes that followed its 2xx
+    answer in the same read (already the destination's: the driver gives
+    them to whatever speaks to it next).
+    """
+
+    stream: StreamRef
+    leftover: bytes
+
+
 def _has(headers: HeaderList, name: bytes) -> bool:
     return any(n == name for n, _ in headers)
+
+
+def connect_headers(
+    authority: bytes,
+    headers: HeaderList,
+    username: str | None = None,
+    password: str | None = None,
+) -> HeaderList:
+    """The headers of a ``CONNECT authority`` request, as Gun builds them.
+
+    ``content-length`` and ``transfer-encoding`` are dropped (a CONNECT
+    has no body: RFC 9110 9.3.6); ``host`` is the authority unless given;
+    ``proxy-authorization: Basic`` is added from ``username`` and
+    ``password`` (both given) unless the headers have one.
+    """
+    out = [(n, v) for n, v in headers if n not in (b"content-length", b"transfer-encoding")]
+    if not _has(out, b"host"):
+        out.insert(0, (b"host", authority))
+    if username is not None and password is not None and not _has(out, b"proxy-authorization"):
+        token = base64.b64encode(f"{username}:{password}".encode())
+        out.append((b"proxy-authorization", b"Basic " + token))
+    return out
 
 
 class ClientProtocol:
@@ -91,6 +133,12 @@ class ClientProtocol:
             conn, http_opts, self._events.append, self._out.append, observe=observe
         )
         self._ws: WsClient | None = None
+        #: Set once a CONNECT succeeded: this protocol is done, the tunnel
+        #: carries the bytes. From then on the driver speaks to the destination
+        #: (a new ``ClientProtocol``, after a TLS handshake for a TLS one) and
+        #: feeds this one nothing more; it has no stream left. (An attribute:
+        #: the driver looks at it after every read.)
+        self.tunnel: Tunnel | None = None
 
     # -- state -------------------------------------------------------------
 
@@ -118,8 +166,8 @@ class ClientProtocol:
 
     @property
     def busy(self) -> bool:
-        """True while an HTTP request is queued or waiting for its response."""
-        return self._http.busy
+        """True while an HTTP request is queued or waiting for its response (not once a tunnel)."""
+        return self._http.busy and self.tunnel is None
 
     @property
     def flow_paused(self) -> bool:
@@ -393,6 +441,53 @@ class ClientProtocol:
             )
         )
 
+    def connect(
+        self,
+        stream: StreamRef,
+        authority: str,
+        headers: HeaderList,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        flow: int | None = None,
+    ) -> bool:
+        """Send ``CONNECT authority`` (Gun's ``gun:connect``); True if it was sent.
+
+        ``authority`` is ``host:port``. A 2xx answer is a ``Response(fin=True)``
+        and then :attr:`tunnel` is set; any other answer is an ordinary
+        response (with its body) and the connection goes on. As in Gun, a
+        CONNECT needs an idle HTTP/1.1 connection: with another request
+        queued or in progress (or after an upgrade) it is refused with an
+        ``Error`` (False).
+        """
+        if self._refuse_if_upgraded(stream):
+            return False
+        if self._http.busy or self.tunnel is not None:
+            self._events.append(
+                Error(
+                    self._conn,
+                    stream,
+                    InvalidRequestError(
+                        "CONNECT can only be used with HTTP/1.1 when no other streams are "
+                        "active (as in Gun)"
+                    ),
+                )
+            )
+            return False
+        raw = authority.encode("idna") if not authority.isascii() else authority.encode()
+        self._http.submit(
+            Outgoing(
+                stream,
+                b"CONNECT",
+                raw,
+                connect_headers(raw, headers, username, password),
+                fin=True,
+                flow=self._flow(flow),
+                function="connect",
+            )
+        )
+        return True
+
     def http_keepalive(self) -> bool:
         """Send Gun's HTTP keepalive, an empty line, if the connection is idle.
 
@@ -402,7 +497,12 @@ class ClientProtocol:
         why Gun and tether leave ``http_opts`` keepalive off by default.
         Returns True if the line was queued.
         """
-        if self._ws is not None or self._http.busy or self.close_reason is not None:
+        if (
+            self._ws is not None
+            or self.tunnel is not None
+            or self._http.busy
+            or self.close_reason is not None
+        ):
             return False
         self._out.append(b"\r\n")
         return True
@@ -432,14 +532,16 @@ class ClientProtocol:
         if ws is not None:
             ws.receive_data(data)  # which reads nothing more once its close_reason is set
             return
-        if self._http.close_reason is not None:
-            return  # the connection is over: nothing more is read from it
+        if self._http.close_reason is not None or self.tunnel is not None:
+            return  # the connection is over (or a tunnel's): nothing more is read here
         self._http.receive_data(data)
         switch = self._http.switch
         if switch is None:
             return
         request = switch.request
-        assert request.handshake is not None
+        if request.handshake is None:
+            self._open_tunnel(switch)
+            return
         try:
             extensions = request.handshake.accept(switch.headers)
         except UpgradeError as exc:
@@ -465,3 +567,18 @@ class ClientProtocol:
         for raced in self._http.take_queue():
             self._refuse_if_upgraded(raced.stream)
         self._ws.start()
+
+    def _open_tunnel(self, switch: Switch) -> None:
+        """A CONNECT's 2xx: the requests queued behind it can never go out on this protocol."""
+        self.tunnel = Tunnel(switch.request.stream, switch.trailing_data)
+        for raced in self._http.take_queue():
+            self._events.append(
+                Error(
+                    self._conn,
+                    raced.stream,
+                    ConnectionClosed(
+                        "not sent: the connection became a tunnel (CONNECT) before this "
+                        "request went out; send it again through the tunnel"
+                    ),
+                )
+            )

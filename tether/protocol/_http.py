@@ -69,13 +69,17 @@ class Outgoing:
     headed: bool = False
     #: Gun's ``function`` of the event handler's request phases: ``"request"``
     #: (the whole body given at once), ``"headers"`` (a streamed body) or
-    #: ``"ws_upgrade"``.
-    function: Literal["request", "headers", "ws_upgrade"] = "request"
+    #: ``"ws_upgrade"`` or ``"connect"`` (a CONNECT: its 2xx opens a tunnel).
+    function: Literal["request", "headers", "ws_upgrade", "connect"] = "request"
 
 
 @dataclass(frozen=True, slots=True)
 class Switch:
-    """A completed Websocket handshake: what the frame layer needs to take over."""
+    """A completed Websocket handshake or CONNECT: what takes the connection over.
+
+    For a CONNECT (``request.function == "connect"``) ``headers`` are its
+    2xx answer's and ``trailing_data`` the first bytes from the tunnel.
+    """
 
     request: Outgoing
     headers: Headers
@@ -177,7 +181,7 @@ class HttpClient:
         )
         self._queue: deque[Outgoing] = deque()
         self._current: Outgoing | None = None
-        self._informational_101: Headers = ()
+        self._switch_headers: Headers = ()
         self.close_reason: BaseException | None = None
         self.switch: Switch | None = None
         #: The connection closes after the cycle in progress (a request or its
@@ -511,9 +515,9 @@ class HttpClient:
             return False
         request = self._current
         assert request is not None
-        assert request.handshake is not None
+        assert request.handshake is not None or request.function == "connect"
         request.answered = True
-        self.switch = Switch(request, self._informational_101, bytes(self._h11.trailing_data[0]))
+        self.switch = Switch(request, self._switch_headers, bytes(self._h11.trailing_data[0]))
         return True
 
     def _emit_for(self, request: Outgoing, event: Event) -> None:
@@ -545,7 +549,7 @@ class HttpClient:
             _observe_head(self._observe, request.stream, "response_inform", event)
         if event.status_code == 101:
             request.headed = True
-            self._informational_101 = _headers(event.headers)
+            self._switch_headers = _headers(event.headers)
         else:
             inform = Inform(self._conn, request.stream, event.status_code, _headers(event.headers))
             self._emit_for(request, inform)
@@ -557,6 +561,8 @@ class HttpClient:
         stream = request.stream
         if self._observe is not None:
             _observe_head(self._observe, stream, "response_headers", event)
+        if request.function == "connect" and 200 <= event.status_code < 300:
+            return self._on_tunnel(request, event)
         request.answered = ends_next
         request.headed = True
         self._emit_for(
@@ -570,6 +576,27 @@ class HttpClient:
         ):
             self._closes()  # the requests behind it fail, right after its head
         return ends_next
+
+    def _on_tunnel(self, request: Outgoing, event: h11.Response) -> bool:
+        """A 2xx to a CONNECT: the tunnel is open (h11 switches protocol right after).
+
+        The answer has no body whatever its ``content-length`` or
+        ``transfer-encoding`` say (RFC 9110 9.3.6): ``Response(fin=True)``,
+        as Gun's. HTTP/1.0 answers count too (many proxies send them; Gun
+        accepts them alike).
+        """
+        request.answered = request.headed = True
+        stream = request.stream
+        self._emit_for(
+            request,
+            received.response(
+                self._conn, stream, True, event.status_code, _headers(event.headers)
+            ),
+        )
+        self._switch_headers = _headers(event.headers)
+        if self._observe is not None:
+            self._observe("response_end", {"stream": stream})
+        return True
 
     def _on_data(self, request: Outgoing, event: h11.Data, ends_next: bool, skip: bool) -> bool:
         request.answered = ends_next
