@@ -70,6 +70,13 @@ class EchoOwner:
                 self._cond.wait(left)
 
     @ray.method(concurrency_group="wait")
+    def wait_seen(self, key: str, name: str, timeout: float) -> list[str]:
+        """Wait until ``key`` had an event of class ``name``; return its events' names."""
+        with self._cond:
+            self._cond.wait_for(lambda: name in self.seen[key], timeout)
+            return list(self.seen[key])
+
+    @ray.method(concurrency_group="wait")
     def report(self) -> dict[str, Any]:
         with self._cond:
             return {

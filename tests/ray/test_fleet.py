@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import socket
 import time
 
 import pytest
@@ -126,6 +127,17 @@ def test_a_killed_host_comes_back_with_every_connection_echoing(
     # Each event's conn is the handle open returned (after its trip through pickle).
     assert all(received[key] == handles[key] for key in keys)
     assert all(not r["errors"] for r in reports), [r["errors"] for r in reports]
+
+
+def test_a_connection_that_stopped_for_good_is_forgotten(ray_cluster, owners, fleet):
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed below: nothing listens there
+    conn = fleet.open("nobody", "127.0.0.1", port, owner="owner-0", retry=0)
+    seen = ray_cluster.get(owners[0].wait_seen.remote("nobody", "Error", RECOVERY_BOUND))
+    assert seen == ["Error"]  # RetriesExhausted: its last event
+    assert "nobody" not in set(fleet.keys())  # a restarted host will not open it again
+    with pytest.raises(tether.ConnectionStoppedError):
+        conn.get("/")
 
 
 def test_calls_raise_what_a_connection_raises(ray_cluster, server, owners, fleet):

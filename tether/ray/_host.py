@@ -33,7 +33,7 @@ from typing import Any
 
 import tether
 from tether._errors import ConnectionStoppedError, TetherError
-from tether._events import Down, Up
+from tether._events import Down, Error, Up
 from tether._options import WsOpts
 from tether.actors import Connection, Inbox
 from tether.ray import _calls
@@ -123,6 +123,7 @@ class Host:
         self._owners: weakref.WeakKeyDictionary[Connection, OwnerName] = (
             weakref.WeakKeyDictionary()
         )
+        self._key_of: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
         # The synthetic Downs of a restart, until the sender routes them.
         self._restart_downs: dict[FleetConnection, OwnerName] = {}
         self._replay: dict[Connection, UpgradeSpec] = {}
@@ -155,6 +156,7 @@ class Host:
             self._conns[spec.key] = conn
             self._specs[spec.key] = spec
             self._owners[conn] = (spec.owner, spec.owner_namespace)
+            self._key_of[conn] = spec.key
             if spec.upgrade is not None and spec.upgrade.reupgrade:
                 self._replay[conn] = spec.upgrade
 
@@ -223,12 +225,23 @@ class Host:
             if not isinstance(conn, Connection):
                 return None
             owner = self._owners.get(conn)
+            key = self._key_of.get(conn)
             if isinstance(event, Up):
                 replay = self._replay.pop(conn, None)
         if replay is not None:
             # Failing: the connection went down again or stopped; its events say so.
             with contextlib.suppress(TetherError):
                 conn.ws_upgrade(replay.path, replay.headers, replay.opts)
+        elif (
+            isinstance(event, Error)
+            and event.stream is None
+            and key is not None
+            and not conn.is_alive()
+            and self._conns.get(key) is conn
+        ):
+            # Its last event (retries ran out, its supervisor gave up): the fleet
+            # forgets it before its owner hears, so a restart does not open it again.
+            self._forget(key)
         return owner
 
     def _owner_gone(self, owner: OwnerName) -> None:
