@@ -93,23 +93,18 @@ class EchoOwner:
 
 @ray.remote(concurrency_groups={"control": 2})
 class SlowOwner:
-    """Upgrades to ``path`` on the first ``Up``; holds every batch with messages until released."""
+    """Holds every batch until released (a slow owner), then records the messages' numbers."""
 
-    def __init__(self, path: str) -> None:
-        self._path = path
+    def __init__(self) -> None:
         self._gate = threading.Event()
         self._cond = threading.Condition()
-        self._upgraded = False
         self.seqs: list[int] = []
 
     def on_tether_events(self, events: list[Any]) -> None:
+        self._gate.wait(60.0)  # bounded: a failed test ends
         for event in events:
             match event:
-                case tether.Up(conn=conn) if not self._upgraded:
-                    self._upgraded = True
-                    conn.ws_upgrade(self._path)
                 case tether.Ws(frame=tether.Text(data=text)):
-                    self._gate.wait(60.0)  # a slow owner (bounded: a failed test ends)
                     with self._cond:
                         self.seqs.append(int(text.partition(":")[0]))
                         self._cond.notify_all()

@@ -140,6 +140,20 @@ def test_a_connection_that_stopped_for_good_is_forgotten(ray_cluster, owners, fl
         conn.get("/")
 
 
+def test_an_owner_that_died_for_good_ends_its_connections(ray_cluster, server, fleet):
+    owner = EchoOwner.options(name="mortal-owner").remote()
+    conn = fleet.open("orphan", server.host, server.port, owner=owner, retry=0)
+    ray_cluster.get(owner.wait_seen.remote("orphan", "Upgrade", UP_BOUND))
+    ray_cluster.kill(owner)  # for good: Ray will not restart it
+    # The host notices at the next batch it sends that owner (Ray tells no one sooner).
+    conn.ws_send(tether.Text("anyone there?"))
+    deadline = time.monotonic() + RECOVERY_BOUND
+    while "orphan" in set(fleet.keys()):  # each call is a round trip to the registry
+        assert time.monotonic() < deadline, "the orphan connection was kept"
+    with pytest.raises(tether.ConnectionStoppedError):
+        conn.ws_send(tether.Text("still there?"))
+
+
 def test_calls_raise_what_a_connection_raises(ray_cluster, server, owners, fleet):
     conn = fleet.open("plain", server.host, server.port, owner="owner-0", retry=0)
     with pytest.raises(tether.NotUpgradedError):
@@ -162,12 +176,18 @@ def test_a_slow_owner_pauses_reading_instead_of_growing_memory(ray_cluster, serv
     # The sender keeps 2 batches in flight; then events wait in the host's Inbox, and the
     # connection stops reading once max_queue of them wait (tether's receive bound).
     fleet = tether_ray.Fleet.start(request.node.name[:40], hosts=1, max_in_flight=2)
-    owner = SlowOwner.options(name="slow-owner").remote("/push?count=0&size=4096")
+    owner = SlowOwner.options(name="slow-owner").remote()
     try:
         conn = fleet.open("push", server.host, server.port, owner=owner, retry=0, max_queue=16)
+        conn.ws_upgrade("/push?count=0&size=4096")  # the server pushes for ever
         deadline = time.monotonic() + PAUSE_BOUND
+        # The owner finishes no batch: once 2 are in flight the sender takes no more.
         # Each call below is a round trip to the host: no sleep needed between them.
-        while not (conn.info().reading_paused and fleet.host_info(0).waiting >= 16):
+        while not (
+            fleet.host_info(0).in_flight == 2
+            and conn.info().reading_paused
+            and fleet.host_info(0).waiting >= 16
+        ):
             assert time.monotonic() < deadline, "the host kept reading for a blocked owner"
         # From then on it stays so, the server pushing all the while: no more batches
         # are sent, no more events taken from the Inbox (tether's bound holds them).

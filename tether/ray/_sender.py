@@ -102,6 +102,7 @@ class Sender:
             try:
                 first = self._inbox.receive(timeout=_POLL)
             except TimeoutError:
+                self._reap_finished()  # an owner that died is noticed while idle too
                 continue
             except InboxClosedError:
                 return
@@ -112,6 +113,7 @@ class Sender:
                     batches.setdefault(owner, []).append(event)
             for owner, batch in batches.items():
                 self._send(owner, batch)
+            self._reap_finished()
 
     def _send(self, owner: OwnerName, batch: list[object]) -> None:
         actor = self._actor(owner)
@@ -125,6 +127,12 @@ class Sender:
             self._lost(owner)
             return
         self._in_flight[ref] = owner
+
+    def _reap_finished(self) -> None:
+        """Reap the batches that have finished, without waiting."""
+        if self._in_flight:
+            refs = list(self._in_flight)
+            self._reap(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
 
     def _reap(self, done: list[Any]) -> None:
         """Batches that finished: an owner that died is gone; an owner's exception is logged."""
