@@ -22,8 +22,10 @@ from tether.ray import HostRestarted
 
 @ray.remote(concurrency_groups={"wait": 2})
 class EchoOwner:
-    def __init__(self) -> None:
+    def __init__(self, upgrade: bool = True) -> None:
         self._cond = threading.Condition()
+        # Without upgrade it only records (the keys count as upgraded already).
+        self._upgrade = upgrade
         self._upgraded: set[str] = set()
         self.seen: defaultdict[str, list[str]] = defaultdict(list)  # key -> event names
         self.echoes: Counter[str] = Counter()
@@ -45,7 +47,7 @@ class EchoOwner:
 
     def _on_event(self, key: str, event: Any) -> None:
         match event:
-            case tether.Up(conn=conn) if key not in self._upgraded:
+            case tether.Up(conn=conn) if self._upgrade and key not in self._upgraded:
                 self._upgraded.add(key)
                 conn.ws_upgrade("/websocket", opts={"reupgrade": True})
             case tether.Upgrade(conn=conn):

@@ -154,14 +154,15 @@ def test_an_owner_that_died_for_good_ends_its_connections(ray_cluster, server, f
         conn.ws_send(tether.Text("still there?"))
 
 
-def test_calls_raise_what_a_connection_raises(ray_cluster, server, owners, fleet):
-    conn = fleet.open("plain", server.host, server.port, owner="owner-0", retry=0)
+def test_calls_raise_what_a_connection_raises(ray_cluster, server, fleet):
+    quiet = EchoOwner.options(name="quiet-owner").remote(upgrade=False)  # upgrades nothing
+    conn = fleet.open("plain", server.host, server.port, owner=quiet, retry=0)
     with pytest.raises(tether.NotUpgradedError):
         conn.ws_send(tether.Text("no websocket yet"))
     with pytest.raises(ValueError, match="taken"):
-        fleet.open("plain", server.host, server.port, owner="owner-0")
+        fleet.open("plain", server.host, server.port, owner="quiet-owner")
     with pytest.raises(ValueError, match="retry"):
-        fleet.open("bad", server.host, server.port, owner="owner-0", retry=-1)
+        fleet.open("bad", server.host, server.port, owner="quiet-owner", retry=-1)
     assert "bad" not in set(fleet.keys())
     conn.close()
     assert "plain" not in set(fleet.keys())
@@ -169,7 +170,7 @@ def test_calls_raise_what_a_connection_raises(ray_cluster, server, owners, fleet
         conn.get("/")
     fleet.stop()
     with pytest.raises(tether_ray.FleetStopped):
-        fleet.open("late", server.host, server.port, owner="owner-0")
+        fleet.open("late", server.host, server.port, owner="quiet-owner")
 
 
 def test_a_slow_owner_pauses_reading_instead_of_growing_memory(ray_cluster, server, request):
