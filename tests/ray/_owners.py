@@ -31,6 +31,7 @@ class EchoOwner:
         self.echoes: Counter[str] = Counter()
         self.downs: defaultdict[str, list[BaseException]] = defaultdict(list)
         self.handles: dict[str, Any] = {}
+        self.responses: defaultdict[str, list[tuple[Any, int]]] = defaultdict(list)
         self.errors: list[str] = []
 
     def on_tether_events(self, events: list[Any]) -> None:
@@ -55,6 +56,9 @@ class EchoOwner:
             case tether.Ws(frame=tether.Text(data=text)) if text == f"echo {key}":
                 with self._cond:
                     self.echoes[key] += 1
+            case tether.Response(stream=stream, status=status):
+                with self._cond:
+                    self.responses[key].append((stream, status))
             case tether.Down(reason=reason):
                 with self._cond:
                     self.downs[key].append(reason)
@@ -89,6 +93,7 @@ class EchoOwner:
                     k: [isinstance(r, HostRestarted) for r in v] for k, v in self.downs.items()
                 },
                 "handles": dict(self.handles),
+                "responses": {k: list(v) for k, v in self.responses.items()},
                 "errors": list(self.errors),
             }
 

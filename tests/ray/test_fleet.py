@@ -159,6 +159,11 @@ def test_calls_raise_what_a_connection_raises(ray_cluster, server, fleet):
     conn = fleet.open("plain", server.host, server.port, owner=quiet, retry=0)
     with pytest.raises(tether.NotUpgradedError):
         conn.ws_send(tether.Text("no websocket yet"))
+    # The StreamRef returned here (made in the host) is the one the owner's Response
+    # carries (host -> owner -> here: two pickle round trips).
+    stream = conn.get("/")
+    assert "Response" in ray_cluster.get(quiet.wait_seen.remote("plain", "Response", UP_BOUND))
+    assert ray_cluster.get(quiet.report.remote())["responses"]["plain"] == [(stream, 200)]
     with pytest.raises(ValueError, match="taken"):
         fleet.open("plain", server.host, server.port, owner="quiet-owner")
     with pytest.raises(ValueError, match="retry"):
