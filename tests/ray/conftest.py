@@ -8,17 +8,18 @@ naming the version.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ray = pytest.importorskip(
-    "ray",
-    reason=f"Ray is not installed for Python {sys.version.split()[0]} (no wheel: tether[ray])",
-)
+from tests.ray import NO_RAY
+
+try:
+    import ray
+except ImportError:  # each test module skips itself, naming the Python version
+    ray = None
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
     """A local Ray cluster (2 CPUs, no dashboard), in a namespace of the module's own."""
+    if ray is None:
+        pytest.skip(NO_RAY)
     ray.init(
         num_cpus=2,
         include_dashboard=False,

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.ray import NO_RAY
 from tests.test_docs import blocks
 
-pytest.importorskip("ray", reason="Ray is not installed (tether[ray])")
+pytest.importorskip("ray", reason=NO_RAY)
 
 pytestmark = pytest.mark.ray
 

@@ -18,8 +18,9 @@ import pytest
 
 import tether
 from tests.interop.aiohttp_server import AiohttpServer
+from tests.ray import NO_RAY
 
-tether_ray = pytest.importorskip("tether.ray", reason="Ray is not installed (tether[ray])")
+tether_ray = pytest.importorskip("tether.ray", reason=NO_RAY)
 from tests.ray._owners import EchoOwner, SlowOwner  # noqa: E402  (imports ray: after the skip)
 
 pytestmark = pytest.mark.ray

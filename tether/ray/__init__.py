@@ -15,9 +15,10 @@ Layering: ``tether.ray`` -> ``tether.supervision`` / ``tether.actors`` ->
 try:
     import ray as _ray  # noqa: F401  (the extra's one dependency)
 except ImportError as _exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
+    raise ModuleNotFoundError(
         "tether.ray needs Ray: pip install 'tether[ray]' (Ray has wheels for"
-        " CPython 3.11-3.13 on Linux, macOS and Windows)"
+        " CPython 3.11-3.13 on Linux, macOS and Windows)",
+        name="ray",
     ) from _exc
 
 from tether.ray._errors import FleetStopped as FleetStopped
