@@ -234,6 +234,8 @@ class Fleet:
             self._stopped = True
         try:
             _calls.get([h.stop.remote() for h in self._hosts], timeout=_STOP_TIMEOUT)
+        except (RayActorError, ray.exceptions.GetTimeoutError):
+            pass  # a host that is dead or stuck: killing its process ends its connections
         finally:
             for actor in [*self._hosts, self._registry]:
                 ray.kill(actor, no_restart=True)
