@@ -7,6 +7,7 @@ under ``TYPE_CHECKING`` or inside a function included, fails the test.
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -142,3 +143,25 @@ def test_the_checker_catches_every_import_form(tmp_path, source, where, expected
     path.parent.mkdir(parents=True)
     path.write_text(source, encoding="utf-8")
     assert violations(path, SANS_IO_FORBIDDEN, tmp_path) == expected
+
+
+# tether.ray is an optional extra: only `import tether.ray` may import Ray.
+OUTSIDE_RAY = sorted(p for p in TETHER.rglob("*.py") if "ray" not in p.relative_to(TETHER).parts)
+
+
+@pytest.mark.parametrize("path", OUTSIDE_RAY, ids=module_name)
+def test_nothing_outside_tether_ray_imports_it_or_ray(path):
+    assert violations(path, ("tether.ray", "ray")) == []
+
+
+def test_tether_ray_sits_on_supervision_and_actors_not_on_pools_or_servers():
+    for path in sorted((TETHER / "ray").rglob("*.py")):
+        assert violations(path, ("tether.pool", "tether.server", "tether.testing")) == [], path
+
+
+def test_import_tether_does_not_import_ray():
+    code = "import sys, tether; print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
