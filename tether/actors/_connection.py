@@ -512,14 +512,17 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             context = opts.tls_context or default_context(opts.speaks)
             name, port = opts.server_hostname or self._conn.host, self._conn.port
             self._phases.aim(self._conn.host, port)  # the origin's, from now on
-        layers = self._layers
-        if layers is None:
-            layers = self._layers = Layers()
-        tls = TlsLayer(context, name)
         self._phases.begin(ConnectPhase.TLS_HANDSHAKE, context, server_hostname=name)
         if opts.tls_handshake_timeout is not None:
             chain.timer = self._schedule(Timer.TLS_DEADLINE, opts.tls_handshake_timeout)
-        self._write_raw(layers.push(tls))
+        self._push_tls(context, name)
+
+    def _push_tls(self, context: ssl.SSLContext, name: str) -> Layers | None:
+        """Start a TLS session with ``name`` inside those there are; None if the write failed."""
+        layers = self._layers
+        if layers is None:
+            layers = self._layers = Layers()
+        return layers if self._write_raw(layers.push(TlsLayer(context, name))) else None
 
     def _start_proxy_handshake(self, chain: Chain) -> None:
         """Ask the proxy for the tunnel to the origin (HTTP CONNECT or SOCKS5)."""
@@ -616,26 +619,28 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return None
         if not self._write_raw(received.out):
             return None
-        chain = self._chain
-        if received.handshake_ended and chain is not None:
-            if chain.last:  # the origin's TLS: what ALPN chose
-                http2 = layers_alpn(self._layers) == "h2"
-                self._phases.end({"protocol": "http2" if http2 else "http"})
-            else:
-                self._phases.end({})
+        if received.handshake_ended:
             epoch = self._epoch
-            self._next_hop(chain)
+            chain = self._chain
+            if chain is not None:
+                self._hop_tls_done(chain)
+            elif self._tunnels.handshaking:
+                self._tunnel_tls_done()
             if self._epoch != epoch or self._is_stopped():
-                return None  # the next hop failed, or the owner went at the Up
-        elif received.handshake_ended and self._tunnels.handshaking:
-            epoch = self._epoch
-            self._tunnel_tls_done()
-            if self._epoch != epoch or self._is_stopped():
-                return None
+                return None  # what came next failed, or the owner went at the Up
         if received.closed and not received.plain:
             self._on_closed(None)
             return None
         return received.plain
+
+    def _hop_tls_done(self, chain: Chain) -> None:
+        """A TLS hop of the attempt ended: its phase's end, then the next hop (or Up)."""
+        if chain.last:  # the origin's TLS: what ALPN chose
+            http2 = layers_alpn(self._layers) == "h2"
+            self._phases.end({"protocol": "http2" if http2 else "http"})
+        else:
+            self._phases.end({})
+        self._next_hop(chain)
 
     def _on_connected(self) -> None:
         self._state = State.UP
@@ -716,10 +721,8 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._phases.emit("tls_handshake_start", dict(data))
         if timeout is not None:
             self._schedule(Timer.TUNNEL_TLS_DEADLINE, timeout)
-        layers = self._layers
-        if layers is None:
-            layers = self._layers = Layers()
-        if self._write_raw(layers.push(TlsLayer(context, name))) and tunnel.leftover:
+        layers = self._push_tls(context, name)
+        if layers is not None and tunnel.leftover:
             plain = self._from_layers(layers.feed_inner, tunnel.leftover)
             proto = self._proto
             if plain and proto is not None:
