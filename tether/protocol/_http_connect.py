@@ -9,12 +9,11 @@ HTTP/1.0 answer is accepted, as Gun does (many proxies still say
 
 from __future__ import annotations
 
-import base64
-
 import h11
 
 from tether._errors import ProxyError
 from tether._proxies import Proxy
+from tether.protocol._client import connect_headers
 from tether.protocol._proxy_handshake import ProxyHandshake
 from tether.protocol._validate import check_host, normalize_headers
 
@@ -71,14 +70,10 @@ class HttpConnect(ProxyHandshake):
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head)
 
     def _request_headers(self, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        names = {name for name, _ in extra}
-        ours: list[tuple[bytes, bytes]] = []
-        if b"host" not in names:
-            ours.append((b"host", self.target.encode("ascii", "strict")))
-        if self.proxy.username is not None and b"proxy-authorization" not in names:
-            credentials = f"{self.proxy.username}:{self.proxy.password or ''}".encode()
-            ours.append((b"proxy-authorization", b"Basic " + base64.b64encode(credentials)))
-        return ours + extra
+        # Built as conn.connect's CONNECT is; a user name alone is sent with an empty password.
+        username = self.proxy.username
+        password = None if username is None else self.proxy.password or ""
+        return connect_headers(self.target.encode("ascii", "strict"), extra, username, password)
 
     def _first_bytes(self) -> bytes:
         request = h11.Request(method="CONNECT", target=self.target, headers=self._headers)
