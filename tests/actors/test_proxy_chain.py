@@ -48,7 +48,6 @@ class ConnectProxy:
         self._tls_context = tls_context
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
         # Every stream it opened (clients' and upstream), aborted at the end: a
         # task cancelled in its close (or a TLS close waiting for the peer's
         # close_notify) would leave the socket open when the loop closes.
@@ -72,13 +71,24 @@ class ConnectProxy:
         """Stop listening, end every client's task and wait until each socket is closed."""
         assert self._server is not None
         self._server.close()
-        for task in list(self._tasks):
+        # A client accepted just now has its task created (connection_made,
+        # then create_task) but not yet started, so its writer is not in
+        # _writers: let it start (a few loop turns), or its socket would
+        # never be closed.
+        for _ in range(5):
+            await asyncio.sleep(0)
+        # Every other task: the clients' and, over TLS, asyncio's own for a
+        # client still in its handshake (cancelled, it closes its transport).
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
         for writer in self._writers:
             writer.transport.abort()
         closed = (writer.wait_closed() for writer in self._writers)
         await asyncio.wait_for(asyncio.gather(*closed, return_exceptions=True), WAIT)
+        for _ in range(5):  # closing transports finish on the next turns
+            await asyncio.sleep(0)
         await self._server.wait_closed()
 
     def _run(self) -> None:
@@ -94,16 +104,12 @@ class ConnectProxy:
             self._loop.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
         self._writers.add(writer)
         try:
             await self._serve(reader, writer)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError):
             pass  # the client went away: nothing to relay
         finally:
-            self._tasks.discard(task)
             await _close(writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
