@@ -59,7 +59,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 CLIENTS = {
-    "echo": ["tether", "tether-actor", "tether-owner", "websocket-client"],
+    "echo": ["tether", "tether-actor", "tether-owner", "tether-pooled", "websocket-client"],
     "http": ["tether", "urllib3", "httpx"],
     "asyncio": ["tether-asyncio", "websockets"],  # the 32 B echo from a coroutine
 }

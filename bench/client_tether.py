@@ -286,8 +286,13 @@ def http(params: Params) -> Result:
 
 
 def _owner_base(client: str) -> type[pykka.ThreadingActor]:
-    """tether-actor: a plain pykka.ThreadingActor; tether-owner: tether.OwnerActor."""
-    return tether.OwnerActor if client == "tether-owner" else pykka.ThreadingActor
+    """tether-actor: a plain pykka.ThreadingActor; tether-owner: tether.OwnerActor;
+    tether-pooled: tether.PooledOwnerActor."""
+    bases: dict[str, type[pykka.ThreadingActor]] = {
+        "tether-owner": tether.OwnerActor,
+        "tether-pooled": tether.PooledOwnerActor,
+    }
+    return bases.get(client, pykka.ThreadingActor)
 
 
 @dataclasses.dataclass(frozen=True)

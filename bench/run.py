@@ -37,8 +37,9 @@ MIB = 1 << 20
 
 # tether, and tether with its former I/O model (a reader thread per connection).
 WS = ["tether", "tether-threads"]
-# tether with a pykka owner actor: plain (pykka.ThreadingActor), and tether.OwnerActor.
-ACTORS = ["tether-actor", "tether-owner"]
+# tether with a pykka owner actor: plain (pykka.ThreadingActor), tether.OwnerActor
+# (its own thread reads its socket), tether.PooledOwnerActor (run by a shared ActorPool).
+ACTORS = ["tether-actor", "tether-owner", "tether-pooled"]
 # tether with an asyncio owner (tether.AsyncInbox), one event loop.
 ASYNCIO = "tether-asyncio"
 # scenario key -> (worker scenario, parameters, clients, the number reported)

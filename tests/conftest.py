@@ -77,6 +77,9 @@ def tether_started() -> None:
     (The kernel completes the TCP handshake from the listen backlog; nothing
     needs to accept it.)
     """
+    # PooledOwnerActors' threads (the default pool's) linger 10 s once idle;
+    # here they exit soon after each test, for thread_baseline.
+    tether.PooledOwnerActor.actor_pool = tether.ActorPool(idle=0.1)
     with socket.create_server(("127.0.0.1", 0)) as listener:
         conn = tether.open("127.0.0.1", listener.getsockname()[1], retry=0)
         assert conn.await_up(timeout=STOP_TIMEOUT) == "http"

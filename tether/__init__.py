@@ -69,6 +69,7 @@ from tether._options import WsOpts as WsOpts
 from tether._proxies import Proxy as Proxy
 from tether._proxies import ProxyScheme as ProxyScheme
 from tether._wire import ConnectionRef as ConnectionRef
+from tether.actors import ActorPool as ActorPool
 from tether.actors import AsyncInbox as AsyncInbox
 from tether.actors import Connection as Connection
 from tether.actors import ConnectionInfo as ConnectionInfo
@@ -76,6 +77,7 @@ from tether.actors import ConnectionState as ConnectionState
 from tether.actors import Inbox as Inbox
 from tether.actors import Owner as Owner
 from tether.actors import OwnerActor as OwnerActor
+from tether.actors import PooledOwnerActor as PooledOwnerActor
 from tether.actors import StreamInfo as StreamInfo
 from tether.pool import Pool as Pool
 from tether.pool import PoolConnectionInfo as PoolConnectionInfo
@@ -93,6 +95,7 @@ from tether.supervision import open_unix as open_unix
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActorPool",
     "AsyncInbox",
     "Binary",
     "CallError",
@@ -138,6 +141,7 @@ __all__ = [
     "PoolInfo",
     "PoolState",
     "PoolStopped",
+    "PooledOwnerActor",
     "ProtocolError",
     "Proxy",
     "ProxyError",

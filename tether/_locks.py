@@ -54,6 +54,7 @@ class Rank(enum.IntEnum):
     BACKLOG = 50  # a Backlog with a lock of its own: an owner actor's (_delivery.py)
     MAILBOX = 60  # a connection actor's mailbox: whose turn it is (_mailbox.py)
     SEND_BUFFER = 70  # callers waiting for room in the send buffer (_sendbuffer.py)
+    ACTOR_POOL = 75  # a pooled actor's turn, and its pool's queue (_pooled.py)
     SCHEDULER = 80  # the timer thread's queue (_scheduler.py)
     POOL = 85  # a pool's slots: taken in a connection's turn as a stream ends (tether/pool)
     LOOP = 90  # the I/O loop's requests and tickers (_ioloop.py)

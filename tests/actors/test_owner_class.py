@@ -1,9 +1,10 @@
 """tether.OwnerActor: a pykka owner actor whose thread reads its one connection itself.
 
 Each test runs against a real aiohttp server on 127.0.0.1. What holds for
-any owner actor is checked for a plain ``pykka.ThreadingActor`` and for
-``tether.OwnerActor`` alike (``BASES``): events in order, owner monitoring,
-the receive bound, a stop that does not wait behind a backlog. What only
+any owner actor is checked for a plain ``pykka.ThreadingActor``,
+``tether.OwnerActor`` and ``tether.PooledOwnerActor`` alike (``BASES``):
+events in order, owner monitoring, the receive bound, a stop that does
+not wait behind a backlog. What only
 the OwnerActor does, reading its socket on its own thread, is checked by
 which thread reads the socket (``Watch.read`` is the borrower's read).
 """
@@ -31,9 +32,18 @@ pytestmark = pytest.mark.usefixtures("thread_baseline")
 
 WAIT = 5.0
 StartActor = Callable[..., pykka.ActorRef[Any]]
+
+
+class Pooled(tether.PooledOwnerActor):
+    """A PooledOwnerActor on a pool of its own, whose threads exit soon after (thread_baseline)."""
+
+    actor_pool = tether.ActorPool(2, idle=0.1, name="test-pool")
+
+
 BASES = [
     pytest.param(pykka.ThreadingActor, id="plain"),
     pytest.param(tether.OwnerActor, id="owner"),
+    pytest.param(Pooled, id="pooled"),
 ]
 
 
@@ -42,9 +52,20 @@ def take(seen: queue.Queue[Any]) -> Any:
 
 
 def queued(ref: pykka.ActorRef[Any]) -> int:
-    """How many messages wait in an owner actor's mailbox (pykka's queue or the Inbox)."""
+    """How many messages wait in an owner actor's mailbox (pykka's queue or tether's)."""
     mailbox: Any = ref.actor_inbox
-    return mailbox.qsize() if hasattr(mailbox, "qsize") else len(mailbox.inbox)
+    if hasattr(mailbox, "qsize"):
+        return int(mailbox.qsize())
+    return len(getattr(mailbox, "inbox", mailbox))
+
+
+def assert_handled_by_its_thread(ref: pykka.ActorRef[Any], seen: queue.Queue[Any]) -> None:
+    """The actor's messages run on its own thread, or on one of its pool's."""
+    thread = ref.ask("thread?", timeout=WAIT)
+    assert thread == take(seen)[1]
+    if isinstance(ref.actor_inbox, tether.actors._pooled.PooledMailbox):
+        names = {t.ident: t.name for t in threading.enumerate()}
+        assert names[thread].startswith("test-pool-")
 
 
 def echoer(base: type[pykka.ThreadingActor]) -> type[pykka.ThreadingActor]:
@@ -125,7 +146,7 @@ def test_an_owner_actor_gets_every_event_in_order(
     assert for_ws[0] == tether.Up(ws, "http")
     assert isinstance(for_ws[1], tether.Upgrade)
     assert [e.frame for e in for_ws[2:]] == [tether.Text(str(n)) for n in range(50)]
-    assert ref.ask("thread?", timeout=WAIT) == take(seen)[1]  # the actor's own thread
+    assert_handled_by_its_thread(ref, seen)
     assert seen.empty()
 
 
@@ -233,6 +254,10 @@ class SlowOwnerActor(SlowOwner, tether.OwnerActor):
     """The same, as an OwnerActor."""
 
 
+class SlowPooledOwner(SlowOwner, Pooled):
+    """The same, as a PooledOwnerActor (its handler holds a pool thread while it waits)."""
+
+
 def _paused(conn: tether.Connection) -> bool:
     return conn.info(timeout=WAIT).reading_paused
 
@@ -245,7 +270,9 @@ def _until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.002)
 
 
-@pytest.mark.parametrize("kind", [SlowOwner, SlowOwnerActor], ids=["plain", "owner"])
+@pytest.mark.parametrize(
+    "kind", [SlowOwner, SlowOwnerActor, SlowPooledOwner], ids=["plain", "owner", "pooled"]
+)
 def test_a_slow_owner_actor_pauses_the_reads_and_its_stop_does_not_wait_for_the_rest(
     kind: type[SlowOwner],
     aiohttp_server: AiohttpServer,

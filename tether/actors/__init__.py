@@ -20,11 +20,14 @@ from tether.actors._handle import Owner as Owner
 from tether.actors._handle import StreamInfo as StreamInfo
 from tether.actors._inbox import Inbox as Inbox
 from tether.actors._owner import OwnerActor as OwnerActor
+from tether.actors._pooled import ActorPool as ActorPool
+from tether.actors._pooled import PooledOwnerActor as PooledOwnerActor
 from tether.actors._supervised import ChildExited as ChildExited
 from tether.actors._supervised import Supervised as Supervised
 from tether.actors._supervised import starting_child as starting_child
 
 __all__ = [
+    "ActorPool",
     "AsyncInbox",
     "ChildExited",
     "Connection",
@@ -34,6 +37,7 @@ __all__ = [
     "Inbox",
     "Owner",
     "OwnerActor",
+    "PooledOwnerActor",
     "StreamInfo",
     "Supervised",
     "starting_child",

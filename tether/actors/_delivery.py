@@ -12,6 +12,8 @@ depends on the target, chosen once per (connection, target) by
   connection's :class:`~tether.actors._backlog.Backlog`;
 - an :class:`~tether.OwnerActor`'s ``ActorRef``: as an Inbox (its pykka
   mailbox is one), once the actor is checked alive;
+- a :class:`~tether.PooledOwnerActor`'s ``ActorRef``: as an Inbox too (its
+  mailbox keeps an Inbox's store and schedules the actor on its pool);
 - any other ``pykka.ActorRef``: one message per event in the actor's pykka inbox;
   a counted event goes in an envelope of tether's (:class:`_Receipt`) that
   counts it taken when the owner's loop picks it up;
@@ -35,6 +37,7 @@ from tether.actors._async_inbox import AsyncInbox
 from tether.actors._backlog import Backlog, weight
 from tether.actors._inbox import Inbox
 from tether.actors._owner import OwnerMailbox
+from tether.actors._pooled import PooledMailbox
 
 __all__ = ["NOBODY", "Delivery", "delivery_for", "inbox_of"]
 
@@ -86,15 +89,21 @@ class _ToInbox(Delivery):
 
 
 class _ToOwnerActor(_ToInbox):
-    """An OwnerActor's: its mailbox is an Inbox, closed once the actor has stopped.
+    """An OwnerActor's or a PooledOwnerActor's: an Inbox, closed once the actor has stopped.
 
     Like ``ActorRef.tell``, a tell that comes just as the actor stops may
     be queued for nobody (here: until its loop's teardown closes the Inbox,
     right after ``on_stop``); the next one raises.
     """
 
-    def __init__(self, ref: pykka.ActorRef[Any], conn: object, backlog: Backlog | None) -> None:
-        super().__init__(ref.actor_inbox.inbox, conn, backlog)  # type: ignore[attr-defined]
+    def __init__(
+        self,
+        ref: pykka.ActorRef[Any],
+        inbox: Inbox | PooledMailbox,
+        conn: object,
+        backlog: Backlog | None,
+    ) -> None:
+        super().__init__(inbox, conn, backlog)  # type: ignore[arg-type]  # the same methods
         self.target = ref
 
 
@@ -214,10 +223,12 @@ def delivery_for(
     if kind is Inbox or kind is AsyncInbox:
         backlog = None if max_events is None else target.backlog(conn, max_events, max_size)
         return _ToInbox(target, conn, backlog)
-    if kind is pykka.ActorRef and (inbox := inbox_of(target)) is not None:  # an OwnerActor's
-        backlog = None if max_events is None else inbox.backlog(conn, max_events, max_size)
-        return _ToOwnerActor(target, conn, backlog)
     if kind is pykka.ActorRef:
+        mailbox = target.actor_inbox
+        store = mailbox.inbox if type(mailbox) is OwnerMailbox else mailbox
+        if type(store) is PooledMailbox or type(store) is Inbox:  # a tether owner actor's
+            backlog = None if max_events is None else store.backlog(conn, max_events, max_size)
+            return _ToOwnerActor(target, store, conn, backlog)
         backlog = (
             None if max_events is None else Backlog(max_events, max_size, new_lock(Rank.BACKLOG))
         )
