@@ -206,12 +206,14 @@ class Host:
         self._registry.note_upgrade.remote(key, upgrade)
 
     def _forget(self, key: str) -> None:
-        _calls.get(self._registry.forget.remote(key))
+        # Here first, then the registry: once the fleet's keys lack it, no call
+        # reaches the connection any more (a call racing this finds no key).
         with self._lock:
             self._specs.pop(key, None)
             conn = self._conns.pop(key, None)
             if conn is not None:
                 self._replay.pop(conn, None)
+        _calls.get(self._registry.forget.remote(key))
         # Its owner entry stays until the connection's last events are sent.
 
     # -- the sender's hooks (its thread) ----------------------------------------------
