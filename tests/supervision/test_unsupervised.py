@@ -73,6 +73,8 @@ def test_an_unsupervised_connection_reconnects_after_a_lost_connection(
 ) -> None:
     conn = open_conn(aiohttp_server.host, aiohttp_server.port, supervise=False, retry_timeout=0.05)
     assert conn.await_up(WAIT) == "http"
+    # Answered: the server has the connection (Up only says the kernel accepted it).
+    assert conn.await_body(conn.get("/"), WAIT) == b"hello"
     assert aiohttp_server.drop_connections() == 1
     assert isinstance(inbox_of(conn).receive(WAIT), tether.Down)
     assert conn.await_up(WAIT) == "http"
