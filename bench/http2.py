@@ -13,7 +13,8 @@ is printed, with all the runs):
   connection, ``asyncio.gather``), tether over HTTP/1.1 keep-alive (one
   connection: tether queues the 100 and sends each after the previous);
 - ``ws32``: 32 B Websocket round trips, tether over HTTP/2 (RFC 8441) and
-  over HTTP/1.1, round trips/s.
+  over HTTP/1.1, round trips/s, against hypercorn and against Node
+  (bench/h2_server.js: ``ws`` over HTTP/1.1, its own echo over http2).
 
 Issue 22's targets: get100 h2 >= 1.5x httpx and >= tether HTTP/1.1; ws32
 h2 >= 0.9x HTTP/1.1.
@@ -207,6 +208,10 @@ def main() -> None:
                     measure("node get100 httpx h2c", lambda: httpx_get100(h2_port, d))
                     measure(
                         "node get100 tether http/1.1", lambda: tether_get100(h1_port, ("http",), d)
+                    )
+                    measure("node ws32 tether h2c", lambda: tether_ws32(h2_port, ("http2",), d))
+                    measure(
+                        "node ws32 tether http/1.1", lambda: tether_ws32(h1_port, ("http",), d)
                     )
             if shutil.which("nghttpd") or os.path.exists("/usr/sbin/nghttpd"):
                 with nghttpd(Path(tmp)) as port:

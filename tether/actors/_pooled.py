@@ -20,7 +20,9 @@ its turn is used up), :meth:`PooledMailbox.get` raises :class:`_Yield`,
 which leaves pykka's loop between two messages, where the actor has no
 state on the stack. The next message told schedules the actor again, and
 a thread enters the same loop again. Failures, replies, ``on_failure``,
-the stop and the teardown are pykka's code, on the pool's thread.
+the stop and the teardown are pykka's code, on the pool's thread. (Those
+private hooks of pykka's are the ones ``tether.actors._lazy`` uses too; it
+refuses to load against a pykka without them.)
 
 **One message at a time**, as any actor: the actor is in the pool's queue
 or being run by one thread (:class:`Run`), never by two. An actor runs
