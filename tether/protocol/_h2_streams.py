@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 import h2.connection
 import h2.errors
+import h2.events
+import h2.exceptions
+import h2.stream
 
 from tether._errors import RemoteProtocolError
 from tether._events import Headers, StreamRef
@@ -24,17 +27,107 @@ __all__ = ["H2Client", "H2Stream", "StreamState", "response_head"]
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
 _CLOSED = h2.connection.ConnectionState.CLOSED
 _CLIENT_OPEN = h2.connection.ConnectionState.CLIENT_OPEN
+# Stream states in which a DATA frame without END_STREAM or padding leaves the
+# stream as it is (h2's machine runs nothing for it but making the event):
+# those the fast paths of H2Client take.
+_SENDING = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE})
+_RECEIVING = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL})
+_HEAD = 9  # a frame header's bytes (RFC 9113 4.1)
+_DATA = 0  # the DATA frame type
 
 
 class H2Client(h2.connection.H2Connection):
-    """h2's connection, reading on after a graceful GOAWAY.
+    """h2's connection, reading on after a graceful GOAWAY, and DATA without h2's objects.
 
     h2 closes its state machine on any GOAWAY and then refuses every frame,
     even those of the streams the server still answers (RFC 9113 6.8: a
     graceful GOAWAY lets them finish). After a NO_ERROR one, the state is
     put back to open here, within the same read; ``Http2Protocol`` opens no
-    stream from then on. (h2 4.x; ``h2>=4.1,<5`` pins it.)
+    stream from then on.
+
+    **DATA, the common case, without h2's frame objects.** A Websocket
+    message over HTTP/2 is one DATA frame each way, and h2 spends more on
+    each (a hyperframe object built and serialised or parsed, the state
+    machines of the connection and the stream, which change nothing for a
+    DATA frame on an open stream) than the rest of tether does over
+    HTTP/1.1 (the hot-path ledger of ``docs/design.md``). :meth:`send_data` and
+    :meth:`receive_data` do the same bookkeeping as h2 itself for that one
+    case (the flow-control windows, h2's window managers, the content
+    length, the event), building or reading the 9 bytes of header here, and
+    hand everything else to h2: END_STREAM, padding, a stream in any other
+    state, a frame over the windows or the frame size, any other frame
+    type, a frame split between reads. (h2 4.x internals; ``h2>=4.1,<5``
+    pins it, and tests/protocol/test_h2_fast.py checks both paths agree.)
     """
+
+    # hot-path ledger: h2's DATA, framed here (send_data and receive_data)
+    def send_data(
+        self,
+        stream_id: int,
+        data: bytes | memoryview,
+        end_stream: bool = False,
+        pad_length: Any = None,
+    ) -> None:
+        """h2's ``send_data``; an open stream's DATA within the windows is framed here."""
+        size = len(data)
+        stream = self.streams.get(stream_id)
+        if (
+            end_stream
+            or pad_length is not None
+            or not size
+            or stream is None
+            or self.state_machine.state is not _CLIENT_OPEN
+            or stream.state_machine.state not in _SENDING
+            or size > self.max_outbound_frame_size
+            or size > self.outbound_flow_control_window
+            or size > stream.outbound_flow_control_window
+        ):
+            super().send_data(stream_id, data, end_stream, pad_length)
+            return
+        out = self._data_to_send
+        out += size.to_bytes(3, "big")
+        out += b"\x00\x00"  # DATA, no flags
+        out += stream_id.to_bytes(4, "big")
+        out += data
+        self.outbound_flow_control_window -= size
+        stream.outbound_flow_control_window -= size
+
+    def receive_data(self, data: bytes) -> list[Any]:  # type: ignore[override]  # bytes only
+        """h2's ``receive_data``; the whole DATA frames of open streams it begins with, here."""
+        buffer: Any = self.incoming_buffer
+        held = getattr(buffer, "_data", None)  # h2 keeps the start of a frame split between reads
+        if self.state_machine.state is not _CLIENT_OPEN or held is None or held:
+            return super().receive_data(data)
+        events: list[Any] = []
+        at, end = 0, len(data)
+        limit = self.max_inbound_frame_size
+        while end - at > _HEAD:
+            size = int.from_bytes(data[at : at + 3], "big")
+            start = at + _HEAD
+            if data[at + 3] != _DATA or data[at + 4] or not size or size > limit:
+                break  # another frame, flags, empty, or too large: h2 judges it
+            if start + size > end:
+                break
+            stream_id = int.from_bytes(data[at + 5 : start], "big") & 0x7FFF_FFFF
+            stream = self.streams.get(stream_id)
+            if (
+                stream is None
+                or stream.state_machine.state not in _RECEIVING
+                or not stream.state_machine.headers_received
+            ):
+                break
+            try:
+                self._inbound_flow_control_window_manager.window_consumed(size)
+                stream._inbound_window_manager.window_consumed(size)
+                stream._track_content_length(size, False)
+            except h2.exceptions.ProtocolError as exc:
+                self._terminate_connection(exc.error_code)  # as h2's receive_data does
+                raise
+            events.append(_data_received(stream_id, data[start : start + size], size))
+            at = start + size
+        if at < end:
+            events.extend(super().receive_data(data[at:] if at else data))
+        return events
 
     def _receive_goaway_frame(self, frame: Any) -> Any:
         result = super()._receive_goaway_frame(frame)
@@ -42,6 +135,16 @@ class H2Client(h2.connection.H2Connection):
         if frame.error_code == _NO_ERROR and machine.state is _CLOSED:
             machine.state = _CLIENT_OPEN
         return result
+
+
+def _data_received(stream_id: int, data: bytes, size: int) -> h2.events.DataReceived:
+    """h2's DataReceived for a DATA frame read by H2Client (a plain class or a dataclass)."""
+    event = h2.events.DataReceived.__new__(h2.events.DataReceived)
+    event.stream_id = stream_id
+    event.data = data
+    event.flow_controlled_length = size
+    event.stream_ended = None
+    return event
 
 
 class StreamState(enum.Enum):
