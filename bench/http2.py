@@ -1,6 +1,8 @@
 """HTTP/2 side by side, in one run: 100 concurrent GETs on one connection, 32 B Websocket echoes.
 
-    .venv/bin/python bench/http2.py [--duration 2] [--rounds 3]
+    bench/.venv/bin/python bench/http2.py [--duration 2] [--rounds 3]
+
+(bench/run.py makes bench/.venv, with what bench/requirements.txt lists.)
 
 Starts its servers as child processes on 127.0.0.1 (hypercorn with
 bench/_h2_app.py, h2c and HTTP/1.1 on one port; Node's http and http2,
