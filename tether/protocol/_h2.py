@@ -15,11 +15,11 @@ stream, all of them on the wire at once.
   order (its bodies count in :attr:`held_size`, which the actor's send
   buffer bounds). ``cancel`` resets a stream (``RST_STREAM(CANCEL)``);
   a stream the server resets ends in ``Error(StreamReset)``.
-- **Flow control.** Received DATA is acknowledged (its window given back)
-  as it becomes an event, except on a stream whose Gun ``flow`` credit is
-  spent: its bytes are acknowledged when ``update_flow`` gives credit, so
-  a slow stream shrinks its window, and the connection's, instead of
-  growing memory. The receive windows are ``http2_opts``' (1 MiB a
+- **Flow control.** Received DATA is acknowledged (its window given back,
+  in steps of a sixteenth of the window) as it becomes an event, except on
+  a stream whose Gun ``flow`` credit is spent: its bytes are acknowledged
+  when ``update_flow`` gives credit, so a slow stream shrinks its window,
+  and the connection's, instead of growing memory. The receive windows are ``http2_opts``' (1 MiB a
   stream, 4 MiB the connection, by default); request bodies (and Websocket frames) wait in
   their stream until the server's window takes them.
 - **GOAWAY.** The streams above the server's ``last_stream_id`` and the
@@ -167,6 +167,11 @@ class Http2Protocol:
         self._last_ws: H2Stream | None = None
         self._held = 0  # bytes in the streams' bodies (held_size), kept as they come and go
         self._window_grew = False  # a WINDOW_UPDATE or SETTINGS came: bodies may go on
+        # Acknowledged bytes not yet given back to h2, and the steps they go back in (_ack).
+        self._acking: dict[int, H2Stream] = {}
+        self._acked = 0
+        self._ack_step = windows.initial_stream_window_size // 16
+        self._ack_step_all = windows.initial_connection_window_size // 16
         self.close_reason: BaseException | None = None
 
     # -- state -------------------------------------------------------------
@@ -661,8 +666,30 @@ class Http2Protocol:
         return stream.flow is not None and stream.flow <= 0
 
     def _ack(self, stream: H2Stream, size: int) -> None:
-        if size:
-            self._h2.acknowledge_received_data(size, stream.id)
+        """``size`` bytes of ``stream`` were told: their window goes back, in steps.
+
+        h2 sends a WINDOW_UPDATE only once half a window was given back;
+        telling it every DATA frame's bytes (a Websocket message is one) cost
+        more than the frame itself. They are given back once a stream holds a
+        sixteenth of its window, or all streams together a sixteenth of the
+        connection's: what is held never keeps the server waiting.
+        """
+        if not size:
+            return
+        stream.acked += size
+        self._acked += size
+        self._acking[stream.id] = stream
+        if stream.acked >= self._ack_step or self._acked >= self._ack_step_all:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        """Every stream's acknowledged bytes to h2 (WINDOW_UPDATEs as h2 sees fit)."""
+        for stream in self._acking.values():
+            if stream.acked:
+                self._h2.acknowledge_received_data(stream.acked, stream.id)
+                stream.acked = 0
+        self._acking.clear()
+        self._acked = 0
 
     def _reset(self, stream: H2Stream, code: int) -> None:
         self._open.pop(stream.id, None)
@@ -676,9 +703,12 @@ class Http2Protocol:
 
     def _release(self, stream: H2Stream) -> None:
         """The connection's window gets back what a stream that ends left unacknowledged."""
-        if stream.unacked:
-            self._h2.acknowledge_received_data(stream.unacked, stream.id)
-            stream.unacked = 0
+        held = stream.unacked + stream.acked
+        if held:
+            self._h2.acknowledge_received_data(held, stream.id)
+            self._acked -= stream.acked
+            self._acking.pop(stream.id, None)
+            stream.unacked = stream.acked = 0
 
     def _finish(self, stream: H2Stream) -> None:
         """The stream is over: forget it (its ref ends with it)."""

@@ -179,6 +179,8 @@ class H2Stream:
     ws: WsClient | None = None
     #: Flow-controlled bytes received and not acknowledged (its flow credit was spent).
     unacked: int = 0
+    #: Bytes told and acknowledged, not yet given back to h2 (in steps: Http2Protocol._ack).
+    acked: int = 0
 
 
 def response_head(raw: list[tuple[bytes, bytes]]) -> tuple[int, Headers]:
