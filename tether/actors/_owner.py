@@ -34,15 +34,15 @@ from pykka._envelope import Envelope  # what ActorRef.tell and ask put (private,
 from tether._errors import InboxClosedError
 from tether.actors._inbox import DEFAULT_BUSY_POLL, Inbox
 
-__all__ = ["OwnerActor", "OwnerMailbox"]
+__all__ = ["InboxMailbox", "OwnerActor", "OwnerMailbox"]
 
 
 class _Letter:
     """The envelope pykka's loop reads an event from: ``message``, ``reply_to`` (a tell).
 
-    One per mailbox, filled anew by each :meth:`OwnerMailbox.get`: pykka's
-    loop reads both attributes before it asks for the next message, and
-    only the actor's thread asks.
+    One per mailbox, filled anew for each event: pykka's loop reads both
+    attributes before it asks for the next message, and only the thread
+    running the actor asks.
     """
 
     __slots__ = ("message",)
@@ -53,24 +53,26 @@ class _Letter:
         self.message: object = None
 
 
-class OwnerMailbox:
-    """pykka's ``ActorInbox`` for an :class:`OwnerActor`: a :class:`~tether.Inbox` inside.
+class InboxMailbox:
+    """pykka's ``ActorInbox`` on a :class:`~tether.Inbox`: what tether's owner actors share.
 
+    Connections tell their events to the Inbox (in batches, counted against
+    their receive bound); ``put`` adds pykka's envelopes (``tell``, ``ask``,
+    ``stop``) behind them; the loop gets each event in a reusable letter.
+    Subclasses say how the loop waits (``get``) and when the actor stopped.
     Thread-safe: ``put`` from any thread; ``get`` and ``empty`` by the
-    actor's loop only.
+    thread running the actor only.
     """
 
-    __slots__ = ("_letter", "_stopped", "inbox")
+    __slots__ = ("_letter", "inbox")
 
-    def __init__(self, busy_poll: float) -> None:
+    def __init__(self, inbox: Inbox) -> None:
         #: Where connections tell their events, and ``put`` the rest.
-        self.inbox = Inbox(busy_poll=busy_poll)
+        self.inbox = inbox
         self._letter = _Letter()
-        self._stopped: Any = None  # the actor's actor_stopped (bind)
 
-    def bind(self, stopped: Any) -> None:
-        """The actor's ``actor_stopped``, set when its loop ends (the constructor's)."""
-        self._stopped = stopped
+    def _has_stopped(self) -> bool:
+        raise NotImplementedError
 
     def put(self, envelope: Envelope[Any], /) -> None:
         """Queue a pykka envelope (``tell``, ``ask``, ``stop``), after every event told before.
@@ -83,9 +85,8 @@ class OwnerMailbox:
         except InboxClosedError:
             raise pykka.ActorDeadError("the owner actor has stopped") from None
 
-    def get(self) -> Any:
-        """The next message for the loop, waiting (and reading a borrowed socket) if none."""
-        message = self.inbox.take(None, None)
+    def _for_the_loop(self, message: object) -> Any:
+        """``message`` as pykka's loop reads it: an envelope as it is, an event in the letter."""
         if type(message) is Envelope:
             return message
         letter = self._letter
@@ -96,13 +97,35 @@ class OwnerMailbox:
         """True if nothing is queued; once the actor has stopped, closes the Inbox first.
 
         pykka's loop asks this first thing after it ended (its teardown):
-        from then on connections find their owner gone (``InboxClosedError``),
-        and what they told before is still taken by the teardown.
+        from then on connections find their owner gone (``InboxClosedError``)
+        and ``put`` raises ``ActorDeadError``, and what was told before is
+        still taken by the teardown.
         """
-        stopped = self._stopped
-        if stopped is not None and stopped.is_set() and not self.inbox.closed:
+        if self._has_stopped() and not self.inbox.closed:
             self.inbox.close()
         return not len(self.inbox)
+
+
+class OwnerMailbox(InboxMailbox):
+    """pykka's ``ActorInbox`` for an :class:`OwnerActor`: its thread waits in the Inbox."""
+
+    __slots__ = ("_stopped",)
+
+    def __init__(self, busy_poll: float) -> None:
+        super().__init__(Inbox(busy_poll=busy_poll))
+        self._stopped: Any = None  # the actor's actor_stopped (bind)
+
+    def bind(self, stopped: Any) -> None:
+        """The actor's ``actor_stopped``, set when its loop ends (the constructor's)."""
+        self._stopped = stopped
+
+    def _has_stopped(self) -> bool:
+        stopped = self._stopped
+        return stopped is not None and bool(stopped.is_set())
+
+    def get(self) -> Any:
+        """The next message for the loop, waiting (and reading a borrowed socket) if none."""
+        return self._for_the_loop(self.inbox.take(None, None))
 
 
 class OwnerActor(pykka.ThreadingActor):

@@ -50,10 +50,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pykka
 from pykka._envelope import Envelope  # what ActorRef.tell and ask put (private, but stable)
 
-from tether._errors import InboxClosedError
 from tether._locks import Rank, new_lock
 from tether._options import check_positive_seconds
 from tether.actors._inbox import Inbox
+from tether.actors._owner import InboxMailbox
 
 if TYPE_CHECKING:
     from tether.actors._backlog import Backlog
@@ -230,18 +230,7 @@ def default_actor_pool() -> ActorPool:
         return _default_pool
 
 
-class _Letter:
-    """The envelope pykka's loop reads an event from (as ``OwnerMailbox``'s)."""
-
-    __slots__ = ("message",)
-
-    reply_to = None
-
-    def __init__(self) -> None:
-        self.message: object = None
-
-
-class PooledMailbox:
+class PooledMailbox(InboxMailbox):
     """pykka's ``ActorInbox`` for a :class:`PooledOwnerActor`: an Inbox, and a turn in a pool.
 
     Thread-safe: ``put``, ``tell``, ``tell_all``, ``backlog`` and
@@ -249,31 +238,32 @@ class PooledMailbox:
     pool thread that runs the actor.
     """
 
+    __slots__ = ("_actor", "_left", "_lock", "_pool", "_run", "_started")
+
     def __init__(self, actor: pykka.Actor, pool: ActorPool) -> None:
-        self._actor = actor
-        self._pool = pool
         # The messages, their order and the receive bound: an Inbox's (only
         # its nowait take is used: nobody waits in it).
-        self._store = Inbox(busy_poll=0)
+        super().__init__(Inbox(busy_poll=0))
+        self._actor = actor
+        self._pool = pool
         self._lock = new_lock(Rank.ACTOR_POOL, "pooled actor")
         self._run = Run.SCHEDULED  # start() queues it for on_start
         self._started = False  # on_start ran
         self._left = 0  # messages left in the current turn
-        self._letter = _Letter()
 
     def __len__(self) -> int:
         """How many messages wait (any thread)."""
-        return len(self._store)
+        return len(self.inbox)
 
     # -- the connections' and pykka's side (any thread) -------------------------------
 
     def backlog(self, conn: object, max_events: int, max_size: int | None) -> Backlog:
         """``conn``'s receive bound, counted by this mailbox (for tether's connections)."""
-        return self._store.backlog(conn, max_events, max_size)
+        return self.inbox.backlog(conn, max_events, max_size)
 
     def release(self, conn: object) -> None:
         """Stop counting ``conn``'s events (for tether's connections)."""
-        self._store.release(conn)
+        self.inbox.release(conn)
 
     def tell(self, message: object, /) -> None:
         """Add a message and schedule the actor (raises ``InboxClosedError`` once it stopped)."""
@@ -285,19 +275,16 @@ class PooledMailbox:
         Raises:
             InboxClosedError: the actor has stopped (none is added).
         """
-        self._store.tell_all(messages, backlog)
+        self.inbox.tell_all(messages, backlog)
         self._schedule()
 
     def put(self, envelope: Envelope[Any], /) -> None:
-        """Queue a pykka envelope (``tell``, ``ask``, ``stop``), after every event told before.
+        """Queue a pykka envelope (``tell``, ``ask``, ``stop``) and schedule the actor.
 
         Raises:
             pykka.ActorDeadError: the actor has stopped.
         """
-        try:
-            self._store.tell(envelope)
-        except InboxClosedError:
-            raise pykka.ActorDeadError(f"{self._actor} has stopped") from None
+        super().put(envelope)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -337,19 +324,15 @@ class PooledMailbox:
     def get(self) -> Any:
         """The next message for pykka's loop; raises :class:`_Yield` when the turn is over."""
         if self._actor.actor_stopped.is_set():
-            message = self._store._take_nowait(None)  # the teardown: empty() said one is here
+            message = self.inbox._take_nowait(None)  # the teardown: empty() said one is here
         else:
             if self._left <= 0:
                 raise _Yield(again=True)
             self._left -= 1
-            message = self._store._take_nowait(None, None, _NOTHING)
+            message = self.inbox._take_nowait(None, None, _NOTHING)
             if message is _NOTHING:
                 message = self._idle_or_next()
-        if type(message) is Envelope:
-            return message
-        letter = self._letter
-        letter.message = message
-        return letter
+        return self._for_the_loop(message)
 
     def _idle_or_next(self) -> object:
         """Nothing queued: go IDLE, unless a message came meanwhile and nobody scheduled it."""
@@ -358,7 +341,7 @@ class PooledMailbox:
         # A tell that added its message before IDLE found the actor
         # SCHEDULED and did not schedule it: look again, and take the turn
         # back if no later tell did (then that turn runs the message).
-        if not len(self._store):
+        if not len(self.inbox):
             raise _Yield(again=False)
         with self._lock:
             mine = self._run is Run.IDLE
@@ -367,17 +350,10 @@ class PooledMailbox:
         if not mine:
             raise _Yield(again=False)
         # Only the thread with the turn takes messages: it is still there.
-        return self._store._take_nowait(None)
+        return self.inbox._take_nowait(None)
 
-    def empty(self) -> bool:
-        """True if nothing is queued; once the actor has stopped, closes the Inbox first.
-
-        pykka's teardown asks this first: from then on connections find their
-        owner gone (``InboxClosedError``) and ``tell``s raise ``ActorDeadError``.
-        """
-        if self._actor.actor_stopped.is_set() and not self._store.closed:
-            self._store.close()
-        return not len(self._store)
+    def _has_stopped(self) -> bool:
+        return self._actor.actor_stopped.is_set()
 
 
 class PooledOwnerActor(pykka.ThreadingActor):
