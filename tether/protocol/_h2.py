@@ -747,8 +747,10 @@ class Http2Protocol:
             # A close frame went out (ours, or the echo of the server's): nothing may
             # follow it, so END_STREAM rides on its DATA frame (RFC 8441 4, 6455 5.5.1).
             stream.fin = True
-        if stream.state is StreamState.OPEN:
-            self._send_body(stream)
+        if stream.state is StreamState.OPEN and (
+            stream.body or (stream.fin and not stream.sent_end)
+        ):
+            self._send_body(stream)  # (after a read, usually nothing to send)
         if ws.close_reason is not None and stream.sent_end:
             # The Websocket is over (close handshake done, or failed, or the server
             # ended its side). A server that leaves its half open (hypercorn does,
