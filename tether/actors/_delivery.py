@@ -224,9 +224,8 @@ def delivery_for(
         backlog = None if max_events is None else target.backlog(conn, max_events, max_size)
         return _ToInbox(target, conn, backlog)
     if kind is pykka.ActorRef:
-        mailbox = target.actor_inbox
-        store = mailbox.inbox if type(mailbox) is OwnerMailbox else mailbox
-        if type(store) is PooledMailbox or type(store) is Inbox:  # a tether owner actor's
+        store = _owner_store(target.actor_inbox)
+        if store is not None:  # a tether owner actor's
             backlog = None if max_events is None else store.backlog(conn, max_events, max_size)
             return _ToOwnerActor(target, store, conn, backlog)
         backlog = (
@@ -236,6 +235,16 @@ def delivery_for(
     if callable(getattr(target, "tell", None)):
         return _ToAnyone(target)
     return _ToCallable(target)
+
+
+def _owner_store(mailbox: object) -> Inbox | PooledMailbox | None:
+    """Where a tether owner actor gets its events (an OwnerActor: its Inbox); None for others."""
+    kind = type(mailbox)
+    if kind is OwnerMailbox:
+        return mailbox.inbox  # type: ignore[attr-defined, no-any-return]
+    if kind is PooledMailbox:
+        return mailbox  # type: ignore[return-value]
+    return None
 
 
 def inbox_of(target: Any) -> Inbox | None:
