@@ -19,9 +19,10 @@ stream, all of them on the wire at once.
   in steps of a sixteenth of the window) as it becomes an event, except on
   a stream whose Gun ``flow`` credit is spent: its bytes are acknowledged
   when ``update_flow`` gives credit, so a slow stream shrinks its window,
-  and the connection's, instead of growing memory. The receive windows are ``http2_opts``' (1 MiB a
-  stream, 4 MiB the connection, by default); request bodies (and Websocket frames) wait in
-  their stream until the server's window takes them.
+  and the connection's, instead of growing memory. The receive windows
+  are ``http2_opts``' (1 MiB a stream, 4 MiB the connection, by default);
+  request bodies (and Websocket frames) wait in their stream until the
+  server's window takes them.
 - **GOAWAY.** The streams above the server's ``last_stream_id`` and the
   queued ones are *unprocessed* in the ``Down`` (Gun 2.x), safe to send
   again after the reconnect; no new stream opens. A graceful GOAWAY
@@ -538,7 +539,7 @@ class Http2Protocol:
         if self._window_grew:
             self._window_grew = False
             for stream in list(self._open.values()):
-                if stream.body or (stream.fin and not stream.sent_end):
+                if stream.unsent:
                     self._send_body(stream)
 
     def _start(self, stream: H2Stream) -> None:
@@ -747,9 +748,7 @@ class Http2Protocol:
             # A close frame went out (ours, or the echo of the server's): nothing may
             # follow it, so END_STREAM rides on its DATA frame (RFC 8441 4, 6455 5.5.1).
             stream.fin = True
-        if stream.state is StreamState.OPEN and (
-            stream.body or (stream.fin and not stream.sent_end)
-        ):
+        if stream.state is StreamState.OPEN and stream.unsent:
             self._send_body(stream)  # (after a read, usually nothing to send)
         if ws.close_reason is not None and stream.sent_end:
             # The Websocket is over (close handshake done, or failed, or the server

@@ -182,6 +182,11 @@ class H2Stream:
     #: Bytes told and acknowledged, not yet given back to h2 (in steps: Http2Protocol._ack).
     acked: int = 0
 
+    @property
+    def unsent(self) -> bool:
+        """Body bytes, or the END_STREAM after them, are still to go out."""
+        return bool(self.body) or (self.fin and not self.sent_end)
+
 
 def response_head(raw: list[tuple[bytes, bytes]]) -> tuple[int, Headers]:
     """``(status, headers)`` of a response head: the pseudo-headers out, names lower-case."""
