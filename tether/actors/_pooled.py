@@ -88,9 +88,9 @@ class ActorPool:
 
     Threads start as actors have work, up to ``threads`` at once, and exit
     after ``idle`` seconds with nothing to run (an idle process keeps no
-    pool thread; the next message starts one again). Actors wait in one queue, first come
-    first run; each turn runs at most ``turn`` messages of one actor, so
-    that a busy actor does not keep the others waiting.
+    pool thread; the next message starts one again). Actors wait in one
+    queue, first come first run; each turn runs at most ``turn`` messages
+    of one actor, so that a busy actor does not keep the others waiting.
 
     Args:
         threads: most threads running actors at once (4 by default). More
@@ -323,7 +323,7 @@ class PooledMailbox(InboxMailbox):
 
     def get(self) -> Any:
         """The next message for pykka's loop; raises :class:`_Yield` when the turn is over."""
-        if self._actor.actor_stopped.is_set():
+        if self._has_stopped():
             message = self.inbox._take_nowait(None)  # the teardown: empty() said one is here
         else:
             if self._left <= 0:
