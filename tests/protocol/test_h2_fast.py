@@ -31,9 +31,10 @@ Seen = tuple[list[Any], list[Any], tuple[int, ...]]
 
 
 def h2_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """H2Client without its fast paths: h2's own send_data and receive_data."""
+    """H2Client without its fast paths: h2's own send_data and receive_data, always."""
     monkeypatch.setattr(H2Client, "send_data", h2.connection.H2Connection.send_data)
     monkeypatch.setattr(H2Client, "receive_data", h2.connection.H2Connection.receive_data)
+    monkeypatch.setattr(H2Client, "frame_data", lambda *_: False)
 
 
 def both(scenario: Callable[[], Seen]) -> tuple[Seen, Seen]:

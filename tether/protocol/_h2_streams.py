@@ -60,7 +60,7 @@ class H2Client(h2.connection.H2Connection):
     pins it, and tests/protocol/test_h2_fast.py checks both paths agree.)
     """
 
-    # hot-path ledger: h2's DATA, framed here (send_data and receive_data)
+    # hot-path ledger: h2's DATA, framed here (send_data, frame_data and receive_data)
     def send_data(
         self,
         stream_id: int,
@@ -69,12 +69,21 @@ class H2Client(h2.connection.H2Connection):
         pad_length: Any = None,
     ) -> None:
         """h2's ``send_data``; an open stream's DATA within the windows is framed here."""
+        if end_stream or pad_length is not None or not self.frame_data(stream_id, data):
+            super().send_data(stream_id, data, end_stream, pad_length)
+
+    def frame_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> bool:
+        """Frame ``data`` as one DATA frame (no flags) if it may go whole; else False.
+
+        It may when the stream is open for sending and ``data`` is not
+        empty and fits the frame size and both windows. False changes
+        nothing: the caller goes through h2 (``send_data``), which splits,
+        queues or refuses as h2 does.
+        """
         size = len(data)
         stream = self.streams.get(stream_id)
         if (
-            end_stream
-            or pad_length is not None
-            or not size
+            not size
             or stream is None
             or self.state_machine.state is not _CLIENT_OPEN
             or stream.state_machine.state not in _SENDING
@@ -82,8 +91,7 @@ class H2Client(h2.connection.H2Connection):
             or size > self.outbound_flow_control_window
             or size > stream.outbound_flow_control_window
         ):
-            super().send_data(stream_id, data, end_stream, pad_length)
-            return
+            return False
         out = self._data_to_send
         out += size.to_bytes(3, "big")
         out += b"\x00\x00"  # DATA, no flags
@@ -91,6 +99,14 @@ class H2Client(h2.connection.H2Connection):
         out += data
         self.outbound_flow_control_window -= size
         stream.outbound_flow_control_window -= size
+        return True
+
+    def take_data(self) -> bytearray:
+        """What is to be written, taken as it is (h2's ``data_to_send`` copies it to bytes)."""
+        out = self._data_to_send
+        if out:
+            self._data_to_send = bytearray()
+        return out
 
     def receive_data(self, data: bytes) -> list[Any]:  # type: ignore[override]  # bytes only
         """h2's ``receive_data``; the whole DATA frames of open streams it begins with, here."""
@@ -119,7 +135,8 @@ class H2Client(h2.connection.H2Connection):
             try:
                 self._inbound_flow_control_window_manager.window_consumed(size)
                 stream._inbound_window_manager.window_consumed(size)
-                stream._track_content_length(size, False)
+                if stream._expected_content_length is not None:  # (a Websocket has none)
+                    stream._track_content_length(size, False)
             except h2.exceptions.ProtocolError as exc:
                 self._terminate_connection(exc.error_code)  # as h2's receive_data does
                 raise

@@ -333,6 +333,14 @@ class WsClient:
         return self._opts
 
     @property
+    def open(self) -> bool:
+        """True while messages may go both ways: no close frame sent or received, no failure.
+
+        (A close reason comes only with one of those, so it is False then too.)
+        """
+        return self._ws.state is ConnectionState.OPEN and self._failure is None
+
+    @property
     def closing(self) -> bool:
         """True once a close frame went out or came in: no more messages can be sent."""
         return self._ws.state is not ConnectionState.OPEN
