@@ -8,7 +8,8 @@ Starts its servers as child processes on 127.0.0.1 (hypercorn with
 bench/_h2_app.py, h2c and HTTP/1.1 on one port; Node's http and http2,
 bench/h2_server.js, and nghttpd, if installed) and
 measures, each for ``--duration`` seconds, ``--rounds`` times (the best
-is printed, with all the runs):
+is printed, with all the runs, and the targets' ratios round by round
+with their median):
 
 - ``get100``: rounds of 100 concurrent GETs on ONE connection, requests/s:
   tether over HTTP/2 (h2c), httpx ``http1=False, http2=True`` (one
@@ -16,7 +17,11 @@ is printed, with all the runs):
   connection: tether queues the 100 and sends each after the previous);
 - ``ws32``: 32 B Websocket round trips, tether over HTTP/2 (RFC 8441) and
   over HTTP/1.1, round trips/s, against hypercorn and against Node
-  (bench/h2_server.js: ``ws`` over HTTP/1.1, its own echo over http2).
+  (bench/h2_server.js: ``ws`` over HTTP/1.1, its own echo over http2),
+  with the CPU time per round trip of the client (this process) and of
+  the server (its processes, from /proc): a round trip waits for both, so
+  a server whose HTTP/2 costs more per message than its HTTP/1.1 bounds
+  the ratio whatever the client does.
 
 Issue 22's targets: get100 h2 >= 1.5x httpx and >= tether HTTP/1.1; ws32
 h2 >= 0.9x HTTP/1.1.
@@ -29,6 +34,7 @@ import asyncio
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,9 +73,30 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not listen in time")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` and its descendants, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, parents = 0.0, {pid}
+    for stat in sorted(Path("/proc").glob("[0-9]*/stat"), key=lambda p: int(p.parent.name)):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile
+        this, parent = int(stat.parent.name), int(fields[1])
+        if this in parents or parent in parents:
+            parents.add(this)
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+# The server process of the latest _server or node(): whose CPU ws32 counts.
+SERVER_PID = [0]
+
+
 @contextmanager
 def _server(args: list[str], port: int) -> Iterator[int]:
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    SERVER_PID[0] = proc.pid
     try:
         _wait_listening(port, proc)
         yield port
@@ -100,6 +127,7 @@ def nghttpd(docs: Path) -> Iterator[int]:
 def node() -> Iterator[tuple[int, int]]:
     """bench/h2_server.js: Node's http (HTTP/1.1) and http2 (h2c); its two ports."""
     proc = subprocess.Popen(["node", str(ROOT / "bench" / "h2_server.js")], stdout=subprocess.PIPE)
+    SERVER_PID[0] = proc.pid
     try:
         assert proc.stdout is not None
         words = dict(w.split("=") for w in proc.stdout.readline().decode().split()[1:])
@@ -175,10 +203,31 @@ def tether_ws32(port: int, protocols: tuple[str, ...], duration: float) -> float
 
         for _ in range(100):
             one_round()
-        return _rate(duration, one_round)
+        client, server = time.process_time(), cpu_seconds(SERVER_PID[0])
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < duration:
+            done += one_round()
+        elapsed = time.perf_counter() - start
+        # CPU per round trip, in µs: this process's (tether's threads), and the server's.
+        CPU[protocols[0]] = (
+            (time.process_time() - client) / done * 1e6,
+            (cpu_seconds(SERVER_PID[0]) - server) / done * 1e6,
+        )
+        return done / elapsed
     finally:
         conn.close()
         conn.wait_stopped(5)
+
+
+# Issue 22's ratios, round by round (each round measures both side by side).
+_RATIOS = {
+    "get100 h2c / httpx": ("get100 tether h2c", "get100 httpx h2c"),
+    "get100 h2c / http/1.1": ("get100 tether h2c", "get100 tether http/1.1"),
+    "ws32 h2c / http/1.1": ("ws32 tether h2c", "ws32 tether http/1.1"),
+}
+
+# tether_ws32's CPU µs per round trip (client, server), by protocol, of its latest run.
+CPU: dict[str, tuple[float, float]] = {}
 
 
 def main() -> None:
@@ -188,8 +237,12 @@ def main() -> None:
     args = parser.parse_args()
     rows: dict[str, list[float]] = {}
 
+    cpu: dict[str, list[tuple[float, float]]] = {}
+
     def measure(name: str, run: Callable[[], float]) -> None:
         rows.setdefault(name, []).append(run())
+        if " ws32 " in name:
+            cpu.setdefault(name, []).append(CPU["http" if name.endswith("1.1") else "http2"])
 
     d = args.duration
     with tempfile.TemporaryDirectory() as tmp:
@@ -221,9 +274,25 @@ def main() -> None:
                         "nghttpd get100 tether h2c", lambda: tether_get100(port, ("http2",), d)
                     )
                     measure("nghttpd get100 httpx h2c", lambda: httpx_get100(port, d))
+    report(rows, cpu)
+
+
+def report(rows: dict[str, list[float]], cpu: dict[str, list[tuple[float, float]]]) -> None:
+    """Print each row's runs, the targets' ratios round by round, ws32's CPU per round trip."""
     for name, values in rows.items():
         runs = ", ".join(f"{v:,.0f}" for v in values)
         print(f"{name:38} best {max(values):>9,.0f}/s   runs: {runs}")
+    for server in ("hypercorn", "node", "nghttpd"):
+        for label, (top, bottom) in _RATIOS.items():
+            ups, downs = rows.get(f"{server} {top}"), rows.get(f"{server} {bottom}")
+            if ups and downs:
+                each = [u / d for u, d in zip(ups, downs, strict=True)]
+                runs = ", ".join(f"{r:.2f}" for r in each)
+                name = f"{server} {label}"
+                print(f"{name:38} median {statistics.median(each):.2f}x   runs: {runs}")
+    for name, pairs in cpu.items():
+        each = ", ".join(f"{c:.0f}/{s:.0f}" for c, s in pairs)
+        print(f"{name:38} CPU µs per round trip, client/server: {each}")
 
 
 if __name__ == "__main__":
