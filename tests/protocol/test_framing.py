@@ -15,7 +15,14 @@ from wsproto.extensions import PerMessageDeflate
 
 from tether import Binary, Close, Ping, Text, Ws, WsOpts
 from tether.protocol import _framing
-from tether.protocol._framing import BINARY, TEXT, MaskingKeys, frame_header, masked_frame
+from tether.protocol._framing import (
+    BINARY,
+    JOINED_MAX,
+    TEXT,
+    MaskingKeys,
+    frame_header,
+    masked_frame,
+)
 from tether.testing import ProtocolPair, split_at
 
 # RFC 6455 §5.2: the edges of the 7-bit, 16-bit and 64-bit payload lengths.
@@ -53,6 +60,18 @@ def test_a_wsproto_server_reads_the_frame_of_every_length_class(length: int):
     assert server_reads(*masked_frame(BINARY, payload, MaskingKeys())) == [
         wse.BytesMessage(payload)
     ]
+
+
+@pytest.mark.parametrize(
+    ("length", "pieces"), [(1, 1), (JOINED_MAX, 1), (JOINED_MAX + 1, 2), (65536, 2)]
+)
+def test_a_small_frame_is_one_piece_for_the_writer(length: int, pieces: int):
+    # One piece costs the writer (a socket's, or an HTTP/2 DATA frame's) less
+    # than two; a large payload is not copied behind its header.
+    payload = os.urandom(length)
+    frame = masked_frame(BINARY, payload, MaskingKeys())
+    assert len(frame) == pieces
+    assert server_reads(b"".join(frame)) == [wse.BytesMessage(payload)]
 
 
 def test_every_frame_has_a_fresh_masking_key():

@@ -623,6 +623,27 @@ def test_a_finished_close_handshake_frees_the_stream_even_if_the_server_keeps_it
     assert reset.error_code == h2.errors.ErrorCodes.CANCEL
 
 
+def test_a_bad_frame_after_a_message_fails_the_websocket_at_once() -> None:
+    # Over HTTP/1.1 a failure right after a message lingers (the owner may be
+    # answering it); over HTTP/2 its close frame goes at once, ending the stream.
+    server, ref, sid = ws_up()
+    server.h2.send_data(sid, b"\x81\x02hi" + b"\xc1\x01x")  # a text message; RSV1 set
+    events = server.to_client()
+    assert events[0] == Ws(CONN, ref, Text("hi"))  # type: ignore[arg-type]
+    (error,) = events[1:]
+    assert isinstance(error, Error)
+    assert error.stream == ref
+    assert isinstance(error.reason, RemoteProtocolError)
+    received = server.to_server()
+    peer = wsc.Connection(wsc.ConnectionType.SERVER)
+    peer.receive_data(b"".join(e.data for e in received if isinstance(e, h2.events.DataReceived)))
+    (close,) = peer.events()
+    assert isinstance(close, wse.CloseConnection)
+    assert close.code == 1002
+    assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == sid for e in received)
+    assert server.client.close_reason is None  # the connection stays, for other streams
+
+
 def test_a_head_over_max_headers_fails_its_stream_only() -> None:
     server = up(http_opts=HttpOpts(max_headers=10))
     over, fine = StreamRef(), StreamRef()
