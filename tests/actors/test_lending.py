@@ -271,6 +271,26 @@ def test_a_connection_nobody_waits_for_is_still_read(
     _stops_ticking()
 
 
+def test_a_new_owner_gets_the_events_of_a_socket_the_old_one_kept(
+    server: Server, open_conn: ConnectionTracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a receive the owner's Inbox keeps the socket for its next one;
+    # set_owner must give it back to the I/O thread (the new owner's events
+    # were never read before). The I/O thread's tick that would take it back
+    # anyway, 5-10 ms later, is held off.
+    monkeypatch.setattr(_lending.Lending, "_reclaim", lambda self: True)
+    conn = _upgraded(open_conn, server.port)
+    old = inbox_of(conn)
+    conn.ws_send("one")
+    assert _next_ws(old) == tether.Text("one")
+    assert old._lending.loan is Loan.HELD
+    new = tether.Inbox()
+    conn.set_owner(new)
+    conn.ws_send("two")
+    assert _next_ws(new) == tether.Text("two")
+    assert old.flush() == []
+
+
 def _stops_ticking() -> None:
     loop = default_loop()
     _until(lambda: not loop._tickers, "the I/O thread went on ticking")

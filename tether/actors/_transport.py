@@ -314,6 +314,12 @@ class TcpTransport(Transport):
     def relend(self, lending: Lending | LoopLending | None) -> None:
         """Lend the socket's reads to another Inbox (or to none): the owner changed."""
         self._unlend()
+        watch = self._watch
+        if watch is not None:
+            # The old owner's Inbox may have kept it between two receives, and
+            # unlend gives back nothing (it may be ending): the I/O thread reads
+            # it again, until a new borrower takes it. (Idempotent.)
+            watch.give_back()
         self._lending = lending
         self._lend()
 
