@@ -20,6 +20,7 @@ from tests.actors.test_backpressure import RawPeer, ws_reads_nothing
 from tests.conftest import ConnectionTracker
 from tether.actors._ioloop import _READ_SIZE
 from tether.actors._transport import READ_AHEAD
+from tether.testing._clock import FakeTime
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
 
@@ -141,7 +142,11 @@ def test_a_receive_that_nothing_matches_times_out() -> None:
     run(main())
 
 
-def test_a_closed_inbox_wakes_its_receivers_and_stops_its_connection(connect: Connect) -> None:
+def test_a_closed_inbox_wakes_its_receivers_and_stops_its_connection(
+    connect: Connect, fake: FakeTime
+) -> None:
+    # On a fake clock that never moves: the close itself tells the connection,
+    # not its owner check.
     async def main() -> tether.Connection:
         inbox = tether.AsyncInbox()
         conn = connect(owner=inbox, retry=0)

@@ -272,13 +272,23 @@ def test_a_connection_nobody_waits_for_is_still_read(
 
 
 def test_a_new_owner_gets_the_events_of_a_socket_the_old_one_kept(
-    server: Server, open_conn: ConnectionTracker, monkeypatch: pytest.MonkeyPatch
+    server: Server,
+    open_conn: ConnectionTracker,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     # After a receive the owner's Inbox keeps the socket for its next one;
     # set_owner must give it back to the I/O thread (the new owner's events
     # were never read before). The I/O thread's tick that would take it back
-    # anyway, 5-10 ms later, is held off.
-    monkeypatch.setattr(_lending.Lending, "_reclaim", lambda self: True)
+    # anyway, 5-10 ms later, is held off during the test (the I/O loop keeps
+    # the ticker it was given: it goes back to the real one after).
+    holding = threading.Event()
+    holding.set()
+    reclaim = _lending.Lending._reclaim
+    monkeypatch.setattr(
+        _lending.Lending, "_reclaim", lambda self: holding.is_set() or reclaim(self)
+    )
+    request.addfinalizer(holding.clear)
     conn = _upgraded(open_conn, server.port)
     old = inbox_of(conn)
     conn.ws_send("one")

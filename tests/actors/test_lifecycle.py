@@ -701,16 +701,65 @@ def test_a_stopped_owner_actor_stops_its_idle_connection(
     assert seen.empty()
 
 
-def test_a_closed_inbox_stops_its_idle_connection(
+class RecordingOwnerActor(Recorder, tether.OwnerActor):
+    """The Recorder as an OwnerActor."""
+
+
+class RecordingPooledOwner(Recorder, tether.PooledOwnerActor):
+    """The Recorder as a PooledOwnerActor."""
+
+
+@pytest.mark.parametrize(
+    "kind", [RecordingOwnerActor, RecordingPooledOwner], ids=["owner", "pooled"]
+)
+def test_a_stopped_tether_owner_actor_stops_its_idle_connection_at_once(
+    kind: type[pykka.ThreadingActor],
+    fake: FakeTime,
+    server: Server,
+    open_conn: ConnectionTracker,
+    start_actor: Callable[..., pykka.ActorRef[Any]],
+) -> None:
+    # tether's owner actors say when they stop (their Inbox closes): unlike
+    # a plain pykka actor's, their connections need no owner check.
+    seen: queue.Queue[Any] = queue.Queue()
+    owner = start_actor(kind, seen)
+    conn = open_conn("127.0.0.1", server.port, owner=owner)
+    assert seen.get(timeout=WAIT) == tether.Up(conn, "http")
+    assert fake.wait_pending(1)  # the owner check, which never fires
+    owner.stop(block=True, timeout=WAIT)
+
+    assert conn.wait_stopped(WAIT)
+    assert server.wait_for_connections(0, WAIT)
+    assert seen.empty()
+
+
+def test_a_closed_inbox_stops_its_idle_connection_at_once(
     fake: FakeTime, direct: Opener, server: Server
 ) -> None:
+    # An Inbox says it closed (Gun's monitor on the owner): no owner check
+    # is needed, the fake clock never moves.
     conn = direct()
     expect_up(conn)
     assert fake.wait_pending(1)
     inbox(conn).close()
 
+    assert conn.wait_stopped(WAIT)
+    assert server.wait_for_connections(0, WAIT)
+
+
+def test_an_inbox_closed_after_set_owner_leaves_the_connection_alone(
+    fake: FakeTime, direct: Opener, server: Server
+) -> None:
+    conn = direct()
+    expect_up(conn)
+    old = inbox(conn)
+    conn.set_owner(tether.Inbox())
+    old.close()  # no longer the owner: nothing to monitor
+
     assert settle(conn).state == "up"
     fake.advance(OWNER_CHECK)
+    assert settle(conn).state == "up"
+    inbox(conn).close()  # the new owner's monitor moved with it
     assert conn.wait_stopped(WAIT)
     assert server.wait_for_connections(0, WAIT)
 

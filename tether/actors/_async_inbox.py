@@ -36,7 +36,7 @@ import contextlib
 import threading
 import time
 from asyncio import events
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -145,6 +145,14 @@ class AsyncInbox:
     def release(self, conn: object) -> None:
         """Stop counting ``conn``'s events (for tether's connections)."""
         self._store.release(conn)
+
+    def monitor(self, conn: object, closed: Callable[[], None]) -> None:
+        """Call ``closed()`` when :meth:`close` is called (see ``Inbox.monitor``). Thread-safe."""
+        self._store.monitor(conn, closed)
+
+    def demonitor(self, conn: object) -> None:
+        """Forget ``conn``'s :meth:`monitor`. Thread-safe."""
+        self._store.demonitor(conn)
 
     def tell(self, message: object, /) -> None:
         """Add a message (any thread).

@@ -125,6 +125,7 @@ _INLINE = frozenset(
         msg.PingCmd,
         msg.Close,
         msg.Shutdown,
+        msg.OwnerClosed,
         msg.Connected,
         msg.ConnectFailed,
         msg.Resolved,
@@ -1127,13 +1128,21 @@ class ConnectionActor(Supervised, LazyThreadingActor):
 
     def _check_owner(self) -> None:
         """Owner monitoring for idle connections, where no ``tell`` would fail."""
-        owner = self._conn.owner
-        is_alive = getattr(owner, "is_alive", None)
-        gone = bool(getattr(owner, "closed", False)) or (callable(is_alive) and not is_alive())
-        if gone:
+        if self._owner_stopped():
             self._owner_gone()
         else:
             self._schedule(Timer.OWNER_CHECK, OWNER_CHECK_INTERVAL)
+
+    def _on_owner_closed(self, _: msg.OwnerClosed) -> None:
+        """The owner's Inbox says it closed: the owner check's look, at once."""
+        if self._owner_stopped():
+            self._owner_gone()
+
+    def _owner_stopped(self) -> bool:
+        """The owner is a closed Inbox, or an actor no longer alive."""
+        owner = self._conn.owner
+        is_alive = getattr(owner, "is_alive", None)
+        return bool(getattr(owner, "closed", False)) or (callable(is_alive) and not is_alive())
 
     def _schedule(self, kind: Timer, delay: float) -> TimerHandle:
         """Tick ``kind`` in ``delay`` seconds (cancelled with the connection, unless lifelong)."""
@@ -1451,6 +1460,7 @@ ConnectionActor._DISPATCH = {
     msg.InfoQuery: lambda actor, _: actor._info(),
     msg.StreamInfoQuery: ConnectionActor._stream_info,
     msg.SetOwner: ConnectionActor._on_set_owner,
+    msg.OwnerClosed: ConnectionActor._on_owner_closed,
     msg.Close: lambda actor, _: actor._stop_now(ClosedByUser("close() was called")),
     msg.Shutdown: lambda actor, _: actor._start_shutdown(),
     msg.WsSend: ConnectionActor._on_ws_send,

@@ -57,6 +57,13 @@ class Delivery:
     def release(self) -> None:
         """The connection is done with this target (it stopped, or the owner changed)."""
 
+    def monitor(self, closed: Callable[[], None]) -> None:
+        """Call ``closed()`` when the target goes, if it can say so (an Inbox, tether's actors).
+
+        For the other targets the connection's owner check looks (every
+        ``OWNER_CHECK_INTERVAL``): pykka tells nobody when an actor stops.
+        """
+
     def tell(self, event: Event) -> None:
         """Tell one event; raise ``pykka.ActorDeadError`` or ``InboxClosedError`` if it is gone."""
         raise NotImplementedError
@@ -78,6 +85,10 @@ class _ToInbox(Delivery):
     def release(self) -> None:
         if self.backlog is not None:
             self._inbox.release(self._conn)
+        self._inbox.demonitor(self._conn)
+
+    def monitor(self, closed: Callable[[], None]) -> None:
+        self._inbox.monitor(self._conn, closed)
 
     def tell(self, event: Event) -> None:
         self._inbox.tell(event)

@@ -249,6 +249,8 @@ class Connection:
         self._reply_inboxes: weakref.WeakKeyDictionary[StreamRef, Inbox | AsyncInbox] | None = None
         # What this handle pickles as (tether._wire): made on first use.
         self._wire: object = None
+        # Last: an owner closed already calls back at once.
+        self._delivery.monitor(self._owner_closed)
 
     def __repr__(self) -> str:
         state = "stopped" if self._done else "alive"
@@ -394,6 +396,21 @@ class Connection:
                 delivery = self._reply_tos[id(target)] = self._delivery_to(target)
                 self._update_backlogs()
         return delivery
+
+    def _owner_closed(self) -> None:
+        """The owner said it is gone (its Inbox closed: any thread): the actor looks at once.
+
+        Gun's monitor on the owner, where the owner can say so; without it
+        the actor's owner check finds it (every ``OWNER_CHECK_INTERVAL``), as
+        it does when no generation is there to tell now (not built yet, or
+        being restarted).
+        """
+        ref = self._ref
+        if ref is None or self._done:
+            return
+        mailbox: Mailbox = ref.actor_inbox  # type: ignore[assignment]  # see _tell
+        with contextlib.suppress(pykka.ActorDeadError):
+            mailbox.tell(msg.OwnerClosed())
 
     def _owner_left(self) -> None:
         """The owner is gone (the actor's turn): its events go nowhere and hold no reading."""
@@ -564,6 +581,7 @@ class Connection:
             self._tell(msg.SetOwner(delivery))
         finally:
             previous.release()  # what the previous owner holds no longer holds reading
+        delivery.monitor(self._owner_closed)  # after SetOwner: its end is looked at after it
 
     def stream_info(self, stream: StreamRef, timeout: float = _INFO_TIMEOUT) -> StreamInfo | None:
         """What the connection knows of ``stream`` (Gun's ``gun:stream_info``).

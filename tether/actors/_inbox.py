@@ -74,6 +74,10 @@ class Inbox:
         # looks up the message's connection only while there are some.
         self._backlogs: dict[object, Backlog] = {}
         self._full = 0  # how many of them are full: a selective receive lifts them, if any
+        # Who to tell when it closes, by connection (owner monitoring, Gun's
+        # monitor on the owner): one entry per connection it owns, removed
+        # when the connection stops or changes owner.
+        self._monitors: dict[object, Callable[[], None]] = {}
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -102,6 +106,24 @@ class Inbox:
             backlog = self._backlogs.pop(conn, None)
             if backlog is not None and backlog.full:
                 self._full -= 1
+
+    def monitor(self, conn: object, closed: Callable[[], None]) -> None:
+        """Call ``closed()`` when this inbox closes (at once if it is closed). Thread-safe.
+
+        For tether's connections: the one it owns learns at once that its
+        owner is gone, instead of at its next owner check. ``closed`` runs on
+        the thread that closes the inbox, with no lock held; it must be quick.
+        """
+        with self._lock:
+            if not self._closed:
+                self._monitors[conn] = closed
+                return
+        closed()
+
+    def demonitor(self, conn: object) -> None:
+        """Forget ``conn``'s :meth:`monitor` (it stopped, or its owner changed). Thread-safe."""
+        with self._lock:
+            self._monitors.pop(conn, None)
 
     def _lift(self) -> list[Backlog]:
         """A selective receive waits: read again past the full bounds (the lock held).
@@ -373,9 +395,14 @@ class Inbox:
     def close(self) -> None:
         """Close the inbox: later ``tell`` calls raise, waiting receivers wake up.
 
-        Messages already in it can still be received.
+        Messages already in it can still be received. The connections it
+        owns learn it at once, and end as for a stopped owner (``OwnerDown``:
+        one that is up closes gracefully).
         """
         with self._cond:
             self._closed = True
             self._cond.notify_all()
             self._lending.wake()
+            monitors, self._monitors = self._monitors, {}
+        for closed in monitors.values():
+            closed()

@@ -269,6 +269,11 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnerClosed:
+    """The owner's Inbox closed (told by the handle): look at the owner now, not at its check."""
+
+
+@dataclass(frozen=True, slots=True)
 class Writable:
     """The socket that did not take all that was written can take more: send the rest."""
 

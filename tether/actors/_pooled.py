@@ -44,7 +44,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
@@ -264,6 +264,14 @@ class PooledMailbox(InboxMailbox):
     def release(self, conn: object) -> None:
         """Stop counting ``conn``'s events (for tether's connections)."""
         self.inbox.release(conn)
+
+    def monitor(self, conn: object, closed: Callable[[], None]) -> None:
+        """Call ``closed()`` once the actor has stopped (see ``Inbox.monitor``)."""
+        self.inbox.monitor(conn, closed)
+
+    def demonitor(self, conn: object) -> None:
+        """Forget ``conn``'s :meth:`monitor`."""
+        self.inbox.demonitor(conn)
 
     def tell(self, message: object, /) -> None:
         """Add a message and schedule the actor (raises ``InboxClosedError`` once it stopped)."""
