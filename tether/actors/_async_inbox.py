@@ -147,11 +147,11 @@ class AsyncInbox:
         self._store.release(conn)
 
     def monitor(self, conn: object, closed: Callable[[], None]) -> None:
-        """Call ``closed()`` when :meth:`close` is called (see ``Inbox.monitor``). Thread-safe."""
+        """Call ``closed()`` once the inbox is closed (see ``Inbox.monitor``). Thread-safe."""
         self._store.monitor(conn, closed)
 
     def demonitor(self, conn: object) -> None:
-        """Forget ``conn``'s :meth:`monitor`. Thread-safe."""
+        """Forget ``conn``'s ``monitor``. Thread-safe."""
         self._store.demonitor(conn)
 
     def tell(self, message: object, /) -> None:

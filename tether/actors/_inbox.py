@@ -121,7 +121,7 @@ class Inbox:
         closed()
 
     def demonitor(self, conn: object) -> None:
-        """Forget ``conn``'s :meth:`monitor` (it stopped, or its owner changed). Thread-safe."""
+        """Forget ``conn``'s ``monitor`` (it stopped, or its owner changed). Thread-safe."""
         with self._lock:
             self._monitors.pop(conn, None)
 

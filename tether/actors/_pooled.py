@@ -270,7 +270,7 @@ class PooledMailbox(InboxMailbox):
         self.inbox.monitor(conn, closed)
 
     def demonitor(self, conn: object) -> None:
-        """Forget ``conn``'s :meth:`monitor`."""
+        """Forget ``conn``'s ``monitor``."""
         self.inbox.demonitor(conn)
 
     def tell(self, message: object, /) -> None:
