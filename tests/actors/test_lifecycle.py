@@ -680,27 +680,6 @@ def test_connect_timeout_covers_a_tls_handshake_the_server_never_answers(
 # -- owner monitoring ------------------------------------------------------------------
 
 
-def test_a_stopped_owner_actor_stops_its_idle_connection(
-    fake: FakeTime,
-    server: Server,
-    open_conn: ConnectionTracker,
-    start_actor: Callable[..., pykka.ActorRef[Any]],
-) -> None:
-    seen: queue.Queue[Any] = queue.Queue()
-    owner = start_actor(Recorder, seen)
-    conn = open_conn("127.0.0.1", server.port, owner=owner)
-    assert seen.get(timeout=WAIT) == tether.Up(conn, "http")
-    assert fake.wait_pending(1)  # the owner check
-    owner.stop(block=True, timeout=WAIT)
-
-    # Idle: nothing is told to the dead owner, only the periodic check notices.
-    assert settle(conn).state == "up"
-    fake.advance(OWNER_CHECK)
-    assert conn.wait_stopped(WAIT)
-    assert server.wait_for_connections(0, WAIT)
-    assert seen.empty()
-
-
 class RecordingOwnerActor(Recorder, tether.OwnerActor):
     """The Recorder as an OwnerActor."""
 
@@ -710,24 +689,31 @@ class RecordingPooledOwner(Recorder, tether.PooledOwnerActor):
 
 
 @pytest.mark.parametrize(
-    "kind", [RecordingOwnerActor, RecordingPooledOwner], ids=["owner", "pooled"]
+    ("kind", "says_so"),
+    [(Recorder, False), (RecordingOwnerActor, True), (RecordingPooledOwner, True)],
+    ids=["plain", "owner", "pooled"],
 )
-def test_a_stopped_tether_owner_actor_stops_its_idle_connection_at_once(
+def test_a_stopped_owner_actor_stops_its_idle_connection(
     kind: type[pykka.ThreadingActor],
+    says_so: bool,
     fake: FakeTime,
     server: Server,
     open_conn: ConnectionTracker,
     start_actor: Callable[..., pykka.ActorRef[Any]],
 ) -> None:
-    # tether's owner actors say when they stop (their Inbox closes): unlike
-    # a plain pykka actor's, their connections need no owner check.
     seen: queue.Queue[Any] = queue.Queue()
     owner = start_actor(kind, seen)
     conn = open_conn("127.0.0.1", server.port, owner=owner)
     assert seen.get(timeout=WAIT) == tether.Up(conn, "http")
-    assert fake.wait_pending(1)  # the owner check, which never fires
+    assert fake.wait_pending(1)  # the owner check
     owner.stop(block=True, timeout=WAIT)
 
+    if not says_so:
+        # Idle, and a plain pykka actor tells nobody it stopped: only the
+        # periodic check notices. tether's owner actors say so (their Inbox
+        # closes): the clock never moves for them.
+        assert settle(conn).state == "up"
+        fake.advance(OWNER_CHECK)
     assert conn.wait_stopped(WAIT)
     assert server.wait_for_connections(0, WAIT)
     assert seen.empty()
