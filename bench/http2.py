@@ -89,23 +89,19 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-# The server process of the latest _server or node(): whose CPU ws32 counts.
-SERVER_PID = [0]
-
-
 @contextmanager
-def _server(args: list[str], port: int) -> Iterator[int]:
+def _server(args: list[str], port: int) -> Iterator[tuple[int, int]]:
+    """The server ``args`` start, listening on ``port``: ``(port, its process id)``."""
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    SERVER_PID[0] = proc.pid
     try:
         _wait_listening(port, proc)
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
 
 
-def hypercorn() -> Iterator[int]:
+def hypercorn() -> Iterator[tuple[int, int]]:
     port = _free_port()
     bind = f"{HOST}:{port}"
     return _server(
@@ -116,7 +112,7 @@ def hypercorn() -> Iterator[int]:
     )  # fmt: skip
 
 
-def nghttpd(docs: Path) -> Iterator[int]:
+def nghttpd(docs: Path) -> Iterator[tuple[int, int]]:
     port = _free_port()
     (docs / "index.html").write_bytes(b"hello")
     exe = shutil.which("nghttpd") or "/usr/sbin/nghttpd"
@@ -124,14 +120,13 @@ def nghttpd(docs: Path) -> Iterator[int]:
 
 
 @contextmanager
-def node() -> Iterator[tuple[int, int]]:
-    """bench/h2_server.js: Node's http (HTTP/1.1) and http2 (h2c); its two ports."""
+def node() -> Iterator[tuple[int, int, int]]:
+    """bench/h2_server.js: Node's http (HTTP/1.1) and http2 (h2c); its two ports, its pid."""
     proc = subprocess.Popen(["node", str(ROOT / "bench" / "h2_server.js")], stdout=subprocess.PIPE)
-    SERVER_PID[0] = proc.pid
     try:
         assert proc.stdout is not None
         words = dict(w.split("=") for w in proc.stdout.readline().decode().split()[1:])
-        yield int(words["http1"]), int(words["http2"])
+        yield int(words["http1"]), int(words["http2"]), proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
@@ -186,7 +181,10 @@ def httpx_get100(port: int, duration: float) -> float:
     return asyncio.run(main())
 
 
-def tether_ws32(port: int, protocols: tuple[str, ...], duration: float) -> float:
+def tether_ws32(
+    port: int, protocols: tuple[str, ...], duration: float, server: int
+) -> tuple[float, float, float]:
+    """Round trips/s, and the CPU µs per round trip of this process and of ``server`` (a pid)."""
     conn = tether.open(HOST, port, protocols=protocols, retry=0)
     try:
         conn.await_up(timeout=5)
@@ -203,17 +201,16 @@ def tether_ws32(port: int, protocols: tuple[str, ...], duration: float) -> float
 
         for _ in range(100):
             one_round()
-        client, server = time.process_time(), cpu_seconds(SERVER_PID[0])
+        client, served = time.process_time(), cpu_seconds(server)
         done, start = 0, time.perf_counter()
         while time.perf_counter() - start < duration:
             done += one_round()
         elapsed = time.perf_counter() - start
-        # CPU per round trip, in µs: this process's (tether's threads), and the server's.
-        CPU[protocols[0]] = (
-            (time.process_time() - client) / done * 1e6,
-            (cpu_seconds(SERVER_PID[0]) - server) / done * 1e6,
+        return (
+            done / elapsed,
+            (time.process_time() - client) / done * 1e6,  # tether's threads
+            (cpu_seconds(server) - served) / done * 1e6,
         )
-        return done / elapsed
     finally:
         conn.close()
         conn.wait_stopped(5)
@@ -225,9 +222,6 @@ _RATIOS = {
     "get100 h2c / http/1.1": ("get100 tether h2c", "get100 tether http/1.1"),
     "ws32 h2c / http/1.1": ("ws32 tether h2c", "ws32 tether http/1.1"),
 }
-
-# tether_ws32's CPU µs per round trip (client, server), by protocol, of its latest run.
-CPU: dict[str, tuple[float, float]] = {}
 
 
 def main() -> None:
@@ -241,22 +235,29 @@ def main() -> None:
 
     def measure(name: str, run: Callable[[], float]) -> None:
         rows.setdefault(name, []).append(run())
-        if " ws32 " in name:
-            cpu.setdefault(name, []).append(CPU["http" if name.endswith("1.1") else "http2"])
+
+    def measure_ws32(name: str, run: Callable[[], tuple[float, float, float]]) -> None:
+        rate, client, server = run()
+        rows.setdefault(name, []).append(rate)
+        cpu.setdefault(name, []).append((client, server))
 
     d = args.duration
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
-            with hypercorn() as port:
+            with hypercorn() as (port, pid):
                 measure("hypercorn get100 tether h2c", lambda: tether_get100(port, ("http2",), d))
                 measure("hypercorn get100 httpx h2c", lambda: httpx_get100(port, d))
                 measure(
                     "hypercorn get100 tether http/1.1", lambda: tether_get100(port, ("http",), d)
                 )
-                measure("hypercorn ws32 tether h2c", lambda: tether_ws32(port, ("http2",), d))
-                measure("hypercorn ws32 tether http/1.1", lambda: tether_ws32(port, ("http",), d))
+                measure_ws32(
+                    "hypercorn ws32 tether h2c", lambda: tether_ws32(port, ("http2",), d, pid)
+                )
+                measure_ws32(
+                    "hypercorn ws32 tether http/1.1", lambda: tether_ws32(port, ("http",), d, pid)
+                )
             if shutil.which("node"):
-                with node() as (h1_port, h2_port):
+                with node() as (h1_port, h2_port, pid):
                     measure(
                         "node get100 tether h2c", lambda: tether_get100(h2_port, ("http2",), d)
                     )
@@ -264,12 +265,15 @@ def main() -> None:
                     measure(
                         "node get100 tether http/1.1", lambda: tether_get100(h1_port, ("http",), d)
                     )
-                    measure("node ws32 tether h2c", lambda: tether_ws32(h2_port, ("http2",), d))
-                    measure(
-                        "node ws32 tether http/1.1", lambda: tether_ws32(h1_port, ("http",), d)
+                    measure_ws32(
+                        "node ws32 tether h2c", lambda: tether_ws32(h2_port, ("http2",), d, pid)
+                    )
+                    measure_ws32(
+                        "node ws32 tether http/1.1",
+                        lambda: tether_ws32(h1_port, ("http",), d, pid),
                     )
             if shutil.which("nghttpd") or os.path.exists("/usr/sbin/nghttpd"):
-                with nghttpd(Path(tmp)) as port:
+                with nghttpd(Path(tmp)) as (port, _):
                     measure(
                         "nghttpd get100 tether h2c", lambda: tether_get100(port, ("http2",), d)
                     )

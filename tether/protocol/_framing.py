@@ -94,7 +94,7 @@ def masked_frame(
     """A whole client frame as ``[header + masking key, masked payload]``.
 
     The key is a fresh one from ``keys`` for every frame, as RFC 6455 §5.3
-    requires (and as wsproto does). A frame of up to :data:`JOINED_MAX`
+    requires (and as wsproto does). A frame of up to ``JOINED_MAX``
     payload bytes is one piece: copying it is cheaper than a piece more
     for the writer (and, over HTTP/2, than joining them into a DATA frame).
     """

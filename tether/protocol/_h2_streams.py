@@ -58,6 +58,9 @@ class H2Client(h2.connection.H2Connection):
     state, a frame over the windows or the frame size, any other frame
     type, a frame split between reads. (h2 4.x internals; ``h2>=4.1,<5``
     pins it, and tests/protocol/test_h2_fast.py checks both paths agree.)
+    :meth:`frame_data` is ``send_data``'s own case, which the connection
+    calls for a Websocket frame, and :meth:`take_data` h2's bytes to write
+    without the copy ``data_to_send`` makes.
     """
 
     # hot-path ledger: h2's DATA, framed here (send_data, frame_data and receive_data)
