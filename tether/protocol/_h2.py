@@ -754,7 +754,7 @@ class Http2Protocol:
         ws = stream.ws
         assert ws is not None
         if ws.open:  # the common case: no close and no failure to act on, only bytes to send
-            if stream.body and stream.state is StreamState.OPEN:
+            if stream.state is StreamState.OPEN and stream.unsent:
                 self._send_body(stream)
             return
         if ws.failing:
