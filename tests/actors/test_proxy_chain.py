@@ -33,6 +33,7 @@ from tether.server import Server
 pytestmark = pytest.mark.usefixtures("thread_baseline")
 
 _HEAD_LIMIT = 16384
+_SWEEPS = 10  # at most, in ConnectProxy._shutdown (one or two in practice)
 
 
 class ConnectProxy:
@@ -68,23 +69,30 @@ class ConnectProxy:
         assert not self._thread.is_alive()
 
     async def _shutdown(self) -> None:
-        """Stop listening, end every client's task and wait until each socket is closed."""
+        """Stop listening, end every client's task and wait until each socket is closed.
+
+        In sweeps, until a sweep finds no task left: a task can appear while
+        one is swept (a TLS handshake that completes just as its accept task
+        is cancelled hands the client to a new task, whose stream would then
+        wait for the peer's close_notify past the loop's close), and a
+        client accepted just now has its task created but not yet started,
+        its writer not yet in ``_writers``: a few loop turns let it start.
+        """
         assert self._server is not None
         self._server.close()
-        # A client accepted just now has its task created (connection_made,
-        # then create_task) but not yet started, so its writer is not in
-        # _writers: let it start (a few loop turns), or its socket would
-        # never be closed.
-        for _ in range(5):
-            await asyncio.sleep(0)
-        # Every other task: the clients' and, over TLS, asyncio's own for a
-        # client still in its handshake (cancelled, it closes its transport).
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in others:
-            task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
-        for writer in self._writers:
-            writer.transport.abort()
+        for _ in range(_SWEEPS):
+            for _ in range(5):
+                await asyncio.sleep(0)
+            # The clients' tasks and, over TLS, asyncio's own for a client in its handshake.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            # Aborted, not closed: a TLS close waits for the peer's close_notify.
+            for writer in self._writers:
+                writer.transport.abort()
+            if not others:
+                break
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
         closed = (writer.wait_closed() for writer in self._writers)
         await asyncio.wait_for(asyncio.gather(*closed, return_exceptions=True), WAIT)
         for _ in range(5):  # closing transports finish on the next turns
