@@ -102,7 +102,9 @@ class HttpOpts:
         keepalive: seconds between keepalive empty lines sent while the
             connection is idle (Gun's behaviour; ``None``: off, Gun's default).
             Servers built on h11 reject the empty line, hence off by default.
-        closing_timeout: seconds ``shutdown()`` waits for in-flight streams.
+        closing_timeout: seconds ``shutdown()`` waits for in-flight streams
+            (and, on HTTP/2, a server's graceful GOAWAY for the streams it
+            may still answer).
         max_header_block_size: largest response head (status line and
             headers) accepted, in bytes; it also bounds a chunk-size line, a
             trailer block and what the server may send before the next request.

@@ -11,7 +11,10 @@ Behaviour, per path, on every connection but the first with ``goaway_after``:
 
 With ``goaway_after=n``, the first connection reads until it has ``n``
 requests, answers the first one, then sends GOAWAY(NO_ERROR) naming that
-first stream as the last it processed, and closes.
+first stream as the last it processed, and closes. With ``goaway_holds``
+too, its GOAWAY names the last stream it received (as hypercorn's may),
+and it answers nothing more and keeps the connection open until the
+client closes it.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ class ScriptServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, goaway_after: int | None = None) -> None:
+    def __init__(self, goaway_after: int | None = None, *, goaway_holds: bool = False) -> None:
         self._goaway_after = goaway_after
+        self._goaway_holds = goaway_holds
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.bind((self.host, 0))
         self._listener.listen(8)
@@ -110,16 +114,38 @@ class ScriptServer:
                     pending.append((event.stream_id, path))
             if goaway_after is not None:
                 if len(pending) >= goaway_after:
-                    stream_id, path = pending[0]
-                    self._answer(conn, stream_id, path, number)
-                    conn.close_connection(h2.errors.ErrorCodes.NO_ERROR, last_stream_id=stream_id)
-                    sock.sendall(conn.data_to_send())
+                    self._go_away(conn, sock, pending, number)
                     return
             else:
                 for stream_id, path in pending:
                     self._answer(conn, stream_id, path, number)
                 pending.clear()
             sock.sendall(conn.data_to_send())
+
+    def _go_away(
+        self,
+        conn: h2.connection.H2Connection,
+        sock: socket.socket,
+        pending: list[tuple[int, bytes]],
+        number: int,
+    ) -> None:
+        """Answer the first request, send GOAWAY(NO_ERROR); then close, or hold the connection."""
+        stream_id, path = pending[0]
+        self._answer(conn, stream_id, path, number)
+        last = pending[-1][0] if self._goaway_holds else stream_id
+        conn.close_connection(h2.errors.ErrorCodes.NO_ERROR, last_stream_id=last)
+        sock.sendall(conn.data_to_send())
+        if self._goaway_holds:
+            self._hold(sock)
+
+    def _hold(self, sock: socket.socket) -> None:
+        """Read and ignore until the client closes (or the server stops)."""
+        while not self._stopping.is_set():
+            try:
+                if not sock.recv(65536):
+                    return
+            except TimeoutError:
+                continue
 
     @staticmethod
     def _answer(

@@ -222,6 +222,36 @@ def test_goaway_lists_unprocessed_streams_and_the_reconnect_serves_them(
         assert conn.await_body(again, timeout=TIMEOUT) == b"conn2 /b"
 
 
+def test_a_graceful_goaway_whose_streams_never_finish_ends_after_closing_timeout(
+    open_conn: ConnectionTracker, thread_baseline: int
+) -> None:
+    # The server's GOAWAY names every stream as one it may still answer, then
+    # it answers none and keeps the connection open: Gun's closing_timeout ends
+    # the wait (not the server), those streams are killed, and the reconnect
+    # serves them again.
+    with ScriptServer(goaway_after=3, goaway_holds=True) as server:
+        conn = open_conn(
+            server.host,
+            server.port,
+            protocols=("http2",),
+            retry_timeout=0.1,
+            http_opts={"closing_timeout": 0.3},
+        )
+        conn.await_up(timeout=TIMEOUT)
+        first, second, third = (conn.get(f"/{n}") for n in ("a", "b", "c"))
+        assert conn.await_body(first, timeout=TIMEOUT) == b"conn1 /a"
+        inbox = conn.inbox
+        assert inbox is not None
+        down = inbox.receive(timeout=TIMEOUT, match=lambda m: isinstance(m, tether.Down))
+        assert isinstance(down, tether.Down)
+        assert isinstance(down.reason, tether.GoAway)
+        assert down.reason.error_code == 0
+        assert set(down.killed_streams) == {second, third}
+        assert down.unprocessed_streams == ()
+        assert conn.await_up(timeout=TIMEOUT) == "http2"
+        assert conn.await_body(conn.get("/b"), timeout=TIMEOUT) == b"conn2 /b"
+
+
 def test_a_server_reset_fails_only_its_stream(
     open_conn: ConnectionTracker, thread_baseline: int
 ) -> None:
@@ -386,7 +416,9 @@ def test_hypercorns_goaway_after_1000_requests_then_reconnect(h2_conn: Opener) -
     # (keep_alive_max_requests) and closes at once, often before tether has
     # read the GOAWAY (a write then fails first): the streams it did not
     # answer are in the Down, whichever list; the connection comes back.
-    conn = h2_conn(retry_timeout=0.1)
+    # Sometimes its GOAWAY's last stream id covers every stream sent, which
+    # it then neither answers nor closes: closing_timeout ends the wait.
+    conn = h2_conn(retry_timeout=0.1, http_opts={"closing_timeout": 1.0})
     conn.await_up(timeout=TIMEOUT)
     inbox = conn.inbox
     assert inbox is not None

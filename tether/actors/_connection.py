@@ -164,6 +164,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
     __slots__ = (
         "_chain",
         "_conn",
+        "_drain_epoch",
         "_epoch",
         "_flow_held",
         "_flow_used",
@@ -247,6 +248,7 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         self._writer = Writer(conn._send, opts.send_timeout, now, schedule, self._held_elsewhere)
         # The Websocket whose failure lingers (see FAIL_LINGER), once its timer is set.
         self._lingering: WsClient | None = None
+        self._drain_epoch = -1  # the connection whose graceful GOAWAY armed GOAWAY_DEADLINE
         self._handling: object = None  # the message being handled, for crash reports
         # The TLS sessions between the socket and the protocol (None: none),
         # and what is left of the attempt's chain of hops until Up (_chain).
@@ -845,6 +847,13 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if self._state is State.CLOSING:
             self._stop_now(self._closing_end("timed out (closing_timeout); closed"))
 
+    def _tick_goaway_deadline(self) -> None:
+        """The streams a graceful GOAWAY let finish did not in time: the connection ends."""
+        proto = self._proto
+        if self._state is State.UP and proto is not None:
+            proto.stop_draining()
+            self._flush()
+
     def _tick_owner_check(self) -> None:
         """Every OWNER_CHECK_INTERVAL, in any state: is the owner there? Proven yet?"""
         if self._state is State.UP:
@@ -1060,6 +1069,11 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             return
         if self._state is State.CLOSING:
             self._shutdown_step(proto)
+        if proto.draining and self._drain_epoch != self._epoch:
+            # A server's graceful GOAWAY: the streams it may still answer get
+            # closing_timeout to finish (Gun's), not for ever.
+            self._drain_epoch = self._epoch
+            self._schedule(Timer.GOAWAY_DEADLINE, self._opts.http_opts.closing_timeout)
         if self._flow_used or self._heads.wanted:  # neither, usually: no more calls
             self._after_flush(proto)
 
@@ -1480,6 +1494,7 @@ ConnectionActor._TICKS = {
     Timer.RETRY: ConnectionActor._tick_retry,
     Timer.CONNECT_DEADLINE: ConnectionActor._tick_connect_deadline,
     Timer.CLOSING: ConnectionActor._tick_closing,
+    Timer.GOAWAY_DEADLINE: ConnectionActor._tick_goaway_deadline,
     Timer.OWNER_CHECK: ConnectionActor._tick_owner_check,
     Timer.HTTP_PING: _when_up(ConnectionActor._http_ping),
     Timer.WS_PING: _when_up(ConnectionActor._ws_ping),

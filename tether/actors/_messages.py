@@ -237,6 +237,7 @@ class Timer(enum.Enum):
     RETRY = "retry"  #: the next attempt after a failed one or a loss
     CONNECT_DEADLINE = "connect_deadline"  #: connect_timeout
     CLOSING = "closing"  #: shutdown()'s closing_timeout
+    GOAWAY_DEADLINE = "goaway_deadline"  #: closing_timeout after a server's graceful GOAWAY
     OWNER_CHECK = "owner_check"  #: is the owner still there? (every state)
     HTTP_PING = "http_ping"  #: http_opts keepalive
     WS_PING = "ws_ping"  #: ws_opts keepalive

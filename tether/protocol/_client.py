@@ -101,6 +101,9 @@ class ClientProtocol:
     Not thread-safe: one thread (the connection actor) drives it.
     """
 
+    #: Never: HTTP/1.1 has no GOAWAY (``Http2Protocol.draining``).
+    draining = False
+
     def __init__(
         self,
         conn: Any,
@@ -485,6 +488,9 @@ class ClientProtocol:
             )
         )
         return True
+
+    def stop_draining(self) -> None:
+        """Nothing to give up on HTTP/1.1."""
 
     def http_keepalive(self) -> bool:
         """Send Gun's HTTP keepalive, an empty line, if the connection is idle.

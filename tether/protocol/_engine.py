@@ -164,5 +164,11 @@ class ProtocolEngine(Protocol):
     def http_keepalive(self) -> bool:
         """The protocol's keepalive, if the connection is idle; True if sent."""
 
+    #: A graceful GOAWAY came while streams below its last id ran (HTTP/2 only).
+    draining: bool
+
+    def stop_draining(self) -> None:
+        """Give up waiting for those streams: the connection ends, they are killed."""
+
     def receive_data(self, data: bytes) -> None:
         """Bytes read from the socket (``b""``: the server closed it)."""

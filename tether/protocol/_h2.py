@@ -164,6 +164,11 @@ class Http2Protocol:
         self._by_ref: dict[StreamRef, H2Stream] = {}
         self._settled = False  # the server's first SETTINGS came
         self._goaway: GoAway | None = None
+        #: A graceful GOAWAY came while streams below its last id ran. They may
+        #: finish (RFC 9113 6.8), but a server need not answer them nor close:
+        #: the connection actor ends the wait after ``closing_timeout``, as Gun
+        #: does (``stop_draining``).
+        self.draining = False
         self._pings: dict[bytes, StreamRef | None] = {}
         self._ping_ids = itertools.count(1)
         self._last_ws: H2Stream | None = None
@@ -469,6 +474,11 @@ class Http2Protocol:
         opaque = next(self._ping_ids).to_bytes(8, "big")
         self._pings[opaque] = ref
         self._h2.ping(opaque)
+
+    def stop_draining(self) -> None:
+        """The wait for the streams below the GOAWAY's last id is over: they are killed."""
+        if self._goaway is not None and self.close_reason is None:
+            self.close_reason = self._goaway
 
     def http_keepalive(self) -> bool:
         """HTTP/2's keepalive is a PING (Gun's ``http2_opts`` keepalive); its ACK is not told."""
@@ -965,6 +975,7 @@ class Http2Protocol:
             self.close_reason = goaway  # those it may have processed are killed
         else:
             self._check_goaway_end()  # they may finish first
+            self.draining = self.close_reason is None
 
     def _on_ping_ack(self, event: h2.events.PingAckReceived) -> None:
         ref = self._pings.pop(event.ping_data or b"", None)
