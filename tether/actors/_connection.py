@@ -847,10 +847,10 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         if self._state is State.CLOSING:
             self._stop_now(self._closing_end("timed out (closing_timeout); closed"))
 
-    def _tick_goaway_deadline(self) -> None:
+    def _goaway_deadline(self) -> None:
         """The streams a graceful GOAWAY let finish did not in time: the connection ends."""
         proto = self._proto
-        if self._state is State.UP and proto is not None:
+        if proto is not None:
             proto.stop_draining()
             self._flush()
 
@@ -1494,7 +1494,7 @@ ConnectionActor._TICKS = {
     Timer.RETRY: ConnectionActor._tick_retry,
     Timer.CONNECT_DEADLINE: ConnectionActor._tick_connect_deadline,
     Timer.CLOSING: ConnectionActor._tick_closing,
-    Timer.GOAWAY_DEADLINE: ConnectionActor._tick_goaway_deadline,
+    Timer.GOAWAY_DEADLINE: _when_up(ConnectionActor._goaway_deadline),
     Timer.OWNER_CHECK: ConnectionActor._tick_owner_check,
     Timer.HTTP_PING: _when_up(ConnectionActor._http_ping),
     Timer.WS_PING: _when_up(ConnectionActor._ws_ping),
