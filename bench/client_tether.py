@@ -109,8 +109,9 @@ class _Driver:
     """Drives many connections from one thread through one shared Inbox.
 
     Every connection upgrades, then echoes ``messages`` messages one after
-    the other; ``phase_two`` holds the echoes back until every connection
-    is upgraded (all open at once).
+    the other; ``hold`` holds the echoes back until every connection
+    is upgraded (all open at once). :meth:`close_all` closes them with a
+    close handshake and waits for each ``Down``.
     """
 
     def __init__(self, params: Params, messages: int, hold: bool) -> None:
@@ -122,6 +123,8 @@ class _Driver:
         self.hold = hold
         self.upgraded = 0
         self.done = 0
+        self.closed = 0  # Downs after close_all's shutdown()
+        self.closing = False
         self.failures = 0
         self.deadline = time.monotonic() + params.timeout
         self.conns: list[tether.Connection] = []
@@ -164,6 +167,8 @@ class _Driver:
                     conn.ws_send(self.frame)
                 else:
                     self.done += 1
+            case tether.Down() if self.closing:
+                self.closed += 1
             case tether.Down() | tether.Error() | tether.Response():
                 self.failures += 1
                 if len(self.reasons) < 5:  # what went wrong, in the results
@@ -180,6 +185,14 @@ class _Driver:
                     self.reasons.append(f"ws_send: {exc!r}"[:300])
 
     def close_all(self) -> None:
+        """A close handshake on each connection (as websockets' ``async with``), Downs awaited."""
+        self.closing = True
+        for conn in self.conns:
+            conn.shutdown()  # the server closes TCP first: TIME_WAIT stays on its side
+        self.pump(len(self.conns), "closed")
+
+    def stop_all(self) -> None:
+        """Every connection shut down (a no-op for those already down) and waited for."""
         for conn in self.conns:
             conn.shutdown()  # the server closes TCP first: TIME_WAIT stays on its side
         for conn in self.conns:
@@ -187,13 +200,19 @@ class _Driver:
 
 
 def fanout(params: Params) -> Result:
-    """Open ``conns`` connections at once, each echoing ``messages`` messages."""
+    """Open ``conns`` connections at once, each echoing ``messages`` messages, then closing.
+
+    The close handshake is timed, as in every other client's fan-out
+    (websockets' and aiohttp's ``async with``, websocket-client's ``close()``).
+    """
     driver = _Driver(params, params.messages, hold=False)
 
     def run() -> int:
         driver.open_all()
         driver.pump(params.conns, "done")
         driver.marks["all echoed"] = time.perf_counter()
+        driver.close_all()
+        driver.marks["all closed"] = time.perf_counter()
         return driver.failures
 
     try:
@@ -203,7 +222,7 @@ def fanout(params: Params) -> Result:
         result["phases"] = {name: at - start for name, at in driver.marks.items()}
         return result
     finally:
-        driver.close_all()
+        driver.stop_all()
 
 
 def fanout_threads(params: Params) -> Result:
@@ -262,7 +281,7 @@ def many(params: Params) -> Result:
             "reasons": driver.reasons,
         }
     finally:
-        driver.close_all()
+        driver.stop_all()
 
 
 def http(params: Params) -> Result:
