@@ -84,26 +84,70 @@ def reading_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return names
 
 
+GatedServer = tuple[int, queue.Queue[None]]
+
+
+@pytest.fixture
+def gated_server(thread_baseline: int) -> Iterator[GatedServer]:
+    """A websockets server that echoes each message once the test lets it: (port, gate).
+
+    One ``None`` put in the gate lets one echo go (:func:`_echo_once_polled`).
+    """
+    gate: queue.Queue[None] = queue.Queue()
+
+    def handler(ws: ServerConnection) -> None:
+        for message in ws:  # until the client closes
+            gate.get(timeout=WAIT)
+            ws.send(message)
+
+    with serve(handler, "127.0.0.1", 0) as srv:
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        yield srv.socket.getsockname()[1], gate
+        srv.shutdown()
+        thread.join(WAIT)
+
+
+def _echo_once_polled(inbox: tether.Inbox, gate: queue.Queue[None]) -> threading.Thread:
+    """Let the gated server echo once a receive polls ``inbox``'s borrowed socket.
+
+    So the echo arrives while the waiting thread polls: who reads it is then
+    decided by the design, not by timing. (After WAIT it is let go anyway:
+    the test's assertion on who read it says what went wrong.)
+    """
+
+    def release() -> None:
+        deadline = time.monotonic() + WAIT
+        while inbox._lending.loan is not Loan.POLLING and time.monotonic() < deadline:
+            time.sleep(0.001)
+        gate.put(None)
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    return releaser
+
+
 @pytest.mark.parametrize("busy_poll", [None, 0.0], ids=["default", "no-spin"])
 def test_the_thread_waiting_for_an_echo_reads_it_itself(
-    server: Server,
+    gated_server: GatedServer,
     open_conn: ConnectionTracker,
     reading_threads: list[str],
     busy_poll: float | None,
 ) -> None:
     # A blocking client's round trip wakes one thread: the one waiting,
     # whether it polls briefly before it sleeps or not.
+    port, gate = gated_server
     owner = {} if busy_poll is None else {"owner": tether.Inbox(busy_poll=busy_poll)}
-    conn = _upgraded(open_conn, server.port, **owner)
+    conn = _upgraded(open_conn, port, **owner)
     inbox = inbox_of(conn)
     me = threading.current_thread().name
-    for n in range(20):
+    for n in range(3):
         reading_threads.clear()
         conn.ws_send(tether.Text(f"m{n}"))
+        releaser = _echo_once_polled(inbox, gate)
         assert _next_ws(inbox) == tether.Text(f"m{n}")
-        if reading_threads == [me]:
-            return  # read by this thread, not by tether-io
-    pytest.fail(f"never read by the waiting thread: {reading_threads}")
+        releaser.join(WAIT)
+        assert reading_threads == [me]  # read by this thread, not by tether-io
 
 
 def test_reads_stay_in_order_whoever_makes_them(
@@ -142,20 +186,21 @@ def test_a_tell_from_another_thread_wakes_the_waiting_reader(
 
 
 def test_one_thread_reads_the_sockets_of_two_inboxes_in_turn(
-    server: Server, open_conn: ConnectionTracker, reading_threads: list[str]
+    gated_server: GatedServer, open_conn: ConnectionTracker, reading_threads: list[str]
 ) -> None:
     # The thread's poll keeps the last socket it waited for registered: when
     # it waits in the other Inbox, for the other socket, that one is polled.
-    conns = [_upgraded(open_conn, server.port, owner=tether.Inbox()) for _ in range(2)]
+    port, gate = gated_server
+    conns = [_upgraded(open_conn, port, owner=tether.Inbox()) for _ in range(2)]
     me = threading.current_thread().name
-    for n in range(10):
+    for n in range(3):
         reading_threads.clear()
         for conn in conns:
             conn.ws_send(f"{id(conn)}.{n}")
+            releaser = _echo_once_polled(inbox_of(conn), gate)
             assert _next_ws(inbox_of(conn)) == tether.Text(f"{id(conn)}.{n}")
-        if reading_threads == [me, me]:
-            return
-    pytest.fail(f"this thread did not read both sockets: {reading_threads}")
+            releaser.join(WAIT)
+        assert reading_threads == [me, me], "this thread did not read both sockets"
 
 
 def test_a_server_drop_seen_by_the_waiting_reader_reconnects(
