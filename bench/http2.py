@@ -25,12 +25,20 @@ with their median):
 
 Issue 22's targets: get100 h2 >= 1.5x httpx and >= tether HTTP/1.1; ws32
 h2 >= 0.9x HTTP/1.1.
+
+``--opcodes`` measures no rate: it counts the byte code instructions of a
+32 B Websocket round trip over HTTP/2 and over HTTP/1.1 against Node (every
+thread, ``sys.settrace`` with ``f_trace_opcodes``, ``--count`` round
+trips after 300 uncounted), and lists the functions whose counts differ
+most: where HTTP/2 costs tether more. The busy-poll spin counts too (a few
+instructions a round trip).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import shutil
 import socket
@@ -38,10 +46,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -216,6 +226,69 @@ def tether_ws32(
         conn.wait_stopped(5)
 
 
+class _Opcodes:
+    """Byte code instructions by function (``file:function``), counted while ``on``."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.on = False
+
+    def trace(self, frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        code = frame.f_code
+        name = f"{Path(code.co_filename).name}:{code.co_name}"
+        counts = self.counts
+
+        def opcode(frame: Any, event: str, arg: Any) -> Any:
+            if event == "opcode" and self.on:
+                counts[name] += 1
+            return opcode
+
+        return opcode
+
+
+def ws32_opcodes(port: int, protocols: tuple[str, ...], count: int) -> collections.Counter[str]:
+    """Byte code instructions per function for ``count`` 32 B round trips (Inbox owner)."""
+    counter = _Opcodes()
+    sys.settrace(counter.trace)
+    threading.settrace(counter.trace)
+    try:
+        conn = tether.open(HOST, port, protocols=protocols, retry=0)
+        conn.await_up(timeout=5)
+        ws = conn.ws_upgrade("/ws")
+        conn.await_(ws, timeout=5)
+        inbox = conn.inbox
+        assert inbox is not None
+        payload = b"x" * 32
+        for n in range(300 + count):
+            counter.on = n >= 300
+            conn.ws_send(payload, stream=ws)
+            inbox.receive(10)
+        counter.on = False
+        conn.close()
+        conn.wait_stopped(5)
+    finally:
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]
+    return counter.counts
+
+
+def print_opcodes(count: int, functions: int) -> None:
+    """``--opcodes``: instructions per 32 B round trip, HTTP/2 against HTTP/1.1 (Node)."""
+    with node() as (h1_port, h2_port, _):
+        over_h2 = ws32_opcodes(h2_port, ("http2",), count)
+        over_h1 = ws32_opcodes(h1_port, ("http",), count)
+    print(
+        f"byte code instructions per 32 B round trip: HTTP/2 {sum(over_h2.values()) / count:,.0f},"
+        f" HTTP/1.1 {sum(over_h1.values()) / count:,.0f}"
+    )
+    names = sorted(set(over_h2) | set(over_h1), key=lambda k: over_h1[k] - over_h2[k])
+    print("  HTTP/2 - HTTP/1.1   HTTP/2  HTTP/1.1  function")
+    for name in names[:functions]:
+        h2_ops, h1_ops = over_h2[name] / count, over_h1[name] / count
+        print(f"  {h2_ops - h1_ops:15.1f} {h2_ops:8.1f} {h1_ops:9.1f}  {name}")
+
+
 # Issue 22's ratios, round by round (each round measures both side by side).
 _RATIOS = {
     "get100 h2c / httpx": ("get100 tether h2c", "get100 httpx h2c"),
@@ -228,7 +301,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--opcodes", action="store_true", help="byte code per 32 B round trip, h2 vs HTTP/1.1"
+    )
+    parser.add_argument("--count", type=int, default=1000, help="with --opcodes: round trips")
+    parser.add_argument("--functions", type=int, default=25, help="with --opcodes: rows")
     args = parser.parse_args()
+    if args.opcodes:
+        print_opcodes(args.count, args.functions)
+        return
     rows: dict[str, list[float]] = {}
 
     cpu: dict[str, list[tuple[float, float]]] = {}

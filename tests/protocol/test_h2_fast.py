@@ -30,10 +30,15 @@ from tether.protocol._h2_streams import H2Client
 Seen = tuple[list[Any], list[Any], tuple[int, ...]]
 
 
+def _h2_receive_data(client: H2Client, data: bytes, on_data: object = None) -> list[Any]:
+    """h2's own receive_data: every DATA frame an event (``on_data`` is never called)."""
+    return h2.connection.H2Connection.receive_data(client, data)
+
+
 def h2_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """H2Client without its fast paths: h2's own send_data and receive_data, always."""
     monkeypatch.setattr(H2Client, "send_data", h2.connection.H2Connection.send_data)
-    monkeypatch.setattr(H2Client, "receive_data", h2.connection.H2Connection.receive_data)
+    monkeypatch.setattr(H2Client, "receive_data", _h2_receive_data)
     monkeypatch.setattr(H2Client, "frame_data", lambda *_: False)
 
 

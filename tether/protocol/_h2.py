@@ -497,11 +497,15 @@ class Http2Protocol:
             self.close_reason = self._goaway or ConnectionClosed()
             return
         try:
-            h2_events = self._h2.receive_data(data)
+            # The DATA frames H2Client reads itself come to _data_read, without
+            # h2's events (hot-path ledger: h2's DATA, framed here).
+            h2_events = self._h2.receive_data(data, self._data_read)
         except h2.exceptions.H2Error as exc:
             self._fail_connection(
                 RemoteProtocolError(f"HTTP/2 protocol error from the server: {exc}")
             )
+            return
+        if self._ended():
             return
         handle = _ON_EVENT
         for event in h2_events:
@@ -764,7 +768,8 @@ class Http2Protocol:
         ws = stream.ws
         assert ws is not None
         if ws.open:  # the common case: no close and no failure to act on, only bytes to send
-            if stream.state is StreamState.OPEN and stream.unsent:
+            # (Its END_STREAM is not due while it is open: it rides on the close frame.)
+            if stream.body and stream.state is StreamState.OPEN:
                 self._send_body(stream)
             return
         if ws.failing:
@@ -883,15 +888,26 @@ class Http2Protocol:
         self._events.append(Upgrade(self._conn, stream.ref, ("websocket",), headers))
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
-        size = event.flow_controlled_length or 0
-        stream = self._open.get(event.stream_id)
+        self._data(
+            event.stream_id,
+            event.data or b"",
+            event.flow_controlled_length or 0,
+            event.stream_ended is not None,
+        )
+
+    def _data_read(self, stream_id: int, data: bytes, size: int) -> bool:
+        """A DATA frame H2Client read itself (no END_STREAM); False once the connection ends."""
+        self._data(stream_id, data, size, False)
+        return self.close_reason is None
+
+    def _data(self, stream_id: int, data: bytes, size: int, fin: bool) -> None:
+        """``data`` (``size`` bytes of the windows) for ``stream_id``; ``fin``: its last."""
+        stream = self._open.get(stream_id)
         if stream is None or stream.answered:
-            if size and event.stream_id:  # a stream cancelled or ended: its window still counts
-                self._h2.acknowledge_received_data(size, event.stream_id)
+            if size and stream_id:  # a stream cancelled or ended: its window still counts
+                self._h2.acknowledge_received_data(size, stream_id)
             return
-        data = event.data or b""
         ws = stream.ws
-        fin = event.stream_ended is not None
         if ws is not None:
             if data:
                 ws.receive_data(data)

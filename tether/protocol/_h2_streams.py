@@ -7,7 +7,9 @@ connection actor's turn alone uses them.
 from __future__ import annotations
 
 import enum
+import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,7 +24,7 @@ from tether._events import Headers, StreamRef
 from tether.protocol._validate import HeaderList
 from tether.protocol._ws import WsClient, WsHandshake
 
-__all__ = ["H2Client", "H2Stream", "StreamState", "response_head"]
+__all__ = ["H2Client", "H2Stream", "OnData", "StreamState", "response_head"]
 
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
 _CLOSED = h2.connection.ConnectionState.CLOSED
@@ -33,7 +35,13 @@ _CLIENT_OPEN = h2.connection.ConnectionState.CLIENT_OPEN
 _SENDING = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE})
 _RECEIVING = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL})
 _HEAD = 9  # a frame header's bytes (RFC 9113 4.1)
+# A frame header: its length (24 bits, as a byte and 16 bits), type, flags, stream id.
+_FRAME_HEAD = struct.Struct(">BHBBI")
 _DATA = 0  # the DATA frame type
+
+#: Where H2Client.receive_data hands a DATA frame it read itself: (stream id,
+#: payload, flow-controlled size) -> False once nothing more is to be read.
+OnData = Callable[[int, bytes, int], bool]
 
 
 class H2Client(h2.connection.H2Connection):
@@ -53,7 +61,8 @@ class H2Client(h2.connection.H2Connection):
     HTTP/1.1 (the hot-path ledger of ``docs/design.md``). :meth:`send_data` and
     :meth:`receive_data` do the same bookkeeping as h2 itself for that one
     case (the flow-control windows, h2's window managers, the content
-    length, the event), building or reading the 9 bytes of header here, and
+    length, the event, or instead of the event a call of the caller's
+    ``on_data``), building or reading the 9 bytes of header here, and
     hand everything else to h2: END_STREAM, padding, a stream in any other
     state, a frame over the windows or the frame size, any other frame
     type, a frame split between reads. (h2 4.x internals; ``h2>=4.1,<5``
@@ -96,9 +105,7 @@ class H2Client(h2.connection.H2Connection):
         ):
             return False
         out = self._data_to_send
-        out += size.to_bytes(3, "big")
-        out += b"\x00\x00"  # DATA, no flags
-        out += stream_id.to_bytes(4, "big")
+        out += _FRAME_HEAD.pack(size >> 16, size & 0xFFFF, _DATA, 0, stream_id)  # no flags
         out += data
         self.outbound_flow_control_window -= size
         stream.outbound_flow_control_window -= size
@@ -111,8 +118,17 @@ class H2Client(h2.connection.H2Connection):
             self._data_to_send = bytearray()
         return out
 
-    def receive_data(self, data: bytes) -> list[Any]:  # type: ignore[override]  # bytes only
-        """h2's ``receive_data``; the whole DATA frames of open streams it begins with, here."""
+    def receive_data(  # type: ignore[override]  # bytes only, and on_data
+        self, data: bytes, on_data: OnData | None = None
+    ) -> list[Any]:
+        """h2's ``receive_data``; the whole DATA frames of open streams it begins with, here.
+
+        With ``on_data``, those frames are handed to it as they are read,
+        ``on_data(stream_id, payload, size)``, instead of becoming
+        ``DataReceived`` events (the events h2 makes of the rest follow them,
+        as on the wire); once it returns False (the connection is over),
+        nothing more is read and no event is returned.
+        """
         buffer: Any = self.incoming_buffer
         held = getattr(buffer, "_data", None)  # h2 keeps the start of a frame split between reads
         if self.state_machine.state is not _CLIENT_OPEN or held is None or held:
@@ -121,33 +137,51 @@ class H2Client(h2.connection.H2Connection):
         at, end = 0, len(data)
         limit = self.max_inbound_frame_size
         while end - at > _HEAD:
-            size = int.from_bytes(data[at : at + 3], "big")
+            high, low, kind, flags, stream_id = _FRAME_HEAD.unpack_from(data, at)
+            size = high << 16 | low
             start = at + _HEAD
-            if data[at + 3] != _DATA or data[at + 4] or not size or size > limit:
-                break  # another frame, flags, empty, or too large: h2 judges it
-            if start + size > end:
+            if kind != _DATA or flags or not size or size > limit or start + size > end:
+                break  # another frame, flags, empty, too large or cut: h2 judges it
+            stream_id &= 0x7FFF_FFFF
+            if not self._taken(stream_id, size):
                 break
-            stream_id = int.from_bytes(data[at + 5 : start], "big") & 0x7FFF_FFFF
-            stream = self.streams.get(stream_id)
-            if (
-                stream is None
-                or stream.state_machine.state not in _RECEIVING
-                or not stream.state_machine.headers_received
-            ):
-                break
-            try:
-                self._inbound_flow_control_window_manager.window_consumed(size)
-                stream._inbound_window_manager.window_consumed(size)
-                if stream._expected_content_length is not None:  # (a Websocket has none)
-                    stream._track_content_length(size, False)
-            except h2.exceptions.ProtocolError as exc:
-                self._terminate_connection(exc.error_code)  # as h2's receive_data does
-                raise
-            events.append(_data_received(stream_id, data[start : start + size], size))
+            payload = data[start : start + size]
             at = start + size
+            if on_data is None:
+                events.append(_data_received(stream_id, payload, size))
+            elif not on_data(stream_id, payload, size):
+                return []
         if at < end:
             events.extend(super().receive_data(data[at:] if at else data))
         return events
+
+    def _taken(self, stream_id: int, size: int) -> bool:
+        """A DATA frame of ``size`` bytes for ``stream_id`` is read here: its windows taken.
+
+        False (nothing changed) unless the stream is open for receiving and
+        the frame within both windows: h2 reads it then, and ends the
+        connection for one past a window (FLOW_CONTROL_ERROR).
+        """
+        stream = self.streams.get(stream_id)
+        if (
+            stream is None
+            or stream.state_machine.state not in _RECEIVING
+            or not stream.state_machine.headers_received
+        ):
+            return False
+        connection, own = self._inbound_flow_control_window_manager, stream._inbound_window_manager
+        if size > connection.current_window_size or size > own.current_window_size:
+            return False
+        # h2's window_consumed, which cannot fail here.
+        connection.current_window_size -= size
+        own.current_window_size -= size
+        if stream._expected_content_length is not None:  # (a Websocket has none)
+            try:
+                stream._track_content_length(size, False)
+            except h2.exceptions.ProtocolError as exc:
+                self._terminate_connection(exc.error_code)  # as h2's receive_data does
+                raise
+        return True
 
     def _receive_goaway_frame(self, frame: Any) -> Any:
         result = super()._receive_goaway_frame(frame)
