@@ -161,7 +161,7 @@ class _Driver:
                 self.left[conn] = self.messages
                 if not self.hold:
                     conn.ws_send(self.frame)
-            case tether.Ws(conn=conn):
+            case tether.Ws(conn=conn) if not self.closing:  # (the close answer is no echo)
                 self.left[conn] -= 1
                 if self.left[conn] > 0:
                     conn.ws_send(self.frame)
