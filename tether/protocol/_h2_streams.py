@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import h2.connection
 import h2.errors
-import h2.events
 import h2.exceptions
 import h2.stream
 
@@ -61,8 +60,8 @@ class H2Client(h2.connection.H2Connection):
     HTTP/1.1 (the hot-path ledger of ``docs/design.md``). :meth:`send_data` and
     :meth:`receive_data` do the same bookkeeping as h2 itself for that one
     case (the flow-control windows, h2's window managers, the content
-    length, the event, or instead of the event a call of the caller's
-    ``on_data``), building or reading the 9 bytes of header here, and
+    length, and instead of the event a call of the caller's ``on_data``),
+    building or reading the 9 bytes of header here, and
     hand everything else to h2: END_STREAM, padding, a stream in any other
     state, a frame over the windows or the frame size, any other frame
     type, a frame split between reads. (h2 4.x internals; ``h2>=4.1,<5``
@@ -119,21 +118,20 @@ class H2Client(h2.connection.H2Connection):
         return out
 
     def receive_data(  # type: ignore[override]  # bytes only, and on_data
-        self, data: bytes, on_data: OnData | None = None
+        self, data: bytes, on_data: OnData
     ) -> list[Any]:
         """h2's ``receive_data``; the whole DATA frames of open streams it begins with, here.
 
-        With ``on_data``, those frames are handed to it as they are read,
-        ``on_data(stream_id, payload, size)``, instead of becoming
-        ``DataReceived`` events (the events h2 makes of the rest follow them,
-        as on the wire); once it returns False (the connection is over),
-        nothing more is read and no event is returned.
+        Those frames are handed to ``on_data(stream_id, payload, size)`` as
+        they are read, not made into ``DataReceived`` events; h2's events for
+        the rest are returned (they follow those frames on the wire). Once
+        ``on_data`` returns False (the connection is over), nothing more is
+        read and no event is returned.
         """
         buffer: Any = self.incoming_buffer
         held = getattr(buffer, "_data", None)  # h2 keeps the start of a frame split between reads
         if self.state_machine.state is not _CLIENT_OPEN or held is None or held:
             return super().receive_data(data)
-        events: list[Any] = []
         at, end = 0, len(data)
         limit = self.max_inbound_frame_size
         while end - at > _HEAD:
@@ -147,13 +145,11 @@ class H2Client(h2.connection.H2Connection):
                 break
             payload = data[start : start + size]
             at = start + size
-            if on_data is None:
-                events.append(_data_received(stream_id, payload, size))
-            elif not on_data(stream_id, payload, size):
+            if not on_data(stream_id, payload, size):
                 return []
         if at < end:
-            events.extend(super().receive_data(data[at:] if at else data))
-        return events
+            return super().receive_data(data[at:] if at else data)
+        return []
 
     def _taken(self, stream_id: int, size: int) -> bool:
         """A DATA frame of ``size`` bytes for ``stream_id`` is read here: its windows taken.
@@ -189,16 +185,6 @@ class H2Client(h2.connection.H2Connection):
         if frame.error_code == _NO_ERROR and machine.state is _CLOSED:
             machine.state = _CLIENT_OPEN
         return result
-
-
-def _data_received(stream_id: int, data: bytes, size: int) -> h2.events.DataReceived:
-    """h2's DataReceived for a DATA frame read by H2Client (a plain class or a dataclass)."""
-    event = h2.events.DataReceived.__new__(h2.events.DataReceived)
-    event.stream_id = stream_id
-    event.data = data
-    event.flow_controlled_length = size
-    event.stream_ended = None
-    return event
 
 
 class StreamState(enum.Enum):
