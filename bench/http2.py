@@ -51,9 +51,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
+from calls import _Counting  # calls.py's byte code tracer (bench/ is the script's path)
 
 import tether
 
@@ -226,30 +226,14 @@ def tether_ws32(
         conn.wait_stopped(5)
 
 
-class _Opcodes:
-    """Byte code instructions by function (``file:function``), counted while ``on``."""
-
-    def __init__(self) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.on = False
-
-    def trace(self, frame: Any, event: str, arg: Any) -> Any:
-        frame.f_trace_opcodes = True
-        code = frame.f_code
-        name = f"{Path(code.co_filename).name}:{code.co_name}"
-        counts = self.counts
-
-        def opcode(frame: Any, event: str, arg: Any) -> Any:
-            if event == "opcode" and self.on:
-                counts[name] += 1
-            return opcode
-
-        return opcode
-
-
 def ws32_opcodes(port: int, protocols: tuple[str, ...], count: int) -> collections.Counter[str]:
-    """Byte code instructions per function for ``count`` 32 B round trips (Inbox owner)."""
-    counter = _Opcodes()
+    """Byte code instructions per function for ``count`` 32 B round trips (Inbox owner).
+
+    Counted as ``calls.py --opcodes`` counts them (its tracer: only in the
+    frames entered while counting, so a loop that was running before, the
+    I/O thread's, counts by what it calls).
+    """
+    counter = _Counting(count)
     sys.settrace(counter.trace)
     threading.settrace(counter.trace)
     try:
@@ -261,16 +245,16 @@ def ws32_opcodes(port: int, protocols: tuple[str, ...], count: int) -> collectio
         assert inbox is not None
         payload = b"x" * 32
         for n in range(300 + count):
-            counter.on = n >= 300
+            counter.counting = n >= 300
             conn.ws_send(payload, stream=ws)
             inbox.receive(10)
-        counter.on = False
+        counter.counting = False
         conn.close()
         conn.wait_stopped(5)
     finally:
         sys.settrace(None)
         threading.settrace(None)  # type: ignore[arg-type]
-    return counter.counts
+    return counter.functions
 
 
 def print_opcodes(count: int, functions: int) -> None:
