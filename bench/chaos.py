@@ -24,8 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.chaos import SoakConfig, run  # noqa: E402
-from tests.interop.servers import SERVERS  # noqa: E402
+from tests.chaos import SOAK_SERVERS, SoakConfig, run  # noqa: E402
 
 
 def _raise_fd_limit() -> None:
@@ -42,7 +41,7 @@ def main() -> int:
     parser.add_argument(
         "--seconds", type=float, default=defaults.seconds, help="seconds of faults"
     )
-    parser.add_argument("--server", choices=sorted(SERVERS), default=defaults.server)
+    parser.add_argument("--server", choices=sorted(SOAK_SERVERS), default=defaults.server)
     parser.add_argument("--seed", type=int, default=None, help="the fault schedule's seed")
     parser.add_argument(
         "--group", type=int, default=defaults.group, help="connections per fault proxy"
@@ -66,13 +65,19 @@ def main() -> int:
         "--owner-churn",
         type=float,
         default=defaults.owner_churn,
-        help="mean seconds between an Inbox owner's deaths (closing its Inbox; 0: never)",
+        help="mean seconds between an Inbox or AsyncInbox owner's deaths (closing it; 0: never)",
     )
     parser.add_argument(
         "--actor-share",
         type=float,
         default=defaults.actor_share,
         help="part of the connections owned by pykka actors",
+    )
+    parser.add_argument(
+        "--async-share",
+        type=float,
+        default=defaults.async_share,
+        help="part of the connections owned by coroutines (AsyncInbox)",
     )
     args = parser.parse_args()
     _raise_fd_limit()
@@ -87,6 +92,7 @@ def main() -> int:
         churn=args.churn,
         owner_churn=args.owner_churn,
         actor_share=args.actor_share,
+        async_share=args.async_share,
         progress=lambda line: print(line, flush=True),
     )
     print(

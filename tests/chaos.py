@@ -14,7 +14,10 @@ its tests):
    pings and a pong timeout), half HTTP clients (``GET /`` and ``POST /echo``
    with a random body; some with a response timeout). Their owners are
    Inbox threads (one or two connections each: one lends its socket to the
-   thread) and pykka actors (two connections each).
+   thread), coroutines on event loops of their own through AsyncInboxes
+   (one or two each: the loop reads their sockets) and pykka actors (two
+   connections each). Against ``hypercorn-h2`` they speak HTTP/2 (h2c):
+   several requests on one connection, Websockets over RFC 8441 streams.
 4. For ``seconds``, every client sends numbered messages (a bounded number
    in flight, at a bounded rate) and checks every echo and response, while a
    seeded schedule injects faults on the proxies: drop, stall then resume,
@@ -31,11 +34,16 @@ What is checked (a :class:`Violation` for each breach):
 - every message a client sent is echoed back exactly, in order on its
   Websocket, or reported lost by an event that names it: a ``Down`` whose
   ``killed_streams``/``unprocessed_streams`` has its stream, an ``Error``
-  for its stream (for frames, a ``NotUpgradedError`` listing them), or the
+  for its stream (for frames, a ``NotUpgradedError`` listing them), the
+  server's close frame on its Websocket (nothing is sent after one), or the
   call that raised; nothing is echoed after it was reported lost;
 - a ``Down`` only while up, then an ``Up`` (or nothing more, once the client
   closed); no ``Up`` while up; no connection-wide ``Error`` (the retries
-  never run out: ``retry`` is large);
+  never run out: ``retry`` is large); a ``Down`` names the open Websocket
+  in ``killed_streams`` (one whose server's close frame came first has
+  ended: over HTTP/2 its stream is not killed);
+- an ``Error`` names only a stream its client knows, or the re-upgrade
+  tether repeats (``reupgrade``) when ``shutdown()`` refused it;
 - once a connection has stopped (``is_alive()`` False and its actor gone),
   no event of it reaches its owner (a marker the owner posts to itself then
   must be the last thing of that connection it sees); no event of one
@@ -48,6 +56,7 @@ Every wait is bounded; only 127.0.0.1 is used.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import gc
@@ -71,9 +80,10 @@ import pykka
 
 import tether
 from tests.faults import FaultProxy
+from tests.interop.hypercorn_server import HypercornServer
 from tests.interop.servers import SERVERS, LoopServer
 
-__all__ = ["FAULTS", "Report", "SoakConfig", "Violation", "run"]
+__all__ = ["FAULTS", "SOAK_SERVERS", "Report", "SoakConfig", "Violation", "run"]
 
 HOST = "127.0.0.1"
 TICK = 0.05  # seconds between an owner's send turns
@@ -85,6 +95,14 @@ LEAK_WAIT = 10.0  # bound on the wait for threads and descriptors to come back
 # owner every 2 s (OWNER_CHECK_INTERVAL), a busy one notices at its next tell.
 OWNER_GONE_WAIT = 5.0
 MAX_DETAILS = 20  # violations kept in full per kind (all are counted)
+# The servers a soak can run against, and the protocols its clients speak to
+# them: the interop suite's over HTTP/1.1, and hypercorn over HTTP/2 with prior
+# knowledge (h2c; its Websockets are RFC 8441 streams, several requests share
+# a connection).
+SOAK_SERVERS: dict[str, tuple[type[LoopServer], tuple[str, ...]]] = {
+    **{name: (server, ("http",)) for name, server in SERVERS.items()},
+    "hypercorn-h2": (HypercornServer, ("http2",)),
+}
 
 
 @dataclass(frozen=True)
@@ -97,11 +115,12 @@ class SoakConfig:
     seed: int | None = None
     group: int = 10  # connections per fault proxy
     actor_share: float = 0.25  # part of the connections owned by pykka actors
+    async_share: float = 0.25  # part owned by coroutines through AsyncInboxes
     rate: float = 10.0  # messages (requests) per second per connection, at most
     window: int = 4  # messages in flight per Websocket (HTTP: 2 requests)
     fault_interval: float = 3.0  # mean seconds between two faults on one proxy
     churn: float = 30.0  # mean seconds between a client's close/reopen (0: never)
-    owner_churn: float = 0.0  # mean seconds between an Inbox owner's deaths (0: never)
+    owner_churn: float = 0.0  # mean s between an Inbox or AsyncInbox owner's deaths (0: never)
     drain: float = 30.0  # bound on the wait for every connection to settle
     progress: Callable[[str], None] | None = None  # called with a line every ~10 s
 
@@ -142,16 +161,19 @@ class Report:
 
     def format(self) -> str:
         c, cfg = self.counts, self.config
-        lost_ws = c["ws_lost_down"] + c["ws_lost_error"] + c["ws_lost_raised"]
+        lost_ws = c["ws_lost_down"] + c["ws_lost_close"] + c["ws_lost_error"]
+        lost_ws += c["ws_lost_raised"]
         lost_http = c["http_lost_down"] + c["http_lost_error"] + c["http_lost_raised"]
         lines = [
             f"chaos soak: server {cfg.server}, seed {self.seed}, {cfg.conns} connections "
             f"({self.clients['ws']} ws, {self.clients['http']} http; owners: "
-            f"{self.clients['inbox']} on Inbox threads, {self.clients['actor']} on actors), "
+            f"{self.clients['inbox']} on Inbox threads, {self.clients['actor']} on actors, "
+            f"{self.clients['asyncio']} on event loops), "
             f"{math.ceil(cfg.conns / cfg.group)} proxies, faults for {cfg.seconds:.0f} s, "
             f"{self.duration:.1f} s in all",
             f"  ws messages:   {c['ws_sent']} sent, {c['ws_echoed']} echoed, {lost_ws} reported "
-            f"lost (Down {c['ws_lost_down']}, Error {c['ws_lost_error']}, raised at the call "
+            f"lost (Down {c['ws_lost_down']}, the server's close {c['ws_lost_close']}, "
+            f"Error {c['ws_lost_error']}, raised at the call "
             f"{c['ws_lost_raised']}); {c['ws_reported_twice']} reported twice"
             + (f"; {c['ws_abandoned']} abandoned with their owner" if c["owner_deaths"] else ""),
             f"  http requests: {c['http_sent']} sent, {c['http_answered']} answered, "
@@ -164,7 +186,12 @@ class Report:
             f"{c['upgrades']}, closes/reopens {c['churn']} (shutdown {c['churn_shutdown']}), "
             f"Down to Up mean {self.reconnect[0] * 1000:.0f} ms, max "
             f"{self.reconnect[1] * 1000:.0f} ms"
-            + (f"; owners gone {c['owner_deaths']}" if c["owner_deaths"] else ""),
+            + (f"; owners gone {c['owner_deaths']}" if c["owner_deaths"] else "")
+            + (
+                f"; re-upgrades refused by a shutdown {c['reupgrades_refused']}"
+                if c["reupgrades_refused"]
+                else ""
+            ),
             f"  max RSS {self.max_rss / 2**20:.0f} MiB; threads {self.threads[0]} before, "
             f"{self.threads[1]} after; fds {self.fds[0]} before, {self.fds[1]} after",
         ]
@@ -282,6 +309,7 @@ class _Client:
 
     def base_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
+            "protocols": SOAK_SERVERS[self.soak.config.server][1],
             "retry": RETRY,
             "retry_backoff": tether.ExponentialBackoff(base=0.05, cap=1.0),
             "connect_timeout": 5.0,
@@ -547,6 +575,15 @@ class _WsClient(_Client):
             return
         if not isinstance(frame, tether.Text | tether.Binary):
             self.n[f"ws_{type(frame).__name__.lower()}"] += 1  # a server close, a ping
+            if isinstance(frame, tether.Close):
+                # The server's close frame (its own, or its answer to one a
+                # shutdown sent): it sends nothing after it (RFC 6455 5.5.1), so
+                # what is still in flight will never be echoed, and this event,
+                # which names the stream, says so. Over HTTP/2 the Websocket's
+                # stream then ends by itself: the Down that may follow need not
+                # name it (Gun's: a stream that ended is not killed).
+                self._lose(stream, "ws_lost_close")
+                self.ws_stream = None
             return
         queue = self.out[stream]
         if queue and queue[0].data == frame.data:
@@ -586,6 +623,12 @@ class _WsClient(_Client):
             self.n["upgrade_errors"] += 1
             return
         if stream not in self.streams:
+            if self.closing == "shutdown" and isinstance(reason, tether.ClosedByUser):
+                # The upgrade reupgrade repeats after a reconnect (a stream the
+                # owner learns at its Upgrade), still queued when shutdown() came:
+                # over HTTP/2 before the server's SETTINGS, it is never sent.
+                self.n["reupgrades_refused"] += 1
+                return
             self.violation("Error for an unknown stream", f"{stream!r}: {reason!r}")
             return
         if not isinstance(reason, tether.NotUpgradedError):
@@ -616,7 +659,8 @@ class _WsClient(_Client):
         named = set(down.killed_streams) | set(down.unprocessed_streams)
         if self.ws_stream is not None and self.ws_stream not in down.killed_streams:
             self.violation(
-                "Down misses the Websocket", f"{self.ws_stream!r} not in {down.killed_streams}"
+                "Down misses the Websocket",
+                f"{self.ws_stream!r} not in {down.killed_streams} ({down.reason!r})",
             )
         if self.upgrade_req is not None and self.upgrade_req in named:
             self.upgrade_req = None
@@ -835,52 +879,76 @@ class _Owner:
         return all(c.done for c in self.clients)
 
 
-class _InboxOwner(_Owner):
-    """A plain thread receiving from its own Inbox."""
+class _ThreadOwner(_Owner):
+    """An owner that runs on a thread of its own, receiving and ticking in turn.
 
-    kind = "inbox"
+    Its receive loop is :class:`_InboxOwner`'s or :class:`_AsyncOwner`'s;
+    what it does with each turn, and its deaths (``owner_churn``), are here.
+    """
+
+    inbox: tether.Inbox | tether.AsyncInbox
 
     def __init__(
         self, soak: _Soak, clients: list[_Client], index: int, rng: random.Random
     ) -> None:
         super().__init__(soak, clients, rng)
-        self.inbox = tether.Inbox()
-        self.ref = self.inbox
-        self.thread = threading.Thread(target=self._run, name=f"chaos-inbox-{index}", daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, name=f"chaos-{self.kind}-{index}", daemon=True
+        )
+        self._mean_life = soak.config.owner_churn
+        self._dies_at = math.inf
+        self._next_tick = 0.0
 
     def start(self) -> None:
         self.thread.start()
 
     def _run(self) -> None:
+        raise NotImplementedError
+
+    def _started(self) -> bool:
+        """Open its connections on its own thread; False if that failed (a violation)."""
         try:
             self.open_all()
         except Exception:
             self.soak.violation("harness error", traceback.format_exc(limit=6))
-            return
-        next_tick = time.monotonic()
-        mean = self.soak.config.owner_churn
-        dies_at = time.monotonic() + (self.rng.expovariate(1 / mean) if mean else math.inf)
-        while time.monotonic() < self.soak.hard_deadline:
-            if time.monotonic() >= dies_at and self.soak.phase == _Phase.RUN:
-                self._die()
-                dies_at = time.monotonic() + self.rng.expovariate(1 / mean)
-            try:
-                message = self.inbox.receive(timeout=max(next_tick - time.monotonic(), 0.0))
-            except tether.ReceiveTimeout:
-                message = None
-            if message is _QUIT:
-                return
-            if message is not None:
-                self.handle(message)
-            if time.monotonic() >= next_tick:
-                self.tick()
-                next_tick = time.monotonic() + TICK
-        self.soak.violation("hang", f"{self.thread.name} still running at the hard deadline")
+            return False
+        now = time.monotonic()
+        self._next_tick = now
+        self._dies_at = now + self._life()
+        return True
+
+    def _life(self) -> float:
+        return self.rng.expovariate(1 / self._mean_life) if self._mean_life else math.inf
+
+    def _wait(self) -> float | None:
+        """Before a receive: die if due; how long the receive may wait (None: stop, too late)."""
+        now = time.monotonic()
+        if now >= self.soak.hard_deadline:
+            self.soak.violation("hang", f"{self.thread.name} still running at the hard deadline")
+            return None
+        if now >= self._dies_at and self.soak.phase == _Phase.RUN:
+            self._die()
+            self._dies_at = time.monotonic() + self._life()
+        return max(self._next_tick - time.monotonic(), 0.0)
+
+    def _turn(self, message: object) -> bool:
+        """What a receive gave (None: nothing in time), then a tick if due; False to quit."""
+        if message is _QUIT:
+            return False
+        if message is not None:
+            self.handle(message)
+        if time.monotonic() >= self._next_tick:
+            self.tick()
+            self._next_tick = time.monotonic() + TICK
+        return True
+
+    def _new_inbox(self) -> None:
+        raise NotImplementedError
 
     def _die(self) -> None:
         """The owner goes away without closing its connections: they must stop by themselves.
 
-        Then it comes back as a new owner (a new Inbox) with new connections.
+        Then it comes back as a new owner (a new inbox) with new connections.
         """
         self.inbox.close()
         conns = [c.conn for c in self.clients if c.conn is not None]
@@ -893,11 +961,10 @@ class _InboxOwner(_Owner):
                     info = conn.info(1.0)
                     self.soak.violation(
                         "outlived its owner",
-                        f"{conn!r} still {info.state} {OWNER_GONE_WAIT:.0f} s after its Inbox "
-                        "closed",
+                        f"{conn!r} still {info.state} {OWNER_GONE_WAIT:.0f} s after its "
+                        f"{self.kind} owner's inbox closed",
                     )
-        self.inbox = tether.Inbox()
-        self.ref = self.inbox
+        self._new_inbox()
         self.by_conn.clear()
         for client in self.clients:
             client.open(self)
@@ -913,6 +980,71 @@ class _InboxOwner(_Owner):
                 "event after stop", f"{len(left)} message(s) after quit: {left[:3]}"
             )
         self.inbox.close()
+
+
+class _InboxOwner(_ThreadOwner):
+    """A plain thread receiving from its own Inbox."""
+
+    kind = "inbox"
+
+    def __init__(
+        self, soak: _Soak, clients: list[_Client], index: int, rng: random.Random
+    ) -> None:
+        super().__init__(soak, clients, index, rng)
+        self._new_inbox()
+
+    def _new_inbox(self) -> None:
+        self.inbox = self.ref = tether.Inbox()
+
+    def _run(self) -> None:
+        if not self._started():
+            return
+        while (wait := self._wait()) is not None:
+            try:
+                message = self.inbox.receive(timeout=wait)
+            except tether.ReceiveTimeout:
+                message = None
+            if not self._turn(message):
+                return
+
+
+class _AsyncOwner(_ThreadOwner):
+    """A coroutine on an event loop of its own (its thread), receiving from an AsyncInbox.
+
+    What it calls on its connections runs on the loop (a send that waits
+    for room in a small send buffer holds the loop, as a slow turn does).
+    Its loop closes when it quits: the inbox's owner is gone with it.
+    """
+
+    kind = "asyncio"
+    inbox: tether.AsyncInbox
+
+    def __init__(
+        self, soak: _Soak, clients: list[_Client], index: int, rng: random.Random
+    ) -> None:
+        super().__init__(soak, clients, index, rng)
+        self.loop = asyncio.new_event_loop()
+        self._new_inbox()
+
+    def _new_inbox(self) -> None:
+        self.inbox = self.ref = tether.AsyncInbox(loop=self.loop)
+
+    def _run(self) -> None:
+        try:
+            self.loop.run_until_complete(self._receiving())
+        finally:
+            self.loop.close()
+
+    async def _receiving(self) -> None:
+        if not self._started():
+            return
+        while (wait := self._wait()) is not None:
+            try:
+                message = await self.inbox.receive(timeout=wait)
+            except tether.ReceiveTimeout:
+                message = None
+            if not self._turn(message):
+                return
 
 
 class _OwnerActor(pykka.ThreadingActor):
@@ -1231,14 +1363,14 @@ def _build(soak: _Soak, rng: random.Random, ports: list[int]) -> list[_Owner]:
     owners: list[_Owner] = []
     while order:
         index = len(owners)
-        if rng.random() < config.actor_share:
+        roll = rng.random()
+        if roll < config.actor_share:
             owners.append(_ActorOwner(soak, order[:2], index, random.Random(rng.getrandbits(64))))
             del order[:2]
         else:
+            kind = _AsyncOwner if roll < config.actor_share + config.async_share else _InboxOwner
             take = 1 if rng.random() < 0.5 else 2
-            owners.append(
-                _InboxOwner(soak, order[:take], index, random.Random(rng.getrandbits(64)))
-            )
+            owners.append(kind(soak, order[:take], index, random.Random(rng.getrandbits(64))))
             del order[:take]
     return owners
 
@@ -1290,7 +1422,7 @@ def run(config: SoakConfig) -> Report:
     clients: list[_Client] = []
     server_log = _Capture()
     with _watching(soak, server_log) as capture:
-        server: LoopServer = SERVERS[config.server]().start()
+        server: LoopServer = SOAK_SERVERS[config.server][0]().start()
         proxies: list[FaultProxy] = []
         owners: list[_Owner] = []
         ticker: _Ticker | None = None

@@ -1,8 +1,9 @@
 """The chaos soak of ``tests/chaos.py``: a short one in every run, long ones by hand.
 
 ``python -m pytest -m slow tests/test_chaos.py`` runs the long ones (a
-minute each, one per server); ``bench/chaos.py`` runs any size from the
-command line. The short soak here must stay under ~15 s.
+minute each, one per server; hypercorn's over HTTP/2); ``bench/chaos.py``
+runs any size from the command line. Each short soak here must stay under
+~15 s.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def _check(config: SoakConfig) -> Any:
     assert report.ok, report.format()
     c = report.counts
     for kind, done in (("ws", "echoed"), ("http", "answered")):
-        ends = (done, "lost_down", "lost_error", "lost_raised", "abandoned")
+        ends = (done, "lost_down", "lost_close", "lost_error", "lost_raised", "abandoned")
         assert c[f"{kind}_sent"] == sum(c[f"{kind}_{end}"] for end in ends), report.format()
     assert c["ws_echoed"] > 0, report.format()
     assert c["http_answered"] > 0, report.format()
@@ -33,13 +34,19 @@ def _check(config: SoakConfig) -> Any:
 
 
 @pytest.mark.timeout(40)
-def test_a_short_soak_accounts_for_every_message_and_event() -> None:
+@pytest.mark.parametrize("server", ["aiohttp", "hypercorn-h2"])
+def test_a_short_soak_accounts_for_every_message_and_event(server: str) -> None:
+    """Over HTTP/1.1 (aiohttp), and over HTTP/2 (hypercorn, h2c: RFC 8441 Websockets)."""
     report = _check(
-        SoakConfig(conns=20, seconds=6.0, group=5, fault_interval=1.0, churn=8.0, seed=18)
+        SoakConfig(
+            conns=20, seconds=6.0, group=5, fault_interval=1.0, churn=8.0, seed=18, server=server
+        )
     )
     assert sum(report.faults[kind] for kind in FAULTS) >= 4, report.format()
     assert report.counts["downs"] > 0, report.format()
     assert report.counts["churn"] > 0, report.format()
+    for owner in ("inbox", "actor", "asyncio"):  # owners of every kind took part
+        assert report.clients[owner] > 0, report.format()
 
 
 @pytest.mark.timeout(40)
@@ -69,6 +76,6 @@ def test_the_soak_sees_an_echo_that_never_came(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("server", ["aiohttp", "uvicorn", "websockets"])
+@pytest.mark.parametrize("server", ["aiohttp", "uvicorn", "websockets", "hypercorn-h2"])
 def test_a_long_soak(server: str) -> None:
     _check(SoakConfig(conns=100, seconds=60.0, server=server))
