@@ -7,6 +7,9 @@ bounded by a timeout, the thread joined at :meth:`ScriptServer.stop`.
 Behaviour, per path, on every connection but the first with ``goaway_after``:
 
 - ``/reset`` -> RST_STREAM(REFUSED_STREAM)
+- an extended CONNECT (RFC 8441: the server allows it) -> 200, and the
+  stream stays open: what comes on it is read and never answered (a
+  Websocket whose close handshake never ends)
 - anything else -> 200 with the body ``b"conn<N> <path>"`` (N: the connection's number, from 1)
 
 With ``goaway_after=n``, the first connection reads until it has ``n``
@@ -30,6 +33,7 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import h2.settings
 
 __all__ = ["ScriptServer"]
 
@@ -95,6 +99,7 @@ class ScriptServer:
             h2.config.H2Configuration(client_side=False, header_encoding=None)
         )
         conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
         sock.sendall(conn.data_to_send())
         goaway_after = self._goaway_after if number == 1 else None
         pending: list[tuple[int, bytes]] = []
@@ -110,8 +115,11 @@ class ScriptServer:
                     self._ping_count += 1
                     self.pings.put(self._ping_count)
                 if isinstance(event, h2.events.RequestReceived):
-                    path = dict(event.headers)[b":path"]
-                    pending.append((event.stream_id, path))
+                    headers = dict(event.headers)
+                    if headers[b":method"] == b"CONNECT":
+                        conn.send_headers(event.stream_id, [(b":status", b"200")])
+                        continue
+                    pending.append((event.stream_id, headers[b":path"]))
             if goaway_after is not None:
                 if len(pending) >= goaway_after:
                     self._go_away(conn, sock, pending, number)

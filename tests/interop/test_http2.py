@@ -248,6 +248,29 @@ def test_a_server_reset_fails_only_its_stream(
         assert conn.await_body(fine, timeout=TIMEOUT) == b"conn1 /fine"
 
 
+def test_a_websocket_close_handshake_is_bounded_by_its_own_closing_timeout(
+    open_conn: ConnectionTracker, thread_baseline: int
+) -> None:
+    # The server never answers the close frame: shutdown() gives up after the
+    # Websocket's closing_timeout, as over HTTP/1.1, not http_opts' (15 s).
+    with ScriptServer() as server:
+        conn = open_conn(
+            server.host, server.port, protocols=("http2",), ws_opts={"closing_timeout": 0.2}
+        )
+        conn.await_up(timeout=TIMEOUT)
+        ws = conn.ws_upgrade("/silent")
+        assert isinstance(conn.await_(ws, timeout=TIMEOUT), tether.Upgrade)
+        conn.shutdown()
+        inbox = conn.inbox
+        assert inbox is not None
+        down = inbox.receive(timeout=TIMEOUT, match=lambda m: isinstance(m, tether.Down))
+        assert isinstance(down, tether.Down)
+        assert isinstance(down.reason, tether.ClosedByUser)
+        assert "closing_timeout" in str(down.reason)
+        assert down.killed_streams == (ws,)  # still open: its close was never answered
+        assert conn.wait_stopped(TIMEOUT)
+
+
 def test_reconnect_after_the_server_closes_and_reupgrade(
     open_conn: ConnectionTracker, thread_baseline: int
 ) -> None:

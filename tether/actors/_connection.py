@@ -1285,10 +1285,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
             self._stop_now(self._closing_end("was asked while not up"))
             return
         self._state = State.CLOSING
-        if proto.ws is not None:
-            timeout = proto.ws.opts.closing_timeout  # ws_upgrade's opts win over open's
-        else:
-            timeout = self._opts.http_opts.closing_timeout
+        # A Websocket's own closing_timeout (ws_upgrade's opts win over open's), or http_opts'.
+        timeout = proto.closing_timeout(self._opts.http_opts.closing_timeout)
+        if proto.ws is None:
             # Gun's shutdown: the requests in progress finish; those queued,
             # never sent, fail at once.
             self._refuse_unsent(proto, self._closing_end("lets only the request in progress end"))

@@ -517,6 +517,11 @@ class ClientProtocol:
         if ws is not None and not ws.closing:
             ws.send((Close(code),))
 
+    def closing_timeout(self, http: float) -> float:
+        """The Websocket's ``closing_timeout`` once upgraded, else ``http`` (ProtocolEngine)."""
+        ws = self._ws
+        return http if ws is None else ws.opts.closing_timeout
+
     def ping(self, ref: StreamRef) -> None:
         """Gun's ``ping``: HTTP/1.1 and Websocket have none for it: ``Error(conn, ref, ...)``."""
         self._events.append(

@@ -158,6 +158,14 @@ class ProtocolEngine(Protocol):
     def close_websockets(self, code: int) -> None:
         """Send a close frame with ``code`` on every Websocket not closing yet (shutdown)."""
 
+    def closing_timeout(self, http: float) -> float:
+        """How long a shutdown may wait for what is open to finish.
+
+        ``http`` (``http_opts``') bounds requests, a Websocket's own
+        ``closing_timeout`` (its ``ws_opts``) its close handshake: the
+        longest of those of the streams open.
+        """
+
     def ping(self, ref: StreamRef) -> None:
         """Gun's ``ping``: ``PingAck(ref)`` once answered, or ``Error(ref)`` if unsupported."""
 

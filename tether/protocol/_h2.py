@@ -469,6 +469,15 @@ class Http2Protocol:
                 ws.send((Close(code),))
                 self._after_ws(stream)
 
+    def closing_timeout(self, http: float) -> float:
+        """The longest bound of the streams open: ``http``, or a Websocket's own (ProtocolEngine).
+
+        A Websocket's close handshake waits as long as its ``ws_opts`` say,
+        as over HTTP/1.1, not ``http_opts``' (15 s by default) as well.
+        """
+        bounds = (http if s.ws is None else s.ws.opts.closing_timeout for s in self._open.values())
+        return max(bounds, default=http)
+
     def ping(self, ref: StreamRef | None) -> None:
         """Send a PING; its ACK is told as ``PingAck(conn, ref)`` (None: told to nobody)."""
         opaque = next(self._ping_ids).to_bytes(8, "big")
