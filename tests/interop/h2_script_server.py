@@ -110,16 +110,7 @@ class ScriptServer:
                 continue
             if not data:
                 return
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.PingReceived):  # h2 sends the ACK itself
-                    self._ping_count += 1
-                    self.pings.put(self._ping_count)
-                if isinstance(event, h2.events.RequestReceived):
-                    headers = dict(event.headers)
-                    if headers[b":method"] == b"CONNECT":
-                        conn.send_headers(event.stream_id, [(b":status", b"200")])
-                        continue
-                    pending.append((event.stream_id, headers[b":path"]))
+            self._received(conn, conn.receive_data(data), pending)
             if goaway_after is not None:
                 if len(pending) >= goaway_after:
                     self._go_away(conn, sock, pending, number)
@@ -129,6 +120,24 @@ class ScriptServer:
                     self._answer(conn, stream_id, path, number)
                 pending.clear()
             sock.sendall(conn.data_to_send())
+
+    def _received(
+        self,
+        conn: h2.connection.H2Connection,
+        events: list[h2.events.Event],
+        pending: list[tuple[int, bytes]],
+    ) -> None:
+        """Count the PINGs, open the extended CONNECTs, keep the requests to answer."""
+        for event in events:
+            if isinstance(event, h2.events.PingReceived):  # h2 sends the ACK itself
+                self._ping_count += 1
+                self.pings.put(self._ping_count)
+            if isinstance(event, h2.events.RequestReceived):
+                headers = dict(event.headers)
+                if headers[b":method"] == b"CONNECT":
+                    conn.send_headers(event.stream_id, [(b":status", b"200")])
+                    continue
+                pending.append((event.stream_id, headers[b":path"]))
 
     def _go_away(
         self,

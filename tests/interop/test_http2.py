@@ -21,6 +21,7 @@ import trustme
 
 import tether
 from tests.conftest import ConnectionTracker
+from tests.faults import FaultProxy
 from tests.interop.h2_script_server import ScriptServer
 from tests.interop.hypercorn_server import HypercornServer
 from tests.protocol.test_proxy_sockets import microsocks  # noqa: F401 - a fixture
@@ -269,6 +270,38 @@ def test_a_websocket_close_handshake_is_bounded_by_its_own_closing_timeout(
         assert "closing_timeout" in str(down.reason)
         assert down.killed_streams == (ws,)  # still open: its close was never answered
         assert conn.wait_stopped(TIMEOUT)
+
+
+def test_a_websocket_upgraded_during_shutdown_is_closed_with_a_close_frame(
+    open_conn: ConnectionTracker, thread_baseline: int
+) -> None:
+    # shutdown() lets the upgrade in flight finish; the Websocket it makes is
+    # then closed as shutdown() closes one (1001), not left open until a timeout.
+    with HypercornServer() as server:
+        proxy = FaultProxy(server.port).start()
+        try:
+            conn = open_conn(server.host, proxy.port, protocols=("http2",))
+            assert conn.await_up(timeout=TIMEOUT) == "http2"
+            assert conn.await_body(conn.get("/"), timeout=TIMEOUT) == b"hello"  # settings seen
+            proxy.stall()
+            ws = conn.ws_upgrade("/websocket")
+            conn.shutdown()
+            info = conn.info(TIMEOUT)
+            assert info is not None
+            assert info.state == "closing"
+            proxy.resume()
+            assert isinstance(conn.await_(ws, timeout=TIMEOUT), tether.Upgrade)
+            assert conn.await_(ws, timeout=TIMEOUT) == tether.Ws(conn, ws, tether.Close(1001, ""))
+            inbox = conn.inbox
+            assert inbox is not None
+            down = inbox.receive(timeout=TIMEOUT, match=lambda m: isinstance(m, tether.Down))
+            assert isinstance(down, tether.Down)
+            assert isinstance(down.reason, tether.ClosedByUser)
+            assert str(down.reason) == "shutdown() completed"
+            assert conn.wait_stopped(TIMEOUT)
+            server.next_ws_end()  # (hypercorn reports 1006 for any close the client began)
+        finally:
+            proxy.stop()
 
 
 def test_reconnect_after_the_server_closes_and_reupgrade(

@@ -1106,9 +1106,9 @@ class ConnectionActor(Supervised, LazyThreadingActor):
         """While shutting down, after each flush: stop once idle, or close a new Websocket."""
         if proto.ws is None and not proto.busy:
             self._stop_now(self._closing_end("completed"))
-        elif proto.ws is not None and not proto.ws.closing:
-            # Upgraded while shutting down: close the new Websocket as shutdown() does.
-            proto.ws_send((CloseFrame(GOING_AWAY),))
+        elif proto.close_websockets(GOING_AWAY):
+            # Upgraded while shutting down (an upgrade in flight then, over
+            # HTTP/1.1 or HTTP/2): closed as shutdown() closes one.
             self._flush()
 
     def _deliver_events(self, events: list[Event]) -> bool:

@@ -511,11 +511,13 @@ class ClientProtocol:
         self._out.append(b"\r\n")
         return True
 
-    def close_websockets(self, code: int) -> None:
+    def close_websockets(self, code: int) -> bool:
         """Begin the close handshake of the Websocket (``code``), unless it has begun."""
         ws = self._ws
-        if ws is not None and not ws.closing:
-            ws.send((Close(code),))
+        if ws is None or ws.closing:
+            return False
+        ws.send((Close(code),))
+        return True
 
     def closing_timeout(self, http: float) -> float:
         """The Websocket's ``closing_timeout`` once upgraded, else ``http`` (ProtocolEngine)."""

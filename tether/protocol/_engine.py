@@ -155,8 +155,11 @@ class ProtocolEngine(Protocol):
     def ws_send(self, frames: tuple[Frame, ...], stream: StreamRef | None = None) -> None:
         """Frames for a Websocket."""
 
-    def close_websockets(self, code: int) -> None:
-        """Send a close frame with ``code`` on every Websocket not closing yet (shutdown)."""
+    def close_websockets(self, code: int) -> bool:
+        """Send a close frame with ``code`` on every Websocket not closing yet (shutdown).
+
+        True if it sent one (a Websocket upgraded since the last call, too).
+        """
 
     def closing_timeout(self, http: float) -> float:
         """How long a shutdown may wait for what is open to finish.

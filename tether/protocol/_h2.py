@@ -461,13 +461,16 @@ class Http2Protocol:
         ws.send(frames)
         self._after_ws(target)
 
-    def close_websockets(self, code: int) -> None:
+    def close_websockets(self, code: int) -> bool:
         """Begin the close handshake (``code``) of every Websocket stream not closing yet."""
+        closed = False
         for stream in list(self._open.values()):
             ws = stream.ws
             if ws is not None and not ws.closing:
                 ws.send((Close(code),))
                 self._after_ws(stream)
+                closed = True
+        return closed
 
     def closing_timeout(self, http: float) -> float:
         """The longest bound of the streams open: ``http``, or a Websocket's own (ProtocolEngine).
