@@ -16,8 +16,10 @@ its tests):
    Inbox threads (one or two connections each: one lends its socket to the
    thread), coroutines on event loops of their own through AsyncInboxes
    (one or two each: the loop reads their sockets) and pykka actors (two
-   connections each). Against ``hypercorn-h2`` they speak HTTP/2 (h2c):
-   several requests on one connection, Websockets over RFC 8441 streams.
+   connections each). Against ``hypercorn-h2`` they speak HTTP/2 (h2c), and
+   against ``hypercorn-tls`` HTTP/2 over TLS (chosen by ALPN): several
+   requests on one connection, Websockets over RFC 8441 streams; every
+   ``Up`` must name the protocol asked for first.
 4. For ``seconds``, every client sends numbered messages (a bounded number
    in flight, at a bounded rate) and checks every echo and response, while a
    seeded schedule injects faults on the proxies: drop, stall then resume,
@@ -68,20 +70,24 @@ import random
 import resource
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pykka
+import trustme
 
 import tether
 from tests.faults import FaultProxy
 from tests.interop.hypercorn_server import HypercornServer
 from tests.interop.servers import SERVERS, LoopServer
+from tether.actors._tls import default_context
 
 __all__ = ["FAULTS", "SOAK_SERVERS", "Report", "SoakConfig", "Violation", "run"]
 
@@ -95,13 +101,34 @@ LEAK_WAIT = 10.0  # bound on the wait for threads and descriptors to come back
 # owner every 2 s (OWNER_CHECK_INTERVAL), a busy one notices at its next tell.
 OWNER_GONE_WAIT = 5.0
 MAX_DETAILS = 20  # violations kept in full per kind (all are counted)
-# The servers a soak can run against, and the protocols its clients speak to
-# them: the interop suite's over HTTP/1.1, and hypercorn over HTTP/2 with prior
-# knowledge (h2c; its Websockets are RFC 8441 streams, several requests share
-# a connection).
-SOAK_SERVERS: dict[str, tuple[type[LoopServer], tuple[str, ...]]] = {
-    **{name: (server, ("http",)) for name, server in SERVERS.items()},
-    "hypercorn-h2": (HypercornServer, ("http2",)),
+
+
+@dataclass(frozen=True)
+class _SoakServer:
+    """A server a soak can run against, and how its clients speak to it."""
+
+    server: type[LoopServer]
+    protocols: tuple[str, ...]
+    tls: bool = False  # TLS (its own CA, the protocol chosen by ALPN)
+
+    def start(self, tmp: Path) -> tuple[LoopServer, dict[str, Any]]:
+        """The server, started, and the options its clients need (TLS: ``tmp`` keeps its cert)."""
+        if not self.tls:
+            return self.server().start(), {"protocols": self.protocols}
+        ca = trustme.CA()
+        context = default_context(self.protocols)  # tether's, offering them by ALPN
+        ca.configure_trust(context)
+        options = {"protocols": self.protocols, "transport": "tls", "tls_context": context}
+        return self.server(ca, tmp).start(), options  # type: ignore[call-arg]
+
+
+# The interop suite's servers over HTTP/1.1, and hypercorn over HTTP/2: with
+# prior knowledge (h2c), and over TLS (h2 chosen by ALPN). Over HTTP/2 its
+# Websockets are RFC 8441 streams and several requests share a connection.
+SOAK_SERVERS: dict[str, _SoakServer] = {
+    **{name: _SoakServer(server, ("http",)) for name, server in SERVERS.items()},
+    "hypercorn-h2": _SoakServer(HypercornServer, ("http2",)),
+    "hypercorn-tls": _SoakServer(HypercornServer, ("http2", "http"), tls=True),
 }
 
 
@@ -239,6 +266,7 @@ class _Soak:
         self.seed = seed
         self.phase = _Phase.RUN
         self.post = "POST /echo" if config.server != "websockets" else None
+        self.client_options: dict[str, Any] = {}  # the server's (protocols, TLS)
         self._lock = threading.Lock()
         self.violations: collections.Counter[str] = collections.Counter()
         self.details: list[Violation] = []
@@ -309,7 +337,7 @@ class _Client:
 
     def base_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
-            "protocols": SOAK_SERVERS[self.soak.config.server][1],
+            **self.soak.client_options,
             "retry": RETRY,
             "retry_backoff": tether.ExponentialBackoff(base=0.05, cap=1.0),
             "connect_timeout": 5.0,
@@ -337,8 +365,8 @@ class _Client:
             # After Down(ClosedByUser), which docs/connection.md calls the last event.
             self.n["after_final_down"] += 1
         match event:
-            case tether.Up():
-                self._on_up()
+            case tether.Up(protocol=protocol):
+                self._on_up(protocol)
             case tether.Down():
                 self._on_down(event)
             case tether.Error(stream=None, reason=reason):
@@ -346,7 +374,10 @@ class _Client:
             case _:
                 self.on_stream_event(event)
 
-    def _on_up(self) -> None:
+    def _on_up(self, protocol: str) -> None:
+        wanted = self.soak.client_options["protocols"][0]  # every server speaks the first
+        if protocol != wanted:
+            self.violation("wrong protocol", f"Up says {protocol!r}, not {wanted!r}")
         if self.phase == "up":
             self.violation("Up while up", "a second Up without a Down between")
         elif self.phase == "closed":
@@ -951,18 +982,17 @@ class _ThreadOwner(_Owner):
         Then it comes back as a new owner (a new inbox) with new connections.
         """
         self.inbox.close()
-        conns = [c.conn for c in self.clients if c.conn is not None]
+        conns = {c.conn: c.kind for c in self.clients if c.conn is not None}
         for client in self.clients:
             client.abandon()
         self.deaths += 1
         if not _wait(lambda: all(fully_stopped(c) for c in conns), OWNER_GONE_WAIT):
-            for conn in conns:
+            for conn, kind in conns.items():
                 if not fully_stopped(conn):
-                    info = conn.info(1.0)
                     self.soak.violation(
                         "outlived its owner",
-                        f"{conn!r} still {info.state} {OWNER_GONE_WAIT:.0f} s after its "
-                        f"{self.kind} owner's inbox closed",
+                        f"{conn!r} ({kind}) still up {OWNER_GONE_WAIT:.0f} s after its "
+                        f"{self.kind} owner's inbox closed: {conn.info(1.0)}",
                     )
         self._new_inbox()
         self.by_conn.clear()
@@ -1421,8 +1451,8 @@ def run(config: SoakConfig) -> Report:
     start = time.monotonic()
     clients: list[_Client] = []
     server_log = _Capture()
-    with _watching(soak, server_log) as capture:
-        server: LoopServer = SOAK_SERVERS[config.server][0]().start()
+    with _watching(soak, server_log) as capture, tempfile.TemporaryDirectory() as tmp:
+        server, soak.client_options = SOAK_SERVERS[config.server].start(Path(tmp))
         proxies: list[FaultProxy] = []
         owners: list[_Owner] = []
         ticker: _Ticker | None = None
@@ -1480,6 +1510,28 @@ def _faults(
             next_line += 10.0
 
 
+def _state(client: _Client) -> str:
+    """What a client that hangs was doing: its connection's state."""
+    conn = client.conn
+    info = conn.info(1.0) if conn is not None else None
+    alive = conn.is_alive() if conn is not None else None
+    return f"phase {client.phase}, closing {client.closing}, alive {alive}, {info}"
+
+
+def _dump_threads(soak: _Soak) -> str:
+    """Every thread's stack, in a file (a hang's evidence): its path."""
+    frames = sys._current_frames()
+    path = Path(tempfile.gettempdir()) / f"chaos-threads-{soak.seed}-{os.getpid()}.txt"
+    path.write_text(
+        "\n".join(
+            f"--- {t.name}\n" + "".join(traceback.format_stack(frames[t.ident]))
+            for t in threading.enumerate()
+            if t.ident in frames
+        )
+    )
+    return str(path)
+
+
 def _drain_and_close(soak: _Soak, clients: list[_Client], owners: list[_Owner]) -> None:
     """After the faults: every client settles, then every owner closes and stops."""
     config = soak.config
@@ -1495,7 +1547,12 @@ def _drain_and_close(soak: _Soak, clients: list[_Client], owners: list[_Owner]) 
     soak.phase = _Phase.CLOSE
     if not _wait(lambda: all(o.done for o in owners), STOP_WAIT):
         for client in [c for c in clients if not c.done][:MAX_DETAILS]:
-            client.violation("hang", f"not stopped {STOP_WAIT:.0f} s after close()")
+            client.violation(
+                "hang",
+                f"not stopped {STOP_WAIT:.0f} s after close() (or a shutdown() begun "
+                f"before): {_state(client)}",
+            )
+        soak.violation("hang", f"every thread's stack: {_dump_threads(soak)}")
     time.sleep(0.3)  # anything a stopped connection still told would arrive now
 
 

@@ -1,7 +1,7 @@
 """The chaos soak of ``tests/chaos.py``: a short one in every run, long ones by hand.
 
 ``python -m pytest -m slow tests/test_chaos.py`` runs the long ones (a
-minute each, one per server; hypercorn's over HTTP/2); ``bench/chaos.py``
+minute each, one per server; hypercorn's over HTTP/2, h2c and TLS); ``bench/chaos.py``
 runs any size from the command line. Each short soak here must stay under
 ~15 s.
 """
@@ -34,17 +34,25 @@ def _check(config: SoakConfig) -> Any:
 
 
 @pytest.mark.timeout(40)
-@pytest.mark.parametrize("server", ["aiohttp", "hypercorn-h2"])
+@pytest.mark.parametrize("server", ["aiohttp", "hypercorn-h2", "hypercorn-tls"])
 def test_a_short_soak_accounts_for_every_message_and_event(server: str) -> None:
-    """Over HTTP/1.1 (aiohttp), and over HTTP/2 (hypercorn, h2c: RFC 8441 Websockets)."""
+    """Over HTTP/1.1 (aiohttp), over HTTP/2 (hypercorn, RFC 8441 Websockets), h2c and TLS."""
     report = _check(
         SoakConfig(
-            conns=20, seconds=6.0, group=5, fault_interval=1.0, churn=8.0, seed=18, server=server
+            conns=20,
+            seconds=6.0,
+            group=5,
+            fault_interval=1.0,
+            churn=8.0,
+            owner_churn=6.0,  # Inbox and AsyncInbox owners die: their connections shut down
+            seed=18,
+            server=server,
         )
     )
     assert sum(report.faults[kind] for kind in FAULTS) >= 4, report.format()
     assert report.counts["downs"] > 0, report.format()
     assert report.counts["churn"] > 0, report.format()
+    assert report.counts["owner_deaths"] > 0, report.format()
     for owner in ("inbox", "actor", "asyncio"):  # owners of every kind took part
         assert report.clients[owner] > 0, report.format()
 
@@ -76,6 +84,8 @@ def test_the_soak_sees_an_echo_that_never_came(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("server", ["aiohttp", "uvicorn", "websockets", "hypercorn-h2"])
+@pytest.mark.parametrize(
+    "server", ["aiohttp", "uvicorn", "websockets", "hypercorn-h2", "hypercorn-tls"]
+)
 def test_a_long_soak(server: str) -> None:
     _check(SoakConfig(conns=100, seconds=60.0, server=server))
