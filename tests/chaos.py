@@ -514,7 +514,9 @@ class _WsClient(_Client):
             ws["pong_timeout"] = 2.0
         if 0.4 < self.variant < 0.6:
             ws["upgrade_timeout"] = 5.0
-        return {**self.base_options(), "ws_opts": ws}
+        # An upgrade in flight at a shutdown is a request: http_opts' bound.
+        http = {"closing_timeout": 3.0}
+        return {**self.base_options(), "ws_opts": ws, "http_opts": http}
 
     def on_up(self) -> None:
         if self.closing is None and not self.ever_upgraded and self.upgrade_req is None:
