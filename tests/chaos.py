@@ -123,12 +123,14 @@ class _SoakServer:
 
 
 # The interop suite's servers over HTTP/1.1, and hypercorn over HTTP/2: with
-# prior knowledge (h2c), and over TLS (h2 chosen by ALPN). Over HTTP/2 its
-# Websockets are RFC 8441 streams and several requests share a connection.
+# prior knowledge (h2c), and over TLS (h2 chosen by ALPN); and over TLS with
+# HTTP/1.1 (wss://). Over HTTP/2 its Websockets are RFC 8441 streams and
+# several requests share a connection.
 SOAK_SERVERS: dict[str, _SoakServer] = {
     **{name: _SoakServer(server, ("http",)) for name, server in SERVERS.items()},
     "hypercorn-h2": _SoakServer(HypercornServer, ("http2",)),
     "hypercorn-tls": _SoakServer(HypercornServer, ("http2", "http"), tls=True),
+    "hypercorn-tls-http1": _SoakServer(HypercornServer, ("http",), tls=True),
 }
 
 

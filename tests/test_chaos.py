@@ -85,7 +85,8 @@ def test_the_soak_sees_an_echo_that_never_came(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    "server", ["aiohttp", "uvicorn", "websockets", "hypercorn-h2", "hypercorn-tls"]
+    "server",
+    ["aiohttp", "uvicorn", "websockets", "hypercorn-h2", "hypercorn-tls", "hypercorn-tls-http1"],
 )
 def test_a_long_soak(server: str) -> None:
     _check(SoakConfig(conns=100, seconds=60.0, server=server))
