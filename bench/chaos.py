@@ -74,6 +74,12 @@ def main() -> int:
         help="part of the connections owned by pykka actors",
     )
     parser.add_argument(
+        "--via",
+        choices=["tinyproxy", "microsocks"],
+        default=None,
+        help="every connection through this real proxy (Debian's package), behind the faults",
+    )
+    parser.add_argument(
         "--async-share",
         type=float,
         default=defaults.async_share,
@@ -93,6 +99,7 @@ def main() -> int:
         owner_churn=args.owner_churn,
         actor_share=args.actor_share,
         async_share=args.async_share,
+        via=args.via,
         progress=lambda line: print(line, flush=True),
     )
     print(

@@ -1,13 +1,14 @@
 """The chaos soak of ``tests/chaos.py``: a short one in every run, long ones by hand.
 
 ``python -m pytest -m slow tests/test_chaos.py`` runs the long ones (a
-minute each, one per server; hypercorn's over HTTP/2, h2c and TLS); ``bench/chaos.py``
-runs any size from the command line. Each short soak here must stay under
-~15 s.
+minute each: one per server, hypercorn's over HTTP/2 (h2c and TLS) and
+HTTP/1.1 with TLS, and two through real proxies); ``bench/chaos.py`` runs
+any size from the command line. Each short soak here must stay under ~15 s.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -17,6 +18,12 @@ from tests.chaos import FAULTS, SoakConfig, run
 from tether.actors import _delivery
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
+
+
+def _needs(binary: str) -> pytest.MarkDecorator:
+    """Skip where the real proxy is not installed (.ci/run installs it with apt-get)."""
+    missing = not os.path.exists(binary)
+    return pytest.mark.skipif(missing, reason=f"{binary} is not installed (its Debian package)")
 
 
 def _check(config: SoakConfig) -> Any:
@@ -34,9 +41,18 @@ def _check(config: SoakConfig) -> Any:
 
 
 @pytest.mark.timeout(40)
-@pytest.mark.parametrize("server", ["aiohttp", "hypercorn-h2", "hypercorn-tls"])
-def test_a_short_soak_accounts_for_every_message_and_event(server: str) -> None:
-    """Over HTTP/1.1 (aiohttp), over HTTP/2 (hypercorn, RFC 8441 Websockets), h2c and TLS."""
+@pytest.mark.parametrize(
+    ("server", "via"),
+    [
+        ("aiohttp", None),
+        ("hypercorn-h2", None),
+        ("hypercorn-tls", None),
+        pytest.param("hypercorn-tls", "tinyproxy", marks=_needs("/usr/bin/tinyproxy")),
+    ],
+)
+def test_a_short_soak_accounts_for_every_message_and_event(server: str, via: str | None) -> None:
+    """Over HTTP/1.1 (aiohttp); over HTTP/2 (hypercorn, RFC 8441 Websockets): h2c, TLS,
+    and TLS inside tinyproxy's CONNECT tunnel (h2 chosen by ALPN in it)."""
     report = _check(
         SoakConfig(
             conns=20,
@@ -47,6 +63,7 @@ def test_a_short_soak_accounts_for_every_message_and_event(server: str) -> None:
             owner_churn=6.0,  # Inbox and AsyncInbox owners die: their connections shut down
             seed=18,
             server=server,
+            via=via,
         )
     )
     assert sum(report.faults[kind] for kind in FAULTS) >= 4, report.format()
@@ -85,8 +102,13 @@ def test_the_soak_sees_an_echo_that_never_came(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    "server",
-    ["aiohttp", "uvicorn", "websockets", "hypercorn-h2", "hypercorn-tls", "hypercorn-tls-http1"],
+    ("server", "via"),
+    [
+        *((server, None) for server in ("aiohttp", "uvicorn", "websockets")),
+        *((server, None) for server in ("hypercorn-h2", "hypercorn-tls", "hypercorn-tls-http1")),
+        pytest.param("hypercorn-tls", "tinyproxy", marks=_needs("/usr/bin/tinyproxy")),
+        pytest.param("aiohttp", "microsocks", marks=_needs("/usr/bin/microsocks")),
+    ],
 )
-def test_a_long_soak(server: str) -> None:
-    _check(SoakConfig(conns=100, seconds=60.0, server=server))
+def test_a_long_soak(server: str, via: str | None) -> None:
+    _check(SoakConfig(conns=100, seconds=60.0, server=server, via=via))
