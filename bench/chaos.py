@@ -1,8 +1,9 @@
 """A chaos soak, run by hand: ``python bench/chaos.py --conns 200 --seconds 180 --server aiohttp``.
 
 N tether connections (half Websocket echo clients with ``reupgrade``, half
-HTTP clients; owners on Inbox threads and pykka actors) talk to a
-third-party server on 127.0.0.1 through fault-injecting proxies
+HTTP clients; owners on Inbox threads, event loops and pykka actors) talk
+to a third-party server on 127.0.0.1 (over HTTP/1.1, or HTTP/2 with h2c or
+TLS; ``--via``: through a real HTTP or SOCKS5 proxy) through fault-injecting proxies
 (``tests/faults.py``) while faults are injected on a seeded schedule (the
 seed is printed; ``--seed`` replays the schedule, though not the threads'
 timing). Every message and event is accounted for, and at the end no
@@ -34,71 +35,49 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+# The numbers a soak takes: SoakConfig's field of each flag, its type, what it is.
+_NUMBERS: tuple[tuple[str, type, str], ...] = (
+    ("--conns", int, "connections"),
+    ("--seconds", float, "seconds of faults"),
+    ("--group", int, "connections per fault proxy"),
+    ("--rate", float, "messages/s per connection, at most"),
+    ("--fault-interval", float, "mean seconds between faults on one proxy"),
+    ("--churn", float, "mean seconds between a client's close and reopen (0: never)"),
+    (
+        "--owner-churn",
+        float,
+        "mean seconds between an Inbox or AsyncInbox owner's deaths (0: never)",
+    ),
+    ("--actor-share", float, "part of the connections owned by pykka actors"),
+    ("--async-share", float, "part of the connections owned by coroutines (AsyncInbox)"),
+)
+
+
+def _field(flag: str) -> str:
+    """SoakConfig's field of ``--a-flag`` (and argparse's name for it): ``a_flag``."""
+    return flag[2:].replace("-", "_")
+
+
 def main() -> int:
     defaults = SoakConfig()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--conns", type=int, default=defaults.conns, help="connections")
-    parser.add_argument(
-        "--seconds", type=float, default=defaults.seconds, help="seconds of faults"
-    )
+    for flag, kind, what in _NUMBERS:
+        parser.add_argument(flag, type=kind, default=getattr(defaults, _field(flag)), help=what)
     parser.add_argument("--server", choices=sorted(SOAK_SERVERS), default=defaults.server)
     parser.add_argument("--seed", type=int, default=None, help="the fault schedule's seed")
-    parser.add_argument(
-        "--group", type=int, default=defaults.group, help="connections per fault proxy"
-    )
-    parser.add_argument(
-        "--rate", type=float, default=defaults.rate, help="messages/s per connection, at most"
-    )
-    parser.add_argument(
-        "--fault-interval",
-        type=float,
-        default=defaults.fault_interval,
-        help="mean seconds between faults on one proxy",
-    )
-    parser.add_argument(
-        "--churn",
-        type=float,
-        default=defaults.churn,
-        help="mean seconds between a client's close and reopen (0: never)",
-    )
-    parser.add_argument(
-        "--owner-churn",
-        type=float,
-        default=defaults.owner_churn,
-        help="mean seconds between an Inbox or AsyncInbox owner's deaths (closing it; 0: never)",
-    )
-    parser.add_argument(
-        "--actor-share",
-        type=float,
-        default=defaults.actor_share,
-        help="part of the connections owned by pykka actors",
-    )
     parser.add_argument(
         "--via",
         choices=["tinyproxy", "microsocks"],
         default=None,
         help="every connection through this real proxy (Debian's package), behind the faults",
     )
-    parser.add_argument(
-        "--async-share",
-        type=float,
-        default=defaults.async_share,
-        help="part of the connections owned by coroutines (AsyncInbox)",
-    )
     args = parser.parse_args()
     _raise_fd_limit()
+    numbers = {_field(flag): getattr(args, _field(flag)) for flag, _, _ in _NUMBERS}
     config = SoakConfig(
-        conns=args.conns,
-        seconds=args.seconds,
+        **numbers,
         server=args.server,
         seed=args.seed,
-        group=args.group,
-        rate=args.rate,
-        fault_interval=args.fault_interval,
-        churn=args.churn,
-        owner_churn=args.owner_churn,
-        actor_share=args.actor_share,
-        async_share=args.async_share,
         via=args.via,
         progress=lambda line: print(line, flush=True),
     )
