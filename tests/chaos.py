@@ -69,7 +69,6 @@ import queue
 import random
 import resource
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -88,6 +87,7 @@ import tether
 from tests.faults import FaultProxy
 from tests.interop.hypercorn_server import HypercornServer
 from tests.interop.servers import SERVERS, LoopServer
+from tests.proxies._daemons import Kind, ProxyDaemon
 from tether.actors._tls import default_context
 
 __all__ = ["FAULTS", "SOAK_SERVERS", "Report", "SoakConfig", "Violation", "run"]
@@ -146,7 +146,7 @@ class SoakConfig:
     group: int = 10  # connections per fault proxy
     actor_share: float = 0.25  # part of the connections owned by pykka actors
     async_share: float = 0.25  # part owned by coroutines through AsyncInboxes
-    via: str | None = None  # "tinyproxy" or "microsocks": every connection through it
+    via: str | None = None  # a tests/proxies Kind ("tinyproxy"...): every connection through it
     rate: float = 10.0  # messages (requests) per second per connection, at most
     window: int = 4  # messages in flight per Websocket (HTTP: 2 requests)
     fault_interval: float = 3.0  # mean seconds between two faults on one proxy
@@ -272,6 +272,7 @@ class _Soak:
         self.post = "POST /echo" if config.server != "websockets" else None
         self.client_options: dict[str, Any] = {}  # the server's (protocols, TLS)
         self.server_port = 0  # where the connections go through a real proxy (``via``)
+        self.via_scheme = ""  # that proxy's URL scheme (http, socks5)
         self._lock = threading.Lock()
         self.violations: collections.Counter[str] = collections.Counter()
         self.details: list[Violation] = []
@@ -362,7 +363,7 @@ class _Client:
         if via is None:  # straight to its fault proxy, which forwards to the server
             self.conn = tether.open(HOST, self.port, owner=owner.ref, **self.options())
         else:  # to the server, through the real proxy behind its fault proxy
-            proxy = f"{_VIA[via][0]}://{HOST}:{self.port}"
+            proxy = f"{self.soak.via_scheme}://{HOST}:{self.port}"
             options = {**self.options(), "proxy": proxy}
             self.conn = tether.open(HOST, self.soak.server_port, owner=owner.ref, **options)
         owner.by_conn[self.conn] = self
@@ -1356,60 +1357,6 @@ def _watching(soak: _Soak, server_log: _Capture) -> Iterator[_Capture]:
             logger.propagate = was
 
 
-def _tinyproxy(exe: str, port: int, tmp: Path) -> list[str]:
-    config = tmp / "tinyproxy.conf"
-    config.write_text(
-        f"Port {port}\nListen {HOST}\nTimeout 30\nMaxClients 1000\nLogLevel Critical\n"
-    )
-    return [exe, "-d", "-c", str(config)]
-
-
-def _microsocks(exe: str, port: int, tmp: Path) -> list[str]:
-    return [exe, "-i", HOST, "-p", str(port)]
-
-
-# The real proxies ``via`` can name: the scheme of tether's ``proxy=`` URL, the
-# Debian binary, its command line (a port, on 127.0.0.1; a directory for files).
-_VIA: dict[str, tuple[str, str, Callable[[str, int, Path], list[str]]]] = {
-    "tinyproxy": ("http", "/usr/bin/tinyproxy", _tinyproxy),
-    "microsocks": ("socks5", "/usr/bin/microsocks", _microsocks),
-}
-
-
-@contextlib.contextmanager
-def _real_proxy(via: str | None, server_port: int, tmp: Path) -> Iterator[int]:
-    """Where the fault proxies forward: the real proxy ``via`` names (started), or the server."""
-    if via is None:
-        yield server_port
-        return
-    _, exe, argv = _VIA[via]
-    if not os.path.exists(exe):
-        raise RuntimeError(f"{via} is not installed ({exe}: Debian's {via} package)")
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        argv(exe, port, tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        if not _wait(lambda: _accepting(port) or proc.poll() is not None, STOP_WAIT):
-            raise RuntimeError(f"{via} did not listen on {port} within {STOP_WAIT} s")
-        if proc.poll() is not None:
-            raise RuntimeError(f"{via} exited with {proc.returncode}")
-        yield port
-    finally:
-        proc.kill()
-        proc.wait(STOP_WAIT)
-
-
-def _accepting(port: int) -> bool:
-    try:
-        socket.create_connection((HOST, port), timeout=1.0).close()
-    except OSError:
-        return False
-    return True
-
-
 def _warm_up() -> None:
     """Start tether's process-wide threads (its default supervisor) before the baseline."""
     with socket.create_server((HOST, 0)) as listener:
@@ -1529,7 +1476,10 @@ def run(config: SoakConfig) -> Report:
         owners: list[_Owner] = []
         ticker: _Ticker | None = None
         try:
-            upstream = stack.enter_context(_real_proxy(config.via, server.port, Path(tmp)))
+            upstream = server.port  # where the fault proxies forward
+            if config.via is not None:  # the real proxy, tests/proxies' (a skip if missing)
+                real = stack.enter_context(ProxyDaemon(Kind(config.via)))
+                upstream, soak.via_scheme = real.port, real.kind.scheme
             proxies = [
                 FaultProxy(upstream).start() for _ in range(math.ceil(config.conns / config.group))
             ]

@@ -206,7 +206,7 @@ def _tinyproxy(work: Path, port: int, auth: bool) -> Launch:
         "Timeout 60",
         f'LogFile "{work / "proxy.log"}"',
         "LogLevel Info",
-        "MaxClients 100",
+        "MaxClients 1000",  # (the chaos soak tunnels hundreds of connections through it)
         "Allow 127.0.0.1",
         f"Bind {OUTGOING}",
         # No ConnectPort line: CONNECT is allowed to every port (the origins' are ephemeral).
