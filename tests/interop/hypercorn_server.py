@@ -201,6 +201,9 @@ class HypercornServer(LoopServer):
             if not done:
                 await _cancel_the_rest()
 
+    def _transports(self) -> Iterable[asyncio.BaseTransport]:
+        raise NotImplementedError("hypercorn keeps its connections to itself")
+
 
 async def _cancel_the_rest() -> None:
     """Cancel every task of this loop but the caller's, and wait (bounded) for them to end."""
@@ -209,9 +212,6 @@ async def _cancel_the_rest() -> None:
         task.cancel()
     if tasks:
         await asyncio.wait(tasks, timeout=_SERVE_STOP)
-
-    def _transports(self) -> Iterable[asyncio.BaseTransport]:
-        raise NotImplementedError("hypercorn keeps its connections to itself")
 
 
 async def _read_body(receive: Receive) -> bytes:
