@@ -31,6 +31,7 @@ import pytest
 import trustme
 
 import tether
+from tests._ports import free_port
 from tests.interop.aiohttp_server import AiohttpServer
 from tether._locks import check_lock_order, violations
 from tether.server import Server
@@ -57,14 +58,6 @@ def _wait_for_threads(baseline: set[threading.Thread], deadline: float) -> list[
             # returned yet, and join() refuses it: wait until it runs (no
             # public way to wait for that), then join it on the next turn.
             extra[0]._started.wait(min(remaining, 0.5))  # type: ignore[attr-defined]
-
-
-def _free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -209,7 +202,7 @@ def fake(thread_baseline: int) -> Iterator[FakeTime]:
 @pytest.fixture
 def refused_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    return _free_port()
+    return free_port()
 
 
 # -- TLS: certificates from a throwaway CA (trustme), the embedded server over TLS ------------

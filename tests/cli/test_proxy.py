@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._ports import free_port
 from tests.cli.conftest import CLI_TIMEOUT, one_line_error, run_cli
 from tether.server import Server
 
@@ -40,12 +41,6 @@ class RunningProxy:
     def url(self, user: str | None = USER, password: str = PASSWORD, scheme: str = "") -> str:
         auth = "" if user is None else f"{user}:{password}@"
         return f"{scheme or self.scheme}://{auth}127.0.0.1:{self.port}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _binary(path: str) -> str:
@@ -93,7 +88,7 @@ def start_daemon() -> Iterator[StartDaemon]:
 def tinyproxy(start_daemon: StartDaemon, tmp_path: Path) -> RunningProxy:
     """tinyproxy on a free port, answering CONNECT only with ``USER``/``PASSWORD`` (else 407)."""
     binary = _binary("/usr/bin/tinyproxy")
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "tinyproxy.conf"
     config.write_text(
         f"Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\n"
@@ -107,7 +102,7 @@ def tinyproxy(start_daemon: StartDaemon, tmp_path: Path) -> RunningProxy:
 def microsocks(start_daemon: StartDaemon) -> RunningProxy:
     """microsocks on a free port, with user name/password authentication (RFC 1929)."""
     binary = _binary("/usr/bin/microsocks")
-    port = _free_port()
+    port = free_port()
     argv = [binary, "-i", "127.0.0.1", "-p", str(port), "-u", USER, "-P", PASSWORD]
     start_daemon(argv, port)
     return RunningProxy("socks5", port)
@@ -174,7 +169,7 @@ def test_wrong_proxy_credentials_exit_97_naming_the_proxy_not_the_password(
 
 
 def test_a_proxy_that_is_down_exits_7_naming_it(embedded: Server) -> None:
-    dead = _free_port()
+    dead = free_port()
     result = run_cli("get", "-x", f"http://127.0.0.1:{dead}", f"http://localhost:{embedded.port}/")
     assert result.returncode == 7
     assert one_line_error(result) == (
@@ -204,7 +199,7 @@ def test_proxy_env_reads_the_environment_and_no_proxy(
 
 
 def test_the_environment_is_never_read_without_proxy_env(embedded: Server) -> None:
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     result = run_with_env(
         {"HTTP_PROXY": dead, "http_proxy": dead, "ALL_PROXY": dead},
         "get",

@@ -23,6 +23,7 @@ import pytest
 import trustme
 
 import tether
+from tests._ports import free_port
 from tests.conftest import ConnectionTracker, ServerContext
 from tests.interop.aiohttp_server import AiohttpServer
 from tests.tls.conftest import client_context
@@ -40,13 +41,6 @@ class RealProxy:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _tinyproxy(directory: Path, port: int, auth: bool) -> list[str]:
@@ -131,7 +125,7 @@ def real_proxy(request: pytest.FixtureRequest) -> Iterator[Callable[..., RealPro
     os.chmod(tmp_path, 0o777)
 
     def start(auth: bool = False) -> RealProxy:
-        port = _free_port()
+        port = free_port()
         argv = PROXIES[name](tmp_path, port, auth)
         argv[0] = binary
         log = tmp_path / f"{name}.out"

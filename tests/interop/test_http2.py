@@ -20,6 +20,7 @@ import pytest
 import trustme
 
 import tether
+from tests._ports import free_port
 from tests.conftest import ConnectionTracker
 from tests.faults import FaultProxy
 from tests.interop.h2_script_server import ScriptServer
@@ -366,12 +367,6 @@ NGHTTPD = shutil.which("nghttpd") or (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
@@ -397,7 +392,7 @@ def nghttpd(
     docs.mkdir()
     (docs / "index.html").write_bytes(b"nghttpd index")
     (docs / "big.bin").write_bytes(bytes(range(256)) * 4096)  # 1 MiB: windows must move
-    port = _free_port()
+    port = free_port()
     args = [NGHTTPD, "-a", "127.0.0.1", "-d", str(docs), str(port)]
     options: dict[str, Any]
     if request.param == "tls":

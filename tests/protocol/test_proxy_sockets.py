@@ -19,18 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from tests._ports import free_port
 from tether import Proxy, ProxyError, ProxyScheme
 from tether.protocol import handshake_for
 
 TIMEOUT = 10.0
 GREETING = b"origin says hi\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:

@@ -34,6 +34,8 @@ from urllib.parse import quote
 
 import pytest
 
+from tests._ports import free_port
+
 #: How long a proxy may take to listen (squid takes ~0.3 s here; CI is slower).
 READY_TIMEOUT = 20.0
 #: Between two connect attempts while waiting for a proxy to listen: an external
@@ -91,14 +93,6 @@ def _ncsa_auth() -> str:
         if found:
             return found[0]
     pytest.skip("squid's basic_ncsa_auth helper is not installed")
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- squid's password file: MD5-crypt ("$apr1$"), which basic_ncsa_auth checks -------------

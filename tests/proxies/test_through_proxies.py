@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import pytest
 
 import tether
+from tests._ports import free_port
 from tests.conftest import ConnectionTracker, ServerContext, events_until_gave_up, inbox_of
-from tests.proxies._daemons import OUTGOING, USER, Kind, ProxyDaemon, free_port
+from tests.proxies._daemons import OUTGOING, USER, Kind, ProxyDaemon
 from tests.proxies.conftest import Origin, OwnProxy, SharedProxies
 from tether.testing._clock import FakeTime
 
