@@ -8,13 +8,10 @@ The origin behind it is the aiohttp server.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +20,7 @@ import pytest
 import trustme
 
 import tether
-from tests._ports import free_port
+from tests._ports import free_port, wait_listening
 from tests.conftest import ConnectionTracker, ServerContext
 from tests.interop.aiohttp_server import AiohttpServer
 from tests.tls.conftest import client_context
@@ -99,18 +96,6 @@ PROXIES: dict[str, Callable[[Path, int, bool], list[str]]] = {
 }
 
 
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    """Until the proxy accepts connections (it failed if it exits first)."""
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the proxy exited ({proc.returncode}): {log.read_text()[-2000:]}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)  # polling the port: the proxy tells nothing when ready
-    raise RuntimeError(f"the proxy did not listen within {WAIT} s: {log.read_text()[-2000:]}")
-
-
 @pytest.fixture(params=list(PROXIES))
 def real_proxy(request: pytest.FixtureRequest) -> Iterator[Callable[..., RealProxy]]:
     """``real_proxy(auth=False)``: start the parametrized proxy; stopped at teardown."""
@@ -132,7 +117,7 @@ def real_proxy(request: pytest.FixtureRequest) -> Iterator[Callable[..., RealPro
         with log.open("wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         started.append(RealProxy(name, port, proc, log))
-        _wait_listening(proc, port, log)
+        wait_listening(port, proc, log=log.read_text)
         return started[-1]
 
     yield start

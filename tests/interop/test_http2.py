@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import select
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ import pytest
 import trustme
 
 import tether
-from tests._ports import free_port
+from tests._ports import free_port, wait_listening
 from tests.conftest import ConnectionTracker
 from tests.faults import FaultProxy
 from tests.interop.h2_script_server import ScriptServer
@@ -367,20 +366,6 @@ NGHTTPD = shutil.which("nghttpd") or (
 )
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"nghttpd exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        except OSError:
-            time.sleep(0.02)  # polling a port for a child process: no event to wait on
-        else:
-            return
-    raise RuntimeError("nghttpd did not listen in time")
-
-
 @pytest.fixture(params=["tls", "h2c"])
 def nghttpd(
     request: pytest.FixtureRequest, ca: trustme.CA, tmp_path: Path
@@ -407,7 +392,7 @@ def nghttpd(
         options = {"protocols": ("http2",)}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_listening(port, proc)
+        wait_listening(port, proc)
         yield port, options
     finally:
         proc.terminate()

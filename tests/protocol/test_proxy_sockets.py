@@ -13,32 +13,17 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests._ports import free_port
+from tests._ports import free_port, wait_listening
 from tether import Proxy, ProxyError, ProxyScheme
 from tether.protocol import handshake_for
 
 TIMEOUT = 10.0
 GREETING = b"origin says hi\n"
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    """Until ``port`` accepts a connection (the proxy is up), bounded."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        assert proc.poll() is None, f"the proxy exited with {proc.returncode}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
-        except ConnectionRefusedError:
-            assert time.monotonic() < deadline, "the proxy did not start listening"
-            time.sleep(0.02)  # polling for the listen, the only event there is
-        else:
-            return
 
 
 def run(args: list[str], config: tuple[Path, str] | None = None) -> Iterator[int]:

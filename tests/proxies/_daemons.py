@@ -22,10 +22,8 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +32,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests._ports import free_port
+from tests._ports import NotListening, free_port, wait_listening
 
-#: How long a proxy may take to listen (squid takes ~0.3 s here; CI is slower).
-READY_TIMEOUT = 20.0
-#: Between two connect attempts while waiting for a proxy to listen: an external
-#: process gives no other sign that it is ready.
-_READY_POLL = 0.02
 #: Fresh ports tried when a proxy dies at start (another test took its port).
 _PORT_ATTEMPTS = 3
 
@@ -342,16 +335,15 @@ class ProxyDaemon:
                 start_new_session=True,  # its own process group: kill() reaches its helpers
             )
         self._process = process
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self._process = None
-                return False
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                return True
-            time.sleep(_READY_POLL)
-        self.kill()
-        pytest.fail(f"{self.kind} did not listen on {port} in {READY_TIMEOUT} s:\n{self.logs()}")
+        try:
+            wait_listening(port, process, name=str(self.kind), log=self.logs)
+        except NotListening as failure:
+            if failure.returncode is None:  # running, yet not listening: no use trying again
+                self.kill()
+                raise
+            self._process = None  # exited: start() tries a fresh port
+            return False
+        return True
 
     def kill(self) -> None:
         """SIGKILL the proxy and everything it forked; return once it is gone."""
