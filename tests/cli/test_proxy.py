@@ -1,8 +1,9 @@
 """``--proxy`` for ``tether get`` and ``tether ws``, through real proxies started per test.
 
 tinyproxy (HTTP CONNECT, with ``BasicAuth``) and microsocks (SOCKS5, with
-a user name and password) run on free 127.0.0.1 ports with configurations
-of their own; the tests skip, naming the binary, where one is missing.
+a user name and password) are tests/proxies' ``ProxyDaemon``: on free
+127.0.0.1 ports with configurations of their own, killed after each test;
+the tests skip, naming the program, where one is missing.
 Both proxies demand credentials, so a command that ignored ``--proxy``
 (or the environment's proxy) and connected directly would not see the
 refusals these tests expect. The big interop suite is ``tests/proxies/``.
@@ -11,101 +12,33 @@ refusals these tests expect. The big interop suite is ``tests/proxies/``.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 
 from tests._ports import free_port
 from tests.cli.conftest import CLI_TIMEOUT, one_line_error, run_cli
+from tests.proxies._daemons import USER, Kind, ProxyDaemon
 from tether.server import Server
 
 pytestmark = pytest.mark.usefixtures("thread_baseline")
 
-USER, PASSWORD = "tester", "s3cret-pw"
-_START_TIMEOUT = 10.0
-StartDaemon = Callable[[list[str], int], None]
 
-
-@dataclass(frozen=True)
-class RunningProxy:
-    scheme: str
-    port: int
-
-    def url(self, user: str | None = USER, password: str = PASSWORD, scheme: str = "") -> str:
-        auth = "" if user is None else f"{user}:{password}@"
-        return f"{scheme or self.scheme}://{auth}127.0.0.1:{self.port}"
-
-
-def _binary(path: str) -> str:
-    if not os.access(path, os.X_OK):
-        found = shutil.which(os.path.basename(path))
-        if found is None:
-            pytest.skip(f"{path} is not installed (Debian package {os.path.basename(path)})")
-        return found
-    return path
-
-
-def _wait_accepting(proc: subprocess.Popen[bytes], port: int, name: str) -> None:
-    """Until the proxy accepts a TCP connection; its early exit or the deadline fails the test."""
-    deadline = time.monotonic() + _START_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"{name} exited with status {proc.returncode} before accepting")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail(f"{name} did not accept on port {port} within {_START_TIMEOUT} s")
-            time.sleep(0.02)  # polling for the listening socket: nothing to be told of
-        else:
-            return
+@pytest.fixture
+def tinyproxy() -> Iterator[ProxyDaemon]:
+    """tinyproxy, answering CONNECT only with ``USER`` and its password (else a refusal)."""
+    with ProxyDaemon(Kind.TINYPROXY, auth=True) as daemon:
+        yield daemon
 
 
 @pytest.fixture
-def start_daemon() -> Iterator[StartDaemon]:
-    """Start a proxy daemon (argv, port); each is killed at teardown."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(argv: list[str], port: int) -> None:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        started.append(proc)
-        _wait_accepting(proc, port, os.path.basename(argv[0]))
-
-    yield start
-    for proc in started:
-        proc.kill()
-        proc.wait(timeout=CLI_TIMEOUT)
-
-
-@pytest.fixture
-def tinyproxy(start_daemon: StartDaemon, tmp_path: Path) -> RunningProxy:
-    """tinyproxy on a free port, answering CONNECT only with ``USER``/``PASSWORD`` (else 407)."""
-    binary = _binary("/usr/bin/tinyproxy")
-    port = free_port()
-    config = tmp_path / "tinyproxy.conf"
-    config.write_text(
-        f"Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\n"
-        f"BasicAuth {USER} {PASSWORD}\nLogLevel Critical\n"
-    )
-    start_daemon([binary, "-d", "-c", str(config)], port)
-    return RunningProxy("http", port)
-
-
-@pytest.fixture
-def microsocks(start_daemon: StartDaemon) -> RunningProxy:
-    """microsocks on a free port, with user name/password authentication (RFC 1929)."""
-    binary = _binary("/usr/bin/microsocks")
-    port = free_port()
-    argv = [binary, "-i", "127.0.0.1", "-p", str(port), "-u", USER, "-P", PASSWORD]
-    start_daemon(argv, port)
-    return RunningProxy("socks5", port)
+def microsocks() -> Iterator[ProxyDaemon]:
+    """microsocks, with user name/password authentication (RFC 1929): ``USER`` and its password."""
+    with ProxyDaemon(Kind.MICROSOCKS, auth=True) as daemon:
+        yield daemon
 
 
 def run_with_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -124,7 +57,7 @@ def run_with_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess
 
 @pytest.mark.parametrize("scheme", ["http", "socks5", "socks5h"])
 def test_get_through_each_kind_of_proxy_prints_the_body(
-    embedded: Server, tinyproxy: RunningProxy, microsocks: RunningProxy, scheme: str
+    embedded: Server, tinyproxy: ProxyDaemon, microsocks: ProxyDaemon, scheme: str
 ) -> None:
     proxy = tinyproxy if scheme == "http" else microsocks
     url = f"http://localhost:{embedded.port}/"
@@ -134,7 +67,7 @@ def test_get_through_each_kind_of_proxy_prints_the_body(
 
 
 def test_ws_through_a_socks5h_proxy_says_via_which_without_the_password(
-    embedded: Server, microsocks: RunningProxy
+    embedded: Server, microsocks: ProxyDaemon
 ) -> None:
     url = f"ws://localhost:{embedded.port}/websocket"
     result = run_cli("ws", "-x", microsocks.url(scheme="socks5h"), url, stdin="hello\nproxy\n")
@@ -142,7 +75,8 @@ def test_ws_through_a_socks5h_proxy_says_via_which_without_the_password(
     assert result.stdout == "hello\nproxy\n"
     up = result.stderr.splitlines()[0]
     assert up.endswith(f" via proxy socks5h://{USER}@127.0.0.1:{microsocks.port}")
-    assert PASSWORD not in result.stderr
+    assert microsocks.password not in result.stderr
+    assert quote(microsocks.password, safe="") not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -152,8 +86,8 @@ def test_ws_through_a_socks5h_proxy_says_via_which_without_the_password(
 )
 def test_wrong_proxy_credentials_exit_97_naming_the_proxy_not_the_password(
     embedded: Server,
-    tinyproxy: RunningProxy,
-    microsocks: RunningProxy,
+    tinyproxy: ProxyDaemon,
+    microsocks: ProxyDaemon,
     kind: str,
     refusal: str,
 ) -> None:
@@ -179,7 +113,7 @@ def test_a_proxy_that_is_down_exits_7_naming_it(embedded: Server) -> None:
 
 
 def test_proxy_env_reads_the_environment_and_no_proxy(
-    embedded: Server, tinyproxy: RunningProxy
+    embedded: Server, tinyproxy: ProxyDaemon
 ) -> None:
     url = f"http://localhost:{embedded.port}/"
     through = run_with_env({"HTTP_PROXY": tinyproxy.url()}, "get", "--proxy", "env", url)
