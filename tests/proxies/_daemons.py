@@ -68,6 +68,8 @@ _BINARIES = {
     Kind.DANTE: "danted",
     Kind.MICROSOCKS: "microsocks",
 }
+#: The Debian package of each (as .ci/run installs them), for the skip's message.
+_PACKAGES = {Kind.DANTE: "dante-server"}  # the others are named as their programs
 
 
 def binary(kind: Kind) -> str:
@@ -75,7 +77,11 @@ def binary(kind: Kind) -> str:
     name = _BINARIES[kind]
     found = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
     if found is None:
-        pytest.skip(f"{name} is not installed (.ci/run installs it with apt-get as root)")
+        package = _PACKAGES.get(kind, name)
+        pytest.skip(
+            f"{name} is not installed (Debian package {package};"
+            " .ci/run installs it with apt-get as root)"
+        )
     return found
 
 
