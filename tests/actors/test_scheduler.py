@@ -66,3 +66,20 @@ def test_the_thread_ends_once_every_timer_is_cancelled(order: str) -> None:
     thread.join(WAIT)
     assert not thread.is_alive()
     assert scheduler.pending() == 0
+
+
+def test_the_next_timer_runs_on_time_after_the_earliest_is_cancelled() -> None:
+    # The thread is not woken for that cancel (others are left): it wakes at
+    # the cancelled deadline, drops it and waits for the next one.
+    scheduler = Scheduler()
+    cancelled_ran, next_ran = threading.Event(), threading.Event()
+    earliest = scheduler.call_later(0.05, cancelled_ran.set)
+    scheduler.call_later(0.1, next_ran.set)
+    far = scheduler.call_later(1000.0, lambda: None)
+    try:
+        earliest.cancel()
+        assert next_ran.wait(WAIT)
+        assert not cancelled_ran.is_set()
+        assert scheduler.pending() == 1
+    finally:
+        far.cancel()

@@ -108,15 +108,18 @@ class Scheduler:
     def _on_cancel(self, handle: TimerHandle) -> None:
         with self._cond:
             self._cancelled += 1
-            # The thread waits for the earliest deadline only: wake it if that
-            # one was cancelled (to wait for the next, or to end if none is
-            # left), or to drop the cancelled entries once they are half of
-            # the heap; not for every cancel (each woke it, and a closing
-            # connection cancels one or more).
+            # The thread waits for the earliest deadline only. It is woken when
+            # no live timer is left (to end: an idle process keeps no thread),
+            # or to drop the cancelled entries once they are half of the heap;
+            # not for every cancel, nor when the earliest one is cancelled and
+            # others are left: it wakes at that deadline, finds it cancelled and
+            # waits for the next (each cancel of the earliest woke it, once or
+            # twice per connection in a fan-out: a cancelled connect deadline,
+            # then closing timeout, and the GIL handed to this thread each time).
             heap = self._heap
             if (
                 self._virtual
-                or (heap and heap[0][2] is handle)
+                or self._cancelled >= len(heap)
                 or (self._cancelled > _PRUNE_AFTER and self._cancelled * 2 > len(heap))
             ):
                 self._cond.notify_all()
