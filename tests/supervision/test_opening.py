@@ -200,6 +200,11 @@ def test_a_start_that_fails_ends_the_handle_with_an_error(
         raise RuntimeError("can't start new thread")
 
     monkeypatch.setattr(ConnectionActor, "start", cannot_start)
+    # On the supervisor's thread, as when it is busy as open() tells it (an
+    # idle one lets the opening thread start the connection: the next test).
+    monkeypatch.setattr(
+        tether.Supervisor, "_start_connection_later", tether.Supervisor.start_child_later
+    )
     sup = start_sup()
     conn = open_conn(aiohttp_server.host, aiohttp_server.port, supervisor=sup)
     stream = conn.get("/")
@@ -215,6 +220,35 @@ def test_a_start_that_fails_ends_the_handle_with_an_error(
     assert inbox_of(conn).flush() == []
     assert not conn.is_alive()
     assert conn.info().state == "stopped"
+    with pytest.raises(tether.ConnectionStoppedError):
+        conn.get("/")
+    assert sup.is_alive()
+    assert sup.which_children() == []
+
+
+def test_a_start_that_fails_on_the_opening_thread_ends_the_handle_with_an_error(
+    aiohttp_server: AiohttpServer,
+    open_conn: ConnectionTracker,
+    start_sup: StartSup,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opening = threading.current_thread()
+    started_on: list[threading.Thread] = []
+
+    def cannot_start(conn: tether.Connection) -> Any:
+        started_on.append(threading.current_thread())
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(ConnectionActor, "start", cannot_start)
+    sup = start_sup()
+    conn = open_conn(aiohttp_server.host, aiohttp_server.port, supervisor=sup)
+    # The supervisor was idle: open() started the connection itself.
+    assert started_on == [opening]
+    with pytest.raises(tether.ConnectionDownError) as down:
+        conn.await_up(timeout=WAIT)
+    assert isinstance(down.value.reason, tether.Crashed)
+    assert str(down.value.reason.exception) == "can't start new thread"
+    assert not conn.is_alive()
     with pytest.raises(tether.ConnectionStoppedError):
         conn.get("/")
     assert sup.is_alive()

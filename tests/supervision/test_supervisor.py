@@ -16,6 +16,7 @@ from typing import Any
 
 import pykka
 import pytest
+from pykka.messages import _ActorStop
 
 import tether
 from tests.supervision.conftest import (
@@ -706,7 +707,8 @@ def test_later_starts_still_queued_when_the_supervisor_stops_end_with_it(
     sup.start_child_later(tether.ChildSpec(id="a", start=held))
     stopper = threading.Thread(target=sup.stop, kwargs={"timeout": WAIT})
     stopper.start()
-    eventually(lambda: sup.actor_ref.actor_inbox.qsize() == 1)  # the stop is queued
+    mailbox = sup.actor_ref.actor_inbox
+    assert mailbox.wait_queued(lambda m: isinstance(m, _ActorStop), WAIT)  # the stop is queued
     exits = {name: Exits() for name in "bc"}
     for name, on_exit in exits.items():
         sup.start_child_later(

@@ -35,7 +35,8 @@ the loop, queued asks of a stopped actor fail with ``ActorDeadError``, a
 Where things run:
 
 - ``on_start`` runs in ``start()``'s caller (for a supervised child, the
-  supervisor's thread, whose synchronous start thus finds it done), once,
+  thread holding the supervisor's turn: its own, or the one calling
+  ``tether.open``; the synchronous start thus finds it done), once,
   before any message: what is told meanwhile is queued. If it raises, the
   actor is stopped as pykka would and the teardown runs right there.
   Then that thread handles what was told meanwhile, as a teller would.

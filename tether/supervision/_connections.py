@@ -152,9 +152,10 @@ def _start_under(conn: Connection, where: str, supervisor: Supervisor | None) ->
 
     parent = supervisor or default_supervisor()
     budget = CONNECTION_BUDGET if supervisor is None else (None, 5.0)
-    # Told, not asked: open() returns before the actor exists; a start
-    # that fails ends the handle through on_exit (an Error to the owner).
-    parent.start_child_later(
+    # Told, not asked: open() returns at once; a start that fails ends the
+    # handle through on_exit (an Error to the owner). While the supervisor
+    # is idle this thread starts the actor itself, else the supervisor does.
+    parent._start_connection_later(
         ChildSpec(
             id=f"connection-{next(_ids)}-{where}",
             start=start_generation,

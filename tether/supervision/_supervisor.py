@@ -37,6 +37,8 @@ from pykka.messages import ProxyGetAttr
 
 from tether._errors import SupervisorGaveUp, SupervisorStopped
 from tether.actors import ChildExited, Supervised, starting_child
+from tether.actors._lazy import LazyThreadingActor
+from tether.actors._mailbox import Reraise
 from tether.actors._supervised import StartSignal
 from tether.supervision._spec import (
     STRATEGIES,
@@ -64,9 +66,14 @@ class _StartChild:
 
 @dataclass(frozen=True, slots=True)
 class _StartChildLater:
-    """Told, not asked: start a child without the caller waiting (see ``start_child_later``)."""
+    """Told, not asked: start a child without the caller waiting (see ``start_child_later``).
+
+    ``inline``: the child's start never blocks (a connection's), so the
+    telling thread may run it while the supervisor is idle (``_run_inline``).
+    """
 
     spec: ChildSpec
+    inline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +104,17 @@ def _prune(history: list[float], now: float, period: float) -> None:
     del history[:old]
 
 
-class SupervisorActor(Supervised):
-    """The supervisor itself; users hold a ``Supervisor`` handle instead."""
+class SupervisorActor(Supervised, LazyThreadingActor):
+    """The supervisor itself; users hold a ``Supervisor`` handle instead.
+
+    Its thread starts with the first message that has to wait for it
+    (``LazyThreadingActor``): a connection's start, told by ``tether.open``
+    while the supervisor is idle, runs on the opening thread instead
+    (``_run_inline``), and wakes no thread. Everything else (asks, a user's
+    ``start_child_later``, exits and restarts) runs on the supervisor's own
+    thread, as before: a user's child may block in its ``start`` or
+    ``on_start``, and a restart may start one.
+    """
 
     def __init__(
         self, strategy: Strategy, max_restarts: int, period: float, clock: Callable[[], float]
@@ -111,12 +127,30 @@ class SupervisorActor(Supervised):
         self._children: dict[str, _Child] = {}
         self._history: list[float] = []
         self._stopping = False
+        self._mailbox.bind(self._run_inline, self.actor_stopped)
+
+    def _run_inline(self, message: object) -> bool:
+        """Start a connection on the telling thread (it holds the turn); False for the rest.
+
+        Why: under a fan-out, each ``tether.open`` woke this thread, which
+        then took the GIL from the opening thread and the I/O thread. The
+        work is the same; the hand-offs go: a 500-connection fan-out makes
+        half (shared Inbox) to a fifth (asyncio loop) of the context
+        switches, and the asyncio loop's takes ~5 % less time
+        (``bench/NOTES.md``, "Fan-out: thread hand-offs").
+        """
+        if type(message) is _StartChildLater and message.inline:
+            self._start_child_later(message.spec)
+            return True
+        return False
 
     # -- pykka hooks ---------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
         """Child reports (told) and handle requests (asked)."""
         match message:
+            case Reraise(error=error):
+                raise error  # a start run inline raised past _start_child_later
             case ChildExited(child_id=child_id, urn=urn, reason=reason):
                 self._on_child_exit(child_id, urn, reason)
             case _StartChild(spec=spec):
@@ -472,6 +506,18 @@ class Supervisor:
             TypeError: ``spec`` is not a ``ChildSpec``.
             SupervisorStopped: the supervisor had stopped already.
         """
+        self._start_later(spec, inline=False)
+
+    def _start_connection_later(self, spec: ChildSpec) -> None:
+        """``start_child_later`` for a child whose start never blocks (``tether.open``'s).
+
+        A ``ConnectionActor``'s ``on_start`` runs inside its ``start`` and
+        only begins a non-blocking connect, so the calling thread may start
+        it itself while the supervisor is idle (see ``SupervisorActor._run_inline``).
+        """
+        self._start_later(spec, inline=True)
+
+    def _start_later(self, spec: ChildSpec, *, inline: bool) -> None:
         if not isinstance(spec, ChildSpec):
             raise TypeError(f"start_child needs a tether.ChildSpec, not {type(spec).__name__}")
         on_exit = None
@@ -481,7 +527,7 @@ class Supervisor:
             on_exit = _once(spec.on_exit)
             spec = dataclasses.replace(spec, on_exit=on_exit)
         try:
-            self.actor_ref.tell(_StartChildLater(spec))
+            self.actor_ref.tell(_StartChildLater(spec, inline))
         except pykka.ActorDeadError:
             raise SupervisorStopped("the supervisor has stopped") from None
         if not self.actor_ref.is_alive() and on_exit is not None:
