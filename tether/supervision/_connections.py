@@ -40,10 +40,12 @@ def open(
 ) -> Connection:
     """Open a connection to ``host:port`` (Gun's ``gun:open``). Thread-safe.
 
-    Returns at once with a [`Connection`][tether.Connection], without waiting for
-    the connection actor to start: the supervisor starts it in the
-    background, commands given meanwhile are kept for it in order, and
-    connecting succeeds with an ``Up`` event to the owner. The connection
+    Returns with a [`Connection`][tether.Connection] without waiting for the
+    network or a thread: while the supervisor is idle this thread builds
+    the connection actor and begins a non-blocking connect (about half a
+    millisecond), otherwise the supervisor does it in the background;
+    commands given meanwhile are kept for it in order, and connecting
+    succeeds with an ``Up`` event to the owner. The connection
     actor runs under ``supervisor`` (the process-wide default one if None),
     which restarts it, with the same handle, if it crashes. If the
     supervisor cannot start it (it stopped in the meantime, or the start
